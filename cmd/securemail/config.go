@@ -1,0 +1,288 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"net/url"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+
+	"github.com/securemail/securemail/milter"
+)
+
+// Config is the operator interface: one YAML file, every key overridable by
+// a SECUREMAIL_* environment variable (dots become underscores, e.g.
+// SECUREMAIL_POLICY_REQUIRE_TLS). contrib/securemail.example.yaml documents
+// every key.
+type Config struct {
+	DataDir string `mapstructure:"data_dir"`
+	Log     struct {
+		Level string `mapstructure:"level"`
+	} `mapstructure:"log"`
+	Milter struct {
+		Listen     string `mapstructure:"listen"`
+		SocketMode string `mapstructure:"socket_mode"`
+	} `mapstructure:"milter"`
+	Portal struct {
+		Listen string `mapstructure:"listen"`
+		URL    string `mapstructure:"url"`
+	} `mapstructure:"portal"`
+	Policy struct {
+		InternalDomains   []string `mapstructure:"internal_domains"`
+		TrustedNetworks   []string `mapstructure:"trusted_networks"`
+		TLSExemptNetworks []string `mapstructure:"tls_exempt_networks"`
+		RequireTLS        bool     `mapstructure:"require_tls"`
+		MaxMessageSize    ByteSize `mapstructure:"max_message_size"`
+		SubjectTag        string   `mapstructure:"subject_tag"`
+		TriggerHeader     string   `mapstructure:"trigger_header"`
+	} `mapstructure:"policy"`
+	Keystore struct {
+		MasterKeyFile string        `mapstructure:"master_key_file"`
+		KeyLifetime   time.Duration `mapstructure:"key_lifetime"`
+	} `mapstructure:"keystore"`
+	SMTP struct {
+		Relay string `mapstructure:"relay"`
+		From  string `mapstructure:"from"`
+	} `mapstructure:"smtp"`
+}
+
+// defaults is the embedded default: everything on loopback, data in a
+// folder next to where the command runs.
+var defaults = map[string]any{
+	"data_dir":                   "securemail-data",
+	"log.level":                  "info",
+	"milter.listen":              "inet:127.0.0.1:8894",
+	"milter.socket_mode":         "0660",
+	"portal.listen":              "127.0.0.1:8080",
+	"portal.url":                 "http://127.0.0.1:8080",
+	"policy.internal_domains":    []string{},
+	"policy.trusted_networks":    []string{"127.0.0.0/8", "::1/128"},
+	"policy.tls_exempt_networks": []string{"127.0.0.0/8", "::1/128"},
+	"policy.require_tls":         true,
+	"policy.max_message_size":    "20MiB",
+	"policy.subject_tag":         "[encrypt]",
+	"policy.trigger_header":      "X-Secure-Send",
+	"keystore.master_key_file":   "",
+	"keystore.key_lifetime":      "2160h",
+	"smtp.relay":                 "127.0.0.1:25",
+	"smtp.from":                  "",
+}
+
+// loadConfig reads path (none: the embedded default), applies the
+// environment and checks the result.
+func loadConfig(path string) (*Config, error) {
+	v := viper.New()
+	for k, val := range defaults {
+		v.SetDefault(k, val)
+	}
+	v.SetEnvPrefix("SECUREMAIL")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AllowEmptyEnv(true)
+	v.AutomaticEnv()
+	if path != "" {
+		v.SetConfigFile(path)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	var cfg Config
+	hook := viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
+		byteSizeHook,
+		mapstructure.StringToTimeDurationHookFunc(),
+		mapstructure.StringToSliceHookFunc(","),
+	))
+	if err := v.UnmarshalExact(&cfg, hook); err != nil {
+		return nil, fmt.Errorf("config %s: %s", orDefault(path), explainDecodeError(err))
+	}
+	if cfg.Keystore.MasterKeyFile == "" {
+		cfg.Keystore.MasterKeyFile = filepath.Join(cfg.DataDir, "master.key")
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
+	}
+	return &cfg, nil
+}
+
+func orDefault(path string) string {
+	if path == "" {
+		return "(embedded default)"
+	}
+	return path
+}
+
+// explainDecodeError turns mapstructure's "has invalid keys" into words.
+func explainDecodeError(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "has invalid keys: "); i >= 0 {
+		keys := msg[i+len("has invalid keys: "):]
+		if j := strings.IndexAny(keys, "\n"); j >= 0 {
+			keys = keys[:j]
+		}
+		return "unknown key(s): " + keys + " (see contrib/securemail.example.yaml for the keys there are)"
+	}
+	return msg
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir must not be empty"))
+	}
+	if _, err := parseLevel(c.Log.Level); err != nil {
+		errs = append(errs, err)
+	}
+	if _, _, err := parseListen(c.Milter.Listen); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := parseSocketMode(c.Milter.SocketMode); err != nil {
+		errs = append(errs, err)
+	}
+	if u, err := url.Parse(c.Portal.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("portal.url %q must be an http:// or https:// URL", c.Portal.URL))
+	}
+	for _, n := range [][2]any{{"policy.trusted_networks", c.Policy.TrustedNetworks}, {"policy.tls_exempt_networks", c.Policy.TLSExemptNetworks}} {
+		if _, err := parsePrefixes(n[0].(string), n[1].([]string)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Policy.MaxMessageSize <= 0 {
+		errs = append(errs, errors.New("policy.max_message_size must be positive"))
+	}
+	if c.Policy.SubjectTag == "" && c.Policy.TriggerHeader == "" {
+		errs = append(errs, errors.New("policy.subject_tag and policy.trigger_header are both empty: nothing could ever be encrypted"))
+	}
+	if c.Keystore.KeyLifetime <= 0 {
+		errs = append(errs, errors.New("keystore.key_lifetime must be positive, e.g. 2160h (90 days)"))
+	}
+	return errors.Join(errs...)
+}
+
+// policy converts the policy section for the milter; validate has run.
+func (c *Config) policy() milter.Policy {
+	trusted, _ := parsePrefixes("", c.Policy.TrustedNetworks)
+	exempt, _ := parsePrefixes("", c.Policy.TLSExemptNetworks)
+	return milter.Policy{
+		InternalDomains:   c.Policy.InternalDomains,
+		TrustedNetworks:   trusted,
+		TLSExemptNetworks: exempt,
+		RequireTLS:        c.Policy.RequireTLS,
+		MaxMessageSize:    int64(c.Policy.MaxMessageSize),
+		SubjectTag:        c.Policy.SubjectTag,
+		TriggerHeader:     c.Policy.TriggerHeader,
+	}
+}
+
+func parsePrefixes(key string, list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q is neither an address nor a CIDR network such as 192.0.2.0/24", key, s)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("log.level %q must be debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// parseListen reads a milter socket spec: inet:HOST:PORT, inet:PORT@HOST
+// (Sendmail's form), unix:/path or local:/path.
+func parseListen(spec string) (network, address string, err error) {
+	kind, rest, ok := strings.Cut(spec, ":")
+	switch {
+	case ok && (kind == "unix" || kind == "local") && strings.HasPrefix(rest, "/"):
+		return "unix", rest, nil
+	case ok && (kind == "inet" || kind == "inet6"):
+		if port, host, at := strings.Cut(rest, "@"); at {
+			rest = strings.TrimPrefix(strings.TrimSuffix(host, "]"), "[")
+			if strings.Contains(rest, ":") {
+				rest = "[" + rest + "]"
+			}
+			rest += ":" + port
+		}
+		if _, _, err := splitHostPort(rest); err == nil {
+			return "tcp", rest, nil
+		}
+	}
+	return "", "", fmt.Errorf("milter.listen %q must look like inet:127.0.0.1:8894 or unix:/run/securemail/milter.sock", spec)
+}
+
+func splitHostPort(hp string) (string, int, error) {
+	i := strings.LastIndexByte(hp, ':')
+	if i < 0 {
+		return "", 0, errors.New("no port")
+	}
+	port, err := strconv.Atoi(hp[i+1:])
+	if err != nil || port <= 0 || port > 65535 {
+		return "", 0, errors.New("bad port")
+	}
+	return hp[:i], port, nil
+}
+
+func parseSocketMode(s string) (uint32, error) {
+	m, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || m > 0o777 {
+		return 0, fmt.Errorf("milter.socket_mode %q must be an octal mode such as 0660", s)
+	}
+	return uint32(m), nil
+}
+
+// ByteSize is a size in bytes, written as a number or with a unit:
+// 20MiB, 512KiB, 20MB (decimal), 1048576.
+type ByteSize int64
+
+var byteUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
+	{"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000},
+	{"B", 1},
+}
+
+func parseByteSize(s string) (ByteSize, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range byteUnits {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is not a size such as 20MiB or 1048576", s)
+	}
+	return ByteSize(n * mult), nil
+}
+
+var byteSizeHook mapstructure.DecodeHookFuncType = func(from, to reflect.Type, data any) (any, error) {
+	if to != reflect.TypeOf(ByteSize(0)) || from.Kind() != reflect.String {
+		return data, nil
+	}
+	return parseByteSize(data.(string))
+}

@@ -1,0 +1,97 @@
+// Command securemail is the securemail binary: the milter and portal daemon
+// (serve) and the offline tools (seal, open). It loads the configuration,
+// builds the parts and wires them; the logic lives in the packages.
+package main
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/milter"
+)
+
+func main() {
+	if err := newRootCommand().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "securemail:", err)
+		os.Exit(1)
+	}
+}
+
+func newRootCommand() *cobra.Command {
+	var configPath string
+	root := &cobra.Command{
+		Use:           "securemail",
+		Short:         "Encryption gateway milter for Postfix and Sendmail",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&configPath, "config", "", "YAML configuration file (default: the embedded default, everything on loopback)")
+	load := func() (*Config, error) { return loadConfig(configPath) }
+	root.AddCommand(newServeCommand(load), newSealCommand(load), newOpenCommand(load))
+	return root
+}
+
+func newLogger(cfg *Config) *slog.Logger {
+	level, _ := parseLevel(cfg.Log.Level)
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// openMasterKey loads the master key, creating it first when create is set
+// and the file does not exist yet.
+func openMasterKey(cfg *Config, log *slog.Logger, create bool) (*keystore.MasterKey, error) {
+	path := cfg.Keystore.MasterKeyFile
+	mk, err := keystore.LoadMasterKey(path)
+	if err == nil || !create || !errors.Is(err, fs.ErrNotExist) {
+		return mk, err
+	}
+	mk, err = keystore.CreateMasterKey(path, rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	log.Warn("CREATED A NEW MASTER KEY: back it up now, and separately from the data directory; without it no sealed message can ever be opened",
+		"master_key_file", path, "master_key_id", mk.ID())
+	return mk, nil
+}
+
+func keystorePath(cfg *Config) string { return filepath.Join(cfg.DataDir, "keys.db") }
+func spoolPath(cfg *Config) string    { return filepath.Join(cfg.DataDir, "spool") }
+
+// prepareDataDir creates the data and spool folders and removes spool files
+// a previous run left behind (ciphertext of messages that were never
+// accepted).
+func prepareDataDir(cfg *Config) error {
+	if err := os.MkdirAll(spoolPath(cfg), 0o700); err != nil {
+		return err
+	}
+	stale, err := filepath.Glob(filepath.Join(spoolPath(cfg), "spool-*"))
+	if err != nil {
+		return err
+	}
+	for _, f := range stale {
+		if err := os.Remove(f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// newFilter builds the milter's filter from cfg.
+func newFilter(cfg *Config, store keystore.KeyStore, mk *keystore.MasterKey, log *slog.Logger) (*milter.Filter, error) {
+	return milter.NewFilter(milter.Config{
+		Policy:      cfg.policy(),
+		PortalURL:   cfg.Portal.URL,
+		KeyLifetime: cfg.Keystore.KeyLifetime,
+		SpoolDir:    spoolPath(cfg),
+		Store:       store,
+		MasterKey:   mk,
+		Logger:      log,
+	})
+}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/portal"
+)
+
+const (
+	drainTimeout  = 30 * time.Second
+	sweepInterval = time.Hour
+	// sweepGrace keeps expired records a while, so the portal can say
+	// "expired" rather than "unknown".
+	sweepGrace = 30 * 24 * time.Hour
+)
+
+func newServeCommand(load func() (*Config, error)) *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "Run the milter and the portal until SIGTERM",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := load()
+			if err != nil {
+				return err
+			}
+			return serve(cfg, newLogger(cfg))
+		},
+	}
+}
+
+func serve(cfg *Config, log *slog.Logger) error {
+	if err := prepareDataDir(cfg); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	mk, err := openMasterKey(cfg, log, true)
+	if err != nil {
+		return err
+	}
+	store, err := keystore.OpenBolt(keystorePath(cfg), keystore.BoltOptions{})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Error("closing the keystore failed", "err", err)
+		}
+	}()
+	filter, err := newFilter(cfg, store, mk, log)
+	if err != nil {
+		return err
+	}
+
+	milterLn, err := listenMilter(cfg)
+	if err != nil {
+		return err
+	}
+	httpLn, err := net.Listen("tcp", cfg.Portal.Listen)
+	if err != nil {
+		milterLn.Close()
+		return fmt.Errorf("portal.listen: %w", err)
+	}
+	httpSrv := &http.Server{
+		Handler:           portal.New(portal.Options{PortalURL: cfg.Portal.URL}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	milterSrv := filter.Server()
+	errc := make(chan error, 2)
+	go func() { errc <- filter.Serve(milterSrv, milterLn) }()
+	go func() {
+		if err := httpSrv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("portal: %w", err)
+		}
+	}()
+	log.Info("securemail started", "milter", cfg.Milter.Listen, "portal", cfg.Portal.Listen,
+		"portal_url", cfg.Portal.URL, "data_dir", cfg.DataDir, "master_key_id", mk.ID())
+
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	defer stopSweep()
+	go sweepKeys(sweepCtx, store, log)
+
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sig)
+	var runErr error
+wait:
+	for {
+		select {
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				log.Info("SIGHUP: this version reloads nothing; restart to apply configuration changes")
+				continue
+			}
+			log.Info("shutting down: draining messages in flight", "signal", s.String(), "timeout", drainTimeout)
+			break wait
+		case runErr = <-errc:
+			log.Error("listener failed, shutting down", "err", runErr)
+			break wait
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	if err := httpSrv.Shutdown(ctx); err != nil {
+		log.Warn("portal shutdown", "err", err)
+	}
+	if err := filter.Shutdown(ctx); err != nil {
+		log.Warn("milter shutdown", "err", err)
+	}
+	log.Info("securemail stopped")
+	return runErr
+}
+
+// listenMilter opens the milter socket. A unix socket left by a previous
+// run is replaced, and gets milter.socket_mode so the MTA can connect.
+func listenMilter(cfg *Config) (net.Listener, error) {
+	network, address, err := parseListen(cfg.Milter.Listen)
+	if err != nil {
+		return nil, err
+	}
+	if network == "unix" {
+		if st, err := os.Lstat(address); err == nil && st.Mode()&os.ModeSocket != 0 {
+			if err := os.Remove(address); err != nil {
+				return nil, fmt.Errorf("milter.listen: remove stale socket: %w", err)
+			}
+		}
+	}
+	ln, err := net.Listen(network, address)
+	if err != nil {
+		return nil, fmt.Errorf("milter.listen: %w", err)
+	}
+	if network == "unix" {
+		mode, _ := parseSocketMode(cfg.Milter.SocketMode)
+		if err := os.Chmod(address, os.FileMode(mode)); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("milter.socket_mode: %w", err)
+		}
+	}
+	return ln, nil
+}
+
+func sweepKeys(ctx context.Context, store keystore.KeyStore, log *slog.Logger) {
+	t := time.NewTicker(sweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			n, err := store.SweepKeys(ctx, now.Add(-sweepGrace))
+			if err != nil {
+				log.Error("sweeping expired keys failed", "err", err)
+			} else if n > 0 {
+				log.Info("swept expired keys", "deleted", n)
+			}
+		}
+	}
+}

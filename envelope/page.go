@@ -1,0 +1,344 @@
+package envelope
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"html/template"
+	"io"
+	"mime/quotedprintable"
+	"net/url"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// PageFileName is the name of the attachment that carries the envelope.
+const PageFileName = "SecureMessageATT.html"
+
+// armorLineBytes is how many envelope bytes make one 76-character base64 line.
+const armorLineBytes = 57
+
+// Notice is what the page and the notice part tell the recipient. Every
+// field is shown to the recipient; none of it is secret, and the subject is
+// left out on purpose.
+type Notice struct {
+	// From is the sender as the From header shows it (display name and
+	// address), Sender the envelope sender, used when From is empty.
+	From   string
+	Sender string
+	// Date is when the message was sealed.
+	Date time.Time
+	// PortalURL is the portal's public base URL, without a trailing slash.
+	PortalURL string
+	KeyID     KeyID
+	// Boundary is the multipart boundary of the replacement body; the
+	// notice's alternative part uses "alt-" + Boundary.
+	Boundary string
+}
+
+type pageData struct {
+	From       string
+	FromPieces []string // From cut for the page's short lines
+	Date       string
+	PortalURL  string
+	OpenURL    string
+	PortalHost string
+	Version    int
+	KeyID      string
+}
+
+func (n Notice) data() (pageData, error) {
+	u, err := url.Parse(n.PortalURL)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return pageData{}, fmt.Errorf("envelope: portal URL %q is not an http(s) URL", n.PortalURL)
+	}
+	from := n.From
+	if strings.TrimSpace(from) == "" {
+		from = n.Sender
+	}
+	from = shorten(from, 200)
+	return pageData{
+		From:       from,
+		FromPieces: pieces(from, 60),
+		Date:       n.Date.UTC().Format("Monday, 2 January 2006 at 15:04 UTC"),
+		PortalURL:  strings.TrimSuffix(n.PortalURL, "/"),
+		OpenURL:    strings.TrimSuffix(n.PortalURL, "/") + "/open",
+		PortalHost: u.Host,
+		Version:    Version,
+		KeyID:      n.KeyID.String(),
+	}, nil
+}
+
+// shorten keeps lines of the page bounded whatever a sender puts in From,
+// and makes it valid UTF-8 without control characters, as the notice's
+// charset=utf-8 text parts promise.
+func shorten(s string, max int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return utf8.RuneError
+		}
+		return r
+	}, s)
+	if utf8.RuneCountInString(s) <= max {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:max-1]) + "…"
+}
+
+// pieces cuts s into pieces whose escaped, 7-bit form in the page is at most
+// width characters, after a space where it can, so that no sender makes a
+// long line. The page joins them with <wbr> tags broken inside the tag, which
+// adds nothing to what the recipient sees.
+func pieces(s string, width int) []string {
+	var out []string
+	for s != "" {
+		w, cut, afterSpace := 0, len(s), 0
+		for i, r := range s {
+			w += escapedWidth(r)
+			if w > width && i > 0 {
+				cut = i
+				break
+			}
+			if r == ' ' {
+				afterSpace = i + 1
+			}
+		}
+		if cut < len(s) && afterSpace > 0 {
+			cut = afterSpace
+		}
+		out = append(out, s[:cut])
+		s = s[cut:]
+	}
+	return out
+}
+
+// escapedWidth bounds the length of r in the page: html/template escapes
+// NUL and "&'+<> to at most 8 characters, toASCII writes a character
+// reference for anything else outside ASCII (and for invalid UTF-8).
+func escapedWidth(r rune) int {
+	switch {
+	case r >= utf8.RuneSelf:
+		return len(fmt.Sprintf("&#%d;", r))
+	case r == 0 || strings.ContainsRune(`"&'+<>`, r):
+		return 8
+	}
+	return 1
+}
+
+// envelopeMark is where the base64 envelope goes: just before the
+// textarea's end tag. Template data is escaped, so no sender can forge it.
+const envelopeMark = "</textarea>"
+
+var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="us-ascii">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Secure message</title>
+<style>
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
+background:#f4f5f7;color:#1d2330;margin:0;padding:1rem;line-height:1.5}
+main{max-width:36rem;margin:2rem auto;background:#fff;border-radius:8px;
+padding:1.5rem;box-shadow:0 1px 4px rgba(0,0,0,.12)}
+h1{font-size:1.4rem;margin-top:0}
+button{font-size:1.1rem;padding:.8rem 1.4rem;border:0;border-radius:6px;
+background:#1a5fb4;color:#fff;cursor:pointer;width:100%}
+.meta{color:#4a5264}
+.check{font-size:.9rem;color:#4a5264;border-top:1px solid #dde;
+margin-top:1.5rem}
+code{word-break:break-all}
+</style>
+</head>
+<body>
+<main>
+<h1>You have received a secure message</h1>
+<p class="meta">From: <strong>{{range .FromPieces}}<wbr
+>{{.}}{{end}}</strong><br>
+Sent: {{.Date}}</p>
+<p>The message is encrypted. To read it, click the button below. Your
+browser opens the secure reading site of the sender's mail service, where you
+sign in or create an account with this email address.</p>
+<form method="post" enctype="multipart/form-data"
+action="{{.OpenURL}}">
+<input type="hidden" name="v" value="{{.Version}}">
+<input type="hidden" name="id" value="{{.KeyID}}">
+<textarea name="envelope" hidden readonly>
+</textarea>
+<button type="submit">Click to read message</button>
+</form>
+<div class="check">
+<p><strong>How to check that this is genuine.</strong> After you click, the
+address bar of your browser must start with
+<code>{{.PortalURL}}/</code>
+(the site <code>{{.PortalHost}}</code>).
+If it shows any other address, close the page and do not type your
+password.</p>
+<p>This file never asks for your password. Keep it: it is the only copy of the
+encrypted message, and it can be read only on that site, only by the people it
+was sent to, and only until the sender's service deletes its key.</p>
+</div>
+</main>
+</body>
+</html>
+`))
+
+var noticeHTMLTemplate = template.Must(template.New("notice").Parse(`<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"></head>
+<body style="font-family:sans-serif;line-height:1.5">
+<p><strong>{{.From}}</strong> sent you a secure message.</p>
+<p>To read it, open the attachment <strong>SecureMessageATT.html</strong> and
+click <strong>Click to read message</strong>. You will sign in, or create an
+account with this email address, at <strong>{{.PortalURL}}</strong>.</p>
+<p>On a phone or tablet: if the attachment does not open, open this email on
+a computer, or save the attachment to your files and open it in your
+browser.</p>
+<p>To check that the message is genuine, make sure the reading site's address
+starts with {{.PortalURL}}/ before you type your password.</p>
+</body></html>
+`))
+
+const noticeText = `%s sent you a secure message.
+
+To read it, open the attachment SecureMessageATT.html and click
+"Click to read message". You will sign in, or create an account with
+this email address, at %s
+
+On a phone or tablet: if the attachment does not open, open this email
+on a computer, or save the attachment to your files and open it in
+your browser.
+
+To check that the message is genuine, make sure the reading site's
+address starts with %s/ before you type your password.
+`
+
+// WritePage writes SecureMessageATT.html with the envelope read from env.
+func WritePage(w io.Writer, n Notice, env io.Reader) error {
+	d, err := n.data()
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	if err := pageTemplate.Execute(&buf, d); err != nil {
+		return fmt.Errorf("envelope: render page: %w", err)
+	}
+	page := toASCII(buf.String())
+	cut := strings.Index(page, envelopeMark)
+	if cut < 0 {
+		return fmt.Errorf("envelope: page template lost its envelope mark")
+	}
+	head, tail := page[:cut], page[cut:]
+	if _, err := io.WriteString(w, crlf(head)); err != nil {
+		return err
+	}
+	if err := WriteArmor(w, env); err != nil {
+		return err
+	}
+	_, err = io.WriteString(w, crlf(tail))
+	return err
+}
+
+// ContentType is the Content-Type header value of a replacement body
+// written with boundary.
+func ContentType(boundary string) string {
+	return `multipart/mixed; boundary="` + boundary + `"`
+}
+
+// WriteBody writes the replacement body: the notice and the page carrying
+// the envelope read from env. Its Content-Type is ContentType(n.Boundary).
+func WriteBody(w io.Writer, n Notice, env io.Reader) error {
+	d, err := n.data()
+	if err != nil {
+		return err
+	}
+	if n.Boundary == "" || len(n.Boundary) > 60 {
+		return fmt.Errorf("envelope: boundary must be 1 to 60 characters")
+	}
+	var html bytes.Buffer
+	if err := noticeHTMLTemplate.Execute(&html, d); err != nil {
+		return fmt.Errorf("envelope: render notice: %w", err)
+	}
+	text := fmt.Sprintf(noticeText, d.From, d.PortalURL, d.PortalURL)
+
+	outer, alt := n.Boundary, "alt-"+n.Boundary
+	var head bytes.Buffer
+	fmt.Fprintf(&head, "This is a securemail encrypted message in MIME format.\r\n\r\n")
+	fmt.Fprintf(&head, "--%s\r\nContent-Type: multipart/alternative;\r\n boundary=\"%s\"\r\n\r\n", outer, alt)
+	for _, part := range []struct{ ctype, body string }{
+		{"text/plain", text},
+		{"text/html", html.String()},
+	} {
+		fmt.Fprintf(&head, "--%s\r\nContent-Type: %s; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n", alt, part.ctype)
+		qp := quotedprintable.NewWriter(&head)
+		if _, err := qp.Write([]byte(crlf(part.body))); err != nil {
+			return err
+		}
+		if err := qp.Close(); err != nil {
+			return err
+		}
+		head.WriteString("\r\n")
+	}
+	fmt.Fprintf(&head, "--%s--\r\n\r\n", alt)
+	fmt.Fprintf(&head, "--%s\r\nContent-Type: text/html; charset=us-ascii; name=\"%s\"\r\n", outer, PageFileName)
+	fmt.Fprintf(&head, "Content-Disposition: attachment; filename=\"%s\"\r\n", PageFileName)
+	fmt.Fprintf(&head, "Content-Transfer-Encoding: 7bit\r\n\r\n")
+	if _, err := w.Write(head.Bytes()); err != nil {
+		return err
+	}
+	if err := WritePage(w, n, env); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "\r\n--%s--\r\n", outer)
+	return err
+}
+
+// WriteArmor writes everything read from r as base64 in 76-character lines,
+// each ended by CRLF.
+func WriteArmor(w io.Writer, r io.Reader) error {
+	const linesPerBlock = 512
+	in := make([]byte, armorLineBytes*linesPerBlock)
+	out := make([]byte, 0, (76+2)*linesPerBlock)
+	for {
+		n, err := io.ReadFull(r, in)
+		if n > 0 {
+			out = out[:0]
+			for off := 0; off < n; off += armorLineBytes {
+				line := in[off:min(off+armorLineBytes, n)]
+				out = base64.StdEncoding.AppendEncode(out, line)
+				out = append(out, '\r', '\n')
+			}
+			if _, werr := w.Write(out); werr != nil {
+				return werr
+			}
+		}
+		switch err {
+		case nil:
+		case io.EOF, io.ErrUnexpectedEOF:
+			return nil
+		default:
+			return err
+		}
+	}
+}
+
+// toASCII replaces every non-ASCII character by a numeric character
+// reference, so the page stays 7-bit clean whatever the sender's name is.
+func toASCII(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r < utf8.RuneSelf {
+			b.WriteRune(r)
+		} else {
+			fmt.Fprintf(&b, "&#%d;", r)
+		}
+	}
+	return b.String()
+}
+
+// crlf turns the LF line ends of the templates into CRLF.
+func crlf(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\n", "\r\n")
+}

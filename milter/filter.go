@@ -1,0 +1,359 @@
+// Package milter is securemail's mail filter: it decides, per message, whether
+// a message is passed, sealed or refused, and seals it through package
+// envelope with a key committed to package keystore.
+//
+// # Policy
+//
+//	situation                                          action
+//	submission: {auth_authen} set, or client in
+//	  Policy.TrustedNetworks                           policy applies
+//	not a submission (mail from the internet)          accept untouched, no key
+//	submission without TLS ({tls_version} empty),
+//	  client not in Policy.TLSExemptNetworks           530 5.7.0 at MAIL FROM
+//	body bytes pass Policy.MaxMessageSize              552 5.3.4 at once
+//	subject carries Policy.SubjectTag (any Subject,
+//	  any case, unfolded, RFC 2047 decoded), or
+//	  Policy.TriggerHeader is yes/true/1               triggered
+//	triggered, every recipient internal                deliver, tag stripped
+//	triggered, some recipient external                 seal for all recipients
+//	any internal error while handling a triggered
+//	  message (keystore, disk, master key, panic,
+//	  timeout)                                         451 4.3.0
+//
+// A triggered message is answered only after its key record is committed;
+// a triggered message never leaves in plaintext.
+//
+// # What the MTA must send
+//
+// Decisions use only what arrives with the message itself, because
+// go-milter starts a fresh backend after every final reply: the macros
+// {auth_authen}, {tls_version}, {client_addr} and i are asked for at MAIL
+// FROM (SMFIC_OPTNEG symbol list, and the MTA's milter_mail_macros or
+// confMILTER_MACROS_ENVFROM), and headers are kept per message from the
+// Header callback.
+package milter
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	gomilter "github.com/emersion/go-milter"
+
+	"github.com/securemail/securemail/keystore"
+)
+
+// Policy is the operator's policy; see the package doc.
+type Policy struct {
+	InternalDomains   []string
+	TrustedNetworks   []netip.Prefix
+	TLSExemptNetworks []netip.Prefix
+	RequireTLS        bool
+	MaxMessageSize    int64
+	SubjectTag        string
+	TriggerHeader     string
+}
+
+// Config is everything a Filter needs.
+type Config struct {
+	Policy    Policy
+	PortalURL string
+	// KeyLifetime is how long a sealed message stays readable.
+	KeyLifetime time.Duration
+	// SpoolDir receives envelopes larger than SpoolMemory while in flight.
+	SpoolDir    string
+	SpoolMemory int
+	// KeystoreTimeout bounds a key commit; past it the message is refused
+	// with a temporary failure.
+	KeystoreTimeout time.Duration
+
+	Store     keystore.KeyStore
+	MasterKey *keystore.MasterKey
+	Logger    *slog.Logger
+
+	// Now and Rand default to the clock and crypto/rand; tests pin them.
+	Now  func() time.Time
+	Rand io.Reader
+}
+
+// Filter holds what lives longer than a message. It is safe for
+// concurrent use by many sessions.
+type Filter struct {
+	cfg      Config
+	tag      *tagMatcher
+	internal map[string]bool // exact domains
+	suffixes []string        // ".example.com" entries: any subdomain
+
+	mu       sync.Mutex
+	inflight int
+	draining bool
+	idle      chan struct{} // closed when draining and inflight reaches 0
+	conns     map[net.Conn]struct{}
+	listeners []net.Listener
+}
+
+// NewFilter checks cfg and returns a Filter.
+func NewFilter(cfg Config) (*Filter, error) {
+	if cfg.Store == nil || cfg.MasterKey == nil {
+		return nil, errors.New("milter: a key store and a master key are required")
+	}
+	if cfg.Policy.SubjectTag == "" && cfg.Policy.TriggerHeader == "" {
+		return nil, errors.New("milter: neither a subject tag nor a trigger header is set: nothing could ever be sealed")
+	}
+	if cfg.Policy.MaxMessageSize <= 0 {
+		return nil, errors.New("milter: max message size must be positive")
+	}
+	if cfg.KeyLifetime <= 0 {
+		return nil, errors.New("milter: key lifetime must be positive")
+	}
+	if cfg.SpoolDir == "" {
+		return nil, errors.New("milter: spool directory is required")
+	}
+	if cfg.SpoolMemory <= 0 {
+		cfg.SpoolMemory = 256 << 10
+	}
+	if cfg.KeystoreTimeout <= 0 {
+		cfg.KeystoreTimeout = 15 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	f := &Filter{cfg: cfg, internal: map[string]bool{}, conns: map[net.Conn]struct{}{}}
+	if cfg.Policy.SubjectTag != "" {
+		f.tag = newTagMatcher(cfg.Policy.SubjectTag)
+	}
+	for _, d := range cfg.Policy.InternalDomains {
+		d = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
+		if strings.HasPrefix(d, ".") {
+			f.suffixes = append(f.suffixes, d)
+		} else if d != "" {
+			f.internal[d] = true
+		}
+	}
+	return f, nil
+}
+
+// isInternal reports whether mail to addr stays on this host: its domain is
+// one of the internal domains, or it has no domain at all (a local user).
+func (f *Filter) isInternal(addr string) bool {
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		return true
+	}
+	domain := strings.ToLower(strings.TrimSuffix(addr[at+1:], "."))
+	if f.internal[domain] {
+		return true
+	}
+	for _, s := range f.suffixes {
+		if strings.HasSuffix(domain, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func inPrefixes(addr netip.Addr, prefixes []netip.Prefix) bool {
+	if !addr.IsValid() {
+		return false
+	}
+	addr = addr.Unmap()
+	for _, p := range prefixes {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseClientAddr reads the {client_addr} macro; Sendmail writes IPv6
+// addresses as "IPv6:...".
+func parseClientAddr(s string) netip.Addr {
+	s = strings.TrimPrefix(strings.TrimSpace(s), "IPv6:")
+	a, err := netip.ParseAddr(strings.Trim(s, "[]"))
+	if err != nil {
+		return netip.Addr{}
+	}
+	return a
+}
+
+// Macros the filter asks the MTA for at MAIL FROM and at end of message.
+var (
+	mailMacros = []string{"{auth_authen}", "{tls_version}", "{cipher}", "{client_addr}", "i"}
+	eomMacros  = []string{"i"}
+)
+
+// Server returns a go-milter server whose sessions use f.
+func (f *Filter) Server() *gomilter.Server {
+	return &gomilter.Server{
+		NewMilter: func() gomilter.Milter { return &session{f: f} },
+		Actions:   gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptChangeBody | gomilter.OptSetSymList,
+		Protocol:  gomilter.OptNoUnknown,
+		SymList: map[gomilter.Stage][]string{
+			gomilter.StageMailFrom: mailMacros,
+			gomilter.StageEOM:      eomMacros,
+		},
+	}
+}
+
+// Serve runs sessions for connections from ln until Shutdown, which closes
+// ln. (go-milter's Server.Close is not safe to call while Serve runs, so
+// the filter closes its listeners itself.)
+func (f *Filter) Serve(srv *gomilter.Server, ln net.Listener) error {
+	f.mu.Lock()
+	if f.draining {
+		f.mu.Unlock()
+		return ln.Close()
+	}
+	f.listeners = append(f.listeners, ln)
+	f.mu.Unlock()
+	err := srv.Serve(&trackingListener{Listener: ln, f: f})
+	if f.isDraining() && errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown closes the listeners, refuses new messages (451 4.3.2), waits
+// until the messages in flight are answered or ctx ends, then closes every
+// connection.
+func (f *Filter) Shutdown(ctx context.Context) error {
+	f.mu.Lock()
+	f.draining = true
+	if f.idle == nil {
+		f.idle = make(chan struct{})
+		if f.inflight == 0 {
+			close(f.idle)
+		}
+	}
+	idle := f.idle
+	listeners := f.listeners
+	f.listeners = nil
+	f.mu.Unlock()
+	for _, ln := range listeners {
+		ln.Close()
+	}
+
+	var err error
+	select {
+	case <-idle:
+	case <-ctx.Done():
+		err = fmt.Errorf("milter: %d message(s) still in flight at shutdown: %w", f.inFlight(), ctx.Err())
+	}
+	f.mu.Lock()
+	open := make([]net.Conn, 0, len(f.conns))
+	for c := range f.conns {
+		open = append(open, c)
+	}
+	f.mu.Unlock()
+	for _, c := range open {
+		c.Close()
+	}
+	return err
+}
+
+func (f *Filter) isDraining() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.draining
+}
+
+func (f *Filter) inFlight() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.inflight
+}
+
+// beginMessage counts a message in; it fails while shutting down.
+func (f *Filter) beginMessage() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.draining {
+		return false
+	}
+	f.inflight++
+	return true
+}
+
+func (f *Filter) endMessage() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.inflight--
+	if f.inflight == 0 && f.idle != nil {
+		select {
+		case <-f.idle:
+		default:
+			close(f.idle)
+		}
+	}
+}
+
+// trackingListener remembers open connections so Shutdown can close the
+// idle ones that go-milter's Server.Close leaves running.
+type trackingListener struct {
+	net.Listener
+	f *Filter
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, f: l.f}
+	l.f.mu.Lock()
+	l.f.conns[tc] = struct{}{}
+	l.f.mu.Unlock()
+	return tc, nil
+}
+
+type trackedConn struct {
+	net.Conn
+	f    *Filter
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.f.mu.Lock()
+		delete(c.f.conns, c)
+		c.f.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+// commitKey stores rec durably within the keystore timeout.
+func (f *Filter) commitKey(rec keystore.KeyRecord) error {
+	ctx, cancel := context.WithTimeout(context.Background(), f.cfg.KeystoreTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		// This goroutine is outside the session's guard: a panicking store
+		// must still end as an error, not take the daemon down.
+		defer func() {
+			if v := recover(); v != nil {
+				done <- fmt.Errorf("key store panicked: %v", v)
+			}
+		}()
+		done <- f.cfg.Store.CreateKey(ctx, rec)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("key commit: %w", ctx.Err())
+	}
+}
