@@ -192,13 +192,6 @@ type outcome struct {
 	body    []byte      // the body after the modifications, CRLF line ends
 }
 
-func (o outcome) reply() string {
-	if o.action == nil || o.action.Code != gomilter.ActReplyCode {
-		return ""
-	}
-	return o.action.SMTPText
-}
-
 func (o outcome) header(name string) []string {
 	var vs []string
 	for _, h := range o.headers {

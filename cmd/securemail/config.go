@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -119,17 +120,24 @@ func orDefault(path string) string {
 	return path
 }
 
-// explainDecodeError turns mapstructure's "has invalid keys" into words.
+var invalidKeysRe = regexp.MustCompile(`'([^']*)' has invalid keys: ([^\n]*)`)
+
+// explainDecodeError turns mapstructure's "'policy' has invalid keys: x"
+// lines into one sentence naming each unknown key in full.
 func explainDecodeError(err error) string {
-	msg := err.Error()
-	if i := strings.Index(msg, "has invalid keys: "); i >= 0 {
-		keys := msg[i+len("has invalid keys: "):]
-		if j := strings.IndexAny(keys, "\n"); j >= 0 {
-			keys = keys[:j]
+	var unknown []string
+	for _, m := range invalidKeysRe.FindAllStringSubmatch(err.Error(), -1) {
+		for _, k := range strings.Split(m[2], ", ") {
+			if m[1] != "" {
+				k = m[1] + "." + k
+			}
+			unknown = append(unknown, k)
 		}
-		return "unknown key(s): " + keys + " (see contrib/securemail.example.yaml for the keys there are)"
 	}
-	return msg
+	if len(unknown) == 0 {
+		return err.Error()
+	}
+	return "unknown key(s): " + strings.Join(unknown, ", ") + " (contrib/securemail.example.yaml lists every key)"
 }
 
 func (c *Config) validate() error {

@@ -20,7 +20,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -269,7 +268,7 @@ func e2eBuild(t *testing.T) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		t.Fatalf("e2e: the go command is not on PATH: %v", err)
 	}
 	out := filepath.Join(t.TempDir(), "securemail")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -42,6 +42,8 @@ func newServeCommand(load func() (*Config, error)) *cobra.Command {
 }
 
 func serve(cfg *Config, log *slog.Logger) error {
+	// go-milter reports connection errors through the standard logger.
+	slog.SetDefault(log)
 	if err := prepareDataDir(cfg); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
