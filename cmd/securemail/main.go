@@ -61,6 +61,26 @@ func openMasterKey(cfg *Config, log *slog.Logger, create bool) (*keystore.Master
 	return mk, nil
 }
 
+// openKeys opens the master key and the key database. Writable (serve,
+// seal) prepares the data folder and creates a missing master key;
+// otherwise (open) both must exist and the database opens read-only.
+func openKeys(cfg *Config, log *slog.Logger, writable bool) (*keystore.MasterKey, *keystore.Bolt, error) {
+	if writable {
+		if err := prepareDataDir(cfg); err != nil {
+			return nil, nil, fmt.Errorf("data directory: %w", err)
+		}
+	}
+	mk, err := openMasterKey(cfg, log, writable)
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := keystore.OpenBolt(keystorePath(cfg), keystore.BoltOptions{ReadOnly: !writable})
+	if err != nil {
+		return nil, nil, err
+	}
+	return mk, store, nil
+}
+
 func keystorePath(cfg *Config) string { return filepath.Join(cfg.DataDir, "keys.db") }
 func spoolPath(cfg *Config) string    { return filepath.Join(cfg.DataDir, "spool") }
 

@@ -44,14 +44,7 @@ func newServeCommand(load func() (*Config, error)) *cobra.Command {
 func serve(cfg *Config, log *slog.Logger) error {
 	// go-milter reports connection errors through the standard logger.
 	slog.SetDefault(log)
-	if err := prepareDataDir(cfg); err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
-	mk, err := openMasterKey(cfg, log, true)
-	if err != nil {
-		return err
-	}
-	store, err := keystore.OpenBolt(keystorePath(cfg), keystore.BoltOptions{})
+	mk, store, err := openKeys(cfg, log, true)
 	if err != nil {
 		return err
 	}

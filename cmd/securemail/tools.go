@@ -31,14 +31,7 @@ func newSealCommand(load func() (*Config, error)) *cobra.Command {
 				return errors.New("seal: give at least one --rcpt")
 			}
 			log := newLogger(cfg)
-			if err := prepareDataDir(cfg); err != nil {
-				return fmt.Errorf("data directory: %w", err)
-			}
-			mk, err := openMasterKey(cfg, log, true)
-			if err != nil {
-				return err
-			}
-			store, err := keystore.OpenBolt(keystorePath(cfg), keystore.BoltOptions{})
+			mk, store, err := openKeys(cfg, log, true)
 			if err != nil {
 				return err
 			}
@@ -78,11 +71,7 @@ func newOpenCommand(load func() (*Config, error)) *cobra.Command {
 				defer f.Close()
 				in = f
 			}
-			mk, err := openMasterKey(cfg, newLogger(cfg), false)
-			if err != nil {
-				return err
-			}
-			store, err := keystore.OpenBolt(keystorePath(cfg), keystore.BoltOptions{ReadOnly: true})
+			mk, store, err := openKeys(cfg, newLogger(cfg), false)
 			if err != nil {
 				return err
 			}
