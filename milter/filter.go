@@ -92,9 +92,9 @@ type Filter struct {
 	internal map[string]bool // exact domains
 	suffixes []string        // ".example.com" entries: any subdomain
 
-	mu       sync.Mutex
-	inflight int
-	draining bool
+	mu        sync.Mutex
+	inflight  int
+	draining  bool
 	idle      chan struct{} // closed when draining and inflight reaches 0
 	conns     map[net.Conn]struct{}
 	listeners []net.Listener
@@ -228,8 +228,8 @@ func (f *Filter) Serve(srv *gomilter.Server, ln net.Listener) error {
 }
 
 // Shutdown closes the listeners, refuses new messages (451 4.3.2), waits
-// until the messages in flight are answered or ctx ends, then closes every
-// connection.
+// until the messages in flight are answered or ctx ends, then ends every
+// connection: after its pending reply, or at once when ctx ended first.
 func (f *Filter) Shutdown(ctx context.Context) error {
 	f.mu.Lock()
 	f.draining = true
@@ -260,7 +260,14 @@ func (f *Filter) Shutdown(ctx context.Context) error {
 	}
 	f.mu.Unlock()
 	for _, c := range open {
-		c.Close()
+		if err != nil {
+			c.Close()
+			continue
+		}
+		// The last message's final reply may still be on its way out: a
+		// read deadline in the past ends the session at its next read,
+		// after that reply is written, and frees idle connections at once.
+		c.SetReadDeadline(time.Now())
 	}
 	return err
 }

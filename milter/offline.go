@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -187,7 +188,13 @@ func (w *rewriter) AddHeader(name, value string) error {
 func (w *rewriter) ReplaceBody(chunk []byte) error {
 	if !w.wroteHeaders {
 		for _, f := range w.fields {
-			if _, err := w.out.Write(f.raw); err != nil {
+			raw := f.raw
+			if !bytes.HasSuffix(raw, []byte("\n")) {
+				// The input ended inside its last field: end the field, or
+				// the next header would be glued onto it.
+				raw = slices.Concat(bytes.TrimSuffix(raw, []byte("\r")), []byte("\r\n"))
+			}
+			if _, err := w.out.Write(raw); err != nil {
 				return err
 			}
 		}
