@@ -26,9 +26,13 @@ type Form struct {
 	Envelope []byte // binary envelope, base64 removed
 }
 
+const (
+	textareaOpen  = `<textarea name="envelope"`
+	textareaClose = `</textarea>`
+)
+
 var (
-	inputRe    = regexp.MustCompile(`<input type="hidden" name="(v|id)" value="([0-9a-f]{1,64})">`)
-	textareaRe = regexp.MustCompile(`(?s)<textarea name="envelope"[^>]*>([A-Za-z0-9+/=\r\n]*)</textarea>`)
+	inputRe = regexp.MustCompile(`<input type="hidden" name="(v|id)" value="([0-9a-f]{1,64})">`)
 )
 
 // ParsePage extracts the form from a SecureMessageATT.html page. It accepts
@@ -59,19 +63,50 @@ func ParsePage(page []byte) (Form, error) {
 			f.KeyID, haveID = id, true
 		}
 	}
-	areas := textareaRe.FindAllSubmatch(page, 2)
-	if !haveV || !haveID || len(areas) != 1 {
+	armor, ok := envelopeArmor(page)
+	if !haveV || !haveID || !ok {
 		return Form{}, ErrNoPage
 	}
 	if f.Version != Version {
 		return Form{}, ErrVersion
 	}
-	env, err := io.ReadAll(base64.NewDecoder(base64.StdEncoding, bytes.NewReader(areas[0][1])))
+	env, err := io.ReadAll(base64.NewDecoder(base64.StdEncoding, bytes.NewReader(armor)))
 	if err != nil {
 		return Form{}, fmt.Errorf("%w: envelope is not base64", ErrNoPage)
 	}
 	f.Envelope = env
 	return f, nil
+}
+
+// envelopeArmor returns the content of the page's one envelope textarea,
+// which must be base64 in lines. (A regular expression over a 27 MB page
+// took most of the time of opening a 20 MiB message.)
+func envelopeArmor(page []byte) ([]byte, bool) {
+	start := bytes.Index(page, []byte(textareaOpen))
+	if start < 0 || bytes.Count(page, []byte(textareaOpen)) != 1 {
+		return nil, false
+	}
+	gt := bytes.IndexByte(page[start:], '>')
+	if gt < 0 {
+		return nil, false
+	}
+	content := page[start+gt+1:]
+	end := bytes.Index(content, []byte(textareaClose))
+	if end < 0 {
+		return nil, false
+	}
+	content = content[:end]
+	for _, c := range content {
+		if !isArmorByte(c) {
+			return nil, false
+		}
+	}
+	return content, true
+}
+
+func isArmorByte(c byte) bool {
+	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' ||
+		c == '+' || c == '/' || c == '=' || c == '\r' || c == '\n'
 }
 
 // FindPage returns the SecureMessageATT.html page from r, which holds either

@@ -298,17 +298,26 @@ func WriteBody(w io.Writer, n Notice, env io.Reader) error {
 // WriteArmor writes everything read from r as base64 in 76-character lines,
 // each ended by CRLF.
 func WriteArmor(w io.Writer, r io.Reader) error {
-	const linesPerBlock = 512
+	const (
+		lineChars     = 76
+		linesPerBlock = 512
+	)
 	in := make([]byte, armorLineBytes*linesPerBlock)
-	out := make([]byte, 0, (76+2)*linesPerBlock)
+	enc := make([]byte, base64.StdEncoding.EncodedLen(len(in)))
+	out := make([]byte, 0, (lineChars+2)*linesPerBlock)
 	for {
 		n, err := io.ReadFull(r, in)
 		if n > 0 {
+			// One Encode call per block, then cut into lines: a call per
+			// 57-byte line costs more than the encoding itself.
+			e := enc[:base64.StdEncoding.EncodedLen(n)]
+			base64.StdEncoding.Encode(e, in[:n])
 			out = out[:0]
-			for off := 0; off < n; off += armorLineBytes {
-				line := in[off:min(off+armorLineBytes, n)]
-				out = base64.StdEncoding.AppendEncode(out, line)
+			for len(e) > 0 {
+				k := min(lineChars, len(e))
+				out = append(out, e[:k]...)
 				out = append(out, '\r', '\n')
+				e = e[k:]
 			}
 			if _, werr := w.Write(out); werr != nil {
 				return werr

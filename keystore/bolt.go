@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -28,18 +29,38 @@ type BoltOptions struct {
 	// fails fast instead of hanging. Default 1 s.
 	LockTimeout time.Duration
 	// MaxBatchSize is how many concurrent CreateKey calls may share one
-	// commit (one fsync). Default 64.
+	// commit (one fsync). Default 256.
 	MaxBatchSize int
-	// MaxBatchDelay is how long a commit waits for company. Default 2 ms.
-	MaxBatchDelay time.Duration
 	// ReadOnly opens the file with a shared lock, for offline tools.
 	ReadOnly bool
 }
 
 // Bolt is the embedded bbolt backend.
+//
+// Key records are committed by one goroutine in groups: a CreateKey that
+// finds the committer idle is committed at once, and every CreateKey that
+// arrives while a commit (and its fsync) runs shares the next one. A lone
+// writer waits for one fsync, never for a timer, and under load the number
+// of fsyncs stays near the number a single writer would need. (bbolt's own
+// Batch waits a fixed delay for company, which costs a lone writer that
+// delay on every message.)
 type Bolt struct {
-	db *bolt.DB
+	db       *bolt.DB
+	maxBatch int
+	creates  chan createRequest // unbuffered: a send succeeds only while the committer runs
+	stop     chan struct{}
+	stopped  chan struct{}
+	once     sync.Once
 }
+
+type createRequest struct {
+	rec  KeyRecord
+	val  []byte
+	done chan error // buffered, one result
+}
+
+// ErrClosed means the store was closed.
+var ErrClosed = errors.New("keystore: store is closed")
 
 var _ KeyStore = (*Bolt)(nil)
 
@@ -52,10 +73,7 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 		opts.LockTimeout = time.Second
 	}
 	if opts.MaxBatchSize <= 0 {
-		opts.MaxBatchSize = 64
-	}
-	if opts.MaxBatchDelay <= 0 {
-		opts.MaxBatchDelay = 2 * time.Millisecond
+		opts.MaxBatchSize = 256
 	}
 	if !opts.ReadOnly {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -69,29 +87,32 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 	if err != nil {
 		return nil, wrapf("open", err)
 	}
-	db.MaxBatchSize = opts.MaxBatchSize
-	db.MaxBatchDelay = opts.MaxBatchDelay
-	if !opts.ReadOnly {
-		err = db.Update(func(tx *bolt.Tx) error {
-			meta, err := tx.CreateBucketIfNotExists(metaBucket)
-			if err != nil {
-				return err
-			}
-			if v := meta.Get(schemaKey); v != nil && string(v) != boltSchema {
-				return fmt.Errorf("database schema %q, this version knows %q", v, boltSchema)
-			}
-			if err := meta.Put(schemaKey, []byte(boltSchema)); err != nil {
-				return err
-			}
-			_, err = tx.CreateBucketIfNotExists(keysBucket)
-			return err
-		})
-		if err != nil {
-			db.Close()
-			return nil, wrapf("initialise", err)
-		}
+	b := &Bolt{db: db, maxBatch: opts.MaxBatchSize, stop: make(chan struct{}), stopped: make(chan struct{})}
+	if opts.ReadOnly {
+		close(b.stopped)
+		return b, nil
 	}
-	return &Bolt{db: db}, nil
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(metaBucket)
+		if err != nil {
+			return err
+		}
+		if v := meta.Get(schemaKey); v != nil && string(v) != boltSchema {
+			return fmt.Errorf("database schema %q, this version knows %q", v, boltSchema)
+		}
+		if err := meta.Put(schemaKey, []byte(boltSchema)); err != nil {
+			return err
+		}
+		_, err = tx.CreateBucketIfNotExists(keysBucket)
+		return err
+	})
+	if err != nil {
+		db.Close()
+		return nil, wrapf("initialise", err)
+	}
+	b.creates = make(chan createRequest)
+	go b.commitLoop()
+	return b, nil
 }
 
 // boltKeyRecord is the stored form; its field names are the file format.
@@ -127,8 +148,9 @@ func decodeKeyRecord(id KeyID, b []byte) (KeyRecord, error) {
 	}, nil
 }
 
-// CreateKey commits rec in a batch shared with concurrent callers; it
-// returns once the batch is fsynced.
+// CreateKey commits rec, in a group with concurrent callers; it returns
+// once the group is committed and fsynced. If ctx ends first it returns
+// ctx's error, and the record may still be committed.
 func (b *Bolt) CreateKey(ctx context.Context, rec KeyRecord) error {
 	if err := rec.validate(); err != nil {
 		return err
@@ -136,30 +158,90 @@ func (b *Bolt) CreateKey(ctx context.Context, rec KeyRecord) error {
 	if err := ctx.Err(); err != nil {
 		return wrapf("create key", err)
 	}
+	if b.creates == nil {
+		return wrapf("create key", bolterrors.ErrDatabaseReadOnly)
+	}
 	rec = rec.normalized()
 	val, err := encodeKeyRecord(rec)
 	if err != nil {
 		return wrapf("create key", err)
 	}
-	// Batch may run this function more than once; it only reads and puts.
-	err = b.db.Batch(func(tx *bolt.Tx) error {
-		keys := tx.Bucket(keysBucket)
-		if old := keys.Get(rec.ID[:]); old != nil {
-			prev, err := decodeKeyRecord(rec.ID, old)
-			if err != nil {
-				return err
-			}
-			if prev.equal(rec) {
-				return nil
-			}
-			return ErrKeyExists
-		}
-		return keys.Put(rec.ID[:], val)
-	})
+	req := createRequest{rec: rec, val: val, done: make(chan error, 1)}
+	select {
+	case b.creates <- req:
+	case <-b.stop:
+		return ErrClosed
+	case <-ctx.Done():
+		return wrapf("create key", ctx.Err())
+	}
+	select {
+	case err = <-req.done:
+	case <-ctx.Done():
+		return wrapf("create key", ctx.Err())
+	}
 	if errors.Is(err, ErrKeyExists) {
 		return err
 	}
 	return wrapf("create key", err)
+}
+
+// commitLoop commits whatever CreateKey calls are waiting, in one
+// transaction, until Close.
+func (b *Bolt) commitLoop() {
+	defer close(b.stopped)
+	for {
+		var batch []createRequest
+		select {
+		case req := <-b.creates:
+			batch = append(batch, req)
+		case <-b.stop:
+			return
+		}
+	gather:
+		for len(batch) < b.maxBatch {
+			select {
+			case req := <-b.creates:
+				batch = append(batch, req)
+			default:
+				break gather
+			}
+		}
+		b.commitBatch(batch)
+	}
+}
+
+func (b *Bolt) commitBatch(batch []createRequest) {
+	results := make([]error, len(batch))
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		keys := tx.Bucket(keysBucket)
+		for i, req := range batch {
+			results[i] = nil
+			old := keys.Get(req.rec.ID[:])
+			if old == nil {
+				if err := keys.Put(req.rec.ID[:], req.val); err != nil {
+					return err
+				}
+				continue
+			}
+			// Creating the same record again succeeds; another record
+			// under the same id fails alone, not the whole group.
+			prev, err := decodeKeyRecord(req.rec.ID, old)
+			switch {
+			case err != nil:
+				results[i] = err
+			case !prev.equal(req.rec):
+				results[i] = ErrKeyExists
+			}
+		}
+		return nil
+	})
+	for i, req := range batch {
+		if err != nil {
+			req.done <- err
+		} else {
+			req.done <- results[i]
+		}
+	}
 }
 
 func (b *Bolt) Key(ctx context.Context, id KeyID) (KeyRecord, error) {
@@ -244,4 +326,14 @@ func (b *Bolt) SweepKeys(ctx context.Context, before time.Time) (int, error) {
 	return deleted, nil
 }
 
-func (b *Bolt) Close() error { return wrapf("close", b.db.Close()) }
+// Close stops the committer, after the group it is committing, and closes
+// the file. CreateKey calls after Close fail with ErrClosed.
+func (b *Bolt) Close() error {
+	var err error
+	b.once.Do(func() {
+		close(b.stop)
+		<-b.stopped
+		err = wrapf("close", b.db.Close())
+	})
+	return err
+}
