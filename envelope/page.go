@@ -36,6 +36,27 @@ type Notice struct {
 	// Boundary is the multipart boundary of the replacement body; the
 	// notice's alternative part uses "alt-" + Boundary.
 	Boundary string
+	// LF writes bare LF line ends instead of CRLF, for a consumer that
+	// wants the MTA's local form (go-milter's body replacement turns CRLF
+	// into LF itself, at a cost of a pass over the whole body).
+	LF bool
+}
+
+// eol is the line end the notice's writers use.
+func (n Notice) eol() string {
+	if n.LF {
+		return "\n"
+	}
+	return "\r\n"
+}
+
+// lines gives s, whose lines end in LF or CRLF, the notice's line ends.
+func (n Notice) lines(s string) string {
+	s = crlf(s)
+	if n.LF {
+		s = strings.ReplaceAll(s, "\r\n", "\n")
+	}
+	return s
 }
 
 type pageData struct {
@@ -231,13 +252,13 @@ func WritePage(w io.Writer, n Notice, env io.Reader) error {
 		return fmt.Errorf("envelope: page template lost its envelope mark")
 	}
 	head, tail := page[:cut], page[cut:]
-	if _, err := io.WriteString(w, crlf(head)); err != nil {
+	if _, err := io.WriteString(w, n.lines(head)); err != nil {
 		return err
 	}
-	if err := WriteArmor(w, env); err != nil {
+	if err := writeArmor(w, env, n.eol()); err != nil {
 		return err
 	}
-	_, err = io.WriteString(w, crlf(tail))
+	_, err = io.WriteString(w, n.lines(tail))
 	return err
 }
 
@@ -285,26 +306,35 @@ func WriteBody(w io.Writer, n Notice, env io.Reader) error {
 	fmt.Fprintf(&head, "--%s\r\nContent-Type: text/html; charset=us-ascii; name=\"%s\"\r\n", outer, PageFileName)
 	fmt.Fprintf(&head, "Content-Disposition: attachment; filename=\"%s\"\r\n", PageFileName)
 	fmt.Fprintf(&head, "Content-Transfer-Encoding: 7bit\r\n\r\n")
-	if _, err := w.Write(head.Bytes()); err != nil {
+	if _, err := io.WriteString(w, n.lines(head.String())); err != nil {
 		return err
 	}
 	if err := WritePage(w, n, env); err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(w, "\r\n--%s--\r\n", outer)
+	_, err = io.WriteString(w, n.lines("\r\n--"+outer+"--\r\n"))
 	return err
 }
 
 // WriteArmor writes everything read from r as base64 in 76-character lines,
 // each ended by CRLF.
 func WriteArmor(w io.Writer, r io.Reader) error {
+	return writeArmor(w, r, "\r\n")
+}
+
+func writeArmor(w io.Writer, r io.Reader, eol string) error {
 	const (
 		lineChars     = 76
 		linesPerBlock = 512
 	)
-	in := make([]byte, armorLineBytes*linesPerBlock)
+	lines := linesPerBlock
+	if sized, ok := r.(interface{ Len() int }); ok {
+		// A small envelope in memory needs small buffers.
+		lines = min(lines, sized.Len()/armorLineBytes+1)
+	}
+	in := make([]byte, armorLineBytes*lines)
 	enc := make([]byte, base64.StdEncoding.EncodedLen(len(in)))
-	out := make([]byte, 0, (lineChars+2)*linesPerBlock)
+	out := make([]byte, 0, (lineChars+2)*lines)
 	for {
 		n, err := io.ReadFull(r, in)
 		if n > 0 {
@@ -316,7 +346,7 @@ func WriteArmor(w io.Writer, r io.Reader) error {
 			for len(e) > 0 {
 				k := min(lineChars, len(e))
 				out = append(out, e[:k]...)
-				out = append(out, '\r', '\n')
+				out = append(out, eol...)
 				e = e[k:]
 			}
 			if _, werr := w.Write(out); werr != nil {

@@ -553,3 +553,25 @@ func TestSizeRatio(t *testing.T) {
 		}
 	}
 }
+
+// The bare-LF body is the CRLF body with its line ends changed, nothing
+// else: the milter path and the offline path write the same message.
+func TestWriteBodyLF(t *testing.T) {
+	n := Notice{From: "Zoë <zoe@example.test>", Sender: "zoe@example.test", Date: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC),
+		PortalURL: "https://secure.example.test", Boundary: "securemail-0123456789abcdef01234567"}
+	env := bytes.Repeat([]byte{0xa5}, 3*armorLineBytes*512+5)
+	var crlfBody, lfBody bytes.Buffer
+	if err := WriteBody(&crlfBody, n, bytes.NewReader(env)); err != nil {
+		t.Fatal(err)
+	}
+	n.LF = true
+	if err := WriteBody(&lfBody, n, bytes.NewReader(env)); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(lfBody.Bytes(), []byte("\r")) {
+		t.Fatal("LF body holds a CR")
+	}
+	if want := bytes.ReplaceAll(crlfBody.Bytes(), []byte("\r\n"), []byte("\n")); !bytes.Equal(lfBody.Bytes(), want) {
+		t.Fatal("LF body differs from the CRLF body in more than line ends")
+	}
+}

@@ -96,7 +96,9 @@ func newWriter(dst io.Writer, dek []byte, h Header) (*Writer, error) {
 		aead: aead,
 		dst:  dst,
 		ad:   h.Marshal(),
-		buf:  make([]byte, 0, encChunkSize),
+		// Grown by append up to a chunk and its tag: most messages are
+		// far smaller than a chunk.
+		buf: make([]byte, 0, 4096),
 	}, nil
 }
 

@@ -193,8 +193,9 @@ func (m *message) bodyChunk(p []byte) error {
 
 // finish applies the verdict through ed. For a sealed message it commits
 // the key before it touches the message, so nothing is ever accepted whose
-// key could be lost.
-func (m *message) finish(ed editor) error {
+// key could be lost. lf writes the new body with bare LF line ends, which
+// go-milter would otherwise make out of CRLF with a pass over every chunk.
+func (m *message) finish(ed editor, lf bool) error {
 	switch m.verdict {
 	case verdictPass:
 		return nil
@@ -243,8 +244,9 @@ func (m *message) finish(ed editor) error {
 		PortalURL: m.f.cfg.PortalURL,
 		KeyID:     envelope.KeyID(s.keyID),
 		Boundary:  boundary,
+		LF:        lf,
 	}
-	body := &bodyReplacer{send: ed.ReplaceBody, buf: make([]byte, 0, replaceChunk)}
+	body := &bodyReplacer{send: ed.ReplaceBody}
 	if err := envelope.WriteBody(body, notice, env); err != nil {
 		return fmt.Errorf("write sealed body: %w", err)
 	}

@@ -131,7 +131,7 @@ func (f *Filter) SealMessage(in io.Reader, out io.Writer, sender string, rcpts [
 		}
 	}
 	rw := &rewriter{fields: fields, out: bufio.NewWriterSize(out, 64<<10)}
-	if err := m.finish(rw); err != nil {
+	if err := m.finish(rw, false); err != nil {
 		return err
 	}
 	if !rw.wroteHeaders {

@@ -142,7 +142,7 @@ func (s *session) Body(m *gomilter.Modifier) (gomilter.Response, error) {
 		if id := m.Macros["i"]; id != "" && msg.queueID == "" {
 			msg.setQueueID(id)
 		}
-		if err := msg.finish(m); err != nil {
+		if err := msg.finish(m, true); err != nil {
 			return nil, err
 		}
 		msg.logVerdict("accepted", nil)

@@ -1,0 +1,47 @@
+package milter
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// The body goes back in pieces of at most 64 KiB that never end between
+// the CR and the LF of a line end, whatever sizes it is written in.
+func TestBodyReplacerChunks(t *testing.T) {
+	var body bytes.Buffer
+	for i := 0; body.Len() < 300<<10; i++ {
+		body.WriteString(strings.Repeat("x", i%97) + "\r\n")
+	}
+	body.WriteString(strings.Repeat("y", 70<<10)) // a last line longer than a chunk
+	body.WriteString("\r\r\n")
+	for _, writeSize := range []int{1, 7, 4096, 65535, 65536, 65537, body.Len()} {
+		var chunks [][]byte
+		br := &bodyReplacer{send: func(p []byte) error {
+			chunks = append(chunks, bytes.Clone(p))
+			return nil
+		}}
+		data := body.Bytes()
+		for len(data) > 0 {
+			n := min(writeSize, len(data))
+			if _, err := br.Write(data[:n]); err != nil {
+				t.Fatal(err)
+			}
+			data = data[n:]
+		}
+		if err := br.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := bytes.Join(chunks, nil); !bytes.Equal(got, body.Bytes()) {
+			t.Fatalf("write size %d: the pieces do not add up to the body", writeSize)
+		}
+		for i, c := range chunks {
+			if len(c) == 0 || len(c) > replaceChunk {
+				t.Fatalf("write size %d: piece %d has %d bytes", writeSize, i, len(c))
+			}
+			if i < len(chunks)-1 && c[len(c)-1] == '\r' {
+				t.Fatalf("write size %d: piece %d ends in a CR", writeSize, i)
+			}
+		}
+	}
+}
