@@ -142,7 +142,9 @@ func (w *Writer) flushChunk(last bool) error {
 	if _, err := w.dst.Write(sealed); err != nil {
 		return err
 	}
-	w.buf = w.buf[:0]
+	// Keep the buffer Seal returned: it has room for a chunk and its tag,
+	// so the next chunk seals in place instead of allocating.
+	w.buf = sealed[:0]
 	return w.nonce.increment()
 }
 

@@ -520,3 +520,29 @@ func TestCiphertextBinding(t *testing.T) {
 		}
 	}
 }
+
+// Sealing must not allocate per chunk: a 20 MiB message is 320 chunks.
+func TestSealDoesNotAllocatePerChunk(t *testing.T) {
+	dek := bytes.Repeat([]byte{7}, DataKeySize)
+	h := Header{KeyID: KeyID{1}}
+	payload := make([]byte, 64*ChunkSize)
+	for _, writeSize := range []int{ChunkSize, 65535, 10000} {
+		allocs := testing.AllocsPerRun(3, func() {
+			w, err := Seal(io.Discard, dek, h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for p := payload; len(p) > 0; {
+				n := min(len(p), writeSize)
+				w.Write(p[:n])
+				p = p[n:]
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs > 32 {
+			t.Errorf("writes of %d bytes: sealing 64 chunks made %.0f allocations; the chunk buffer is not reused", writeSize, allocs)
+		}
+	}
+}
