@@ -25,13 +25,14 @@ type editor interface {
 type verdict int
 
 const (
-	verdictPass  verdict = iota // not triggered: leave as is
-	verdictStrip                // triggered, all recipients internal
-	verdictSeal                 // triggered, some recipient external
+	verdictUndecided verdict = iota // before the end of the headers
+	verdictPass                     // not triggered: leave as is
+	verdictStrip                    // triggered, all recipients internal
+	verdictSeal                     // triggered, some recipient external
 )
 
 func (v verdict) String() string {
-	return [...]string{"pass", "internal", "sealed"}[v]
+	return [...]string{"undecided", "pass", "internal", "sealed"}[v]
 }
 
 type headerField struct {
@@ -331,7 +332,9 @@ func (m *message) close() {
 func (m *message) logVerdict(outcome string, err error) {
 	attrs := []any{"verdict", m.verdict.String(), "outcome", outcome,
 		"from", m.sender, "rcpts", len(m.rcpts), "size", m.bodySize}
-	if m.seal != nil {
+	if m.seal != nil && err == nil {
+		// Only an accepted message's key was committed; a refused one's
+		// id names nothing an operator could look up.
 		attrs = append(attrs, "key_id", m.seal.keyID.String())
 	}
 	var r *Reply

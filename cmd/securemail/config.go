@@ -80,6 +80,24 @@ var defaults = map[string]any{
 // loadConfig reads path (none: the embedded default), applies the
 // environment and checks the result.
 func loadConfig(path string) (*Config, error) {
+	v, err := newConfigViper(path)
+	if err != nil {
+		return nil, err
+	}
+	var cfg Config
+	if err := v.UnmarshalExact(&cfg, configDecodeHook()); err != nil {
+		return nil, fmt.Errorf("config %s: %s", orDefault(path), explainDecodeError(err))
+	}
+	cfg.fillDerived()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
+	}
+	return &cfg, nil
+}
+
+// newConfigViper holds the defaults, the environment and the file at path
+// (none: the embedded default). loadConfig and check-config share it.
+func newConfigViper(path string) (*viper.Viper, error) {
 	v := viper.New()
 	for k, val := range defaults {
 		v.SetDefault(k, val)
@@ -95,22 +113,22 @@ func loadConfig(path string) (*Config, error) {
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
 	}
-	var cfg Config
-	hook := viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
+	return v, nil
+}
+
+func configDecodeHook() viper.DecoderConfigOption {
+	return viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
 		byteSizeHook,
 		mapstructure.StringToTimeDurationHookFunc(),
 		mapstructure.StringToSliceHookFunc(","),
 	))
-	if err := v.UnmarshalExact(&cfg, hook); err != nil {
-		return nil, fmt.Errorf("config %s: %s", orDefault(path), explainDecodeError(err))
+}
+
+// fillDerived sets the values whose defaults depend on other keys.
+func (c *Config) fillDerived() {
+	if c.Keystore.MasterKeyFile == "" {
+		c.Keystore.MasterKeyFile = filepath.Join(c.DataDir, "master.key")
 	}
-	if cfg.Keystore.MasterKeyFile == "" {
-		cfg.Keystore.MasterKeyFile = filepath.Join(cfg.DataDir, "master.key")
-	}
-	if err := cfg.validate(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
-	}
-	return &cfg, nil
 }
 
 func orDefault(path string) string {
@@ -274,7 +292,7 @@ var byteUnits = []struct {
 
 func parseByteSize(s string) (ByteSize, error) {
 	s = strings.TrimSpace(s)
-	mult := int64(1)
+	orig, mult := s, int64(1)
 	for _, u := range byteUnits {
 		if strings.HasSuffix(s, u.suffix) {
 			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
@@ -283,7 +301,7 @@ func parseByteSize(s string) (ByteSize, error) {
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n < 0 || n > (1<<62)/mult {
-		return 0, fmt.Errorf("%q is not a size such as 20MiB or 1048576", s)
+		return 0, fmt.Errorf("%q is not a size such as 20MiB or 1048576", orig)
 	}
 	return ByteSize(n * mult), nil
 }

@@ -36,6 +36,7 @@ func newRootCommand() *cobra.Command {
 	root.PersistentFlags().StringVar(&configPath, "config", "", "YAML configuration file (default: the embedded default, everything on loopback)")
 	load := func() (*Config, error) { return loadConfig(configPath) }
 	root.AddCommand(newServeCommand(load), newSealCommand(load), newOpenCommand(load))
+	root.AddCommand(newCheckConfigCommand())
 	return root
 }
 
@@ -51,6 +52,11 @@ func openMasterKey(cfg *Config, log *slog.Logger, create bool) (*keystore.Master
 	mk, err := keystore.LoadMasterKey(path)
 	if err == nil || !create || !errors.Is(err, fs.ErrNotExist) {
 		return mk, err
+	}
+	if _, err := os.Stat(keystorePath(cfg)); err == nil {
+		// A new key could open nothing sealed so far, and the old one,
+		// restored later, nothing sealed from now on.
+		return nil, fmt.Errorf("the master key file %s is missing but the key database %s exists: restore the master key from your backup; a new one could not open any message sealed so far", path, keystorePath(cfg))
 	}
 	mk, err = keystore.CreateMasterKey(path, rand.Reader)
 	if err != nil {

@@ -78,7 +78,9 @@ func TestPostfixE2E(t *testing.T) {
 //	c  tagged, internal rcpt only             -> delivered as is, tag stripped
 //	d  tagged, body over max_message_size     -> 552 5.3.4, nothing delivered
 //	g  tagged, from the internet (no AUTH)    -> delivered untouched, tag kept
-//	e  two messages on one SMTP connection    -> first sealed, second plain (per-message state)
+//	e  three messages on one SMTP connection  -> sealed, plain, sealed: each decided on its own,
+//	                                             and no header of one in another (Sendmail
+//	                                             sends the milter no ABORT between them)
 //	f  serve stopped (SIGTERM, exit 0)        -> 4xx, nothing delivered
 func e2eRunPolicyCases(t *testing.T, bin string, mta mtatest.MTA, sink *mtatest.Sink, srv *e2eServe) {
 	user, pass := mta.Credentials()
@@ -122,7 +124,10 @@ func e2eRunPolicyCases(t *testing.T, bin string, mta mtatest.MTA, sink *mtatest.
 			wantExit: mtatest.SwaksOK, want: plain, wantSubj: "Inbound [encrypt] memo"},
 	}
 	// Sealed deliveries, opened with "securemail open" once serve is stopped.
-	type sealedMsg struct{ name, path, marker, subject string }
+	type sealedMsg struct {
+		name, path, marker, subject string
+		absent                      []string // must not be in the opened original
+	}
 	var toOpen []sealedMsg
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -160,14 +165,14 @@ func e2eRunPolicyCases(t *testing.T, bin string, mta mtatest.MTA, sink *mtatest.
 			}
 			if tc.want == sealed {
 				e2eCheckSealed(t, m, tc.marker, tc.wantSubj)
-				toOpen = append(toOpen, sealedMsg{tc.name, m.Path, tc.marker, tc.subject})
+				toOpen = append(toOpen, sealedMsg{name: tc.name, path: m.Path, marker: tc.marker, subject: tc.subject})
 			} else {
 				e2eCheckPlain(t, m, tc.marker, tc.wantSubj)
 			}
 		})
 	}
 
-	t.Run("e two messages one connection", func(t *testing.T) {
+	t.Run("e three messages one connection", func(t *testing.T) {
 		c, err := smtp.Dial(mta.SubmissionAddr())
 		if err != nil {
 			t.Fatal(err)
@@ -182,10 +187,12 @@ func e2eRunPolicyCases(t *testing.T, bin string, mta mtatest.MTA, sink *mtatest.
 		msgs := []struct{ from, subject, marker string }{
 			{"case-e1@example.test", "Contract [encrypt] draft", "E2E-MARKER-e1"},
 			{"case-e2@example.test", "Lunch on Friday", "E2E-MARKER-e2"},
+			{"case-e3@example.test", "Payroll [encrypt] update", "E2E-MARKER-e3"},
 		}
 		for _, msg := range msgs {
 			data := "From: <" + msg.from + ">\r\nTo: <carol@external.test>\r\nSubject: " + msg.subject +
-				"\r\nMessage-ID: <" + msg.from + ">\r\n\r\nHello,\r\n" + msg.marker + "\r\n"
+				"\r\nMessage-ID: <" + msg.from + ">\r\nX-E2E-Header: only-in-" + msg.from +
+				"\r\n\r\nHello,\r\n" + msg.marker + "\r\n"
 			if err := mtatest.SendOne(c, msg.from, []string{"carol@external.test"}, data); err != nil {
 				t.Fatalf("%s: %v", msg.from, err)
 			}
@@ -193,17 +200,25 @@ func e2eRunPolicyCases(t *testing.T, bin string, mta mtatest.MTA, sink *mtatest.
 		if err := c.Quit(); err != nil {
 			t.Error(err)
 		}
-		m1, err := sink.WaitFor(func(m mtatest.Message) bool { return m.From == msgs[0].from }, e2eDeliveryWait)
-		if err != nil {
-			t.Fatal(err)
+		var got []mtatest.Message
+		for _, msg := range msgs {
+			m, err := sink.WaitFor(func(m mtatest.Message) bool { return m.From == msg.from }, e2eDeliveryWait)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, m)
 		}
-		e2eCheckSealed(t, m1, msgs[0].marker, "Contract draft")
-		toOpen = append(toOpen, sealedMsg{"e1", m1.Path, msgs[0].marker, msgs[0].subject})
-		m2, err := sink.WaitFor(func(m mtatest.Message) bool { return m.From == msgs[1].from }, e2eDeliveryWait)
-		if err != nil {
-			t.Fatal(err)
+		e2eCheckSealed(t, got[0], msgs[0].marker, "Contract draft")
+		e2eCheckPlain(t, got[1], msgs[1].marker, "Lunch on Friday")
+		e2eCheckSealed(t, got[2], msgs[2].marker, "Payroll update")
+		// The plain one carries no header of the message before it.
+		if bytes.Contains(got[1].Data, []byte(msgs[0].from)) {
+			t.Errorf("message 2 %s contains a header of message 1 (%s):\n%s", got[1].Path, msgs[0].from, e2eHead(got[1].Data))
 		}
-		e2eCheckPlain(t, m2, msgs[1].marker, "Lunch on Friday")
+		toOpen = append(toOpen,
+			sealedMsg{name: "e1", path: got[0].Path, marker: msgs[0].marker, subject: msgs[0].subject},
+			sealedMsg{name: "e3", path: got[2].Path, marker: msgs[2].marker, subject: msgs[2].subject,
+				absent: []string{msgs[0].from, msgs[1].from, msgs[0].marker, msgs[1].marker}})
 	})
 
 	// Everything accepted so far has left the queue; rejected cases left
@@ -230,7 +245,8 @@ func e2eRunPolicyCases(t *testing.T, bin string, mta mtatest.MTA, sink *mtatest.
 		}.Send(t)
 		// With the milter down the MTA must tempfail (Postfix with
 		// milter_default_action = tempfail answers 454 to STARTTLS, or
-		// 451 to MAIL without STARTTLS).
+		// 451 to MAIL without STARTTLS; Sendmail with F=T answers
+		// "454 4.7.0" to STARTTLS).
 		if res.ExitCode == mtatest.SwaksOK || !regexp.MustCompile(`(?m)^ *<[~*]{1,2} +4\d\d `).MatchString(res.Transcript) {
 			t.Errorf("swaks exit %d, want a 4xx reply:\n%s", res.ExitCode, res.Transcript)
 		}
@@ -258,6 +274,11 @@ func e2eRunPolicyCases(t *testing.T, bin string, mta mtatest.MTA, sink *mtatest.
 			}
 			if got := e2eSubject(msg.Header); got != sm.subject {
 				t.Errorf("opened message Subject %q, want the original %q", got, sm.subject)
+			}
+			for _, a := range sm.absent {
+				if strings.Contains(out, a) {
+					t.Errorf("opened message contains %q, which belongs to another message on its connection:\n%s", a, out)
+				}
 			}
 		})
 	}

@@ -1,5 +1,5 @@
 // Package mtatest runs real mail transfer agents for end-to-end tests of the
-// securemail milter: a private Postfix instance today, Sendmail later.
+// securemail milter: private Postfix and Sendmail instances.
 //
 // Everything runs on loopback, on ports chosen free at run time, with all
 // files under t.TempDir(), and is stopped by t.Cleanup. Nothing touches the
@@ -20,13 +20,12 @@
 //   - [Postfix] is a private Postfix instance with an unauthenticated SMTP
 //     listener and a submission listener (Cyrus SASL sasldb, PLAIN/LOGIN,
 //     STARTTLS offered but not required) that relays everything to a Sink.
+//   - [Sendmail] is the same for Sendmail, run from its unpacked Debian
+//     packages (SECUREMAIL_SENDMAIL_ROOT) in UTS and mount namespaces, with
+//     a Go syslog socket standing in for the missing syslog daemon.
 //
-// An MTA implementation (Postfix, later Sendmail) satisfies [MTA], so a table
-// of cases written against MTA runs against each of them: cmd/securemail's
-// e2eRunPolicyCases takes an MTA. Adding Sendmail means a NewSendmail that
-// relays to a Sink (smart host), reuses NewTLSCert and WriteSASLDB, makes its
-// log readable for Log/WaitLogMatch (there is no syslog daemon), and
-// recognises its own milter-reject log line in WaitMilterReject.
+// Both satisfy [MTA], so a table of cases written against MTA runs against
+// each of them: cmd/securemail's e2eRunPolicyCases takes an MTA.
 //
 // These tests need root: Postfix's master and Sendmail run as root and drop
 // privileges themselves.

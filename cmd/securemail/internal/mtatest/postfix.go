@@ -487,3 +487,37 @@ func WaitListening(addr string, timeout time.Duration) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Sendmail runs the instance's sendmail(1) command, "sendmail -C ConfigDir
+// args...", with msg on its standard input: mail submitted the way a local
+// program or webmail does, which Postfix hands to non_smtpd_milters (not
+// smtpd_milters). It returns the command's output; a non-zero exit is an
+// error for the caller to judge. Typical args: "-f", sender, "-i", "--",
+// recipients... The instance must be running for the message to leave the
+// maildrop queue.
+func (p *Postfix) Sendmail(t testing.TB, msg []byte, args ...string) (string, error) {
+	t.Helper()
+	// Postfix's own sendmail(1), not whichever "sendmail" PATH finds first.
+	bin := strings.TrimSpace(p.Postconf(t, "-h", "sendmail_path"))
+	if bin == "" {
+		t.Fatal("mtatest: postconf sendmail_path is empty")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, append([]string{"-C", p.ConfigDir}, args...)...)
+	cmd.Stdin = bytes.NewReader(msg)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// Flush runs "postqueue -c ConfigDir -f": pickup takes what waits in the
+// maildrop queue (sendmail(1) mail that cleanup could not take yet) and
+// qmgr retries deferred mail, now instead of at their next wakeup.
+func (p *Postfix) Flush(t testing.TB) {
+	t.Helper()
+	if out, errOut, err := p.run("postqueue", "-c", p.ConfigDir, "-f"); err != nil {
+		t.Fatalf("mtatest: postqueue -f: %v\n%s%s", err, out, errOut)
+	}
+}
