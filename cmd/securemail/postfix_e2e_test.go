@@ -14,6 +14,7 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/mail"
 	"net/smtp"
 	"os"
@@ -21,7 +22,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -379,34 +379,28 @@ type e2eServe struct {
 	cmd    *exec.Cmd
 	done   chan struct{}
 	err    error // from cmd.Wait, valid once done is closed
-	log    *e2eSyncBuffer
+	log    *mtatest.SyncBuffer
 }
 
-// e2eSyncBuffer collects a child's output; it may be read while the child
-// still writes.
-type e2eSyncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *e2eSyncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *e2eSyncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
+// e2eStartServe starts "securemail serve --config config" and waits until
+// its milter accepts connections on TCP milterAddr.
 func e2eStartServe(t *testing.T, bin, config, milterAddr string) *e2eServe {
 	t.Helper()
-	s := &e2eServe{config: config, done: make(chan struct{}), log: new(e2eSyncBuffer)}
+	return e2eStartServeAs(t, bin, config, "tcp", milterAddr, nil)
+}
+
+// e2eStartServeAs starts serve as the user cred (nil: as the test runs),
+// in the config file's folder, and waits until its milter accepts
+// connections on network/address.
+func e2eStartServeAs(t *testing.T, bin, config, network, address string, cred *syscall.Credential) *e2eServe {
+	t.Helper()
+	s := &e2eServe{config: config, done: make(chan struct{}), log: new(mtatest.SyncBuffer)}
 	s.cmd = exec.Command(bin, "serve", "--config", config)
-	s.cmd.Stdout = s.log
-	s.cmd.Stderr = s.log
+	if cred != nil {
+		s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
+	s.cmd.Dir = filepath.Dir(config)
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("e2e: start serve: %v", err)
 	}
@@ -425,17 +419,17 @@ func e2eStartServe(t *testing.T, bin, config, milterAddr string) *e2eServe {
 	})
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		select {
-		case <-s.done:
+		if !s.running() {
 			t.Fatalf("e2e: serve exited during start-up: %v\n%s", s.err, s.log.String())
-		default:
 		}
-		if mtatest.WaitListening(milterAddr, 100*time.Millisecond) == nil {
+		if c, err := net.DialTimeout(network, address, time.Second); err == nil {
+			c.Close()
 			return s
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("e2e: serve's milter not listening on %s after 15s\n%s", milterAddr, s.log.String())
+			t.Fatalf("e2e: serve's milter not accepting on %s %s after 15s\n%s", network, address, s.log.String())
 		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

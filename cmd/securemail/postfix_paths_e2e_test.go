@@ -116,7 +116,7 @@ policy:
   # trusted_networks and tls_exempt_networks: the embedded default
   # (127.0.0.0/8, ::1/128), which sendmail(1) mail needs.
 `, dataDir, sockPath, mtatest.FreePort(t), e2eInternal))
-	srv := pathsStartServe(t, bin, config, sockPath, runAs)
+	srv := e2eStartServeAs(t, bin, config, "unix", sockPath, runAs)
 
 	st, err := os.Stat(sockPath)
 	if err != nil {
@@ -250,7 +250,7 @@ policy:
 			}
 		}
 
-		srv := pathsStartServe(t, bin, config, sockPath, runAs)
+		srv := e2eStartServeAs(t, bin, config, "unix", sockPath, runAs)
 		pf.Flush(t)
 		m, err := sink.WaitFor(func(m mtatest.Message) bool { return m.From == from }, e2eDeliveryWait)
 		if err != nil {
@@ -533,47 +533,6 @@ func pathsWriteConfig(t *testing.T, yaml string) string {
 	return path
 }
 
-// pathsStartServe starts "securemail serve" as the user cred and waits
-// for its unix milter socket.
-func pathsStartServe(t *testing.T, bin, config, sock string, cred *syscall.Credential) *e2eServe {
-	t.Helper()
-	s := &e2eServe{config: config, done: make(chan struct{}), log: new(e2eSyncBuffer)}
-	s.cmd = exec.Command(bin, "serve", "--config", config)
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	s.cmd.Dir = filepath.Dir(config)
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("paths: start serve: %v", err)
-	}
-	go func() {
-		s.err = s.cmd.Wait()
-		close(s.done)
-	}()
-	t.Cleanup(func() {
-		if s.running() {
-			s.cmd.Process.Kill()
-			<-s.done
-		}
-		if t.Failed() {
-			t.Logf("paths: securemail serve log:\n%s", s.log.String())
-		}
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if !s.running() {
-			t.Fatalf("paths: serve exited during start-up: %v\n%s", s.err, s.log.String())
-		}
-		if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
-			c.Close()
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("paths: serve's milter socket %s not accepting after 15s\n%s", sock, s.log.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // pathsHeader returns the unfolded value of the first header field name
 // of a message.
 func pathsHeader(data []byte, name string) string {
@@ -588,7 +547,7 @@ func pathsHeader(data []byte, name string) string {
 type pathsDKIM struct {
 	dir          string
 	verifyConfig string
-	log          *e2eSyncBuffer
+	log          *mtatest.SyncBuffer
 }
 
 type pathsVerifyResult struct {
@@ -660,7 +619,7 @@ RequireSafeKeys false
 		}
 	}
 
-	d := &pathsDKIM{dir: dir, verifyConfig: verifyConf, log: new(e2eSyncBuffer)}
+	d := &pathsDKIM{dir: dir, verifyConfig: verifyConf, log: new(mtatest.SyncBuffer)}
 	bin, _ := mtatest.LookTool("opendkim")
 	cmd := exec.Command(bin, "-f", "-x", signConf)
 	cmd.Stdout, cmd.Stderr = d.log, d.log

@@ -135,7 +135,7 @@ type Sendmail struct {
 	logFile    *os.File
 
 	cmd     *exec.Cmd
-	out     syncBuffer // the daemon's stdout and stderr
+	out     SyncBuffer // the daemon's stdout and stderr
 	done    chan struct{}
 	waitErr error
 	started bool
@@ -757,20 +757,20 @@ func (s *Sendmail) WaitQueueEmpty(t testing.TB, timeout time.Duration) error {
 	}
 }
 
-// syncBuffer collects a child's output; it may be read while the child
-// still writes.
-type syncBuffer struct {
+// SyncBuffer collects a child process's output; it may be read while the
+// child still writes.
+type SyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
