@@ -2,7 +2,6 @@ package mtatest
 
 import (
 	"fmt"
-	"net/smtp"
 	"regexp"
 	"runtime"
 	"strings"
@@ -24,84 +23,14 @@ func TestSendmail(t *testing.T) {
 	start := time.Now()
 	sm.Start(t)
 	t.Logf("sendmail started in %v", time.Since(start))
-	user, pass := sm.Credentials()
-
-	cases := []struct {
-		name     string
-		sub      Submission
-		wantExit int
-		wantText string
-	}{
+	checkHarness(t, sm, sink, []harnessCase{
 		{"starttls auth plain", Submission{From: "tls@example.test", STARTTLS: true, Auth: "PLAIN"}, SwaksOK, "TLS"},
 		{"plaintext auth login", Submission{From: "plain@example.test", Auth: "LOGIN"}, SwaksOK, ""},
 		{"wrong password", Submission{From: "wrong@example.test", STARTTLS: true, Auth: "PLAIN", Password: "nope"}, SwaksFailedAuth, "535"},
 		// M=a: the MSA refuses mail without AUTH at MAIL FROM.
 		{"no auth on submission", Submission{From: "noauth@example.test", STARTTLS: true}, SwaksFailedMail, "530 5.7.0"},
 		{"mx port", Submission{From: "mx@example.test", Server: sm.SMTPAddr()}, SwaksOK, ""},
-	}
-	delivered := 0
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			s := tc.sub
-			if s.Server == "" {
-				s.Server = sm.SubmissionAddr()
-			}
-			if s.Auth != "" {
-				s.User = user
-				if s.Password == "" {
-					s.Password = pass
-				}
-			}
-			s.To = []string{"rcpt@external.test"}
-			s.Subject = "harness " + tc.name
-			s.Body = "body of " + tc.name
-			res := s.Send(t)
-			if res.ExitCode != tc.wantExit || !strings.Contains(res.Transcript, tc.wantText) {
-				t.Fatalf("swaks exit %d, want %d with %q\n%s", res.ExitCode, tc.wantExit, tc.wantText, res.Transcript)
-			}
-			if tc.wantExit != SwaksOK {
-				return
-			}
-			delivered++
-			m, err := sink.WaitFor(func(m Message) bool { return m.From == s.From }, 10*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !strings.Contains(string(m.Data), "body of "+tc.name) || len(m.Rcpts) != 1 || m.Rcpts[0] != "rcpt@external.test" {
-				t.Errorf("delivered message %s: rcpts %v\n%s", m.Path, m.Rcpts, m.Data)
-			}
-		})
-	}
-
-	t.Run("two messages one connection", func(t *testing.T) {
-		c, err := smtp.Dial(sm.SubmissionAddr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if err := c.StartTLS(sm.TLS().ClientConfig()); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Auth(smtp.PlainAuth("", user, pass, "127.0.0.1")); err != nil {
-			t.Fatal(err)
-		}
-		for _, from := range []string{"one@example.test", "two@example.test"} {
-			if err := SendOne(c, from, []string{"rcpt@external.test"}, "Subject: "+from+"\r\n\r\nbody\r\n"); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := c.Quit(); err != nil {
-			t.Fatal(err)
-		}
-		delivered += 2
 	})
-
-	if _, err := sink.Wait(delivered, 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if err := sm.WaitQueueEmpty(t, 10*time.Second); err != nil {
-		t.Error(err)
-	}
 	// The log is Sendmail's syslog: a delivery to the sink, and the
 	// authenticated submission's login.
 	for _, re := range []*regexp.Regexp{
