@@ -27,9 +27,6 @@ func (r *Reply) Error() string {
 
 func (r *Reply) Unwrap() error { return r.Cause }
 
-// Temporary reports whether the sender should try again later.
-func (r *Reply) Temporary() bool { return r.Code/100 == 4 }
-
 func (r *Reply) withCause(err error) *Reply {
 	c := *r
 	c.Cause = err
