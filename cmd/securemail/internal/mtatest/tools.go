@@ -38,6 +38,17 @@ type MTA interface {
 	WaitQueueEmpty(t testing.TB, timeout time.Duration) error
 }
 
+// SkipUnlessCI skips t with msg, which says what is missing and how to
+// install it, or fails t when the CI environment variable is set: in CI a
+// test that needs a real MTA, browser or tool never passes by skipping.
+func SkipUnlessCI(t testing.TB, msg string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg + "; CI is set, so this is a failure, not a skip")
+	}
+	t.Skip(msg)
+}
+
 // RequireTools makes sure every named program is on PATH (or in /usr/sbin,
 // /usr/lib/postfix/sbin, where Debian puts MTA tools). When one is missing the
 // test is skipped with a message that says what to install, unless the CI
@@ -56,10 +67,7 @@ func RequireTools(t testing.TB, names ...string) {
 	}
 	msg := "mtatest: missing " + strings.Join(missing, ", ") +
 		" (Debian: apt-get install postfix swaks libnet-ssleay-perl sasl2-bin libsasl2-modules)"
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg + "; CI is set, so this is a failure, not a skip")
-	}
-	t.Skip(msg)
+	SkipUnlessCI(t, msg)
 }
 
 // RequireRoot skips (or, with CI set, fails) a test that is not run as root.
@@ -69,10 +77,7 @@ func RequireRoot(t testing.TB) {
 		return
 	}
 	msg := "mtatest: real-MTA tests must run as root (the MTA drops privileges itself)"
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg + "; CI is set, so this is a failure, not a skip")
-	}
-	t.Skip(msg)
+	SkipUnlessCI(t, msg)
 }
 
 // LookTool finds a program on PATH or in the sbin directories that a
