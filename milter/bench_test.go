@@ -34,7 +34,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -251,6 +254,100 @@ func benchParallel(b *testing.B, tg benchTarget, c benchCase, sessions int) {
 		b.Fatal(firstErr)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchmarkMilterMemory20MiB measures memory with 1 and with 16 tagged
+// 20 MiB messages in flight at once (".../1/...", ".../16/..."). One
+// iteration opens N connections at once, sends one message on each, and
+// waits for all of them; the Filter (".../securemail") and the no-op
+// milter (".../noop") are driven the same way in the same run. Client and
+// server share this process, so every figure includes the client's and
+// go-milter's own memory: the no-op figure is that share. Metrics, each
+// divided by N (per message in flight):
+//
+//   - peak-rss-MiB/msg: the highest resident set size of the process during
+//     the run above the one just before it, after debug.FreeOSMemory (see
+//     rssMeter).
+//   - peak-heap-MiB/msg: the highest heap in use, garbage included, above
+//     the heap in use after a GC before the run (heapSampler, as
+//     BenchmarkMilter's peak-heap-MiB).
+//   - live-body-MiB/msg, live-repl-MiB/msg (securemail only),
+//     live-heap-MiB/msg: in the first iteration, the N messages meet at
+//     BenchmarkMilter's probe points (every 8 MiB of body sent, after the
+//     last body chunk, at the first and every 8 MiB of replacement body
+//     received); once all N are there, a forced GC reads the live heap,
+//     above the live heap after a GC before the iteration (flightGroup).
+//     The most of it while the bodies are being sent, while the
+//     replacements are arriving, and the most of both.
+//
+// ns/op is the time for N messages; -benchmem's B/op too. The forced GCs
+// of the first iteration lower the heap in use for a moment, which is why
+// the peaks come from the whole run and not from the first iteration alone.
+func BenchmarkMilterMemory20MiB(b *testing.B) {
+	env := newBenchEnv(b)
+	c := benchCase{name: "20MiB-tagged", size: 20 << 20, tagged: true}
+	for _, n := range []int{1, 16} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			for _, tg := range env.targets() {
+				b.Run(tg.name, func(b *testing.B) { benchInFlight(b, tg, c, n) })
+			}
+		})
+	}
+}
+
+func benchInFlight(b *testing.B, tg benchTarget, c benchCase, n int) {
+	rss, err := startRSSMeter()
+	if err != nil {
+		b.Skipf("no resident set size to read: %v", err)
+	}
+	group := newFlightGroup(n)
+	hs := startHeapSampler()
+	first := true
+	for b.Loop() {
+		var g *flightGroup
+		if first {
+			g, first = group, false
+		}
+		if err := deliverAtOnce(tg, c, n, g); err != nil {
+			hs.stop()
+			rss.stop()
+			b.Fatal(err)
+		}
+	}
+	heap := hs.stop()
+	peakRSS := rss.stop()
+	if group.short {
+		b.Fatalf("the %d messages did not all meet at every probe point", n)
+	}
+	b.ReportMetric(peakRSS/float64(n), "peak-rss-MiB/msg")
+	b.ReportMetric(heap/float64(n), "peak-heap-MiB/msg")
+	b.ReportMetric(group.mibPerMsg(group.body), "live-body-MiB/msg")
+	if tg.seals {
+		b.ReportMetric(group.mibPerMsg(group.reps), "live-repl-MiB/msg")
+	}
+	b.ReportMetric(group.mibPerMsg(max(group.body, group.reps)), "live-heap-MiB/msg")
+}
+
+// deliverAtOnce sends n messages of kind c on n connections at once and
+// waits for all of them. With a group, the deliveries meet at their probe
+// points.
+func deliverAtOnce(tg benchTarget, c benchCase, n int, g *flightGroup) error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			var p *liveProbe
+			if g != nil {
+				p = &liveProbe{group: g}
+				defer g.leave()
+			}
+			if _, err := tg.deliver(c, p); err != nil {
+				errs[i] = fmt.Errorf("message %d of %d: %w", i+1, n, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // benchEnv is a Filter and a no-op go-milter server, each on its own unix
@@ -568,7 +665,7 @@ func (c *sinkConn) Read(p []byte) (int, error) {
 		}
 		if gomilter.ModifyActCode(hdr[4]) == gomilter.ActReplBody {
 			if c.replaced == 0 {
-				c.probe.sample()
+				c.probe.sampleReplacement()
 			}
 			before := c.replaced
 			for left := length - 1; left > 0; {
@@ -584,7 +681,7 @@ func (c *sinkConn) Read(p []byte) (int, error) {
 				left -= len(buf)
 			}
 			if before/probeEvery != c.replaced/probeEvery {
-				c.probe.sample()
+				c.probe.sampleReplacement()
 			}
 			continue
 		}
@@ -652,9 +749,12 @@ const probeEvery = 8 << 20
 
 // liveProbe records the most live heap (after a forced GC) seen at its
 // samples, above the live heap when it was made. A nil probe does nothing.
-// It is used by one goroutine at a time.
+// It is used by one goroutine at a time. A probe with a group takes no
+// samples itself: its delivery meets the group's other deliveries there
+// (see flightGroup).
 type liveProbe struct {
 	base, peak uint64
+	group      *flightGroup
 }
 
 func newLiveProbe() *liveProbe {
@@ -662,8 +762,18 @@ func newLiveProbe() *liveProbe {
 	return &liveProbe{base: liveHeap()}
 }
 
-func (p *liveProbe) sample() {
+// sample is a probe point while the body is being sent.
+func (p *liveProbe) sample() { p.take(false) }
+
+// sampleReplacement is a probe point while the replacement body arrives.
+func (p *liveProbe) sampleReplacement() { p.take(true) }
+
+func (p *liveProbe) take(repl bool) {
 	if p == nil {
+		return
+	}
+	if p.group != nil {
+		p.group.meet(repl)
 		return
 	}
 	runtime.GC()
@@ -677,9 +787,163 @@ func (p *liveProbe) mib() float64 {
 	return float64(p.peak-p.base) / (1 << 20)
 }
 
+// flightGroup makes n concurrent deliveries meet at their probe points:
+// a delivery's i-th probe point waits until every delivery still running
+// is at its own i-th probe point, then one forced GC reads the live heap
+// for all of them, and they all go on. The deliveries of a group send the
+// same message to the same target, so they pass the same probe points in
+// the same order. A delivery that ends (or fails) leaves the group, so
+// nobody waits for it.
+type flightGroup struct {
+	mu         sync.Mutex
+	want       int // deliveries in the group
+	running    int // deliveries that have not left
+	waiting    int // deliveries at the current meeting point
+	repl       bool
+	release    chan struct{} // closed when the current meeting is over
+	base       uint64
+	body, reps uint64 // most live heap at a meeting in the body, in the replacement
+	short      bool   // a meeting was held without every delivery
+}
+
+func newFlightGroup(n int) *flightGroup {
+	runtime.GC()
+	return &flightGroup{want: n, running: n, release: make(chan struct{}), base: liveHeap()}
+}
+
+func (g *flightGroup) meet(repl bool) {
+	g.mu.Lock()
+	if g.waiting == 0 {
+		g.repl = repl
+	}
+	g.waiting++
+	if g.waiting < g.running {
+		release := g.release
+		g.mu.Unlock()
+		<-release
+		return
+	}
+	g.measureLocked()
+	g.mu.Unlock()
+}
+
+// leave is called once by every delivery of the group when it ends.
+func (g *flightGroup) leave() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.running--
+	if g.waiting > 0 && g.waiting >= g.running {
+		g.measureLocked()
+	}
+}
+
+func (g *flightGroup) measureLocked() {
+	if g.waiting < g.want {
+		g.short = true
+	}
+	runtime.GC()
+	live := liveHeap()
+	if g.repl {
+		g.reps = max(g.reps, live)
+	} else {
+		g.body = max(g.body, live)
+	}
+	g.waiting = 0
+	close(g.release)
+	g.release = make(chan struct{})
+}
+
+// mibPerMsg is live heap v above the base, in MiB per delivery.
+func (g *flightGroup) mibPerMsg(v uint64) float64 {
+	if v < g.base {
+		return 0
+	}
+	return float64(v-g.base) / (1 << 20) / float64(g.want)
+}
+
 // liveHeap is the heap the last GC marked live.
 func liveHeap() uint64 {
 	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	metrics.Read(s)
 	return s[0].Value.Uint64()
+}
+
+// rssMeter measures the highest resident set size (RSS) of the process
+// above the RSS when it started, which is read after debug.FreeOSMemory
+// has returned the free heap to the kernel. It resets the kernel's
+// high-water mark VmHWM by writing "5" to /proc/self/clear_refs (Linux
+// 4.0 and later) and reads VmHWM at the end; where the kernel refuses the
+// reset, it samples VmRSS every millisecond instead, which can miss a
+// short peak.
+type rssMeter struct {
+	base, peak    uint64 // bytes
+	hwm           bool   // VmHWM was reset at the start
+	done, stopped chan struct{}
+}
+
+func startRSSMeter() (*rssMeter, error) {
+	debug.FreeOSMemory()
+	base, err := procStatus("VmRSS")
+	if err != nil {
+		return nil, err
+	}
+	m := &rssMeter{base: base, peak: base}
+	if os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil {
+		m.hwm = true
+		return m, nil
+	}
+	m.done, m.stopped = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(m.stopped)
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			if v, err := procStatus("VmRSS"); err == nil {
+				m.peak = max(m.peak, v)
+			}
+			select {
+			case <-m.done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return m, nil
+}
+
+// stop ends the measurement and returns the peak above the base in MiB.
+func (m *rssMeter) stop() float64 {
+	if m.hwm {
+		if v, err := procStatus("VmHWM"); err == nil {
+			m.peak = max(m.peak, v)
+		}
+	} else {
+		close(m.done)
+		<-m.stopped
+		if v, err := procStatus("VmRSS"); err == nil {
+			m.peak = max(m.peak, v)
+		}
+	}
+	return float64(m.peak-m.base) / (1 << 20)
+}
+
+// procStatus reads a "kB" field of /proc/self/status, such as VmRSS, in
+// bytes.
+func procStatus(field string) (uint64, error) {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(data)) {
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || name != field {
+			continue
+		}
+		kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(value), " kB"), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/self/status: %s: %w", field, err)
+		}
+		return kb << 10, nil
+	}
+	return 0, fmt.Errorf("/proc/self/status: no %s", field)
 }
