@@ -171,7 +171,7 @@ background:#1a5fb4;color:#fff;cursor:pointer;width:100%}
 .meta{color:#4a5264}
 .check{font-size:.9rem;color:#4a5264;border-top:1px solid #dde;
 margin-top:1.5rem}
-code{word-break:break-all}
+code,.meta strong{overflow-wrap:anywhere}
 </style>
 </head>
 <body>
