@@ -13,7 +13,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -292,33 +291,6 @@ func brSeal(t *testing.T, portalURL string, msg []byte) (*rtEnv, []byte) {
 		t.Fatal(err)
 	}
 	return e, page
-}
-
-// newRTEnvFrom is newRTEnv with the configuration file at path.
-func newRTEnvFrom(t *testing.T, path string) *rtEnv {
-	t.Helper()
-	cfg, err := loadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.DiscardHandler)
-	if err := prepareDataDir(cfg); err != nil {
-		t.Fatal(err)
-	}
-	mk, err := openMasterKey(cfg, log, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := keystore.OpenBolt(keystorePath(cfg), keystore.BoltOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	f, err := newFilter(cfg, store, mk, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &rtEnv{cfg: cfg, store: store, master: mk, filter: f}
 }
 
 // brPageURL writes the page where a recipient saves an attachment and

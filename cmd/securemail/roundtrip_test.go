@@ -72,19 +72,18 @@ type rtEnv struct {
 
 func newRTEnv(t *testing.T) *rtEnv {
 	t.Helper()
-	cfg, err := loadConfig(rtWriteConfig(t, t.TempDir()))
+	return newRTEnvFrom(t, rtWriteConfig(t, t.TempDir()))
+}
+
+// newRTEnvFrom is newRTEnv with the configuration file at path.
+func newRTEnvFrom(t *testing.T, path string) *rtEnv {
+	t.Helper()
+	cfg, err := loadConfig(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	if err := prepareDataDir(cfg); err != nil {
-		t.Fatal(err)
-	}
-	mk, err := openMasterKey(cfg, log, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := keystore.OpenBolt(keystorePath(cfg), keystore.BoltOptions{})
+	mk, store, err := openKeys(cfg, log, true)
 	if err != nil {
 		t.Fatal(err)
 	}
