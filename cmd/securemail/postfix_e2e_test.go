@@ -16,7 +16,6 @@ import (
 	"mime/multipart"
 	"net"
 	"net/mail"
-	"net/smtp"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -173,17 +172,7 @@ func e2eRunPolicyCases(t *testing.T, bin string, mta mtatest.MTA, sink *mtatest.
 	}
 
 	t.Run("e three messages one connection", func(t *testing.T) {
-		c, err := smtp.Dial(mta.SubmissionAddr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if err := c.StartTLS(mta.TLS().ClientConfig()); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Auth(smtp.PlainAuth("", user, pass, "127.0.0.1")); err != nil {
-			t.Fatal(err)
-		}
+		c := mtatest.DialSubmission(t, mta)
 		msgs := []struct{ from, subject, marker string }{
 			{"case-e1@example.test", "Contract [encrypt] draft", "E2E-MARKER-e1"},
 			{"case-e2@example.test", "Lunch on Friday", "E2E-MARKER-e2"},
@@ -337,15 +326,31 @@ func e2eCheckSnippets(t *testing.T, pf *mtatest.Postfix) {
 	}
 }
 
-// e2eWriteConfig writes the securemail config for the test and returns its
-// path.
+// e2eWriteConfig writes the securemail config for the policy tests and
+// returns its path: debug log, no trusted or TLS-exempt networks (so every
+// swaks submission from 127.0.0.1 is judged by its SMTP AUTH), a small size
+// limit so the oversize case is fast.
 func e2eWriteConfig(t *testing.T, milterAddr, smtpRelay string) string {
+	t.Helper()
+	return e2eWriteConfigWith(t, milterAddr, smtpRelay, e2eConfig{
+		logLevel: "debug", networks: "[]", maxSize: fmt.Sprint(e2eMaxSize),
+	})
+}
+
+// e2eConfig is what differs between the end-to-end tests' configs.
+type e2eConfig struct {
+	logLevel string
+	networks string // YAML list for trusted_networks and tls_exempt_networks
+	maxSize  string
+}
+
+func e2eWriteConfigWith(t *testing.T, milterAddr, smtpRelay string, c e2eConfig) string {
 	t.Helper()
 	dir := t.TempDir()
 	portal := fmt.Sprintf("127.0.0.1:%d", mtatest.FreePort(t))
 	cfg := fmt.Sprintf(`data_dir: %[1]s/data
 log:
-  level: debug
+  level: %[8]s
 milter:
   listen: inet:%[2]s
 portal:
@@ -353,10 +358,10 @@ portal:
   url: http://%[3]s
 policy:
   internal_domains: [%[4]s]
-  trusted_networks: []
-  tls_exempt_networks: []
+  trusted_networks: %[9]s
+  tls_exempt_networks: %[9]s
   require_tls: true
-  max_message_size: %[5]d
+  max_message_size: %[5]s
   subject_tag: %[6]q
   trigger_header: X-Secure-Send
 keystore:
@@ -365,7 +370,7 @@ keystore:
 smtp:
   relay: %[7]s
   from: securemail@%[4]s
-`, dir, milterAddr, portal, e2eInternal, e2eMaxSize, e2eTag, smtpRelay)
+`, dir, milterAddr, portal, e2eInternal, c.maxSize, e2eTag, smtpRelay, c.logLevel, c.networks)
 	path := filepath.Join(dir, "securemail.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatalf("e2e: %v", err)

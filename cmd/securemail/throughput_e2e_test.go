@@ -18,7 +18,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
@@ -431,36 +430,9 @@ func tpStartNoopMilter(t *testing.T) string {
 // temporary directory on the same disk as Postfix's queue.
 func tpWriteConfig(t *testing.T, milterAddr, smtpRelay string) string {
 	t.Helper()
-	dir := t.TempDir()
-	portal := fmt.Sprintf("127.0.0.1:%d", mtatest.FreePort(t))
-	cfg := fmt.Sprintf(`data_dir: %[1]s/data
-log:
-  level: info
-milter:
-  listen: inet:%[2]s
-portal:
-  listen: %[3]s
-  url: http://%[3]s
-policy:
-  internal_domains: [%[4]s]
-  trusted_networks: [127.0.0.0/8, "::1/128"]
-  tls_exempt_networks: [127.0.0.0/8, "::1/128"]
-  require_tls: true
-  max_message_size: 20MiB
-  subject_tag: %[5]q
-  trigger_header: X-Secure-Send
-keystore:
-  master_key_file: %[1]s/master.key
-  key_lifetime: 2160h
-smtp:
-  relay: %[6]s
-  from: securemail@%[4]s
-`, dir, milterAddr, portal, e2eInternal, e2eTag, smtpRelay)
-	path := filepath.Join(dir, "securemail.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return e2eWriteConfigWith(t, milterAddr, smtpRelay, e2eConfig{
+		logLevel: "info", networks: `[127.0.0.0/8, "::1/128"]`, maxSize: "20MiB",
+	})
 }
 
 type tpMeta struct {

@@ -1,7 +1,6 @@
 package mtatest
 
 import (
-	"net/smtp"
 	"strings"
 	"testing"
 	"time"
@@ -58,17 +57,7 @@ func checkHarness(t *testing.T, mta MTA, sink *Sink, cases []harnessCase) {
 	}
 
 	t.Run("two messages one connection", func(t *testing.T) {
-		c, err := smtp.Dial(mta.SubmissionAddr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if err := c.StartTLS(mta.TLS().ClientConfig()); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Auth(smtp.PlainAuth("", user, pass, "127.0.0.1")); err != nil {
-			t.Fatal(err)
-		}
+		c := DialSubmission(t, mta)
 		for _, from := range []string{"one@example.test", "two@example.test"} {
 			if err := SendOne(c, from, []string{"rcpt@external.test"}, "Subject: "+from+"\r\n\r\nbody\r\n"); err != nil {
 				t.Fatal(err)

@@ -3,6 +3,7 @@ package mtatest
 import (
 	"fmt"
 	"net/smtp"
+	"testing"
 )
 
 // SendOne sends one message on an open, ready net/smtp client (after EHLO,
@@ -28,4 +29,24 @@ func SendOne(c *smtp.Client, from string, to []string, msg string) error {
 		return fmt.Errorf("end of DATA: %w", err)
 	}
 	return nil
+}
+
+// DialSubmission opens an SMTP connection to mta's submission listener,
+// with STARTTLS and AUTH PLAIN done, ready for SendOne; the connection is
+// closed when the test ends.
+func DialSubmission(t testing.TB, mta MTA) *smtp.Client {
+	t.Helper()
+	c, err := smtp.Dial(mta.SubmissionAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.StartTLS(mta.TLS().ClientConfig()); err != nil {
+		t.Fatal(err)
+	}
+	user, pass := mta.Credentials()
+	if err := c.Auth(smtp.PlainAuth("", user, pass, "127.0.0.1")); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
