@@ -103,8 +103,12 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 		if err := meta.Put(schemaKey, []byte(boltSchema)); err != nil {
 			return err
 		}
-		_, err = tx.CreateBucketIfNotExists(keysBucket)
-		return err
+		for _, name := range [][]byte{keysBucket, accountsBucket, codesBucket, sessionsBucket, throttleBucket, readsBucket} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		db.Close()
@@ -318,7 +322,8 @@ func (b *Bolt) SweepKeys(ctx context.Context, before time.Time) (int, error) {
 			}
 		}
 		deleted = len(expired)
-		return nil
+		// A key's read audit trail lives as long as the key.
+		return sweepReads(tx)
 	})
 	if err != nil {
 		return 0, wrapf("sweep keys", err)
