@@ -1,90 +1,342 @@
-// Package portal is the recipient-facing web handler. In this version it
-// serves the service's front page and answers the attachment's "Click to
-// read message" form with a page that says reading is not enabled on this
-// server yet; the reading flow (accounts, login, reading, replies) is
-// planned next. It never echoes what it is sent and grants nothing.
+// Package portal is the recipient-facing web handler: a recipient's browser
+// posts the envelope from SecureMessageATT.html to /open, proves an address
+// the message was sent to (an emailed code at first, a password after that),
+// reads the message and may reply to its sender.
 //
-// Every page carries a strict Content-Security-Policy (no script at all),
-// frame-ancestors 'none', nosniff and no-referrer.
+// # Contract
+//
+//   - POST /open streams the upload to a ciphertext spool (never whole in
+//     memory, capped, swept after SpoolTTL), checks the envelope against its
+//     key record and answers 303 to GET /m/{token}. It is the only endpoint a
+//     foreign origin may post to, and it grants nothing: a token only shows
+//     a sign-in page.
+//   - Only an account whose address is one of the key record's envelope
+//     recipients can read, and only an address proved by a code mailed to it
+//     can get an account. No page says whether an account exists or who the
+//     recipients are.
+//   - Passwords and security answers are kept as argon2id hashes, codes and
+//     session ids as SHA-256 digests; none of them is ever logged.
+//   - Sessions live in the store; the cookie is __Host- prefixed, Secure,
+//     HttpOnly, SameSite=Lax, idle 30 minutes, absolute 8 hours, and gets a
+//     new id whenever the browser proves something.
+//   - Every state-changing request is a POST checked by
+//     http.CrossOriginProtection, except /open.
+//   - Every page carries a Content-Security-Policy without any script source,
+//     frame-ancestors 'none', nosniff and no-referrer; HSTS when served over
+//     TLS. The portal needs no JavaScript.
+//   - Errors are pages in words with a status code, never a stack trace.
 package portal
 
 import (
-	"html/template"
-	"io"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/securemail/securemail/keystore"
 )
 
-// Options configure the handler.
+// Options configure the handler. Keys, Store, MasterKey, SpoolDir and Mailer
+// are required for anything but the front page.
 type Options struct {
-	// PortalURL is the public base URL written into envelopes.
+	// PortalURL is the public base URL written into envelopes. Its scheme
+	// decides the cookie: https gets a Secure __Host- cookie; plain http
+	// (loopback testing only) a cookie without either.
 	PortalURL string
+
+	Keys      keystore.KeyStore
+	Store     keystore.PortalStore
+	MasterKey *keystore.MasterKey
+
+	// SpoolDir holds uploaded envelopes (ciphertext only) for SpoolTTL
+	// (default 24 h).
+	SpoolDir string
+	SpoolTTL time.Duration
+	// MaxMessageSize is the largest original message the milter seals
+	// (default 20 MiB); the upload cap is derived from it.
+	MaxMessageSize int64
+
+	// Mailer sends codes, notices and replies; From is the address codes
+	// and notices come from.
+	Mailer Mailer
+	From   string
+
+	// InternalDomains are the host's own domains: a reply to anyone
+	// outside them carries SubjectTag so the milter seals it.
+	InternalDomains []string
+	SubjectTag      string
+	// ReplyAll offers "reply to everyone" next to "reply to the sender".
+	ReplyAll bool
+
+	// Hasher hashes passwords and answers (default: DefaultArgon2, two at
+	// a time). MinPassword (default 12) and MaxPassword (default 128)
+	// bound password length in characters.
+	Hasher      *Hasher
+	MinPassword int
+	MaxPassword int
+
+	Render RenderLimits
+
+	Logger *slog.Logger
+	Now    func() time.Time
 }
+
+const (
+	sessionIdle     = 30 * time.Minute
+	sessionAbsolute = 8 * time.Hour
+	codeLifetime    = 15 * time.Minute
+	codeTries       = 5
+	// throttleWindow is NIST 800-63B's long window: at most
+	// maxFailuresInWindow failed sign-ins per account in it.
+	throttleWindow      = 30 * 24 * time.Hour
+	maxFailuresInWindow = 100
+	// Backoff starts after this many consecutive failures.
+	accountFreeFailures = 5
+	ipFreeFailures      = 20
+	maxBackoff          = time.Hour
+	// At most codeSendsPerHour codes per address and purpose.
+	codeSendsPerHour = 5
+)
 
 type handler struct {
-	opts Options
-	mux  *http.ServeMux
+	opts    Options
+	log     *slog.Logger
+	mux     *http.ServeMux
+	csrf    *http.CrossOriginProtection
+	secure  bool
+	cookie  string
+	spool   *spool
+	uploads sync.WaitGroup
 }
 
-// New returns the portal's handler.
-func New(opts Options) http.Handler {
-	h := &handler{opts: opts, mux: http.NewServeMux()}
-	h.mux.HandleFunc("GET /{$}", h.home)
-	h.mux.HandleFunc("POST /open", h.open)
-	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "ok\n")
-	})
-	return h
+// Handler is the portal. Close stops its sweeper.
+type Handler struct {
+	http.Handler
+	h    *handler
+	stop context.CancelFunc
+	done chan struct{}
 }
+
+// New returns the portal's handler. It starts a goroutine that sweeps the
+// spool and the store's expired codes and sessions; Close stops it.
+func New(opts Options) (*Handler, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.SpoolTTL <= 0 {
+		opts.SpoolTTL = 24 * time.Hour
+	}
+	if opts.MaxMessageSize <= 0 {
+		opts.MaxMessageSize = 20 << 20
+	}
+	if opts.MinPassword <= 0 {
+		opts.MinPassword = 12
+	}
+	if opts.MaxPassword <= 0 {
+		opts.MaxPassword = 128
+	}
+	if opts.MaxPassword < 64 {
+		return nil, fmt.Errorf("portal: the maximum password length must be at least 64, not %d", opts.MaxPassword)
+	}
+	if opts.Hasher == nil {
+		opts.Hasher = NewHasher(DefaultArgon2, 2)
+	}
+	if opts.Render.MaxInlineText <= 0 {
+		opts.Render.MaxInlineText = 1 << 20
+	}
+	if opts.Render.MaxInlineHTML <= 0 {
+		opts.Render.MaxInlineHTML = 1 << 20
+	}
+	u, err := url.Parse(opts.PortalURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("portal: the portal URL %q is not an http(s) URL", opts.PortalURL)
+	}
+	h := &handler{
+		opts:   opts,
+		log:    opts.Logger,
+		mux:    http.NewServeMux(),
+		csrf:   http.NewCrossOriginProtection(),
+		secure: u.Scheme == "https",
+	}
+	h.cookie = "securemail_session"
+	if h.secure {
+		h.cookie = "__Host-securemail_session"
+	}
+	if opts.SpoolDir != "" {
+		if h.spool, err = newSpool(opts.SpoolDir, opts.SpoolTTL, maxUpload(opts.MaxMessageSize)); err != nil {
+			return nil, err
+		}
+	}
+	// /open is posted from a file:// page (Origin: null): the one
+	// cross-origin endpoint. It creates only a spool entry.
+	h.csrf.AddInsecureBypassPattern("POST /open")
+	h.csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.errorPage(w, r, http.StatusForbidden, "This form came from another site",
+			"For your safety this page only accepts forms sent from this site. Go back, reload the page and try again.")
+	}))
+	h.routes()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	ph := &Handler{Handler: h, h: h, stop: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(ph.done)
+		h.sweepLoop(ctx)
+	}()
+	return ph, nil
+}
+
+// Close stops the sweeper and waits for uploads in progress.
+func (p *Handler) Close() error {
+	p.stop()
+	<-p.done
+	p.h.uploads.Wait()
+	return nil
+}
+
+// Sweep removes expired spool files, codes and sessions once.
+func (p *Handler) Sweep(ctx context.Context) { p.h.sweep(ctx) }
+
+func (h *handler) routes() {
+	m := h.mux
+	m.HandleFunc("GET /{$}", h.home)
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+	m.HandleFunc("GET /static/portal.css", serveCSS)
+	m.HandleFunc("POST /open", h.open)
+	m.HandleFunc("GET /m/{token}", h.message)
+	m.HandleFunc("GET /m/{token}/part/{index}", h.part)
+	m.HandleFunc("GET /m/{token}/cid/{cid}", h.part)
+	m.HandleFunc("POST /m/{token}/reply", h.reply)
+
+	m.HandleFunc("POST /email", h.email)
+	m.HandleFunc("GET /signin", h.signinPage)
+	m.HandleFunc("POST /signin", h.signin)
+	m.HandleFunc("POST /register/send-code", h.registerSendCode)
+	m.HandleFunc("GET /register/code", h.registerCodePage)
+	m.HandleFunc("POST /register/code", h.registerCode)
+	m.HandleFunc("GET /register/password", h.registerPasswordPage)
+	m.HandleFunc("POST /register/password", h.registerPassword)
+	m.HandleFunc("POST /reset/send-code", h.resetSendCode)
+	m.HandleFunc("GET /reset/code", h.resetCodePage)
+	m.HandleFunc("POST /reset/code", h.resetCode)
+	m.HandleFunc("GET /reset/answers", h.resetAnswersPage)
+	m.HandleFunc("POST /reset/answers", h.resetAnswers)
+	m.HandleFunc("GET /reset/password", h.resetPasswordPage)
+	m.HandleFunc("POST /reset/password", h.resetPassword)
+	m.HandleFunc("GET /account/password", h.changePasswordPage)
+	m.HandleFunc("POST /account/password", h.changePassword)
+	m.HandleFunc("POST /signout", h.signout)
+}
+
+// contentSecurityPolicy allows no script at all; images only from this
+// origin (a message's cid: images); styles only from /static.
+const contentSecurityPolicy = "default-src 'none'; img-src 'self'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr := w.Header()
-	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	hdr.Set("Content-Security-Policy", contentSecurityPolicy)
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	hdr.Set("Referrer-Policy", "no-referrer")
 	hdr.Set("X-Frame-Options", "DENY")
+	hdr.Set("Cross-Origin-Opener-Policy", "same-origin")
 	if r.TLS != nil {
 		hdr.Set("Strict-Transport-Security", "max-age=31536000")
 	}
-	h.mux.ServeHTTP(w, r)
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			h.log.Error("portal: panic while serving a request", "path", r.URL.Path, "panic", fmt.Sprint(v))
+			h.errorPage(w, r, http.StatusInternalServerError, "Something went wrong",
+				"This page could not be shown because of a problem on this server. Please try again in a few minutes.")
+		}
+	}()
+	h.csrf.Handler(h.mux).ServeHTTP(w, r)
 }
 
-var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{.Title}}</title>
-<style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem;line-height:1.5;color:#1d2330}</style>
-</head><body><main><h1>{{.Title}}</h1>{{range .Paragraphs}}<p>{{.}}</p>{{end}}</main></body></html>
-`))
+func (h *handler) now() time.Time { return h.opts.Now() }
 
-type page struct {
-	Title      string
-	Paragraphs []string
+// clientIP is the address throttling counts against. Behind a reverse proxy
+// every request comes from the proxy; see docs/operators.md.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
-func (h *handler) render(w http.ResponseWriter, status int, p page) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	pageTemplate.Execute(w, p)
+func (h *handler) ready(w http.ResponseWriter, r *http.Request) bool {
+	if h.opts.Keys == nil || h.opts.Store == nil || h.opts.MasterKey == nil || h.spool == nil || h.opts.Mailer == nil {
+		h.errorPage(w, r, http.StatusServiceUnavailable, "Reading is not enabled on this server",
+			"This server encrypts outgoing mail, but reading secure messages here is not set up. Your message is safe and still encrypted; please ask the sender to contact you another way.")
+		return false
+	}
+	return true
 }
 
-func (h *handler) home(w http.ResponseWriter, r *http.Request) {
-	h.render(w, http.StatusOK, page{
-		Title: "Secure messages",
-		Paragraphs: []string{
-			"This is the secure message service of this mail server. People who use it send encrypted email: you receive a notice with an attachment named SecureMessageATT.html, and you read the message here.",
-			"A genuine message sends you to an address that starts with " + h.opts.PortalURL + "/ and nowhere else. If a page asks for your password at any other address, close it.",
-		},
-	})
+// storeFailed answers a request whose store call failed for a reason that
+// is not the user's.
+func (h *handler) storeFailed(w http.ResponseWriter, r *http.Request, op string, err error) {
+	h.log.Error("portal: store failed", "op", op, "err", err)
+	h.errorPage(w, r, http.StatusServiceUnavailable, "Please try again in a minute",
+		"This server could not finish your request just now. Nothing was lost. Please try again in a minute.")
 }
 
-func (h *handler) open(w http.ResponseWriter, r *http.Request) {
-	// Do not read the upload: nothing here would use it.
-	h.render(w, http.StatusServiceUnavailable, page{
-		Title: "Reading is not enabled yet",
-		Paragraphs: []string{
-			"This server encrypts outgoing mail, but reading secure messages on this site is not enabled yet.",
-			"Your message is safe and still encrypted. Please ask the sender to contact you another way or to send it again later.",
-		},
-	})
+func (h *handler) sweepLoop(ctx context.Context) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	h.sweep(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			h.sweep(ctx)
+		}
+	}
+}
+
+func (h *handler) sweep(ctx context.Context) {
+	if h.spool != nil {
+		if n, err := h.spool.sweep(h.now()); err != nil {
+			h.log.Warn("portal: spool sweep failed", "err", err)
+		} else if n > 0 {
+			h.log.Info("portal: spool swept", "removed", n)
+		}
+	}
+	if h.opts.Store != nil {
+		if n, err := h.opts.Store.SweepPortal(ctx, h.now(), throttleWindow); err != nil && !errors.Is(err, context.Canceled) {
+			h.log.Warn("portal: store sweep failed", "err", err)
+		} else if n > 0 {
+			h.log.Info("portal: codes, sessions and throttle entries swept", "removed", n)
+		}
+	}
+}
+
+// isInternal reports whether addr's domain is one of the host's own.
+func (h *handler) isInternal(addr string) bool {
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		return false
+	}
+	domain := strings.ToLower(addr[at+1:])
+	for _, d := range h.opts.InternalDomains {
+		if strings.EqualFold(d, domain) {
+			return true
+		}
+	}
+	return false
 }

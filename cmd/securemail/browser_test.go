@@ -28,7 +28,6 @@ import (
 	"github.com/securemail/securemail/cmd/securemail/internal/browsertest"
 	"github.com/securemail/securemail/envelope"
 	"github.com/securemail/securemail/keystore"
-	"github.com/securemail/securemail/portal"
 )
 
 // brFrom is the From field of the test message, and brFromShown what the
@@ -153,28 +152,6 @@ func TestAttachmentPageInBrowser(t *testing.T) {
 		case p := <-rec.posts:
 			t.Errorf("a second request reached the portal: %s %s", p.method, p.path)
 		default:
-		}
-	})
-
-	t.Run("portal answers reading not enabled", func(t *testing.T) {
-		srv := httptest.NewUnstartedServer(nil)
-		srv.Config.Handler = portal.New(portal.Options{PortalURL: "http://" + srv.Listener.Addr().String()})
-		srv.Start()
-		t.Cleanup(srv.Close)
-		_, page := brSeal(t, srv.URL, msg)
-
-		tab := b.NewTab(t)
-		tab.DisableScripts()
-		tab.Navigate(brPageURL(t, page))
-		tab.Run(chromedp.Click(brButton, chromedp.ByQuery))
-		tab.WaitText(10*time.Second, srv.URL+"/open",
-			"Reading is not enabled yet", "Your message is safe and still encrypted")
-		docs := tab.Documents()
-		if last := docs[len(docs)-1]; last.URL != srv.URL+"/open" || last.Status != http.StatusServiceUnavailable {
-			t.Errorf("last document %s, status %d; want %s/open with 503 (documents: %v)", last.URL, last.Status, srv.URL, docs)
-		}
-		if loc := tab.Location(); loc != srv.URL+"/open" {
-			t.Errorf("the browser ends on %s, want %s/open", loc, srv.URL)
 		}
 	})
 

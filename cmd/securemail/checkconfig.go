@@ -431,7 +431,7 @@ func checkConfigValues(r *checkReport, c *Config, bad map[string]bool) {
 	}
 	if strings.TrimSpace(c.SMTP.From) == "" {
 		r.warnf("smtp.from", "set it to the sender address of securemail's own mail, e.g. securemail@example.com",
-			"smtp.from is empty: the portal's mail (codes, replies) will have no sender address")
+			"smtp.from is empty: the portal's codes and notices will come from %s, which recipients' mail servers may refuse", c.portalFrom())
 	}
 }
 

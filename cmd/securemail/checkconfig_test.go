@@ -172,7 +172,7 @@ func TestCheckConfigYAML(t *testing.T) {
 			"warning: policy.internal_domains is empty: every triggered message will be sealed, even between your own users — list your own domains",
 		}},
 		{name: "no smtp.from", fixture: "no-from.yaml", code: 1, wants: []ccWant{
-			"warning: smtp.from is empty: the portal's mail (codes, replies) will have no sender address — set it",
+			"warning: smtp.from is empty: the portal's codes and notices will come from securemail@secure.example.com, which recipients' mail servers may refuse — set it",
 		}},
 		{name: "nothing triggers", fixture: "no-trigger.yaml", code: 2, wants: []ccWant{
 			"error: policy.subject_tag and policy.trigger_header are both empty: nothing could ever be encrypted",

@@ -33,8 +33,17 @@ type Config struct {
 		SocketMode string `mapstructure:"socket_mode"`
 	} `mapstructure:"milter"`
 	Portal struct {
-		Listen string `mapstructure:"listen"`
-		URL    string `mapstructure:"url"`
+		Listen            string        `mapstructure:"listen"`
+		URL               string        `mapstructure:"url"`
+		SpoolTTL          time.Duration `mapstructure:"spool_ttl"`
+		ReplyAll          bool          `mapstructure:"reply_all"`
+		MinPasswordLength int           `mapstructure:"min_password_length"`
+		Argon2            struct {
+			Time        uint32   `mapstructure:"time"`
+			Memory      ByteSize `mapstructure:"memory"`
+			Threads     uint8    `mapstructure:"threads"`
+			Concurrency int      `mapstructure:"concurrency"`
+		} `mapstructure:"argon2"`
 	} `mapstructure:"portal"`
 	Policy struct {
 		InternalDomains   []string `mapstructure:"internal_domains"`
@@ -64,6 +73,13 @@ var defaults = map[string]any{
 	"milter.socket_mode":         "0660",
 	"portal.listen":              "127.0.0.1:8080",
 	"portal.url":                 "http://127.0.0.1:8080",
+	"portal.spool_ttl":           "24h",
+	"portal.reply_all":           false,
+	"portal.min_password_length": 12,
+	"portal.argon2.time":         3,
+	"portal.argon2.memory":       "64MiB",
+	"portal.argon2.threads":      4,
+	"portal.argon2.concurrency":  2,
 	"policy.internal_domains":    []string{},
 	"policy.trusted_networks":    []string{"127.0.0.0/8", "::1/128"},
 	"policy.tls_exempt_networks": []string{"127.0.0.0/8", "::1/128"},
@@ -131,6 +147,21 @@ func (c *Config) fillDerived() {
 	}
 }
 
+// portalFrom is the sender of the portal's own mail: smtp.from, or
+// securemail@ the portal's host name (localhost when that is an address).
+func (c *Config) portalFrom() string {
+	if f := strings.TrimSpace(c.SMTP.From); f != "" {
+		return f
+	}
+	host := "localhost"
+	if u, err := url.Parse(c.Portal.URL); err == nil && u.Hostname() != "" {
+		if _, err := netip.ParseAddr(u.Hostname()); err != nil {
+			host = u.Hostname()
+		}
+	}
+	return "securemail@" + host
+}
+
 func orDefault(path string) string {
 	if path == "" {
 		return "(embedded default)"
@@ -185,6 +216,15 @@ func (c *Config) validate() error {
 	}
 	if c.Policy.SubjectTag == "" && c.Policy.TriggerHeader == "" {
 		errs = append(errs, errors.New("policy.subject_tag and policy.trigger_header are both empty: nothing could ever be encrypted"))
+	}
+	if c.Portal.SpoolTTL <= 0 {
+		errs = append(errs, errors.New("portal.spool_ttl must be positive, e.g. 24h"))
+	}
+	if c.Portal.MinPasswordLength < 8 || c.Portal.MinPasswordLength > 64 {
+		errs = append(errs, fmt.Errorf("portal.min_password_length %d must be between 8 and 64 (NIST 800-63B asks for at least 8; 12 is the default)", c.Portal.MinPasswordLength))
+	}
+	if a := c.Portal.Argon2; a.Time < 1 || a.Threads < 1 || a.Concurrency < 1 || a.Memory < 8<<10 || a.Memory > 4<<30 {
+		errs = append(errs, errors.New("portal.argon2: time, threads and concurrency must be at least 1 and memory between 8KiB and 4GiB (defaults: 3, 4, 2, 64MiB)"))
 	}
 	if c.Keystore.KeyLifetime <= 0 {
 		errs = append(errs, errors.New("keystore.key_lifetime must be positive, e.g. 2160h (90 days)"))

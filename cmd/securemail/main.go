@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 
@@ -16,6 +17,7 @@ import (
 
 	"github.com/securemail/securemail/keystore"
 	"github.com/securemail/securemail/milter"
+	"github.com/securemail/securemail/portal"
 )
 
 func main() {
@@ -120,4 +122,38 @@ func newFilter(cfg *Config, store keystore.KeyStore, mk *keystore.MasterKey, log
 		MasterKey:   mk,
 		Logger:      log,
 	})
+}
+
+func portalSpoolPath(cfg *Config) string { return filepath.Join(cfg.DataDir, "portal-spool") }
+
+// newPortal builds the recipient portal on the same key store the milter
+// writes.
+func newPortal(cfg *Config, store *keystore.Bolt, mk *keystore.MasterKey, log *slog.Logger) (*portal.Handler, error) {
+	a := cfg.Portal.Argon2
+	return portal.New(portal.Options{
+		PortalURL:       cfg.Portal.URL,
+		Keys:            store,
+		Store:           store,
+		MasterKey:       mk,
+		SpoolDir:        portalSpoolPath(cfg),
+		SpoolTTL:        cfg.Portal.SpoolTTL,
+		MaxMessageSize:  int64(cfg.Policy.MaxMessageSize),
+		Mailer:          &portal.SMTPMailer{Addr: cfg.SMTP.Relay, HelloName: portalHost(cfg)},
+		From:            cfg.portalFrom(),
+		InternalDomains: cfg.Policy.InternalDomains,
+		SubjectTag:      cfg.Policy.SubjectTag,
+		ReplyAll:        cfg.Portal.ReplyAll,
+		Hasher: portal.NewHasher(portal.Argon2Params{
+			Time: a.Time, MemoryKiB: uint32(a.Memory / 1024), Threads: a.Threads,
+		}, a.Concurrency),
+		MinPassword: cfg.Portal.MinPasswordLength,
+		Logger:      log,
+	})
+}
+
+func portalHost(cfg *Config) string {
+	if u, err := url.Parse(cfg.Portal.URL); err == nil && u.Hostname() != "" {
+		return u.Hostname()
+	}
+	return "localhost"
 }

@@ -9,13 +9,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/securemail/securemail/keystore"
-	"github.com/securemail/securemail/portal"
 )
 
 const (
@@ -67,8 +67,18 @@ func serve(cfg *Config, log *slog.Logger) error {
 		milterLn.Close()
 		return fmt.Errorf("portal.listen: %w", err)
 	}
+	web, err := newPortal(cfg, store, mk, log)
+	if err != nil {
+		milterLn.Close()
+		httpLn.Close()
+		return err
+	}
+	defer web.Close()
+	if strings.TrimSpace(cfg.SMTP.From) == "" {
+		log.Warn("smtp.from is empty: the portal's codes and notices come from a made-up address; set smtp.from", "from", cfg.portalFrom())
+	}
 	httpSrv := &http.Server{
-		Handler:           portal.New(portal.Options{PortalURL: cfg.Portal.URL}),
+		Handler:           web,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}

@@ -1,0 +1,740 @@
+package portal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/mail"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/securemail/securemail/keystore"
+)
+
+// maxFormBody bounds every form but the envelope upload and the reply.
+const maxFormBody = 64 << 10
+
+// preAuth are the stages of a browser that gave an address but is not
+// signed in.
+var preAuth = []string{stageEmail, stageRegisterCodeSent, stageResetCodeSent}
+
+func (h *handler) parseForm(w http.ResponseWriter, r *http.Request) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+	if err := r.ParseForm(); err != nil {
+		h.errorPage(w, r, http.StatusBadRequest, "This form could not be read",
+			"The form was too large or damaged on its way. Go back and try again.")
+		return false
+	}
+	return true
+}
+
+// POST /email: the browser says who it is.
+func (h *handler) email(w http.ResponseWriter, r *http.Request) {
+	s := h.sessionAt(w, r, stageEmail, stageRegisterCodeSent, stageResetCodeSent, stageRegisterVerified,
+		stageResetVerified, stageResetAnswered, stageAuthenticated, "")
+	if s == nil || !h.parseForm(w, r) {
+		return
+	}
+	raw := strings.TrimSpace(r.PostForm.Get("email"))
+	addr, err := mail.ParseAddress(raw)
+	if err != nil || addr.Name != "" || !strings.Contains(addr.Address, "@") || len(addr.Address) > 254 {
+		h.render(w, http.StatusBadRequest, "email", view{Title: "Who are you?", Token: s.Token, Email: raw,
+			Error: "That does not look like an email address. Type it as name@example.com."})
+		return
+	}
+	// A different address starts over: nothing proved for one address
+	// carries over to another.
+	if _, err := h.newSession(w, r, s, addr.Address, stageEmail, s.Token); err != nil {
+		h.storeFailed(w, r, "session", err)
+		return
+	}
+	http.Redirect(w, r, "/signin", http.StatusSeeOther)
+}
+
+func (h *handler) signinPage(w http.ResponseWriter, r *http.Request) {
+	s := h.sessionAt(w, r, preAuth...)
+	if s == nil {
+		return
+	}
+	h.render(w, http.StatusOK, "signin", view{Title: "Sign in to read your message", Email: s.Email, Token: s.Token})
+}
+
+// POST /signin: password for the address in the session.
+func (h *handler) signin(w http.ResponseWriter, r *http.Request) {
+	s := h.sessionAt(w, r, preAuth...)
+	if s == nil || !h.parseForm(w, r) {
+		return
+	}
+	ctx := r.Context()
+	password := r.PostForm.Get("password")
+	acct, found, err := h.account(ctx, s.Email)
+	if err != nil {
+		h.storeFailed(w, r, "account", err)
+		return
+	}
+	if wait, msg, err := h.loginThrottled(ctx, s.Email, clientIP(r), acct, found); err != nil {
+		h.storeFailed(w, r, "throttle", err)
+		return
+	} else if wait > 0 {
+		h.render(w, http.StatusTooManyRequests, "signin", view{Title: "Sign in to read your message", Email: s.Email, Token: s.Token, Error: msg})
+		return
+	}
+	ok := false
+	if found {
+		ok, err = h.opts.Hasher.Verify(ctx, acct.PasswordHash, NormalizePassword(password))
+		if err != nil {
+			h.log.Error("portal: stored password hash unusable", "err", err)
+			ok = false
+		}
+	} else {
+		h.opts.Hasher.DummyVerify(ctx, NormalizePassword(password))
+	}
+	if !ok {
+		if err := h.loginFailed(ctx, s.Email, clientIP(r)); err != nil {
+			h.storeFailed(w, r, "throttle", err)
+			return
+		}
+		h.log.Info("portal: sign-in failed", "remote", clientIP(r))
+		h.render(w, http.StatusUnauthorized, "signin", view{Title: "Sign in to read your message", Email: s.Email, Token: s.Token,
+			Error: "That email address and password do not match. Check both and try again. If this is your first secure message from us, create an account below."})
+		return
+	}
+	if err := h.signedIn(ctx, acct, password, clientIP(r)); err != nil {
+		h.storeFailed(w, r, "sign-in", err)
+		return
+	}
+	if _, err := h.newSession(w, r, s, acct.Email, stageAuthenticated, s.Token); err != nil {
+		h.storeFailed(w, r, "session", err)
+		return
+	}
+	h.log.Info("portal: signed in", "remote", clientIP(r))
+	h.goToMessage(w, r, s.Token, "")
+}
+
+func (h *handler) goToMessage(w http.ResponseWriter, r *http.Request, token, query string) {
+	if token == "" {
+		http.Redirect(w, r, "/"+query, http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, "/m/"+token+query, http.StatusSeeOther)
+}
+
+// account looks an address up; found is false when there is none.
+func (h *handler) account(ctx context.Context, email string) (keystore.Account, bool, error) {
+	a, err := h.opts.Store.Account(ctx, email)
+	if errors.Is(err, keystore.ErrNotFound) {
+		return keystore.Account{}, false, nil
+	}
+	return a, err == nil, err
+}
+
+// signedIn clears the failure counts after a right password and upgrades
+// a hash made with older cost settings.
+func (h *handler) signedIn(ctx context.Context, acct keystore.Account, password, ip string) error {
+	if err := h.opts.Store.ClearFailures(ctx, "acct:"+acct.Email); err != nil {
+		return err
+	}
+	if err := h.opts.Store.ClearFailures(ctx, "ip:"+ip); err != nil {
+		return err
+	}
+	if h.opts.Hasher.NeedsRehash(acct.PasswordHash) {
+		if phc, err := h.opts.Hasher.Hash(ctx, NormalizePassword(password)); err == nil {
+			return h.opts.Store.SetPassword(ctx, acct.Email, phc, acct.PasswordSet)
+		}
+	}
+	return nil
+}
+
+func (h *handler) loginFailed(ctx context.Context, email, ip string) error {
+	now := h.now()
+	if _, err := h.opts.Store.AddFailure(ctx, "acct:"+email, now, throttleWindow); err != nil {
+		return err
+	}
+	_, err := h.opts.Store.AddFailure(ctx, "ip:"+ip, now, throttleWindow)
+	return err
+}
+
+// loginThrottled says how long the browser must wait before its next
+// password try, with the sentence to show. It answers the same whether or
+// not the account exists: failures count against the address either way.
+func (h *handler) loginThrottled(ctx context.Context, email, ip string, acct keystore.Account, found bool) (time.Duration, string, error) {
+	now := h.now()
+	at, err := h.opts.Store.Throttle(ctx, "acct:"+email)
+	if err != nil {
+		return 0, "", err
+	}
+	// The long-window lock ends when the owner resets the password.
+	if at.InWindow >= maxFailuresInWindow && now.Sub(at.WindowStart) < throttleWindow &&
+		!(found && acct.PasswordSet.After(at.LastFailure)) {
+		return at.WindowStart.Add(throttleWindow).Sub(now),
+			"Signing in to this address is locked after too many wrong passwords. Choose \"Reset my password\" below to unlock it with a code we email you.", nil
+	}
+	wait := backoff(at, accountFreeFailures, now)
+	it, err := h.opts.Store.Throttle(ctx, "ip:"+ip)
+	if err != nil {
+		return 0, "", err
+	}
+	wait = max(wait, backoff(it, ipFreeFailures, now))
+	if wait <= 0 {
+		return 0, "", nil
+	}
+	return wait, "Too many wrong passwords. For your safety, wait " + humanDuration(wait) + " before you try again, or reset your password.", nil
+}
+
+// backoff is the wait after t's consecutive failures: none for the first
+// free ones, then a minute doubling to an hour.
+func backoff(t keystore.Throttle, free int, now time.Time) time.Duration {
+	if t.Consecutive < free {
+		return 0
+	}
+	wait := maxBackoff
+	if n := t.Consecutive - free; n < 6 {
+		wait = min(time.Minute<<n, maxBackoff)
+	}
+	return t.LastFailure.Add(wait).Sub(now)
+}
+
+func humanDuration(d time.Duration) string {
+	if d <= time.Minute {
+		return "a minute"
+	}
+	if d < time.Hour {
+		return strconv.Itoa(int((d+time.Minute-1)/time.Minute)) + " minutes"
+	}
+	if d < 48*time.Hour {
+		return strconv.Itoa(int((d+time.Hour-1)/time.Hour)) + " hours"
+	}
+	return strconv.Itoa(int((d+24*time.Hour-1)/(24*time.Hour))) + " days"
+}
+
+// codeSendAllowed counts one code sent for purpose to email and says
+// whether it may go: at most codeSendsPerHour in an hour.
+func (h *handler) codeSendAllowed(ctx context.Context, purpose keystore.CodePurpose, email string) (bool, error) {
+	key := "send:" + string(purpose) + ":" + email
+	now := h.now()
+	t, err := h.opts.Store.Throttle(ctx, key)
+	if err != nil {
+		return false, err
+	}
+	if t.Consecutive >= codeSendsPerHour && now.Sub(t.LastFailure) < time.Hour {
+		return false, nil
+	}
+	if now.Sub(t.LastFailure) >= time.Hour {
+		if err := h.opts.Store.ClearFailures(ctx, key); err != nil {
+			return false, err
+		}
+	}
+	_, err = h.opts.Store.AddFailure(ctx, key, now, throttleWindow)
+	return err == nil, err
+}
+
+// newCode makes a code for purpose and email and stores its digest.
+func (h *handler) newCode(ctx context.Context, purpose keystore.CodePurpose, email string) (string, error) {
+	code, err := NewCode()
+	if err != nil {
+		return "", err
+	}
+	err = h.opts.Store.PutCode(ctx, keystore.Code{
+		Purpose:   purpose,
+		Email:     email,
+		Digest:    CodeDigest(string(purpose), email, code),
+		Expires:   h.now().Add(codeLifetime),
+		TriesLeft: codeTries,
+	})
+	return code, err
+}
+
+const tooManyCodes = "We have already sent several codes to this address in the last hour. Use the newest email we sent, or wait an hour and ask again."
+
+// POST /register/send-code. The code goes out only when the address may
+// read this message and has no account yet; an address with an account
+// gets a note instead, and any other address gets nothing. The page says
+// the same in all three cases.
+func (h *handler) registerSendCode(w http.ResponseWriter, r *http.Request) {
+	s := h.sessionAt(w, r, preAuth...)
+	if s == nil || !h.parseForm(w, r) {
+		return
+	}
+	ctx := r.Context()
+	allowed, err := h.codeSendAllowed(ctx, keystore.CodeRegister, s.Email)
+	if err != nil {
+		h.storeFailed(w, r, "throttle", err)
+		return
+	}
+	if !allowed {
+		h.render(w, http.StatusTooManyRequests, "signin", view{Title: "Sign in to read your message", Email: s.Email, Token: s.Token, Error: tooManyCodes})
+		return
+	}
+	_, found, err := h.account(ctx, s.Email)
+	if err != nil {
+		h.storeFailed(w, r, "account", err)
+		return
+	}
+	rec, err := h.tokenRecord(ctx, s.Token)
+	if err != nil {
+		h.startOver(w, r, nil)
+		return
+	}
+	switch {
+	case found:
+		err = h.sendNotice(ctx, s.Email, "You already have an account for secure messages",
+			"Someone, probably you, asked to create an account for secure messages at\n"+h.opts.PortalURL+"/\nfor this address. You already have one, so nothing was changed.\n\nSign in with your password. If you forgot it, choose \"Reset my password\" on the sign-in page.\n")
+	case rec.IsRecipient(s.Email):
+		var code string
+		if code, err = h.newCode(ctx, keystore.CodeRegister, s.Email); err == nil {
+			err = h.sendNotice(ctx, s.Email, "Your code to read a secure message",
+				"Your code is:\n\n    "+code+"\n\nEnter it on the page where you asked for it. It works for 15 minutes.\n\nIf you did not ask for it, ignore this email: without the code nobody can create an account for your address.\n")
+		}
+	default:
+		h.log.Info("portal: registration code not sent: address is not a recipient", "key_id", rec.ID.String())
+	}
+	if err != nil {
+		h.log.Error("portal: could not send a registration email", "err", err)
+		h.errorPage(w, r, http.StatusServiceUnavailable, "We could not send the email",
+			"This server could not send the email with your code just now. Please try again in a few minutes.")
+		return
+	}
+	s.Stage = stageRegisterCodeSent
+	if err := h.updateSession(r, s); err != nil {
+		h.storeFailed(w, r, "session", err)
+		return
+	}
+	http.Redirect(w, r, "/register/code", http.StatusSeeOther)
+}
+
+func codeSentNotice(email string) string {
+	return "If " + email + " is an address this message was sent to, we have emailed it a code. It can take a minute to arrive; look in the spam folder too."
+}
+
+func (h *handler) registerCodePage(w http.ResponseWriter, r *http.Request) {
+	s := h.sessionAt(w, r, stageRegisterCodeSent)
+	if s == nil {
+		return
+	}
+	h.render(w, http.StatusOK, "code", view{Title: "Check your email", Email: s.Email, Token: s.Token,
+		Notice: codeSentNotice(s.Email), Code: codeView{Action: "/register/code", Resend: "/register/send-code"}})
+}
+
+func (h *handler) registerCode(w http.ResponseWriter, r *http.Request) {
+	s := h.sessionAt(w, r, stageRegisterCodeSent)
+	if s == nil || !h.parseForm(w, r) {
+		return
+	}
+	h.checkCode(w, r, s, keystore.CodeRegister, stageRegisterVerified, "/register/password",
+		codeView{Action: "/register/code", Resend: "/register/send-code"})
+}
+
+// checkCode spends one try of the session's code for purpose; right, it
+// moves the browser (under a new session id) to next.
+func (h *handler) checkCode(w http.ResponseWriter, r *http.Request, s *keystore.Session, purpose keystore.CodePurpose, stage, next string, cv codeView) {
+	code := digitsOnly(r.PostForm.Get("code"))
+	err := h.opts.Store.ConsumeCode(r.Context(), purpose, s.Email, CodeDigest(string(purpose), s.Email, code), h.now())
+	var msg string
+	switch {
+	case err == nil:
+		if _, err := h.newSession(w, r, s, s.Email, stage, s.Token); err != nil {
+			h.storeFailed(w, r, "session", err)
+			return
+		}
+		http.Redirect(w, r, next, http.StatusSeeOther)
+		return
+	case errors.Is(err, keystore.ErrCodeMismatch):
+		msg = "That code is not right. Check the newest email from us and type the 8 digits again."
+	case errors.Is(err, keystore.ErrNotFound), errors.Is(err, keystore.ErrExpired), errors.Is(err, keystore.ErrTooManyAttempts):
+		msg = "This code no longer works: it is used up, more than 15 minutes old, or was typed wrong too often. Choose \"Send a new code\"."
+	default:
+		h.storeFailed(w, r, "code", err)
+		return
+	}
+	h.log.Info("portal: wrong or dead code", "purpose", string(purpose), "remote", clientIP(r))
+	h.render(w, http.StatusUnauthorized, "code", view{Title: "Check your email", Email: s.Email, Token: s.Token, Error: msg, Code: cv})
+}
+
+func digitsOnly(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if c >= '0' && c <= '9' {
+			b.WriteRune(c)
+		}
+	}
+	return b.String()
+}
+
+func (h *handler) passwordView(title string, s *keystore.Session) view {
+	return view{Title: title, Email: s.Email, Token: s.Token, MinPassword: h.opts.MinPassword, MaxPassword: h.opts.MaxPassword,
+		Questions: SecurityQuestions, SignedIn: s.Stage == stageAuthenticated}
+}
+
+func (h *handler) registerPasswordPage(w http.ResponseWriter, r *http.Request) {
+	s := h.sessionAt(w, r, stageRegisterVerified)
+	if s == nil {
+		return
+	}
+	v := h.passwordView("Create your account", s)
+	v.Notice = "Your address " + s.Email + " is confirmed."
+	h.render(w, http.StatusOK, "register", v)
+}
+
+// newPassword checks the password and confirmation fields of the form and
+// returns the password normalised, or a sentence for the user.
+func (h *handler) newPassword(r *http.Request) (string, string) {
+	pw := NormalizePassword(r.PostForm.Get("password"))
+	if problem := PasswordProblem(pw, h.opts.MinPassword, h.opts.MaxPassword); problem != "" {
+		return "", problem
+	}
+	if pw != NormalizePassword(r.PostForm.Get("confirm")) {
+		return "", "The two passwords are not the same. Type the new password twice."
+	}
+	return pw, ""
+}
+
+func (h *handler) registerPassword(w http.ResponseWriter, r *http.Request) {
+	s := h.sessionAt(w, r, stageRegisterVerified)
+	if s == nil || !h.parseForm(w, r) {
+		return
+	}
+	ctx := r.Context()
+	refuse := func(msg string) {
+		v := h.passwordView("Create your account", s)
+		v.Error = msg
+		h.render(w, http.StatusBadRequest, "register", v)
+	}
+	pw, problem := h.newPassword(r)
+	if problem != "" {
+		refuse(problem)
+		return
+	}
+	var questions [3]int
+	var answers [3]string
+	for i := range 3 {
+		q, err := strconv.Atoi(r.PostForm.Get(fmt.Sprintf("q%d", i+1)))
+		if err != nil || q < 0 || q >= len(SecurityQuestions) {
+			refuse("Choose three security questions.")
+			return
+		}
+		for j := range i {
+			if questions[j] == q {
+				refuse("Choose three different security questions.")
+				return
+			}
+		}
+		questions[i] = q
+		answers[i] = NormalizeAnswer(r.PostForm.Get(fmt.Sprintf("a%d", i+1)))
+		if len([]rune(answers[i])) < 2 {
+			refuse("Answer each security question (at least two characters).")
+			return
+		}
+	}
+	acct := keystore.Account{Email: s.Email, Created: h.now(), VerifiedAt: s.Created, PasswordSet: h.now()}
+	var err error
+	if acct.PasswordHash, err = h.opts.Hasher.Hash(ctx, pw); err != nil {
+		h.storeFailed(w, r, "hash", err)
+		return
+	}
+	for i := range 3 {
+		phc, err := h.opts.Hasher.Hash(ctx, answers[i])
+		if err != nil {
+			h.storeFailed(w, r, "hash", err)
+			return
+		}
+		acct.Questions = append(acct.Questions, keystore.SecurityAnswer{Question: questions[i], AnswerHash: phc})
+	}
+	err = h.opts.Store.CreateAccount(ctx, acct)
+	if errors.Is(err, keystore.ErrAccountExists) {
+		h.errorPage(w, r, http.StatusConflict, "You already have an account",
+			"An account for "+s.Email+" exists. Open the message again and sign in with your password.")
+		return
+	}
+	if err != nil {
+		h.storeFailed(w, r, "create account", err)
+		return
+	}
+	if err := h.opts.Store.ClearFailures(ctx, "acct:"+s.Email); err != nil {
+		h.log.Warn("portal: could not clear failures", "err", err)
+	}
+	if _, err := h.newSession(w, r, s, s.Email, stageAuthenticated, s.Token); err != nil {
+		h.storeFailed(w, r, "session", err)
+		return
+	}
+	h.log.Info("portal: account created", "remote", clientIP(r))
+	h.goToMessage(w, r, s.Token, "")
+}
+
+// POST /reset/send-code. Only an existing account gets a code; the page
+// says the same either way.
+func (h *handler) resetSendCode(w http.ResponseWriter, r *http.Request) {
+	s := h.sessionAt(w, r, preAuth...)
+	if s == nil || !h.parseForm(w, r) {
+		return
+	}
+	ctx := r.Context()
+	allowed, err := h.codeSendAllowed(ctx, keystore.CodeReset, s.Email)
+	if err != nil {
+		h.storeFailed(w, r, "throttle", err)
+		return
+	}
+	if !allowed {
+		h.render(w, http.StatusTooManyRequests, "signin", view{Title: "Sign in to read your message", Email: s.Email, Token: s.Token, Error: tooManyCodes})
+		return
+	}
+	_, found, err := h.account(ctx, s.Email)
+	if err != nil {
+		h.storeFailed(w, r, "account", err)
+		return
+	}
+	if found {
+		var code string
+		if code, err = h.newCode(ctx, keystore.CodeReset, s.Email); err == nil {
+			err = h.sendNotice(ctx, s.Email, "Your code to reset your password",
+				"Your code to reset the password of your secure messages account is:\n\n    "+code+"\n\nIt works for 15 minutes. After it, we ask your security questions.\n\nIf you did not ask for it, ignore this email; your password stays as it is.\n")
+		}
+		if err != nil {
+			h.log.Error("portal: could not send a reset email", "err", err)
+			h.errorPage(w, r, http.StatusServiceUnavailable, "We could not send the email",
+				"This server could not send the email with your code just now. Please try again in a few minutes.")
+			return
+		}
+	}
+	s.Stage = stageResetCodeSent
+	if err := h.updateSession(r, s); err != nil {
+		h.storeFailed(w, r, "session", err)
+		return
+	}
+	http.Redirect(w, r, "/reset/code", http.StatusSeeOther)
+}
+
+func (h *handler) resetCodePage(w http.ResponseWriter, r *http.Request) {
+	s := h.sessionAt(w, r, stageResetCodeSent)
+	if s == nil {
+		return
+	}
+	h.render(w, http.StatusOK, "code", view{Title: "Reset your password", Email: s.Email, Token: s.Token,
+		Notice: "If " + s.Email + " has an account, we have emailed it a code. It can take a minute to arrive; look in the spam folder too.",
+		Code:   codeView{Action: "/reset/code", Resend: "/reset/send-code"}})
+}
+
+func (h *handler) resetCode(w http.ResponseWriter, r *http.Request) {
+	s := h.sessionAt(w, r, stageResetCodeSent)
+	if s == nil || !h.parseForm(w, r) {
+		return
+	}
+	h.checkCode(w, r, s, keystore.CodeReset, stageResetVerified, "/reset/answers",
+		codeView{Action: "/reset/code", Resend: "/reset/send-code"})
+}
+
+func (h *handler) askedView(s *keystore.Session, acct keystore.Account) view {
+	v := view{Title: "Answer your security questions", Email: s.Email, Token: s.Token}
+	for i, q := range acct.Questions {
+		text := "Security question"
+		if q.Question >= 0 && q.Question < len(SecurityQuestions) {
+			text = SecurityQuestions[q.Question]
+		}
+		v.Asked = append(v.Asked, askedAnswer{Index: i + 1, Question: text})
+	}
+	return v
+}
+
+func (h *handler) resetAnswersPage(w http.ResponseWriter, r *http.Request) {
+	s := h.sessionAt(w, r, stageResetVerified)
+	if s == nil {
+		return
+	}
+	acct, found, err := h.account(r.Context(), s.Email)
+	if err != nil || !found {
+		h.storeFailed(w, r, "account", fmt.Errorf("account for a verified reset: %w", err))
+		return
+	}
+	h.render(w, http.StatusOK, "answers", h.askedView(s, acct))
+}
+
+// maxAnswerFailures wrong sets of answers end the reset; a new code is
+// needed to try again.
+const maxAnswerFailures = 3
+
+func (h *handler) resetAnswers(w http.ResponseWriter, r *http.Request) {
+	s := h.sessionAt(w, r, stageResetVerified)
+	if s == nil || !h.parseForm(w, r) {
+		return
+	}
+	ctx := r.Context()
+	acct, found, err := h.account(ctx, s.Email)
+	if err != nil || !found {
+		h.storeFailed(w, r, "account", fmt.Errorf("account for a verified reset: %w", err))
+		return
+	}
+	right := len(acct.Questions) > 0
+	for i, q := range acct.Questions {
+		ok, err := h.opts.Hasher.Verify(ctx, q.AnswerHash, NormalizeAnswer(r.PostForm.Get(fmt.Sprintf("a%d", i+1))))
+		if err != nil || !ok {
+			right = false
+		}
+	}
+	key := "answers:" + s.Email
+	if !right {
+		t, err := h.opts.Store.AddFailure(ctx, key, h.now(), throttleWindow)
+		if err != nil {
+			h.storeFailed(w, r, "throttle", err)
+			return
+		}
+		h.log.Info("portal: wrong security answers", "remote", clientIP(r))
+		if t.Consecutive >= maxAnswerFailures {
+			s.Stage = stageEmail
+			if err := h.updateSession(r, s); err != nil {
+				h.storeFailed(w, r, "session", err)
+				return
+			}
+			h.errorPage(w, r, http.StatusUnauthorized, "Too many wrong answers",
+				"The answers were wrong too many times, so this reset has ended. Open your message again and ask for a new code to start over.")
+			return
+		}
+		v := h.askedView(s, acct)
+		v.Error = "At least one answer is not right. Answers are not case-sensitive; check the spelling."
+		h.render(w, http.StatusUnauthorized, "answers", v)
+		return
+	}
+	if err := h.opts.Store.ClearFailures(ctx, key); err != nil {
+		h.storeFailed(w, r, "throttle", err)
+		return
+	}
+	if _, err := h.newSession(w, r, s, s.Email, stageResetAnswered, s.Token); err != nil {
+		h.storeFailed(w, r, "session", err)
+		return
+	}
+	http.Redirect(w, r, "/reset/password", http.StatusSeeOther)
+}
+
+func (h *handler) resetPasswordPage(w http.ResponseWriter, r *http.Request) {
+	s := h.sessionAt(w, r, stageResetAnswered)
+	if s == nil {
+		return
+	}
+	h.render(w, http.StatusOK, "newpassword", h.passwordView("Choose a new password", s))
+}
+
+func (h *handler) resetPassword(w http.ResponseWriter, r *http.Request) {
+	s := h.sessionAt(w, r, stageResetAnswered)
+	if s == nil || !h.parseForm(w, r) {
+		return
+	}
+	pw, problem := h.newPassword(r)
+	if problem != "" {
+		v := h.passwordView("Choose a new password", s)
+		v.Error = problem
+		h.render(w, http.StatusBadRequest, "newpassword", v)
+		return
+	}
+	if !h.setPassword(w, r, s, pw, "reset") {
+		return
+	}
+	h.goToMessage(w, r, s.Token, "?changed=1")
+}
+
+// setPassword stores a new password, ends every session of the account,
+// signs this browser in under a new id and mails the owner a notice.
+func (h *handler) setPassword(w http.ResponseWriter, r *http.Request, s *keystore.Session, pw, how string) bool {
+	ctx := r.Context()
+	phc, err := h.opts.Hasher.Hash(ctx, pw)
+	if err != nil {
+		h.storeFailed(w, r, "hash", err)
+		return false
+	}
+	if err := h.opts.Store.SetPassword(ctx, s.Email, phc, h.now()); err != nil {
+		h.storeFailed(w, r, "set password", err)
+		return false
+	}
+	n, err := h.opts.Store.DeleteSessionsFor(ctx, s.Email, nil)
+	if err != nil {
+		h.storeFailed(w, r, "end sessions", err)
+		return false
+	}
+	if err := h.opts.Store.ClearFailures(ctx, "acct:"+s.Email); err != nil {
+		h.log.Warn("portal: could not clear failures", "err", err)
+	}
+	if _, err := h.newSession(w, r, s, s.Email, stageAuthenticated, s.Token); err != nil {
+		h.storeFailed(w, r, "session", err)
+		return false
+	}
+	h.log.Info("portal: password "+how, "other_sessions_ended", n-1, "remote", clientIP(r))
+	err = h.sendNotice(ctx, s.Email, "The password of your secure messages account was changed",
+		"The password of your account for secure messages at\n"+h.opts.PortalURL+"/\nwas "+map[string]string{"reset": "reset", "change": "changed"}[how]+" at "+h.now().UTC().Format("2 January 2006 15:04 MST")+". Every other browser signed in to the account was signed out.\n\nIf this was you, there is nothing to do. If it was not, reset your password now from the sign-in page and tell the person who sends you secure messages.\n")
+	if err != nil {
+		h.log.Error("portal: could not send the password-change notice", "err", err)
+	}
+	return true
+}
+
+func (h *handler) changePasswordPage(w http.ResponseWriter, r *http.Request) {
+	s := h.sessionAt(w, r, stageAuthenticated)
+	if s == nil {
+		return
+	}
+	h.render(w, http.StatusOK, "newpassword", h.passwordView("Change your password", s))
+}
+
+func (h *handler) changePassword(w http.ResponseWriter, r *http.Request) {
+	s := h.sessionAt(w, r, stageAuthenticated)
+	if s == nil || !h.parseForm(w, r) {
+		return
+	}
+	ctx := r.Context()
+	refuse := func(status int, msg string) {
+		v := h.passwordView("Change your password", s)
+		v.Error = msg
+		h.render(w, status, "newpassword", v)
+	}
+	acct, found, err := h.account(ctx, s.Email)
+	if err != nil || !found {
+		h.storeFailed(w, r, "account", fmt.Errorf("account of a session: %w", err))
+		return
+	}
+	if wait, msg, err := h.loginThrottled(ctx, s.Email, clientIP(r), acct, true); err != nil {
+		h.storeFailed(w, r, "throttle", err)
+		return
+	} else if wait > 0 {
+		refuse(http.StatusTooManyRequests, msg)
+		return
+	}
+	ok, err := h.opts.Hasher.Verify(ctx, acct.PasswordHash, NormalizePassword(r.PostForm.Get("current")))
+	if err != nil || !ok {
+		if err := h.loginFailed(ctx, s.Email, clientIP(r)); err != nil {
+			h.storeFailed(w, r, "throttle", err)
+			return
+		}
+		refuse(http.StatusUnauthorized, "Your current password is not right.")
+		return
+	}
+	pw, problem := h.newPassword(r)
+	if problem != "" {
+		refuse(http.StatusBadRequest, problem)
+		return
+	}
+	if !h.setPassword(w, r, s, pw, "change") {
+		return
+	}
+	h.render(w, http.StatusOK, "plain", view{Title: "Your password was changed", Email: s.Email, SignedIn: true, Token: s.Token,
+		Notice:     "Your new password works from now on. Every other browser signed in to your account was signed out, and we emailed you a note.",
+		Paragraphs: backToMessage(s.Token)})
+}
+
+func backToMessage(token string) []string {
+	if token == "" {
+		return nil
+	}
+	return []string{"To go back to your message, use the browser's back button or open the attachment again."}
+}
+
+func (h *handler) signout(w http.ResponseWriter, r *http.Request) {
+	if h.opts.Store != nil {
+		if s, err := h.session(r); err == nil && s != nil {
+			if err := h.opts.Store.DeleteSession(r.Context(), s.Digest); err != nil {
+				h.storeFailed(w, r, "sign out", err)
+				return
+			}
+		}
+	}
+	h.clearCookie(w)
+	h.errorPage(w, r, http.StatusOK, "You are signed out",
+		"To read a secure message again, open its SecureMessageATT.html attachment and choose \"Click to read message\".")
+}

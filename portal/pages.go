@@ -1,0 +1,254 @@
+package portal
+
+import (
+	"bytes"
+	"html/template"
+	"net/http"
+)
+
+// view is what every page template gets; each page uses the fields it
+// needs.
+type view struct {
+	Title      string
+	Paragraphs []string
+	Error      string // shown in a box above the form
+	Notice     string // a confirmation, shown in a box
+	Email      string
+	SignedIn   bool
+	Token      string
+
+	MinPassword, MaxPassword int
+	Questions                []string      // the fixed list, for choosing
+	Asked                    []askedAnswer // the account's questions, for answering
+	Code                     codeView
+
+	Msg         *Message
+	ReplyAll    bool
+	Attachments []attachmentLink
+	Sent        *sentReply
+}
+
+type codeView struct {
+	Action string // where the code form posts
+	Resend string // where "send a new code" posts
+}
+
+type askedAnswer struct {
+	Index    int
+	Question string
+}
+
+type attachmentLink struct {
+	URL, Name, Type, Size string
+}
+
+type sentReply struct {
+	To          []string
+	Subject     string
+	Attachments []string
+	Sealed      bool
+}
+
+const layout = `<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{.Title}} · Secure messages</title>
+<link rel="stylesheet" href="/static/portal.css">
+</head><body>
+<header class="bar"><span class="brand">Secure messages</span>{{if .SignedIn}}<form method="post" action="/signout" class="inline"><span class="who">{{.Email}}</span> <a href="/account/password">Change password</a> <button class="link" type="submit">Sign out</button></form>{{end}}</header>
+<main>
+<h1>{{.Title}}</h1>
+{{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
+{{if .Notice}}<p class="notice" role="status">{{.Notice}}</p>{{end}}
+{{range .Paragraphs}}<p>{{.}}</p>{{end}}
+{{template "content" .}}
+</main>
+</body></html>
+`
+
+var pageSources = map[string]string{
+	"plain": ``,
+
+	"email": `<form method="post" action="/email">
+<label for="email">Your email address</label>
+<input id="email" name="email" type="email" autocomplete="email" required value="{{.Email}}">
+<p class="hint">Use the address this secure message was sent to.</p>
+<button type="submit">Continue</button>
+</form>`,
+
+	"signin": `<p>Signing in as <strong>{{.Email}}</strong>. <a href="/m/{{.Token}}?change=1">Not you?</a></p>
+<form method="post" action="/signin">
+<label for="password">Password</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">Sign in</button>
+</form>
+<div class="choices">
+<form method="post" action="/register/send-code"><p><strong>First secure message from us?</strong> Create an account: we email you a code to prove the address is yours.</p><button class="secondary" type="submit">Create an account</button></form>
+<form method="post" action="/reset/send-code"><p><strong>Forgot your password?</strong> We email you a code, then ask your security questions.</p><button class="secondary" type="submit">Reset my password</button></form>
+</div>`,
+
+	"code": `<form method="post" action="{{.Code.Action}}">
+<label for="code">Code from the email</label>
+<input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9 ]*" maxlength="12" required>
+<p class="hint">The code has 8 digits and works for 15 minutes. You can try 5 times.</p>
+<button type="submit">Check the code</button>
+</form>
+<form method="post" action="{{.Code.Resend}}" class="after"><button class="secondary" type="submit">Send a new code</button></form>`,
+
+	"register": `<div class="rules"><p><strong>Choose a password</strong></p><ul>
+<li>At least {{.MinPassword}} characters; up to {{.MaxPassword}}. Spaces and any letters are fine: a few ordinary words make a good password.</li>
+<li>Not a password that is often used or has leaked before; we check a list.</li>
+</ul></div>
+<form method="post" action="/register/password">
+<label for="password">New password</label>
+<input id="password" name="password" type="password" autocomplete="new-password" minlength="{{.MinPassword}}" maxlength="{{.MaxPassword}}" required>
+<label for="confirm">The same password again</label>
+<input id="confirm" name="confirm" type="password" autocomplete="new-password" required>
+<fieldset><legend>Three security questions</legend>
+<p class="hint">If you forget your password, we ask these after emailing you a code. Answers are not case-sensitive.</p>
+{{range $i, $n := slots}}
+<label for="q{{$n}}">Question {{$n}}</label>
+<select id="q{{$n}}" name="q{{$n}}" required><option value="">Choose a question</option>{{range $qi, $q := $.Questions}}<option value="{{$qi}}">{{$q}}</option>{{end}}</select>
+<label for="a{{$n}}">Answer {{$n}}</label>
+<input id="a{{$n}}" name="a{{$n}}" autocomplete="off" required>
+{{end}}
+</fieldset>
+<button type="submit">Create my account</button>
+</form>`,
+
+	"answers": `<form method="post" action="/reset/answers">
+{{range .Asked}}<label for="a{{.Index}}">{{.Question}}</label>
+<input id="a{{.Index}}" name="a{{.Index}}" autocomplete="off" required>
+{{end}}<button type="submit">Continue</button>
+</form>`,
+
+	"newpassword": `<div class="rules"><p>At least {{.MinPassword}} characters, up to {{.MaxPassword}}; not a password that is often used or has leaked.</p></div>
+<form method="post" action="{{if .SignedIn}}/account/password{{else}}/reset/password{{end}}">
+{{if .SignedIn}}<label for="current">Current password</label>
+<input id="current" name="current" type="password" autocomplete="current-password" required>
+{{end}}<label for="password">New password</label>
+<input id="password" name="password" type="password" autocomplete="new-password" minlength="{{.MinPassword}}" maxlength="{{.MaxPassword}}" required>
+<label for="confirm">The same password again</label>
+<input id="confirm" name="confirm" type="password" autocomplete="new-password" required>
+<button type="submit">Save the new password</button>
+</form>`,
+
+	"read": `{{with .Msg}}<dl class="headers">
+<dt>From</dt><dd>{{.From}}</dd>
+<dt>To</dt><dd>{{.To}}</dd>
+{{if .Cc}}<dt>Cc</dt><dd>{{.Cc}}</dd>{{end}}
+<dt>Date</dt><dd>{{.Date}}</dd>
+<dt>Subject</dt><dd>{{.Subject}}</dd>
+</dl>
+{{if .HTML}}<article class="html-body">{{.HTML}}</article>
+{{else if .Text}}<pre class="text-body">{{.Text}}</pre>
+{{else}}<p class="hint">This message has no text.</p>{{end}}
+{{if .Truncated}}<p class="hint">The text is too long to show here in full.</p>{{end}}
+{{if .HTMLTooLarge}}<p class="hint">The formatted version of this message is too large to show here; it is listed with the attachments.</p>{{end}}
+{{end}}
+{{if .Attachments}}<section><h2>Attachments</h2><ul class="attachments">
+{{range .Attachments}}<li><a href="{{.URL}}" download>{{.Name}}</a> <span class="hint">{{.Type}}, {{.Size}}</span></li>
+{{end}}</ul></section>{{end}}
+<section><h2>Reply</h2>
+<form method="post" action="/m/{{.Token}}/reply" enctype="multipart/form-data">
+{{if .ReplyAll}}<p><label class="check"><input type="checkbox" name="all" value="1"> Reply to everyone this message was sent to</label></p>{{end}}
+<label for="body">Your reply{{if .Msg}} to {{.Msg.From}}{{end}}</label>
+<textarea id="body" name="body" rows="8" required></textarea>
+<label for="files">Attach files (optional)</label>
+<input id="files" name="files" type="file" multiple>
+<button type="submit">Send reply</button>
+</form></section>`,
+
+	"sent": `{{with .Sent}}<dl class="headers">
+<dt>To</dt><dd>{{range $i, $a := .To}}{{if $i}}, {{end}}{{$a}}{{end}}</dd>
+<dt>Subject</dt><dd>{{.Subject}}</dd>
+{{if .Attachments}}<dt>Attached</dt><dd>{{range $i, $a := .Attachments}}{{if $i}}, {{end}}{{$a}}{{end}}</dd>{{end}}
+</dl>
+{{if .Sealed}}<p>Because it goes outside this organisation, your reply is sent encrypted, like the message you read.</p>{{end}}{{end}}
+<p><a href="/m/{{.Token}}">Back to the message</a></p>`,
+}
+
+var pages = func() map[string]*template.Template {
+	base := template.Must(template.New("layout").Funcs(template.FuncMap{
+		"slots": func() []int { return []int{1, 2, 3} },
+	}).Parse(layout))
+	m := make(map[string]*template.Template, len(pageSources))
+	for name, src := range pageSources {
+		m[name] = template.Must(template.Must(base.Clone()).New("content").Parse(src))
+	}
+	return m
+}()
+
+// render writes a page. Pages are rendered into a buffer first, so a
+// template error becomes a plain 500 page instead of half a page.
+func (h *handler) render(w http.ResponseWriter, status int, name string, v view) {
+	var buf bytes.Buffer
+	if err := pages[name].ExecuteTemplate(&buf, "layout", v); err != nil {
+		h.log.Error("portal: page template failed", "page", name, "err", err)
+		status = http.StatusInternalServerError
+		buf.Reset()
+		pages["plain"].ExecuteTemplate(&buf, "layout", view{Title: "Something went wrong",
+			Paragraphs: []string{"This page could not be shown because of a problem on this server. Please try again in a few minutes."}})
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}
+
+func (h *handler) errorPage(w http.ResponseWriter, r *http.Request, status int, title string, paragraphs ...string) {
+	h.render(w, status, "plain", view{Title: title, Paragraphs: paragraphs})
+}
+
+func (h *handler) home(w http.ResponseWriter, r *http.Request) {
+	h.render(w, http.StatusOK, "plain", view{
+		Title: "Secure messages",
+		Paragraphs: []string{
+			"This is the secure message service of this mail server. People who use it send encrypted email: you receive a short notice with an attachment named SecureMessageATT.html, and you read the message here.",
+			"To read one, open that attachment and choose \"Click to read message\". The first time, you create an account with a code we email to you; after that you sign in with your password.",
+			"A genuine message sends you to an address that starts with " + h.opts.PortalURL + "/ and nowhere else. If a page asks for your password at any other address, close it. We never ask for your password by email.",
+		},
+	})
+}
+
+func serveCSS(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/css; charset=utf-8")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	w.Write([]byte(portalCSS))
+}
+
+const portalCSS = `*{box-sizing:border-box}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2330;background:#f5f6f8;line-height:1.5;font-size:16px}
+.bar{display:flex;flex-wrap:wrap;gap:.5rem;justify-content:space-between;align-items:center;padding:.75rem 1rem;background:#1d3557;color:#fff}
+.bar a,.bar .link{color:#fff}
+.bar a,.bar button.link{display:inline-block;padding:.6rem .25rem;min-height:44px}
+.brand{font-weight:600}
+.who{overflow-wrap:anywhere}
+main{max-width:46rem;margin:1.5rem auto;padding:1.25rem;background:#fff;border-radius:8px;overflow-wrap:anywhere}
+h1{font-size:1.5rem;margin-top:0}
+h2{font-size:1.15rem;margin-top:2rem}
+label{display:block;font-weight:600;margin:1rem 0 .25rem}
+label.check{font-weight:normal}
+input,select,textarea{width:100%;font:inherit;padding:.6rem;border:1px solid #8a93a3;border-radius:6px;background:#fff}
+input[type=checkbox]{width:auto;min-height:0}
+button{font:inherit;margin-top:1rem;min-height:44px;padding:.6rem 1.2rem;border:0;border-radius:6px;background:#1d3557;color:#fff;cursor:pointer}
+button.secondary{background:#e7ebf1;color:#1d3557}
+button.link{background:none;border:0;margin:0;padding:0 .25rem;min-height:0;text-decoration:underline;cursor:pointer}
+form.inline{display:inline}
+.choices form{border-top:1px solid #dde1e7;margin-top:1.25rem;padding-top:.25rem}
+.after{margin-top:.5rem}
+.hint{color:#4a5262;font-size:.9rem}
+.error{background:#fde8e8;border:1px solid #c53030;padding:.75rem;border-radius:6px}
+.notice{background:#e6f4ea;border:1px solid #2f855a;padding:.75rem;border-radius:6px}
+.rules{background:#f0f4fa;padding:.25rem .75rem;border-radius:6px}
+fieldset{border:1px solid #dde1e7;border-radius:6px;margin-top:1.25rem}
+dl.headers{display:grid;grid-template-columns:max-content 1fr;gap:.25rem .75rem;margin:0 0 1rem}
+dl.headers dt{font-weight:600}
+dl.headers dd{margin:0;min-width:0}
+pre.text-body{white-space:pre-wrap;overflow-wrap:anywhere;font-family:inherit;background:#fafbfc;padding:.75rem;border-radius:6px}
+.html-body{border:1px solid #dde1e7;padding:.75rem;border-radius:6px;overflow-x:auto}
+.html-body img{max-width:100%;height:auto}
+ul.attachments{padding-left:1.2rem}
+ul.attachments a{overflow-wrap:anywhere;display:inline-block;padding:.6rem 0}
+@media (max-width:480px){main{margin:0;border-radius:0;padding:1rem}dl.headers{grid-template-columns:1fr}dl.headers dt{margin-top:.4rem}}
+`

@@ -1,0 +1,471 @@
+package portal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/securemail/securemail/envelope"
+	"github.com/securemail/securemail/keystore"
+)
+
+// POST /open: the form of SecureMessageATT.html.
+func (h *handler) open(w http.ResponseWriter, r *http.Request) {
+	if !h.ready(w, r) {
+		return
+	}
+	h.uploads.Add(1)
+	defer h.uploads.Done()
+	r.Body = http.MaxBytesReader(w, r.Body, maxUploadBody(h.spool.max))
+	mr, err := r.MultipartReader()
+	if err != nil {
+		h.damaged(w, r, "not a multipart form", err)
+		return
+	}
+	var version, id, token string
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			h.uploadFailed(w, r, token, err)
+			return
+		}
+		switch part.FormName() {
+		case "v":
+			version, err = readSmall(part, 16)
+		case "id":
+			id, err = readSmall(part, 64)
+		case "envelope":
+			if token != "" {
+				err = errors.New("two envelopes in one form")
+				break
+			}
+			token, err = h.spool.store(part, h.now())
+		default:
+			_, err = io.Copy(io.Discard, io.LimitReader(part, 1<<10))
+		}
+		part.Close()
+		if err != nil {
+			h.uploadFailed(w, r, token, err)
+			return
+		}
+	}
+	if token == "" || strings.TrimSpace(version) != "1" {
+		h.spool.remove(token)
+		h.damaged(w, r, "form fields missing or unknown version", nil)
+		return
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			h.spool.remove(token)
+		}
+	}()
+	rec, err := h.checkEnvelope(r.Context(), token, strings.TrimSpace(id))
+	if err != nil {
+		h.envelopeProblem(w, r, err)
+		return
+	}
+	keep = true
+	h.log.Info("portal: envelope opened", "key_id", rec.ID.String(), "remote", clientIP(r))
+	http.Redirect(w, r, "/m/"+token, http.StatusSeeOther)
+}
+
+func readSmall(r io.Reader, max int64) (string, error) {
+	b, err := io.ReadAll(io.LimitReader(r, max+1))
+	if err != nil {
+		return "", err
+	}
+	if int64(len(b)) > max {
+		return "", errors.New("form field too long")
+	}
+	return string(b), nil
+}
+
+func (h *handler) uploadFailed(w http.ResponseWriter, r *http.Request, token string, err error) {
+	h.spool.remove(token)
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) || errors.Is(err, errSpoolTooLarge) {
+		h.log.Info("portal: upload refused: too large", "remote", clientIP(r))
+		h.errorPage(w, r, http.StatusRequestEntityTooLarge, "This message is too large",
+			"What your browser sent is larger than any secure message this server sends, so it is not one of ours. Please ask the sender to send the message again.")
+		return
+	}
+	h.damaged(w, r, "upload failed", err)
+}
+
+func (h *handler) damaged(w http.ResponseWriter, r *http.Request, why string, err error) {
+	h.log.Info("portal: upload refused", "why", why, "err", err, "remote", clientIP(r))
+	h.errorPage(w, r, http.StatusBadRequest, "This secure message is damaged",
+		"The attachment did not arrive complete or was changed on its way, so it cannot be opened. Nothing in it was shown to anyone.",
+		"Please ask the sender to send the message again. If you opened SecureMessageATT.html in an app other than a web browser, save it and open it in a browser.")
+}
+
+// Errors of checkEnvelope besides the store's.
+var (
+	errEnvelopeDamaged = errors.New("envelope damaged")
+	errEnvelopeGone    = errors.New("envelope no longer spooled")
+)
+
+// checkEnvelope decrypts the spooled envelope once, to the end, and
+// returns its key record. An envelope that fails here is never shown; one
+// that passes may be streamed to the browser later without a second
+// thought about tampering half-way.
+func (h *handler) checkEnvelope(ctx context.Context, token, wantID string) (keystore.KeyRecord, error) {
+	f, err := h.spool.open(token, h.now())
+	if err != nil {
+		return keystore.KeyRecord{}, errEnvelopeGone
+	}
+	defer f.Close()
+	hdr, err := envelope.ReadHeader(f)
+	if err != nil {
+		return keystore.KeyRecord{}, fmt.Errorf("%w: %v", errEnvelopeDamaged, err)
+	}
+	if wantID != "" && !strings.EqualFold(wantID, hdr.KeyID.String()) {
+		return keystore.KeyRecord{}, fmt.Errorf("%w: form id and envelope header disagree", errEnvelopeDamaged)
+	}
+	dek, rec, err := h.opts.MasterKey.DataKey(ctx, h.opts.Keys, keystore.KeyID(hdr.KeyID), h.now())
+	if err != nil {
+		return rec, err
+	}
+	er, err := envelope.Open(f, dek, hdr)
+	if err != nil {
+		return rec, fmt.Errorf("%w: %v", errEnvelopeDamaged, err)
+	}
+	if _, err := io.Copy(io.Discard, er); err != nil {
+		return rec, fmt.Errorf("%w: %v", errEnvelopeDamaged, err)
+	}
+	return rec, nil
+}
+
+// envelopeProblem explains an envelope that cannot be opened.
+func (h *handler) envelopeProblem(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, errEnvelopeDamaged):
+		h.damaged(w, r, "envelope", err)
+	case errors.Is(err, errEnvelopeGone):
+		h.errorPage(w, r, http.StatusNotFound, "Please open your message again",
+			"This page was open for a long time, so the copy of your message on this site was removed. Open the SecureMessageATT.html attachment again and choose \"Click to read message\".")
+	case errors.Is(err, keystore.ErrExpired), errors.Is(err, keystore.ErrNotFound):
+		// Expired keys are swept after a grace period, so an unknown key
+		// is most often an old one.
+		h.log.Info("portal: envelope refused", "reason", "expired or unknown key", "remote", clientIP(r))
+		h.errorPage(w, r, http.StatusGone, "This secure message has expired",
+			"Secure messages can be read for a limited time, and this one can no longer be opened. Nobody can read it now, here or anywhere else.",
+			"If you still need it, please ask the sender to send it again.")
+	case errors.Is(err, keystore.ErrRevoked):
+		h.log.Info("portal: envelope refused", "reason", "revoked key", "remote", clientIP(r))
+		h.errorPage(w, r, http.StatusGone, "The sender withdrew this secure message",
+			"This message can no longer be opened, because it was withdrawn. If you still need it, please ask the sender.")
+	default:
+		h.storeFailed(w, r, "key", err)
+	}
+}
+
+// tokenRecord returns the key record of the envelope spooled under token.
+func (h *handler) tokenRecord(ctx context.Context, token string) (keystore.KeyRecord, error) {
+	f, err := h.spool.open(token, h.now())
+	if err != nil {
+		return keystore.KeyRecord{}, errEnvelopeGone
+	}
+	defer f.Close()
+	hdr, err := envelope.ReadHeader(f)
+	if err != nil {
+		return keystore.KeyRecord{}, fmt.Errorf("%w: %v", errEnvelopeDamaged, err)
+	}
+	rec, err := h.opts.Keys.Key(ctx, keystore.KeyID(hdr.KeyID))
+	if err != nil {
+		return rec, err
+	}
+	return rec, rec.Usable(h.now())
+}
+
+// plaintext opens the spooled envelope for reading. The caller closes it.
+func (h *handler) plaintext(ctx context.Context, token string) (io.ReadCloser, keystore.KeyRecord, error) {
+	f, err := h.spool.open(token, h.now())
+	if err != nil {
+		return nil, keystore.KeyRecord{}, errEnvelopeGone
+	}
+	hdr, err := envelope.ReadHeader(f)
+	if err != nil {
+		f.Close()
+		return nil, keystore.KeyRecord{}, fmt.Errorf("%w: %v", errEnvelopeDamaged, err)
+	}
+	dek, rec, err := h.opts.MasterKey.DataKey(ctx, h.opts.Keys, keystore.KeyID(hdr.KeyID), h.now())
+	if err != nil {
+		f.Close()
+		return nil, rec, err
+	}
+	er, err := envelope.Open(f, dek, hdr)
+	if err != nil {
+		f.Close()
+		return nil, rec, fmt.Errorf("%w: %v", errEnvelopeDamaged, err)
+	}
+	return &readCloser{Reader: &stickyErrReader{r: er}, Closer: f}, rec, nil
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// stickyErrReader remembers the first error that is not EOF, so a MIME
+// parser that treats a read error as the end of a part cannot hide a
+// failed authentication tag.
+type stickyErrReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *stickyErrReader) Read(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		s.err = err
+	}
+	return n, err
+}
+
+func readErr(rc io.ReadCloser) error {
+	if c, ok := rc.(*readCloser); ok {
+		if s, ok := c.Reader.(*stickyErrReader); ok && s.err != nil {
+			return fmt.Errorf("%w: %v", errEnvelopeDamaged, s.err)
+		}
+	}
+	return nil
+}
+
+// reader returns the signed-in session allowed to read token's message:
+// nil after it answered the request itself.
+func (h *handler) reader(w http.ResponseWriter, r *http.Request, token string) (*keystore.Session, keystore.KeyRecord) {
+	s := h.sessionAt(w, r, stageAuthenticated)
+	if s == nil {
+		return nil, keystore.KeyRecord{}
+	}
+	rec, err := h.tokenRecord(r.Context(), token)
+	if err != nil {
+		h.envelopeProblem(w, r, err)
+		return nil, rec
+	}
+	if !rec.IsRecipient(s.Email) {
+		h.notForYou(w, r, s)
+		return nil, rec
+	}
+	return s, rec
+}
+
+func (h *handler) notForYou(w http.ResponseWriter, r *http.Request, s *keystore.Session) {
+	h.log.Info("portal: read refused: not a recipient", "remote", clientIP(r))
+	h.render(w, http.StatusForbidden, "plain", view{Title: "This message was not sent to you", Email: s.Email, SignedIn: true, Token: s.Token,
+		Paragraphs: []string{
+			"You are signed in as " + s.Email + ", and this message was not sent to that address.",
+			"If it was sent to another address of yours, sign out and sign in with that address. A message forwarded to you cannot be opened: ask the sender to send it to you directly.",
+		}})
+}
+
+// GET /m/{token}: sign in, or read.
+func (h *handler) message(w http.ResponseWriter, r *http.Request) {
+	if !h.ready(w, r) {
+		return
+	}
+	token := r.PathValue("token")
+	rec, err := h.tokenRecord(r.Context(), token)
+	if err != nil {
+		h.envelopeProblem(w, r, err)
+		return
+	}
+	s, err := h.session(r)
+	if err != nil {
+		h.storeFailed(w, r, "session", err)
+		return
+	}
+	if s == nil {
+		if s, err = h.newSession(w, r, nil, "", "", token); err != nil {
+			h.storeFailed(w, r, "session", err)
+			return
+		}
+	} else if s.Token != token {
+		s.Token = token
+		if err := h.updateSession(r, s); err != nil {
+			h.storeFailed(w, r, "session", err)
+			return
+		}
+	}
+	if s.Stage != stageAuthenticated {
+		if s.Email != "" && r.URL.Query().Get("change") == "" {
+			http.Redirect(w, r, "/signin", http.StatusSeeOther)
+			return
+		}
+		h.render(w, http.StatusOK, "email", view{Title: "Read your secure message", Token: token,
+			Paragraphs: []string{"To keep this message private, we check that it is yours. Start with your email address."}})
+		return
+	}
+	if !rec.IsRecipient(s.Email) {
+		h.notForYou(w, r, s)
+		return
+	}
+	h.read(w, r, s, token)
+}
+
+func (h *handler) read(w http.ResponseWriter, r *http.Request, s *keystore.Session, token string) {
+	ctx := r.Context()
+	pt, rec, err := h.plaintext(ctx, token)
+	if err != nil {
+		h.envelopeProblem(w, r, err)
+		return
+	}
+	defer pt.Close()
+	prefix := "/m/" + token
+	msg, err := ParseMessage(pt, h.opts.Render, func(cid string) string {
+		return prefix + "/cid/" + urlPathEscape(cid)
+	})
+	if rerr := readErr(pt); rerr != nil {
+		h.envelopeProblem(w, r, rerr)
+		return
+	}
+	if err != nil {
+		h.log.Warn("portal: message could not be parsed", "key_id", rec.ID.String(), "err", err)
+		h.errorPage(w, r, http.StatusUnprocessableEntity, "This message cannot be shown",
+			"The message was decrypted, but its content is not in a form this page can show. Please ask the sender to send it again, perhaps without special formatting.")
+		return
+	}
+	if err := h.opts.Store.RecordRead(ctx, keystore.ReadEvent{KeyID: rec.ID, Reader: s.Email, At: h.now(), Remote: clientIP(r)}); err != nil {
+		// The audit trail is part of the promise to the sender: no
+		// record, no read.
+		h.storeFailed(w, r, "record read", err)
+		return
+	}
+	msg.Subject = h.withoutTag(msg.Subject)
+	h.log.Info("portal: message read", "key_id", rec.ID.String(), "remote", clientIP(r))
+	v := view{Title: "Your secure message", Email: s.Email, SignedIn: true, Token: token, Msg: msg, ReplyAll: h.opts.ReplyAll}
+	if r.URL.Query().Get("changed") != "" {
+		v.Notice = "Your password was changed. Every other browser signed in to your account was signed out."
+	}
+	for _, a := range msg.Attachments {
+		v.Attachments = append(v.Attachments, attachmentLink{
+			URL:  prefix + "/part/" + strconv.Itoa(a.Index),
+			Name: a.Filename, Type: a.ContentType, Size: humanSize(a.Size),
+		})
+	}
+	h.render(w, http.StatusOK, "read", v)
+}
+
+// withoutTag removes the trigger tag from a subject: the envelope holds the
+// message as the sender wrote it, and the recipient's copy never showed the
+// tag.
+func (h *handler) withoutTag(subject string) string {
+	tag := h.opts.SubjectTag
+	if tag == "" {
+		return subject
+	}
+	for i := 0; i+len(tag) <= len(subject); i++ {
+		if strings.EqualFold(subject[i:i+len(tag)], tag) {
+			return h.withoutTag(strings.TrimRight(subject[:i], " \t") + " " + strings.TrimLeft(subject[i+len(tag):], " \t"))
+		}
+	}
+	return strings.TrimSpace(subject)
+}
+
+func urlPathEscape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~@$!*+,;=", c) >= 0 {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+func humanSize(n int64) string {
+	switch {
+	case n < 1000:
+		return strconv.FormatInt(n, 10) + " bytes"
+	case n < 1000*1000:
+		return strconv.FormatInt((n+500)/1000, 10) + " KB"
+	default:
+		return strconv.FormatFloat(float64(n)/1e6, 'f', 1, 64) + " MB"
+	}
+}
+
+// inlineImageTypes are the only types served as themselves; everything
+// else is application/octet-stream, so no browser renders it on this
+// origin.
+var inlineImageTypes = map[string]bool{"image/png": true, "image/jpeg": true, "image/gif": true, "image/webp": true}
+
+// GET /m/{token}/part/{index} and /m/{token}/cid/{cid}.
+func (h *handler) part(w http.ResponseWriter, r *http.Request) {
+	token := r.PathValue("token")
+	if !h.ready(w, r) {
+		return
+	}
+	s, rec := h.reader(w, r, token)
+	if s == nil {
+		return
+	}
+	sel := PartSelector{Index: -1, ContentID: r.PathValue("cid")}
+	if idx := r.PathValue("index"); idx != "" {
+		n, err := strconv.Atoi(idx)
+		if err != nil || n < 0 {
+			h.errorPage(w, r, http.StatusNotFound, "No such attachment", "This message has no such attachment.")
+			return
+		}
+		sel.Index = n
+	}
+	// The spool was checked at upload; check it again before streaming,
+	// so a file damaged on disk since then releases no byte either.
+	if _, err := h.checkEnvelope(r.Context(), token, ""); err != nil {
+		h.envelopeProblem(w, r, err)
+		return
+	}
+	pt, _, err := h.plaintext(r.Context(), token)
+	if err != nil {
+		h.envelopeProblem(w, r, err)
+		return
+	}
+	defer pt.Close()
+	started := false
+	err = OpenPart(pt, sel, func(info PartInfo) (io.Writer, error) {
+		started = true
+		ct := "application/octet-stream"
+		if inlineImageTypes[info.ContentType] {
+			ct = info.ContentType
+		}
+		hdr := w.Header()
+		hdr.Set("Content-Type", ct)
+		hdr.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": info.Filename}))
+		hdr.Set("Content-Security-Policy", "default-src 'none'; sandbox")
+		hdr.Set("Cache-Control", "private, no-store")
+		w.WriteHeader(http.StatusOK)
+		return w, nil
+	})
+	if started {
+		if err != nil {
+			h.log.Warn("portal: attachment download ended early", "key_id", rec.ID.String(), "err", err)
+		} else {
+			h.log.Info("portal: attachment downloaded", "key_id", rec.ID.String(), "remote", clientIP(r))
+		}
+		return
+	}
+	if rerr := readErr(pt); rerr != nil {
+		h.envelopeProblem(w, r, rerr)
+		return
+	}
+	if errors.Is(err, ErrPartNotFound) || err == nil {
+		h.errorPage(w, r, http.StatusNotFound, "No such attachment", "This message has no such attachment.")
+		return
+	}
+	h.log.Warn("portal: attachment could not be read", "key_id", rec.ID.String(), "err", err)
+	h.errorPage(w, r, http.StatusUnprocessableEntity, "This attachment cannot be opened", "The attachment is not in a form this page can send. Please ask the sender to send it again.")
+}
