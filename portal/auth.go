@@ -248,30 +248,41 @@ func (h *handler) newCode(ctx context.Context, purpose keystore.CodePurpose, ema
 
 const tooManyCodes = "We have already sent several codes to this address in the last hour. Use the newest email we sent, or wait an hour and ask again."
 
+// codeRequest starts a request for a code: a browser that gave an address,
+// within the hourly number of codes. It returns the session and whether the
+// address has an account, or nil after answering the request itself.
+func (h *handler) codeRequest(w http.ResponseWriter, r *http.Request, purpose keystore.CodePurpose) (*keystore.Session, bool) {
+	s := h.sessionAt(w, r, preAuth...)
+	if s == nil || !h.parseForm(w, r) {
+		return nil, false
+	}
+	allowed, err := h.codeSendAllowed(r.Context(), purpose, s.Email)
+	if err != nil {
+		h.storeFailed(w, r, "throttle", err)
+		return nil, false
+	}
+	if !allowed {
+		h.render(w, http.StatusTooManyRequests, "signin", view{Title: "Sign in to read your message", Email: s.Email, Token: s.Token, Error: tooManyCodes})
+		return nil, false
+	}
+	_, found, err := h.account(r.Context(), s.Email)
+	if err != nil {
+		h.storeFailed(w, r, "account", err)
+		return nil, false
+	}
+	return s, found
+}
+
 // POST /register/send-code. The code goes out only when the address may
 // read this message and has no account yet; an address with an account
 // gets a note instead, and any other address gets nothing. The page says
 // the same in all three cases.
 func (h *handler) registerSendCode(w http.ResponseWriter, r *http.Request) {
-	s := h.sessionAt(w, r, preAuth...)
-	if s == nil || !h.parseForm(w, r) {
+	s, found := h.codeRequest(w, r, keystore.CodeRegister)
+	if s == nil {
 		return
 	}
 	ctx := r.Context()
-	allowed, err := h.codeSendAllowed(ctx, keystore.CodeRegister, s.Email)
-	if err != nil {
-		h.storeFailed(w, r, "throttle", err)
-		return
-	}
-	if !allowed {
-		h.render(w, http.StatusTooManyRequests, "signin", view{Title: "Sign in to read your message", Email: s.Email, Token: s.Token, Error: tooManyCodes})
-		return
-	}
-	_, found, err := h.account(ctx, s.Email)
-	if err != nil {
-		h.storeFailed(w, r, "account", err)
-		return
-	}
 	rec, err := h.tokenRecord(ctx, s.Token)
 	if err != nil {
 		h.startOver(w, r, nil)
@@ -465,25 +476,12 @@ func (h *handler) registerPassword(w http.ResponseWriter, r *http.Request) {
 // POST /reset/send-code. Only an existing account gets a code; the page
 // says the same either way.
 func (h *handler) resetSendCode(w http.ResponseWriter, r *http.Request) {
-	s := h.sessionAt(w, r, preAuth...)
-	if s == nil || !h.parseForm(w, r) {
+	s, found := h.codeRequest(w, r, keystore.CodeReset)
+	if s == nil {
 		return
 	}
 	ctx := r.Context()
-	allowed, err := h.codeSendAllowed(ctx, keystore.CodeReset, s.Email)
-	if err != nil {
-		h.storeFailed(w, r, "throttle", err)
-		return
-	}
-	if !allowed {
-		h.render(w, http.StatusTooManyRequests, "signin", view{Title: "Sign in to read your message", Email: s.Email, Token: s.Token, Error: tooManyCodes})
-		return
-	}
-	_, found, err := h.account(ctx, s.Email)
-	if err != nil {
-		h.storeFailed(w, r, "account", err)
-		return
-	}
+	var err error
 	if found {
 		var code string
 		if code, err = h.newCode(ctx, keystore.CodeReset, s.Email); err == nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 
@@ -117,32 +118,36 @@ var (
 // checkEnvelope decrypts the spooled envelope once, to the end, and
 // returns its key record. An envelope that fails here is never shown; one
 // that passes may be streamed to the browser later without a second
-// thought about tampering half-way.
+// thought about tampering half-way. wantID, if set, must be the key id
+// in the envelope's header.
 func (h *handler) checkEnvelope(ctx context.Context, token, wantID string) (keystore.KeyRecord, error) {
-	f, err := h.spool.open(token, h.now())
-	if err != nil {
-		return keystore.KeyRecord{}, errEnvelopeGone
-	}
-	defer f.Close()
-	hdr, err := envelope.ReadHeader(f)
-	if err != nil {
-		return keystore.KeyRecord{}, fmt.Errorf("%w: %v", errEnvelopeDamaged, err)
-	}
-	if wantID != "" && !strings.EqualFold(wantID, hdr.KeyID.String()) {
-		return keystore.KeyRecord{}, fmt.Errorf("%w: form id and envelope header disagree", errEnvelopeDamaged)
-	}
-	dek, rec, err := h.opts.MasterKey.DataKey(ctx, h.opts.Keys, keystore.KeyID(hdr.KeyID), h.now())
+	pt, rec, err := h.plaintext(ctx, token)
 	if err != nil {
 		return rec, err
 	}
-	er, err := envelope.Open(f, dek, hdr)
-	if err != nil {
-		return rec, fmt.Errorf("%w: %v", errEnvelopeDamaged, err)
+	defer pt.Close()
+	if wantID != "" && !strings.EqualFold(wantID, rec.ID.String()) {
+		return keystore.KeyRecord{}, fmt.Errorf("%w: form id and envelope header disagree", errEnvelopeDamaged)
 	}
-	if _, err := io.Copy(io.Discard, er); err != nil {
+	if _, err := io.Copy(io.Discard, pt); err != nil {
 		return rec, fmt.Errorf("%w: %v", errEnvelopeDamaged, err)
 	}
 	return rec, nil
+}
+
+// spooled opens token's spool file and reads the envelope header, leaving
+// the file at the payload. The caller closes the file.
+func (h *handler) spooled(token string) (*os.File, envelope.Header, error) {
+	f, err := h.spool.open(token, h.now())
+	if err != nil {
+		return nil, envelope.Header{}, errEnvelopeGone
+	}
+	hdr, err := envelope.ReadHeader(f)
+	if err != nil {
+		f.Close()
+		return nil, hdr, fmt.Errorf("%w: %v", errEnvelopeDamaged, err)
+	}
+	return f, hdr, nil
 }
 
 // envelopeProblem explains an envelope that cannot be opened.
@@ -171,15 +176,11 @@ func (h *handler) envelopeProblem(w http.ResponseWriter, r *http.Request, err er
 
 // tokenRecord returns the key record of the envelope spooled under token.
 func (h *handler) tokenRecord(ctx context.Context, token string) (keystore.KeyRecord, error) {
-	f, err := h.spool.open(token, h.now())
+	f, hdr, err := h.spooled(token)
 	if err != nil {
-		return keystore.KeyRecord{}, errEnvelopeGone
+		return keystore.KeyRecord{}, err
 	}
-	defer f.Close()
-	hdr, err := envelope.ReadHeader(f)
-	if err != nil {
-		return keystore.KeyRecord{}, fmt.Errorf("%w: %v", errEnvelopeDamaged, err)
-	}
+	f.Close()
 	rec, err := h.opts.Keys.Key(ctx, keystore.KeyID(hdr.KeyID))
 	if err != nil {
 		return rec, err
@@ -189,16 +190,14 @@ func (h *handler) tokenRecord(ctx context.Context, token string) (keystore.KeyRe
 
 // plaintext opens the spooled envelope for reading. The caller closes it.
 func (h *handler) plaintext(ctx context.Context, token string) (io.ReadCloser, keystore.KeyRecord, error) {
-	f, err := h.spool.open(token, h.now())
+	f, hdr, err := h.spooled(token)
 	if err != nil {
-		return nil, keystore.KeyRecord{}, errEnvelopeGone
-	}
-	hdr, err := envelope.ReadHeader(f)
-	if err != nil {
-		f.Close()
-		return nil, keystore.KeyRecord{}, fmt.Errorf("%w: %v", errEnvelopeDamaged, err)
+		return nil, keystore.KeyRecord{}, err
 	}
 	dek, rec, err := h.opts.MasterKey.DataKey(ctx, h.opts.Keys, keystore.KeyID(hdr.KeyID), h.now())
+	if err == nil && rec.ID != keystore.KeyID(hdr.KeyID) {
+		err = fmt.Errorf("%w: key record does not match the header", errEnvelopeDamaged)
+	}
 	if err != nil {
 		f.Close()
 		return nil, rec, err
@@ -244,9 +243,10 @@ func readErr(rc io.ReadCloser) error {
 	return nil
 }
 
-// reader returns the signed-in session allowed to read token's message:
-// nil after it answered the request itself.
-func (h *handler) reader(w http.ResponseWriter, r *http.Request, token string) (*keystore.Session, keystore.KeyRecord) {
+// reader returns the signed-in session allowed to read the message of the
+// request's {token}: nil after it answered the request itself.
+func (h *handler) reader(w http.ResponseWriter, r *http.Request) (*keystore.Session, keystore.KeyRecord) {
+	token := r.PathValue("token")
 	s := h.sessionAt(w, r, stageAuthenticated)
 	if s == nil {
 		return nil, keystore.KeyRecord{}
@@ -407,10 +407,7 @@ var inlineImageTypes = map[string]bool{"image/png": true, "image/jpeg": true, "i
 // GET /m/{token}/part/{index} and /m/{token}/cid/{cid}.
 func (h *handler) part(w http.ResponseWriter, r *http.Request) {
 	token := r.PathValue("token")
-	if !h.ready(w, r) {
-		return
-	}
-	s, rec := h.reader(w, r, token)
+	s, rec := h.reader(w, r)
 	if s == nil {
 		return
 	}

@@ -28,10 +28,7 @@ var errReplyTooLarge = errors.New("reply larger than the limit")
 // abandoned before its end, so nothing is sent.
 func (h *handler) reply(w http.ResponseWriter, r *http.Request) {
 	token := r.PathValue("token")
-	if !h.ready(w, r) {
-		return
-	}
-	s, rec := h.reader(w, r, token)
+	s, rec := h.reader(w, r)
 	if s == nil {
 		return
 	}
