@@ -342,12 +342,28 @@ type e2eConfig struct {
 	logLevel string
 	networks string // YAML list for trusted_networks and tls_exempt_networks
 	maxSize  string
+	// internal is the one internal domain, also smtp.from's; e2eInternal
+	// when empty.
+	internal string
+	// portalListen is portal.listen, and portal.url is http:// it; a free
+	// loopback port when empty.
+	portalListen string
+	// portalExtra is added to the portal section as it is: YAML lines
+	// indented by two spaces, each ending in a newline.
+	portalExtra string
 }
 
 func e2eWriteConfigWith(t *testing.T, milterAddr, smtpRelay string, c e2eConfig) string {
 	t.Helper()
 	dir := t.TempDir()
-	portal := fmt.Sprintf("127.0.0.1:%d", mtatest.FreePort(t))
+	portal := c.portalListen
+	if portal == "" {
+		portal = fmt.Sprintf("127.0.0.1:%d", mtatest.FreePort(t))
+	}
+	internal := c.internal
+	if internal == "" {
+		internal = e2eInternal
+	}
 	cfg := fmt.Sprintf(`data_dir: %[1]s/data
 log:
   level: %[8]s
@@ -356,7 +372,7 @@ milter:
 portal:
   listen: %[3]s
   url: http://%[3]s
-policy:
+%[10]spolicy:
   internal_domains: [%[4]s]
   trusted_networks: %[9]s
   tls_exempt_networks: %[9]s
@@ -370,7 +386,7 @@ keystore:
 smtp:
   relay: %[7]s
   from: securemail@%[4]s
-`, dir, milterAddr, portal, e2eInternal, c.maxSize, e2eTag, smtpRelay, c.logLevel, c.networks)
+`, dir, milterAddr, portal, internal, c.maxSize, e2eTag, smtpRelay, c.logLevel, c.networks, c.portalExtra)
 	path := filepath.Join(dir, "securemail.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatalf("e2e: %v", err)
@@ -395,12 +411,15 @@ func e2eStartServe(t *testing.T, bin, config, milterAddr string) *e2eServe {
 }
 
 // e2eStartServeAs starts serve as the user cred (nil: as the test runs),
-// in the config file's folder, and waits until its milter accepts
-// connections on network/address.
-func e2eStartServeAs(t *testing.T, bin, config, network, address string, cred *syscall.Credential) *e2eServe {
+// in the config file's folder, with env added to the test's environment,
+// and waits until its milter accepts connections on network/address.
+func e2eStartServeAs(t *testing.T, bin, config, network, address string, cred *syscall.Credential, env ...string) *e2eServe {
 	t.Helper()
 	s := &e2eServe{config: config, done: make(chan struct{}), log: new(mtatest.SyncBuffer)}
 	s.cmd = exec.Command(bin, "serve", "--config", config)
+	if len(env) > 0 {
+		s.cmd.Env = append(os.Environ(), env...)
+	}
 	if cred != nil {
 		s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}

@@ -12,7 +12,8 @@
 // (so that CI or a developer can look at them), else to a t.TempDir().
 //
 // Tests that use a Tab call [Tab.Run] with ordinary chromedp actions, or
-// [Tab.Ctx] for anything the helpers here do not cover.
+// [Tab.Ctx] for anything the helpers here do not cover. [Tab.Download]
+// captures a file the page makes the browser download.
 package browsertest
 
 import (
@@ -28,6 +29,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/dom"
 	"github.com/chromedp/cdproto/emulation"
@@ -152,8 +154,10 @@ type Tab struct {
 	ctx     context.Context
 	timeout time.Duration
 
-	mu   sync.Mutex
-	docs []Response
+	mu        sync.Mutex
+	docs      []Response
+	downloads chan any // *browser.EventDownloadWillBegin and *browser.EventDownloadProgress
+	dlDir     string   // set by AllowDownloads
 }
 
 // Response is what the browser got for one document it loaded.
@@ -167,14 +171,27 @@ func (b *Browser) NewTab(t testing.TB) *Tab {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(b.ctx)
 	t.Cleanup(cancel)
-	tab := &Tab{t: t, ctx: ctx, timeout: b.opts.Timeout}
+	tab := &Tab{t: t, ctx: ctx, timeout: b.opts.Timeout, downloads: make(chan any, 64)}
+	// Download events come on the tab's session or the browser's,
+	// depending on the Chromium version; take them from both.
+	download := func(ev any) {
+		switch ev.(type) {
+		case *browser.EventDownloadWillBegin, *browser.EventDownloadProgress:
+			select {
+			case tab.downloads <- ev:
+			default: // progress events beyond the buffer carry nothing new
+			}
+		}
+	}
 	chromedp.ListenTarget(ctx, func(ev any) {
 		if ev, ok := ev.(*network.EventResponseReceived); ok && ev.Type == network.ResourceTypeDocument {
 			tab.mu.Lock()
 			tab.docs = append(tab.docs, Response{URL: ev.Response.URL, Status: int(ev.Response.Status)})
 			tab.mu.Unlock()
 		}
+		download(ev)
 	})
+	chromedp.ListenBrowser(ctx, download)
 	if err := chromedp.Run(ctx); err != nil {
 		t.Fatalf("browsertest: open a tab: %v", err)
 	}
@@ -332,6 +349,32 @@ func (tab *Tab) BorderBox(selector string) Box {
 	return Box{X: x0, Y: y0, Width: x1 - x0, Height: y1 - y0}
 }
 
+// BorderBoxes returns the border boxes of every rendered element that
+// matches the CSS selector, in document order; elements that are not
+// rendered (display:none, hidden) have no box and are left out.
+func (tab *Tab) BorderBoxes(selector string) []Box {
+	tab.t.Helper()
+	var nodes []*cdp.Node
+	tab.Run(chromedp.Nodes(selector, &nodes, chromedp.ByQueryAll, chromedp.AtLeast(0)))
+	var boxes []Box
+	for _, n := range nodes {
+		var m *dom.BoxModel
+		err := tab.RunErr(tab.timeout, chromedp.ActionFunc(func(ctx context.Context) error {
+			var err error
+			m, err = dom.GetBoxModel().WithNodeID(n.NodeID).Do(ctx)
+			return err
+		}))
+		if err != nil || m == nil || len(m.Border) != 8 {
+			continue
+		}
+		q := m.Border
+		x0, y0 := min(q[0], q[2], q[4], q[6]), min(q[1], q[3], q[5], q[7])
+		x1, y1 := max(q[0], q[2], q[4], q[6]), max(q[1], q[3], q[5], q[7])
+		boxes = append(boxes, Box{X: x0, Y: y0, Width: x1 - x0, Height: y1 - y0})
+	}
+	return boxes
+}
+
 // Layout is the page's size against its viewport, in CSS pixels.
 type Layout struct {
 	ContentWidth, ContentHeight   float64 // the whole document
@@ -372,6 +415,83 @@ func (tab *Tab) Screenshot(name string) string {
 	}
 	tab.t.Logf("browsertest: screenshot %s (%d bytes)", path, len(png))
 	return path
+}
+
+// Download is a file the browser saved.
+type Download struct {
+	URL               string // what was downloaded
+	SuggestedFilename string // the name the browser would give it (Content-Disposition)
+	Path              string // where it was saved
+}
+
+// AllowDownloads makes the browser save what the tab downloads, without
+// asking, into a new directory under t.TempDir(), which it returns. Files
+// are named by the download's id; [Tab.Download] says which is which.
+func (tab *Tab) AllowDownloads() string {
+	tab.t.Helper()
+	dir := tab.t.TempDir()
+	tab.Run(browser.SetDownloadBehavior(browser.SetDownloadBehaviorBehaviorAllowAndName).
+		WithDownloadPath(dir).WithEventsEnabled(true))
+	tab.mu.Lock()
+	tab.dlDir = dir
+	tab.mu.Unlock()
+	return dir
+}
+
+// Download runs actions, typically a click on a link, which must make the
+// browser download one file, and waits up to timeout for the download to
+// complete. It fails the test when no download starts, when it is
+// cancelled, or when it does not complete in time. Call AllowDownloads
+// first.
+func (tab *Tab) Download(timeout time.Duration, actions ...chromedp.Action) Download {
+	tab.t.Helper()
+	tab.mu.Lock()
+	dir := tab.dlDir
+	tab.mu.Unlock()
+	if dir == "" {
+		tab.t.Fatal("browsertest: Download before AllowDownloads")
+	}
+	// Forget events of earlier downloads.
+	for len(tab.downloads) > 0 {
+		<-tab.downloads
+	}
+	tab.Run(actions...)
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	var d Download
+	var guid string
+	var received float64
+	for {
+		select {
+		case ev := <-tab.downloads:
+			switch ev := ev.(type) {
+			case *browser.EventDownloadWillBegin:
+				if guid == "" {
+					guid, d.URL, d.SuggestedFilename = ev.GUID, ev.URL, ev.SuggestedFilename
+				}
+			case *browser.EventDownloadProgress:
+				if ev.GUID != guid {
+					continue
+				}
+				received = ev.ReceivedBytes
+				switch ev.State {
+				case browser.DownloadProgressStateCompleted:
+					d.Path = filepath.Join(dir, guid)
+					if ev.FilePath != "" {
+						d.Path = ev.FilePath
+					}
+					return d
+				case browser.DownloadProgressStateCanceled:
+					tab.t.Fatalf("browsertest: the download of %s was cancelled after %.0f bytes", d.URL, received)
+				}
+			}
+		case <-deadline.C:
+			if guid == "" {
+				tab.t.Fatalf("browsertest: no download started within %v; the page is %s", timeout, tab.Location())
+			}
+			tab.t.Fatalf("browsertest: the download of %s did not complete within %v (%.0f bytes so far)", d.URL, timeout, received)
+		}
+	}
 }
 
 var safeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)

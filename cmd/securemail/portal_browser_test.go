@@ -1,0 +1,585 @@
+package main
+
+// The recipient's whole visit, in a real browser against real parts: the
+// securemail binary behind a private Postfix that relays to an in-process
+// sink, a tagged message submitted with STARTTLS and AUTH, its
+// SecureMessageATT.html saved to a file and opened in headless Chromium
+// with JavaScript turned off. The recipient registers with the code the
+// portal mails through Postfix, reads, downloads the attachment, replies
+// with a file; later, in a browser with no cookies, signs in with the
+// password alone. Every screen is photographed at 1280x900 and 360x780
+// (to $SECUREMAIL_ARTIFACTS when set) and must fit a phone.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+	"github.com/emersion/go-message"
+	gomail "github.com/emersion/go-message/mail"
+
+	"github.com/securemail/securemail/cmd/securemail/internal/browsertest"
+	"github.com/securemail/securemail/cmd/securemail/internal/mtatest"
+	"github.com/securemail/securemail/envelope"
+)
+
+const (
+	pbSender     = "alice@example.com"
+	pbRecipient  = "bob@external.test"
+	pbInternal   = "example.com"
+	pbPortalFrom = "securemail@" + pbInternal // smtp.from: codes and notices
+	pbPassword   = "violet anchor meadow lantern"
+	pbWait       = 15 * time.Second // bound of every wait for a page or a delivery
+	pbCookie     = "securemail_session"
+
+	pbAttachName = "figures.bin"
+	pbAttachSize = 100_000
+	pbReplyName  = "notes.txt"
+
+	// What the two sealed messages say; none of it may leave in clear.
+	pbSubject1   = "Quarterly figures"
+	pbSubject2   = "Second note"
+	pbTextMarker = "PB-TEXT-MARKER"
+	pbHTMLMarker = "PB-HTML-MARKER"
+	pbMarker2    = "PB-SECOND-MARKER"
+	pbReplyText  = "Thanks Alice, received. PB-REPLY-MARKER"
+)
+
+func TestPortalInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Postfix, the securemail binary and Chromium; skipped with -short")
+	}
+	// Everything the test needs, before anything is built.
+	if browsertest.ChromiumPath() == "" {
+		mtatest.SkipUnlessCI(t, "portal browser test: no Chromium (Debian: apt-get install --no-install-recommends chromium)")
+	}
+	mtatest.RequireTools(t, mtatest.PostfixTools...)
+	mtatest.RequireRoot(t)
+	began := time.Now()
+	step := func(what string) {
+		t.Logf("portal browser: %-28s at %v", what, time.Since(began).Round(time.Millisecond))
+	}
+
+	// A stand-in for a remote server that a message's HTML points at: the
+	// portal must never make the browser load anything from it.
+	var remoteHits atomic.Int32
+	remote := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		remoteHits.Add(1)
+		w.Header().Set("Content-Type", "image/gif")
+		w.Write([]byte("GIF89a"))
+	}))
+	t.Cleanup(remote.Close)
+
+	// Real parts: the binary, Postfix configured from contrib/, the sink.
+	bin := e2eBuild(t)
+	sink := mtatest.StartSink(t)
+	pf := mtatest.NewPostfix(t, mtatest.PostfixOptions{
+		RelayHost:         sink.Addr,
+		MainCF:            e2eReadSnippet(t, "main.cf.snippet"),
+		MasterCF:          e2eReadSnippet(t, "master.cf.snippet"),
+		SubmissionService: "submission/inet",
+	})
+	milterAddr := fmt.Sprintf("127.0.0.1:%d", mtatest.FreePort(t))
+	pf.Postconf(t, "-e", "smtpd_milters=inet:"+milterAddr)
+	portalAddr := fmt.Sprintf("127.0.0.1:%d", mtatest.FreePort(t))
+	portalURL := "http://" + portalAddr
+	// Loopback is trusted and TLS-exempt, as in a default install: the
+	// portal submits codes and replies to Postfix's port 25 on loopback.
+	cfg := e2eWriteConfigWith(t, milterAddr, pf.SMTPAddr(), e2eConfig{
+		logLevel: "info", networks: "[127.0.0.0/8]", maxSize: fmt.Sprint(20 << 20),
+		internal: pbInternal, portalListen: portalAddr,
+		portalExtra: "  argon2:\n    time: 1\n    memory: 8MiB\n    threads: 1\n",
+	})
+	e2eStartServe(t, bin, cfg, milterAddr)
+	pf.Start(t)
+	pbWaitHealthy(t, portalURL)
+	step("serve and postfix up")
+
+	// Alice sends Bob a tagged message: text, HTML with a script and a
+	// remote image, and a binary attachment.
+	attachment := make([]byte, pbAttachSize)
+	rng := rand.NewChaCha8([32]byte{'p', 'b'})
+	rng.Read(attachment)
+	msgID1 := fmt.Sprintf("<pb-1.%d@%s>", time.Now().UnixNano(), pbInternal)
+	page1 := pbSubmitSealed(t, pf, sink, pbMessage(msgID1, pbSubject1+" "+e2eTag, remote.URL, attachment), pbSubject1, pbTextMarker)
+	step("first message sealed")
+
+	b := browsertest.New(t, browsertest.Options{Width: 1280, Height: 900, Timeout: pbWait})
+	tab := b.NewTab(t)
+	tab.DisableScripts()
+	tab.AllowDownloads()
+	shots := &pbShots{t: t}
+
+	// The attachment, opened from a file.
+	tab.Navigate(brPageURL(t, page1))
+	tab.Run(chromedp.WaitVisible(brButton, chromedp.ByQuery))
+	if text := tab.Text("main"); !strings.Contains(text, portalURL+"/") || !strings.Contains(text, pbSender) {
+		t.Errorf("the attachment page does not name the sender and %s/:\n%s", portalURL, text)
+	}
+	shots.take(tab, "attachment")
+
+	// Click to read message: the portal asks who is reading.
+	pbClick(tab, brButton)
+	tab.WaitText(pbWait, portalURL+"/m/", "Read your secure message", "Your email address")
+	token := strings.TrimPrefix(tab.Location(), portalURL+"/m/")
+	if !regexp.MustCompile(`^[A-Za-z0-9_-]{16,}$`).MatchString(token) {
+		t.Fatalf("the portal sent the browser to %s/m/%s: not a token", portalURL, token)
+	}
+	pbCheckStatus(t, tab, http.StatusOK)
+	shots.take(tab, "email")
+	step("envelope opened")
+
+	// Bob's address, then "Create an account".
+	tab.Run(chromedp.SendKeys("#email", pbRecipient, chromedp.ByQuery))
+	pbClick(tab, `form[action="/email"] button[type=submit]`)
+	tab.WaitText(pbWait, portalURL+"/signin", "Sign in to read your message", pbRecipient, "Create an account")
+	shots.take(tab, "signin")
+	noticesBefore := len(pbNotices(sink))
+	pbClick(tab, `form[action="/register/send-code"] button[type=submit]`)
+	tab.WaitText(pbWait, portalURL+"/register/code", "Check your email", "Code from the email")
+	shots.take(tab, "code")
+
+	// The code, mailed through Postfix to the sink.
+	codeMail, err := sink.WaitFor(func(m mtatest.Message) bool {
+		return pbIsNotice(m) && pbSubjectOf(m) == "Your code to read a secure message"
+	}, pbWait)
+	if err != nil {
+		t.Fatalf("no code mail for %s: %v", pbRecipient, err)
+	}
+	code := regexp.MustCompile(`\b\d{8}\b`).FindString(pbTextBody(t, codeMail.Data))
+	if code == "" {
+		t.Fatalf("no 8-digit code in the mail %s:\n%s", codeMail.Path, e2eHead(codeMail.Data))
+	}
+	if n := len(pbNotices(sink)) - noticesBefore; n != 1 {
+		t.Errorf("%d mails from %s to %s after one code request, want 1", n, pbPortalFrom, pbRecipient)
+	}
+	step("code mailed")
+	tab.Run(chromedp.SendKeys("#code", code, chromedp.ByQuery))
+	pbClick(tab, `form[action="/register/code"] button[type=submit]`)
+	tab.WaitText(pbWait, portalURL+"/register/password", "Create your account", "Three security questions")
+	shots.take(tab, "create-account")
+
+	// Password and three questions; the page has no script, so the
+	// selects are set as a keyboard user would leave them.
+	tab.Run(
+		chromedp.SendKeys("#password", pbPassword, chromedp.ByQuery),
+		chromedp.SendKeys("#confirm", pbPassword, chromedp.ByQuery),
+		chromedp.SetValue("#q1", "0", chromedp.ByQuery),
+		chromedp.SendKeys("#a1", "Fluffy", chromedp.ByQuery),
+		chromedp.SetValue("#q2", "3", chromedp.ByQuery),
+		chromedp.SendKeys("#a2", "Hill Street Primary", chromedp.ByQuery),
+		chromedp.SetValue("#q3", "7", chromedp.ByQuery),
+		chromedp.SendKeys("#a3", "Mill Lane", chromedp.ByQuery),
+	)
+	pbClick(tab, `form[action="/register/password"] button[type=submit]`)
+	tab.WaitText(pbWait, portalURL+"/m/"+token, "Your secure message", pbSubject1)
+	if loc := tab.Location(); loc != portalURL+"/m/"+token {
+		t.Errorf("after creating the account the browser is at %s, want %s/m/%s", loc, portalURL, token)
+	}
+	step("account created, reading")
+	pbCheckCookie(t, tab, portalURL)
+
+	// What Bob reads: the HTML part, sanitised; the attachment listed.
+	text := tab.Text("main")
+	for _, want := range []string{pbSender, pbSubject1, pbHTMLMarker, pbAttachName, "100 KB"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the message page does not show %q; it shows:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "SCRIPT-RAN") || tab.HasNode("#script-ran") {
+		t.Error("the message's script ran or its output is on the page")
+	}
+	for _, sel := range []string{"main script", `main img[src^="http:"]`, `main img[src^="https:"]`, `main img[src*="` + strings.TrimPrefix(remote.URL, "http://") + `"]`, "main iframe", "main object", "main embed"} {
+		if tab.HasNode(sel) {
+			t.Errorf("the message page has an element %s: the sanitiser let it through", sel)
+		}
+	}
+	shots.take(tab, "read")
+
+	// The attachment, downloaded by the browser, byte for byte.
+	d := tab.Download(pbWait, chromedp.Click(`ul.attachments a`, chromedp.ByQuery))
+	if d.SuggestedFilename != pbAttachName {
+		t.Errorf("the browser would save the attachment as %q, want %q", d.SuggestedFilename, pbAttachName)
+	}
+	if !strings.HasPrefix(d.URL, portalURL+"/m/"+token+"/part/") {
+		t.Errorf("the attachment came from %s, want %s/m/%s/part/...", d.URL, portalURL, token)
+	}
+	got, err := os.ReadFile(d.Path)
+	if err != nil {
+		t.Fatalf("the downloaded file: %v", err)
+	}
+	if !bytes.Equal(got, attachment) {
+		t.Errorf("the downloaded attachment (%d bytes) differs from the original (%d bytes) at byte %d",
+			len(got), len(attachment), firstDiff(got, attachment))
+	}
+	if n := remoteHits.Load(); n != 0 {
+		t.Errorf("the browser loaded %d resource(s) from the remote server the message's HTML names", n)
+	}
+	step("attachment downloaded")
+
+	// A reply with a file: it goes to Alice, who is internal, so in clear.
+	replyFile := filepath.Join(t.TempDir(), pbReplyName)
+	replyBytes := []byte("line one\nline two: PB-REPLY-FILE\n")
+	if err := os.WriteFile(replyFile, replyBytes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tab.Run(
+		chromedp.SendKeys("textarea#body", pbReplyText, chromedp.ByQuery),
+		chromedp.SetUploadFiles("input#files", []string{replyFile}, chromedp.ByQuery),
+	)
+	pbClick(tab, `form[action$="/reply"] button[type=submit]`)
+	tab.WaitText(pbWait, portalURL+"/m/"+token+"/reply", "Your reply was sent", pbSender, pbReplyName)
+	if text := tab.Text("main"); strings.Contains(text, "encrypted") {
+		t.Errorf("the reply to internal %s is said to go encrypted:\n%s", pbSender, text)
+	}
+	shots.take(tab, "reply-sent")
+	reply, err := sink.WaitFor(func(m mtatest.Message) bool { return strings.EqualFold(m.From, pbRecipient) }, pbWait)
+	if err != nil {
+		t.Fatalf("the reply did not arrive: %v", err)
+	}
+	pbCheckReply(t, reply, msgID1, replyBytes)
+	step("reply delivered")
+
+	// A second message, read in a browser that has never been here: the
+	// password is enough, and no code is mailed.
+	msgID2 := fmt.Sprintf("<pb-2.%d@%s>", time.Now().UnixNano(), pbInternal)
+	page2 := pbSubmitSealed(t, pf, sink, pbTextMessage(msgID2, pbSubject2+" "+e2eTag, pbMarker2), pbSubject2, pbMarker2)
+	noticesBefore = len(pbNotices(sink))
+	step("second message sealed")
+
+	b2 := browsertest.New(t, browsertest.Options{Width: 1280, Height: 900, Timeout: pbWait})
+	tab2 := b2.NewTab(t)
+	tab2.DisableScripts()
+	tab2.Navigate(brPageURL(t, page2))
+	pbClick(tab2, brButton)
+	// No cookie: the portal does not know this browser.
+	tab2.WaitText(pbWait, portalURL+"/m/", "Read your secure message", "Your email address")
+	tab2.Run(chromedp.SendKeys("#email", pbRecipient, chromedp.ByQuery))
+	pbClick(tab2, `form[action="/email"] button[type=submit]`)
+	tab2.WaitText(pbWait, portalURL+"/signin", "Sign in to read your message", pbRecipient)
+	shots.take(tab2, "second-visit-signin")
+	tab2.Run(chromedp.SendKeys("#password", pbPassword, chromedp.ByQuery))
+	pbClick(tab2, `form[action="/signin"] button[type=submit]`)
+	tab2.WaitText(pbWait, portalURL+"/m/", "Your secure message", pbSubject2, pbMarker2)
+	if strings.Contains(tab2.Text("main"), pbHTMLMarker) {
+		t.Error("the second visit shows the first message")
+	}
+	shots.take(tab2, "second-visit-read")
+	if err := pf.WaitQueueEmpty(t, pbWait); err != nil {
+		t.Error(err)
+	}
+	if n := len(pbNotices(sink)) - noticesBefore; n != 0 {
+		t.Errorf("signing in with a password mailed %s %d message(s) from %s, want none", pbRecipient, n, pbPortalFrom)
+	}
+	step("second visit read")
+
+	t.Logf("portal browser: screenshots: %s", strings.Join(shots.names, ", "))
+	t.Logf("portal browser: total %v", time.Since(began).Round(time.Millisecond))
+}
+
+// pbWaitHealthy waits until the portal answers /healthz.
+func pbWaitHealthy(t *testing.T, portalURL string) {
+	t.Helper()
+	deadline := time.Now().Add(pbWait)
+	c := &http.Client{Timeout: time.Second}
+	for {
+		resp, err := c.Get(portalURL + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the portal at %s does not answer /healthz: %v", portalURL, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// pbMessage is a tagged message from Alice to Bob: text and HTML
+// alternatives, the HTML with a script and an image on remoteURL, and a
+// binary attachment.
+func pbMessage(msgID, subject, remoteURL string, attachment []byte) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "From: Alice Example <%s>\r\nTo: <%s>\r\nSubject: %s\r\nMessage-ID: %s\r\n", pbSender, pbRecipient, subject, msgID)
+	fmt.Fprintf(&b, "Date: %s\r\nMIME-Version: 1.0\r\n", time.Now().Format(time.RFC1123Z))
+	b.WriteString("Content-Type: multipart/mixed; boundary=\"pb-mix\"\r\n\r\n")
+	b.WriteString("--pb-mix\r\nContent-Type: multipart/alternative; boundary=\"pb-alt\"\r\n\r\n")
+	b.WriteString("--pb-alt\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n")
+	b.WriteString("Hello Bob,\r\n\r\nthe figures are attached. " + pbTextMarker + "\r\n\r\nAlice\r\n")
+	b.WriteString("--pb-alt\r\nContent-Type: text/html; charset=utf-8\r\n\r\n")
+	b.WriteString("<html><body><p>Hello Bob,</p><p>the <b>figures</b> are attached. " + pbHTMLMarker + "</p>\r\n")
+	b.WriteString("<script>document.write('<p id=\"script-ran\">SCRIPT-RAN</p>')</script>\r\n")
+	b.WriteString("<img src=\"" + remoteURL + "/track.gif\" alt=\"\" width=\"1\" height=\"1\">\r\n")
+	b.WriteString("<p>Alice</p></body></html>\r\n")
+	b.WriteString("--pb-alt--\r\n")
+	fmt.Fprintf(&b, "--pb-mix\r\nContent-Type: application/octet-stream; name=%q\r\n", pbAttachName)
+	fmt.Fprintf(&b, "Content-Disposition: attachment; filename=%q\r\nContent-Transfer-Encoding: base64\r\n\r\n", pbAttachName)
+	b.WriteString(brArmor(attachment))
+	b.WriteString("--pb-mix--\r\n")
+	return b.String()
+}
+
+// pbTextMessage is a tagged plain-text message from Alice to Bob.
+func pbTextMessage(msgID, subject, marker string) string {
+	return fmt.Sprintf("From: Alice Example <%s>\r\nTo: <%s>\r\nSubject: %s\r\nMessage-ID: %s\r\nDate: %s\r\n"+
+		"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello Bob,\r\n\r\n%s\r\n\r\nAlice\r\n",
+		pbSender, pbRecipient, subject, msgID, time.Now().Format(time.RFC1123Z), marker)
+}
+
+// pbSubmitSealed submits msg from Alice to Bob with STARTTLS and AUTH,
+// waits for it at the sink, checks that it was sealed and returns its
+// SecureMessageATT.html.
+func pbSubmitSealed(t *testing.T, mta mtatest.MTA, sink *mtatest.Sink, msg, wantSubject, marker string) []byte {
+	t.Helper()
+	c := mtatest.DialSubmission(t, mta)
+	if err := mtatest.SendOne(c, pbSender, []string{pbRecipient}, msg); err != nil {
+		t.Fatalf("submit %q: %v", wantSubject, err)
+	}
+	if err := c.Quit(); err != nil {
+		t.Error(err)
+	}
+	m, err := sink.WaitFor(func(m mtatest.Message) bool {
+		return strings.EqualFold(m.From, pbSender) && pbSubjectOf(m) == wantSubject
+	}, pbWait)
+	if err != nil {
+		t.Fatalf("%q did not arrive: %v", wantSubject, err)
+	}
+	if len(m.Rcpts) != 1 || m.Rcpts[0] != pbRecipient {
+		t.Errorf("%q went to %v, want [%s]", wantSubject, m.Rcpts, pbRecipient)
+	}
+	e2eCheckSealed(t, m, marker, wantSubject)
+	page, err := envelope.FindPage(bytes.NewReader(m.Data))
+	if err != nil {
+		t.Fatalf("%q: %v", wantSubject, err)
+	}
+	return page
+}
+
+// pbSubjectOf is a delivered message's Subject, decoded and with white
+// space collapsed; "" when it does not parse.
+func pbSubjectOf(m mtatest.Message) string {
+	msg, err := mail.ReadMessage(bytes.NewReader(m.Data))
+	if err != nil {
+		return ""
+	}
+	return e2eSubject(msg.Header)
+}
+
+// pbIsNotice tells whether m is mail from the portal to Bob.
+func pbIsNotice(m mtatest.Message) bool {
+	return strings.EqualFold(m.From, pbPortalFrom) && len(m.Rcpts) == 1 && strings.EqualFold(m.Rcpts[0], pbRecipient)
+}
+
+func pbNotices(sink *mtatest.Sink) []mtatest.Message {
+	var out []mtatest.Message
+	for _, m := range sink.Messages() {
+		if pbIsNotice(m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// pbTextBody is the decoded text of a single-part message.
+func pbTextBody(t *testing.T, data []byte) string {
+	t.Helper()
+	e, err := message.Read(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("a mail does not parse: %v\n%s", err, e2eHead(data))
+	}
+	b, err := io.ReadAll(e.Body)
+	if err != nil {
+		t.Fatalf("a mail's body does not decode: %v\n%s", err, e2eHead(data))
+	}
+	return string(b)
+}
+
+// pbCheckReply checks Bob's reply as Alice's server delivers it: in clear,
+// threaded under the original, with the text and the file.
+func pbCheckReply(t *testing.T, m mtatest.Message, origID string, file []byte) {
+	t.Helper()
+	if len(m.Rcpts) != 1 || !strings.EqualFold(m.Rcpts[0], pbSender) {
+		t.Errorf("the reply went to %v, want [%s]", m.Rcpts, pbSender)
+	}
+	if bytes.Contains(m.Data, []byte(envelope.PageFileName)) {
+		t.Errorf("the reply to internal %s was sealed:\n%s", pbSender, e2eHead(m.Data))
+	}
+	r, err := gomail.CreateReader(bytes.NewReader(m.Data))
+	if err != nil {
+		t.Fatalf("the reply does not parse: %v\n%s", err, e2eHead(m.Data))
+	}
+	h := r.Header
+	if from, err := h.AddressList("From"); err != nil || len(from) != 1 || !strings.EqualFold(from[0].Address, pbRecipient) {
+		t.Errorf("reply From %q, want %s", h.Get("From"), pbRecipient)
+	}
+	if to, err := h.AddressList("To"); err != nil || len(to) != 1 || !strings.EqualFold(to[0].Address, pbSender) {
+		t.Errorf("reply To %q, want %s", h.Get("To"), pbSender)
+	}
+	if subj, _ := h.Subject(); subj != "Re: "+pbSubject1 {
+		t.Errorf("reply Subject %q, want %q", subj, "Re: "+pbSubject1)
+	}
+	if got := strings.TrimSpace(h.Get("In-Reply-To")); got != origID {
+		t.Errorf("reply In-Reply-To %q, want %q", got, origID)
+	}
+	if refs := strings.Fields(h.Get("References")); len(refs) == 0 || refs[len(refs)-1] != origID {
+		t.Errorf("reply References %q, want it to end with %q", h.Get("References"), origID)
+	}
+	var text string
+	var files []string
+	for {
+		p, err := r.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("the reply's MIME: %v\n%s", err, e2eHead(m.Data))
+		}
+		body, err := io.ReadAll(p.Body)
+		if err != nil {
+			t.Fatalf("the reply's MIME: %v", err)
+		}
+		switch ph := p.Header.(type) {
+		case *gomail.InlineHeader:
+			text += string(body)
+		case *gomail.AttachmentHeader:
+			name, _ := ph.Filename()
+			files = append(files, name)
+			if name == pbReplyName && !bytes.Equal(body, file) {
+				t.Errorf("the reply's %s is %q, want %q", name, body, file)
+			}
+		}
+	}
+	if !strings.Contains(text, pbReplyText) {
+		t.Errorf("the reply's text %q lacks %q", text, pbReplyText)
+	}
+	if len(files) != 1 || files[0] != pbReplyName {
+		t.Errorf("the reply carries files %q, want [%s]", files, pbReplyName)
+	}
+}
+
+// pbClick clicks the element, as a mouse does.
+func pbClick(tab *browsertest.Tab, selector string) {
+	tab.Run(chromedp.Click(selector, chromedp.ByQuery))
+}
+
+// pbCheckStatus checks the status of the last document the tab loaded.
+func pbCheckStatus(t *testing.T, tab *browsertest.Tab, want int) {
+	t.Helper()
+	docs := tab.Documents()
+	if len(docs) == 0 {
+		t.Fatal("the tab loaded no document")
+	}
+	if last := docs[len(docs)-1]; last.Status != want {
+		t.Errorf("%s answered %d, want %d", last.URL, last.Status, want)
+	}
+}
+
+// pbCheckCookie checks the session cookie of a plain-http loopback portal:
+// HttpOnly, SameSite=Lax, not Secure (there is no TLS to need it), no
+// __Host- prefix (which requires Secure).
+func pbCheckCookie(t *testing.T, tab *browsertest.Tab, portalURL string) {
+	t.Helper()
+	var cookies []*network.Cookie
+	tab.Run(chromedp.ActionFunc(func(ctx context.Context) error {
+		var err error
+		cookies, err = network.GetCookies().WithURLs([]string{portalURL + "/"}).Do(ctx)
+		return err
+	}))
+	var names []string
+	for _, c := range cookies {
+		names = append(names, c.Name)
+		if c.Name != pbCookie {
+			continue
+		}
+		if !c.HTTPOnly || c.Secure || c.SameSite != network.CookieSameSiteLax || c.Path != "/" {
+			t.Errorf("cookie %s: HttpOnly %v, Secure %v, SameSite %q, Path %q; want HttpOnly, not Secure on http, Lax, /",
+				c.Name, c.HTTPOnly, c.Secure, c.SameSite, c.Path)
+		}
+	}
+	if len(names) != 1 || names[0] != pbCookie {
+		t.Errorf("the portal set cookies %q, want just %s", names, pbCookie)
+	}
+}
+
+// pbShots photographs screens at desktop and phone size and checks that
+// each fits a phone.
+type pbShots struct {
+	t     *testing.T
+	n     int
+	names []string
+}
+
+const (
+	pbPhoneWidth, pbPhoneHeight = 360, 780
+	pbMinTapHeight              = 44
+)
+
+// take photographs the tab's page at 1280x900 and at 360x780, checks at
+// 360 px that the page does not scroll sideways and that every button in
+// main is a tap target (at least 44 px high, inside the screen), and
+// leaves the tab at 1280x900. The header's "Sign out" is a link-styled
+// button outside main and is not held to that.
+func (s *pbShots) take(tab *browsertest.Tab, screen string) {
+	s.t.Helper()
+	s.n++
+	for _, size := range []struct {
+		w, h   int
+		mobile bool
+	}{{1280, 900, false}, {pbPhoneWidth, pbPhoneHeight, true}} {
+		tab.SetViewport(size.w, size.h, size.mobile)
+		name := fmt.Sprintf("portal-%02d-%s-%dx%d", s.n, screen, size.w, size.h)
+		tab.Screenshot(name)
+		s.names = append(s.names, name+".png")
+	}
+	l := tab.Layout()
+	var scrollWidth float64
+	tab.Run(chromedp.Evaluate(`document.documentElement.scrollWidth`, &scrollWidth))
+	w := float64(pbPhoneWidth)
+	if l.ViewportWidth != w {
+		s.t.Errorf("%s at %d px: the viewport is %.0f CSS px wide", screen, pbPhoneWidth, l.ViewportWidth)
+	}
+	if l.ContentWidth > w || scrollWidth > w {
+		s.t.Errorf("%s (%s) at %d px: the page is %.0f CSS px wide (scrollWidth %.0f): it scrolls sideways",
+			screen, tab.Location(), pbPhoneWidth, l.ContentWidth, scrollWidth)
+	}
+	// Buttons the flow needs are there (it clicks them); here every
+	// button in main must be a tap target.
+	for i, b := range tab.BorderBoxes("main button") {
+		if b.Height < pbMinTapHeight {
+			s.t.Errorf("%s at %d px: button %d of main is %.0f px high, want at least %d", screen, pbPhoneWidth, i+1, b.Height, pbMinTapHeight)
+		}
+		if b.X < 0 || b.X+b.Width > w {
+			s.t.Errorf("%s at %d px: button %d of main spans x %.0f to %.0f, outside the screen", screen, pbPhoneWidth, i+1, b.X, b.X+b.Width)
+		}
+	}
+	// Links and the header's controls are not held to 44 px; list the
+	// small ones so that a reader of the log sees them.
+	var small []string
+	for _, sel := range []string{"header a", "header button", "main a"} {
+		for _, b := range tab.BorderBoxes(sel) {
+			if b.Height < pbMinTapHeight {
+				small = append(small, fmt.Sprintf("%s %.0fx%.0f", sel, b.Width, b.Height))
+			}
+		}
+	}
+	if len(small) > 0 {
+		s.t.Logf("note: %s at %d px: tap targets under %d px: %s", screen, pbPhoneWidth, pbMinTapHeight, strings.Join(small, ", "))
+	}
+	tab.SetViewport(1280, 900, false)
+}
