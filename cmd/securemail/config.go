@@ -205,6 +205,11 @@ func (c *Config) validate() error {
 	}
 	if u, err := url.Parse(c.Portal.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("portal.url %q must be an http:// or https:// URL", c.Portal.URL))
+	} else if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+		// Plain HTTP is for loopback tests only: recipients type
+		// passwords into the portal, and its cookie is Secure only over
+		// https.
+		errs = append(errs, fmt.Errorf("portal.url %s is plain HTTP on a host that is not loopback; use https:// (the portal behind a TLS reverse proxy)", c.Portal.URL))
 	}
 	for _, n := range [][2]any{{"policy.trusted_networks", c.Policy.TrustedNetworks}, {"policy.tls_exempt_networks", c.Policy.TLSExemptNetworks}} {
 		if _, err := parsePrefixes(n[0].(string), n[1].([]string)); err != nil {

@@ -165,3 +165,26 @@ func TestParseByteSize(t *testing.T) {
 		}
 	}
 }
+
+// serve refuses a public plain-HTTP portal: passwords would cross the
+// network in clear and the session cookie could not be Secure.
+func TestPortalURLPlainHTTPOnlyOnLoopback(t *testing.T) {
+	for url, ok := range map[string]bool{
+		"http://127.0.0.1:8080":         true,
+		"http://localhost:8080":         true,
+		"http://[::1]:8080":             true,
+		"https://secure.example.com":    true,
+		"http://secure.example.com":     false,
+		"http://192.0.2.10:8080":        false,
+		"http://secure.example.com:443": false,
+	} {
+		t.Setenv("SECUREMAIL_PORTAL_URL", url)
+		_, err := loadConfig("")
+		if (err == nil) != ok {
+			t.Errorf("portal.url %s: err %v, want ok=%v", url, err, ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "plain HTTP") {
+			t.Errorf("portal.url %s: %v", url, err)
+		}
+	}
+}
