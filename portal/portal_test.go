@@ -985,3 +985,57 @@ func TestSubjectShownWithoutTag(t *testing.T) {
 		t.Errorf("reply Message-ID %q: want the sender's domain", id)
 	}
 }
+
+func TestNotYouStartsOver(t *testing.T) {
+	e := newTestEnv(t)
+	s := e.seal(alice, []string{bob}, plainMessage)
+	b := e.browser()
+	loc := b.open(s).header.Get("Location")
+	b.get(loc)
+	b.follow(b.post("/email", url.Values{"email": {mallory}}))
+	if r := b.get(loc); r.status != http.StatusSeeOther || r.header.Get("Location") != "/signin" {
+		t.Fatalf("with an address given, the message page sends to sign-in: %d %v", r.status, r.header)
+	}
+	page := b.get(loc + "?change=1")
+	if !strings.Contains(page.body, `action="/email"`) {
+		t.Fatalf("Not you? does not ask for the address again:\n%s", page.body)
+	}
+	page = b.follow(b.post("/email", url.Values{"email": {bob}}))
+	if !strings.Contains(page.body, "Signing in as <strong>"+bob) {
+		t.Errorf("sign-in page after changing the address:\n%s", page.body)
+	}
+	if r := b.post("/email", url.Values{"email": {"not an address"}}); r.status != http.StatusBadRequest || !strings.Contains(r.body, "does not look like an email address") {
+		t.Errorf("bad address: %d", r.status)
+	}
+}
+
+func TestReplyAllOnlyWhenOffered(t *testing.T) {
+	e := newTestEnv(t) // ReplyAll off
+	s := e.seal(alice, []string{bob, carol}, plainMessage)
+	b := e.browser()
+	if page := b.register(s, bob); strings.Contains(page.body, "Reply to everyone") {
+		t.Error("reply-all offered although off")
+	}
+	token := strings.TrimPrefix(b.open(s).header.Get("Location"), "/m/")
+	b.postMultipart("/m/"+token+"/reply", [][2]string{{"all", "1"}, {"body", "hi"}})
+	if e.sink.countTo(carol) != 0 || e.sink.countTo(alice) != 1 {
+		t.Errorf("all=1 with reply-all off reached carol (%d) / alice (%d)", e.sink.countTo(carol), e.sink.countTo(alice))
+	}
+}
+
+// With the relay down, asking for a code says so in words and does not
+// move on to a page that waits for a code.
+func TestRelayDownWhileSendingACode(t *testing.T) {
+	e := newTestEnv(t, func(o *Options) { o.Mailer = &SMTPMailer{Addr: "127.0.0.1:1", Timeout: 2 * time.Second} })
+	s := e.seal(alice, []string{bob}, plainMessage)
+	b := e.browser()
+	b.follow(b.open(s))
+	b.follow(b.post("/email", url.Values{"email": {bob}}))
+	r := b.post("/register/send-code", nil)
+	if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, "could not send the email") {
+		t.Fatalf("%d\n%s", r.status, r.body)
+	}
+	if r := b.get("/register/code"); r.status == http.StatusOK {
+		t.Error("the code page is shown although no code was sent")
+	}
+}

@@ -80,6 +80,7 @@ func serve(cfg *Config, log *slog.Logger) error {
 	httpSrv := &http.Server{
 		Handler:           web,
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	milterSrv := filter.Server()
