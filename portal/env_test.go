@@ -52,7 +52,7 @@ func (m sinkMessage) parse(t *testing.T) *mail.Message {
 	return msg
 }
 
-func newSMTPSink(t *testing.T) *smtpSink {
+func newSMTPSink(t testing.TB) *smtpSink {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +144,7 @@ func (s *smtpSink) messages() []sinkMessage {
 }
 
 // last returns the newest message to addr.
-func (s *smtpSink) last(t *testing.T, addr string) sinkMessage {
+func (s *smtpSink) last(t testing.TB, addr string) sinkMessage {
 	t.Helper()
 	msgs := s.messages()
 	for i := len(msgs) - 1; i >= 0; i-- {
@@ -173,7 +173,7 @@ func (s *smtpSink) countTo(addr string) int {
 var codeRe = regexp.MustCompile(`\b(\d{8})\b`)
 
 // code returns the code in the newest mail to addr.
-func (s *smtpSink) code(t *testing.T, addr string) string {
+func (s *smtpSink) code(t testing.TB, addr string) string {
 	t.Helper()
 	m := s.last(t, addr)
 	found := codeRe.FindSubmatch(m.Data)
@@ -204,7 +204,7 @@ func (c *clock) Advance(d time.Duration) {
 // testEnv is a whole portal: a real bbolt store and master key, the
 // milter's own sealing code, an HTTP server and an SMTP sink.
 type testEnv struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	store  *keystore.Bolt
 	mk     *keystore.MasterKey
@@ -239,7 +239,7 @@ var handlerArgon2 = Argon2Params{Time: 1, MemoryKiB: 1024, Threads: 1}
 
 type envOption func(*Options)
 
-func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
+func newTestEnv(t testing.TB, opts ...envOption) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
 	e := &testEnv{t: t, dir: dir, sink: newSMTPSink(t), clock: &clock{now: time.Now().UTC().Truncate(time.Second)}, logs: &syncBuffer{}}
@@ -376,7 +376,7 @@ func (b *browser) follow(r response) response {
 
 // multipartBody encodes fields in order; a field whose name starts with
 // "file:" is a file part named by the rest, with value "filename\x00content".
-func multipartBody(t *testing.T, fields [][2]string) (string, io.Reader) {
+func multipartBody(t testing.TB, fields [][2]string) (string, io.Reader) {
 	var buf bytes.Buffer
 	w := multipart.NewWriter(&buf)
 	for _, f := range fields {
