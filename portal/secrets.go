@@ -266,6 +266,11 @@ func parsePHC(s string) (phcHash, error) {
 	if params.Validate() != nil {
 		return bad("parameters out of range")
 	}
+	// Go's base64 decoders skip CR and LF even in strict mode; a stored
+	// hash has neither.
+	if strings.ContainsAny(parts[4]+parts[5], "\r\n") {
+		return bad("line break in salt or key")
+	}
 	salt, err := phcBase64.DecodeString(parts[4])
 	if err != nil || len(salt) < minSaltLen || len(salt) > maxSaltLen {
 		return bad("bad salt")
