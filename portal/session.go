@@ -135,5 +135,6 @@ func (h *handler) startOver(w http.ResponseWriter, r *http.Request, s *keystore.
 		return
 	}
 	h.errorPage(w, r, http.StatusUnauthorized, "Please open your message again",
-		"Your visit ended, or this page was reached out of order. Open the SecureMessageATT.html attachment in your email again and choose \"Click to read message\".")
+		"Your visit ended, or this page was reached out of order. Open the SecureMessageATT.html attachment in your email again and choose \"Click to read message\".",
+		"This site needs a cookie to remember each step. If your browser blocks cookies, allow them for this site and try again.")
 }
