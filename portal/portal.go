@@ -109,6 +109,7 @@ type handler struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	csrf    *http.CrossOriginProtection
+	routed  http.Handler // mux behind csrf
 	secure  bool
 	cookie  string
 	spool   *spool
@@ -184,6 +185,7 @@ func New(opts Options) (*Handler, error) {
 			"For your safety this page only accepts forms sent from this site. Go back, reload the page and try again.")
 	}))
 	h.routes()
+	h.routed = h.csrf.Handler(h.mux)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	ph := &Handler{Handler: h, h: h, stop: cancel, done: make(chan struct{})}
@@ -263,7 +265,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				"This page could not be shown because of a problem on this server. Please try again in a few minutes.")
 		}
 	}()
-	h.csrf.Handler(h.mux).ServeHTTP(w, r)
+	h.routed.ServeHTTP(w, r)
 }
 
 func (h *handler) now() time.Time { return h.opts.Now() }
