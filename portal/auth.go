@@ -46,11 +46,7 @@ func (h *handler) email(w http.ResponseWriter, r *http.Request) {
 	}
 	// A different address starts over: nothing proved for one address
 	// carries over to another.
-	if _, err := h.newSession(w, r, s, addr.Address, stageEmail, s.Token); err != nil {
-		h.storeFailed(w, r, "session", err)
-		return
-	}
-	http.Redirect(w, r, "/signin", http.StatusSeeOther)
+	h.advance(w, r, s, addr.Address, stageEmail, "/signin")
 }
 
 func (h *handler) signinPage(w http.ResponseWriter, r *http.Request) {
@@ -111,6 +107,16 @@ func (h *handler) signin(w http.ResponseWriter, r *http.Request) {
 	}
 	h.log.Info("portal: signed in", "remote", clientIP(r))
 	h.goToMessage(w, r, s.Token, "")
+}
+
+// advance moves the browser to stage for email under a new session id, and
+// on to next.
+func (h *handler) advance(w http.ResponseWriter, r *http.Request, s *keystore.Session, email, stage, next string) {
+	if _, err := h.newSession(w, r, s, email, stage, s.Token); err != nil {
+		h.storeFailed(w, r, "session", err)
+		return
+	}
+	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
 func (h *handler) goToMessage(w http.ResponseWriter, r *http.Request, token, query string) {
@@ -345,11 +351,7 @@ func (h *handler) checkCode(w http.ResponseWriter, r *http.Request, s *keystore.
 	var msg string
 	switch {
 	case err == nil:
-		if _, err := h.newSession(w, r, s, s.Email, stage, s.Token); err != nil {
-			h.storeFailed(w, r, "session", err)
-			return
-		}
-		http.Redirect(w, r, next, http.StatusSeeOther)
+		h.advance(w, r, s, s.Email, stage, next)
 		return
 	case errors.Is(err, keystore.ErrCodeMismatch):
 		msg = "That code is not right. Check the newest email from us and type the 8 digits again."
@@ -596,11 +598,7 @@ func (h *handler) resetAnswers(w http.ResponseWriter, r *http.Request) {
 		h.storeFailed(w, r, "throttle", err)
 		return
 	}
-	if _, err := h.newSession(w, r, s, s.Email, stageResetAnswered, s.Token); err != nil {
-		h.storeFailed(w, r, "session", err)
-		return
-	}
-	http.Redirect(w, r, "/reset/password", http.StatusSeeOther)
+	h.advance(w, r, s, s.Email, stageResetAnswered, "/reset/password")
 }
 
 func (h *handler) resetPasswordPage(w http.ResponseWriter, r *http.Request) {

@@ -87,12 +87,7 @@ func TestPortalInBrowser(t *testing.T) {
 	// Real parts: the binary, Postfix configured from contrib/, the sink.
 	bin := e2eBuild(t)
 	sink := mtatest.StartSink(t)
-	pf := mtatest.NewPostfix(t, mtatest.PostfixOptions{
-		RelayHost:         sink.Addr,
-		MainCF:            e2eReadSnippet(t, "main.cf.snippet"),
-		MasterCF:          e2eReadSnippet(t, "master.cf.snippet"),
-		SubmissionService: "submission/inet",
-	})
+	pf := e2eNewPostfix(t, sink, "")
 	milterAddr := fmt.Sprintf("127.0.0.1:%d", mtatest.FreePort(t))
 	pf.Postconf(t, "-e", "smtpd_milters=inet:"+milterAddr)
 	portalAddr := fmt.Sprintf("127.0.0.1:%d", mtatest.FreePort(t))

@@ -49,12 +49,7 @@ func TestPostfixE2E(t *testing.T) {
 
 	bin := e2eBuild(t)
 	sink := mtatest.StartSink(t)
-	pf := mtatest.NewPostfix(t, mtatest.PostfixOptions{
-		RelayHost:         sink.Addr,
-		MainCF:            e2eReadSnippet(t, "main.cf.snippet"),
-		MasterCF:          e2eReadSnippet(t, "master.cf.snippet"),
-		SubmissionService: "submission/inet",
-	})
+	pf := e2eNewPostfix(t, sink, "")
 	e2eCheckSnippets(t, pf)
 	milterAddr := fmt.Sprintf("127.0.0.1:%d", mtatest.FreePort(t))
 	pf.Postconf(t, "-e", "smtpd_milters=inet:"+milterAddr)
@@ -291,6 +286,18 @@ func e2eBuild(t *testing.T) string {
 }
 
 // e2eReadSnippet reads a file of contrib/postfix from the module root.
+// e2eNewPostfix configures a private Postfix from contrib/'s snippets,
+// with extraMasterCF appended to master.cf, relaying everything to sink.
+func e2eNewPostfix(t *testing.T, sink *mtatest.Sink, extraMasterCF string) *mtatest.Postfix {
+	t.Helper()
+	return mtatest.NewPostfix(t, mtatest.PostfixOptions{
+		RelayHost:         sink.Addr,
+		MainCF:            e2eReadSnippet(t, "main.cf.snippet"),
+		MasterCF:          e2eReadSnippet(t, "master.cf.snippet") + "\n" + extraMasterCF,
+		SubmissionService: "submission/inet",
+	})
+}
+
 func e2eReadSnippet(t *testing.T, name string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "..", "contrib", "postfix", name))

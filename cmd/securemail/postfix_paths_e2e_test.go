@@ -303,12 +303,7 @@ func TestPostfixPathsDKIM(t *testing.T) {
   -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
   -o smtpd_milters=inet:%s,inet:%s
 `, wrongOrderAddr, dkimAddr, milterAddr)
-	pf := mtatest.NewPostfix(t, mtatest.PostfixOptions{
-		RelayHost:         sink.Addr,
-		MainCF:            e2eReadSnippet(t, "main.cf.snippet"),
-		MasterCF:          e2eReadSnippet(t, "master.cf.snippet") + "\n" + wrongOrder,
-		SubmissionService: "submission/inet",
-	})
+	pf := e2eNewPostfix(t, sink, wrongOrder)
 	e2eCheckSnippets(t, pf)
 	pf.Postconf(t, "-e", "smtpd_milters=inet:"+milterAddr+", inet:"+dkimAddr)
 
