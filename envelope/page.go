@@ -2,7 +2,6 @@ package envelope
 
 import (
 	"bytes"
-	"encoding/base64"
 	"fmt"
 	"html/template"
 	"io"
@@ -322,33 +321,24 @@ func WriteArmor(w io.Writer, r io.Reader) error {
 	return writeArmor(w, r, "\r\n")
 }
 
+// armorBlockLines is how many lines writeArmor writes at a time: 840
+// lines of 78 bytes (76 and CRLF) are 65 520 bytes, so a block with either
+// line end fits in one 64 KiB body piece of the milter's, which can pass it
+// on without copying it.
+const armorBlockLines = 840
+
 func writeArmor(w io.Writer, r io.Reader, eol string) error {
-	const (
-		lineChars     = 76
-		linesPerBlock = 512
-	)
-	lines := linesPerBlock
+	lines := armorBlockLines
 	if sized, ok := r.(interface{ Len() int }); ok {
 		// A small envelope in memory needs small buffers.
 		lines = min(lines, sized.Len()/armorLineBytes+1)
 	}
 	in := make([]byte, armorLineBytes*lines)
-	enc := make([]byte, base64.StdEncoding.EncodedLen(len(in)))
-	out := make([]byte, 0, (lineChars+2)*lines)
+	out := make([]byte, 0, (armorLineChars+len(eol))*lines)
 	for {
 		n, err := io.ReadFull(r, in)
 		if n > 0 {
-			// One Encode call per block, then cut into lines: a call per
-			// 57-byte line costs more than the encoding itself.
-			e := enc[:base64.StdEncoding.EncodedLen(n)]
-			base64.StdEncoding.Encode(e, in[:n])
-			out = out[:0]
-			for len(e) > 0 {
-				k := min(lineChars, len(e))
-				out = append(out, e[:k]...)
-				out = append(out, eol...)
-				e = e[k:]
-			}
+			out = appendArmorLines(out[:0], in[:n], eol)
 			if _, werr := w.Write(out); werr != nil {
 				return werr
 			}

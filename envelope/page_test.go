@@ -502,7 +502,7 @@ func TestWriteBodyRejects(t *testing.T) {
 }
 
 func TestWriteArmor(t *testing.T) {
-	for _, n := range []int{0, 1, 56, 57, 58, 57 * 512, 57*512 + 1, 100000} {
+	for _, n := range []int{0, 1, 56, 57, 58, 57 * 512, 57*512 + 1, 57*armorBlockLines - 1, 57 * armorBlockLines, 57*armorBlockLines + 1, 100000} {
 		data := testPayload("armor", n)
 		var b bytes.Buffer
 		if err := WriteArmor(&b, iotest.HalfReader(bytes.NewReader(data))); err != nil {
@@ -526,6 +526,64 @@ func TestWriteArmor(t *testing.T) {
 			t.Fatalf("%d bytes: armor does not end with CRLF", n)
 		}
 	}
+}
+
+// armorReference is the armor as encoding/base64 writes it: what
+// appendArmorLines must match byte for byte.
+func armorReference(src []byte, eol string) []byte {
+	var out []byte
+	for len(src) > 0 {
+		k := min(armorLineBytes, len(src))
+		out = base64.StdEncoding.AppendEncode(out, src[:k])
+		out = append(out, eol...)
+		src = src[k:]
+	}
+	return out
+}
+
+// The fast encoder writes exactly what encoding/base64 writes, for every
+// length around a line and a block, every byte value in every position,
+// either line end, and readers with and without Len.
+func TestArmorLinesMatchBase64(t *testing.T) {
+	all := make([]byte, 3*256)
+	for i := range all {
+		all[i] = byte(i / 3 * 7) // each value in each position of a 3-byte group
+	}
+	inputs := [][]byte{all, bytes.Repeat([]byte{0xff}, 200), make([]byte, 200)}
+	for _, n := range []int{0, 1, 2, 3, 56, 57, 58, 113, 114, 115, 57 * armorBlockLines, 57*armorBlockLines + 1, 2*57*armorBlockLines + 56} {
+		inputs = append(inputs, testPayload("armor-ref", n))
+	}
+	for _, src := range inputs {
+		for n := 0; n <= min(len(src), 200); n++ {
+			for _, eol := range []string{"\r\n", "\n"} {
+				if got, want := appendArmorLines(nil, src[:n], eol), armorReference(src[:n], eol); !bytes.Equal(got, want) {
+					t.Fatalf("%d bytes, eol %q: got %q, want %q", n, eol, got, want)
+				}
+			}
+		}
+		for _, eol := range []string{"\r\n", "\n"} {
+			want := armorReference(src, eol)
+			for _, r := range []io.Reader{bytes.NewReader(src), iotest.OneByteReader(bytes.NewReader(src))} {
+				var b bytes.Buffer
+				if err := writeArmor(&b, r, eol); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(b.Bytes(), want) {
+					t.Fatalf("writeArmor of %d bytes (%T), eol %q differs from encoding/base64", len(src), r, eol)
+				}
+			}
+		}
+	}
+}
+
+func FuzzArmorLines(f *testing.F) {
+	f.Add([]byte("securemail"))
+	f.Add(bytes.Repeat([]byte{0xfb, 0xff, 0xbf}, 40))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		if got, want := appendArmorLines(nil, src, "\r\n"), armorReference(src, "\r\n"); !bytes.Equal(got, want) {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	})
 }
 
 // countingWriter counts what goes through it.
