@@ -2,12 +2,14 @@ package milter
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/securemail/securemail/envelope"
 	"github.com/securemail/securemail/keystore"
@@ -38,21 +40,18 @@ func (v verdict) String() string {
 type headerField struct {
 	name, value string
 	raw         []byte // the field as received, when the caller has it
-	index       int    // 1-based among fields of the same name
 }
 
 // message is the state of one message, from MAIL FROM to its verdict. A
 // new one is made for every message; nothing of it outlives the message.
 type message struct {
 	f       *Filter
-	log     *slog.Logger
-	queueID string
+	queueID string // on every log line of the message
 	sender  string
 	rcpts   []string
 	forced  bool // offline seal: seal whatever the subject and recipients
 
 	headers  []headerField
-	perName  map[string]int
 	bodySize int64
 	verdict  verdict
 	seal     *sealing
@@ -69,9 +68,28 @@ type sealing struct {
 }
 
 func (f *Filter) newMessage(sender, queueID string) *message {
-	m := &message{f: f, sender: sender, queueID: queueID, perName: map[string]int{}}
-	m.log = f.cfg.Logger.With("queue_id", queueID)
-	return m
+	return &message{f: f, sender: sender, queueID: queueID}
+}
+
+// logEnabled reports whether lines at level are written. Callers check it
+// before they build attributes that allocate: most messages pass, and what
+// they cost is counted against go-milter doing nothing at all.
+func (m *message) logEnabled(level slog.Level) bool {
+	return m.f.cfg.Logger.Enabled(context.Background(), level)
+}
+
+// logAttrs writes one log line about the message, with its queue id. It
+// hands the record to the handler itself, without a source position:
+// Logger.LogAttrs would walk the stack for one (runtime.Callers, a third of
+// the cost of the line), and it would only ever name this helper.
+func (m *message) logAttrs(level slog.Level, msg string, attrs ...slog.Attr) {
+	if !m.logEnabled(level) {
+		return
+	}
+	r := slog.NewRecord(time.Now(), level, msg, 0) // the log's clock, as slog's own
+	r.AddAttrs(slog.String("queue_id", m.queueID))
+	r.AddAttrs(attrs...)
+	_ = m.f.cfg.Logger.Handler().Handle(context.Background(), r) // as Logger.Log, which ignores it too
 }
 
 func (m *message) addRecipient(addr string) {
@@ -79,9 +97,10 @@ func (m *message) addRecipient(addr string) {
 }
 
 func (m *message) addHeader(name, value string, raw []byte) {
-	key := strings.ToLower(name)
-	m.perName[key]++
-	m.headers = append(m.headers, headerField{name: name, value: value, raw: raw, index: m.perName[key]})
+	if m.headers == nil {
+		m.headers = make([]headerField, 0, 16)
+	}
+	m.headers = append(m.headers, headerField{name: name, value: value, raw: raw})
 }
 
 // triggered reports whether the sender asked for encryption.
@@ -119,14 +138,15 @@ func (m *message) anyExternal() bool {
 // starts the envelope and feeds it the header section; sep is the blank
 // line that ends it as received (nil: CRLF).
 func (m *message) endHeaders(sep []byte) error {
+	triggered := m.forced || m.triggered()
 	switch {
-	case m.forced || (m.triggered() && m.anyExternal()):
-		m.verdict = verdictSeal
-	case m.triggered():
-		m.verdict = verdictStrip
-		return nil
-	default:
+	case !triggered:
 		m.verdict = verdictPass
+		return nil
+	case m.forced || m.anyExternal():
+		m.verdict = verdictSeal
+	default:
+		m.verdict = verdictStrip
 		return nil
 	}
 	if err := m.startSealing(); err != nil {
@@ -278,23 +298,32 @@ func (m *message) headerText(name string) string {
 // index of a field it has yet to edit, however the MTA counts deleted ones.
 func (m *message) editHeaders(ed editor, contentType string) error {
 	p := m.f.cfg.Policy
+	// index[i] is field i's 1-based position among the fields of its name,
+	// as ChangeHeader counts them. Only a message that is edited needs it.
+	index := make([]int, len(m.headers))
+	perName := make(map[string]int, len(m.headers))
+	for i, h := range m.headers {
+		key := strings.ToLower(h.name)
+		perName[key]++
+		index[i] = perName[key]
+	}
 	haveMIMEVersion, haveContentType := false, false
 	for i := len(m.headers) - 1; i >= 0; i-- {
 		h := m.headers[i]
 		var err error
 		switch {
 		case strings.EqualFold(h.name, "Subject") && m.f.tag != nil && m.f.tag.in(h.value):
-			err = ed.ChangeHeader(h.index, h.name, m.f.tag.strip(h.value))
+			err = ed.ChangeHeader(index[i], h.name, m.f.tag.strip(h.value))
 		case p.TriggerHeader != "" && strings.EqualFold(h.name, p.TriggerHeader):
-			err = ed.ChangeHeader(h.index, h.name, "")
+			err = ed.ChangeHeader(index[i], h.name, "")
 		case contentType == "":
 		case strings.EqualFold(h.name, "MIME-Version"):
 			haveMIMEVersion = true
-		case strings.EqualFold(h.name, "Content-Type") && h.index == 1:
-			err = ed.ChangeHeader(h.index, h.name, contentType)
+		case strings.EqualFold(h.name, "Content-Type") && index[i] == 1:
+			err = ed.ChangeHeader(index[i], h.name, contentType)
 			haveContentType = true
 		case len(h.name) > 8 && strings.EqualFold(h.name[:8], "Content-"):
-			err = ed.ChangeHeader(h.index, h.name, "")
+			err = ed.ChangeHeader(index[i], h.name, "")
 		}
 		if err != nil {
 			return fmt.Errorf("edit header %s: %w", h.name, err)
@@ -323,37 +352,65 @@ func (m *message) close() {
 	}
 	clear(m.seal.dek)
 	if err := m.seal.spool.Close(); err != nil {
-		m.log.Warn("spool cleanup failed", "err", err)
+		m.logAttrs(slog.LevelWarn, "spool cleanup failed", slog.Any("err", err))
 	}
 	m.seal = nil
 }
 
 // logVerdict writes the one line per message an operator reads.
 func (m *message) logVerdict(outcome string, err error) {
-	attrs := []any{"verdict", m.verdict.String(), "outcome", outcome,
-		"from", m.sender, "rcpts", len(m.rcpts), "size", m.bodySize}
+	level, msg := slog.LevelInfo, "message decided"
+	r, policy := policyRefusal(err)
+	switch {
+	case policy:
+		// A policy refusal: the sender's program shows why; not an error here.
+		msg = "message refused"
+	case err != nil:
+		level, msg = slog.LevelError, "message refused"
+	}
+	if !m.logEnabled(level) {
+		return
+	}
+	var buf [7]slog.Attr
+	attrs := append(buf[:0], slog.String("verdict", m.verdict.String()), slog.String("outcome", outcome),
+		slog.String("from", m.sender), slog.Int("rcpts", len(m.rcpts)), slog.Int64("size", m.bodySize))
 	if m.seal != nil && err == nil {
 		// Only an accepted message's key was committed; a refused one's
 		// id names nothing an operator could look up.
-		attrs = append(attrs, "key_id", m.seal.keyID.String())
+		attrs = append(attrs, slog.String("key_id", m.seal.keyID.String()))
+	}
+	switch {
+	case policy:
+		attrs = append(attrs, slog.Int("reply", r.Code))
+	case err != nil:
+		attrs = append(attrs, slog.Any("err", err))
+	}
+	m.logAttrs(level, msg, attrs...)
+}
+
+// policyRefusal returns the reply of a refusal by policy, which is no error
+// of the filter's. It lives apart from logVerdict so that the message
+// decided without an error does not pay errors.As's allocation.
+func policyRefusal(err error) (*Reply, bool) {
+	if err == nil {
+		return nil, false
 	}
 	var r *Reply
 	if errors.As(err, &r) && r.Cause == nil {
-		// A policy refusal: the sender's program shows why; not an error here.
-		m.log.Info("message refused", append(attrs, "reply", r.Code)...)
-		return
+		return r, true
 	}
-	if err != nil {
-		m.log.Error("message refused", append(attrs, "err", err)...)
-		return
-	}
-	m.log.Info("message decided", attrs...)
+	return nil, false
 }
 
 // replaceChunk is the most body one ReplaceBody call sends: the library
 // turns CRLF into LF within one call, so chunks end at a line end.
 const replaceChunk = 64 << 10
 
+// bodyReplacer cuts the replacement body into pieces of at most
+// replaceChunk bytes that end at a line end. Small writes (the notice, the
+// page around the armor) are gathered in buf. A large write of whole lines
+// (the armor, a block of 65 520 bytes or less at a time) that follows
+// whole lines goes out as it is, without a copy.
 type bodyReplacer struct {
 	send func([]byte) error
 	buf  []byte
@@ -361,6 +418,18 @@ type bodyReplacer struct {
 
 func (b *bodyReplacer) Write(p []byte) (int, error) {
 	n := len(p)
+	if len(p) >= replaceChunk/2 && (len(b.buf) == 0 || b.buf[len(b.buf)-1] == '\n') {
+		if err := b.sendAll(); err != nil {
+			return 0, err
+		}
+		for len(p) > replaceChunk || (len(p) > 0 && p[len(p)-1] == '\n') {
+			cut := lineCut(p[:min(len(p), replaceChunk)])
+			if err := b.sendPiece(p[:cut]); err != nil {
+				return n - len(p), err
+			}
+			p = p[cut:]
+		}
+	}
 	for len(p) > 0 {
 		room := replaceChunk - len(b.buf)
 		take := min(room, len(p))
@@ -375,30 +444,50 @@ func (b *bodyReplacer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// flushLines sends the buffer up to its last LF, keeping the rest. A
-// buffer without any LF is sent whole but for a trailing CR.
-func (b *bodyReplacer) flushLines() error {
-	cut := bytes.LastIndexByte(b.buf, '\n') + 1
+// lineCut is where a piece of at most replaceChunk bytes taken from the
+// front of p ends: after its last LF, or, with no LF at all, at its end
+// but for a trailing CR, so that a CRLF is never split.
+func lineCut(p []byte) int {
+	cut := bytes.LastIndexByte(p, '\n') + 1
 	if cut == 0 {
-		cut = len(b.buf)
-		if b.buf[cut-1] == '\r' {
+		cut = len(p)
+		if p[cut-1] == '\r' && cut > 1 {
 			cut--
 		}
 	}
-	if err := b.send(b.buf[:cut]); err != nil {
-		return fmt.Errorf("replace body: %w", err)
+	return cut
+}
+
+// flushLines sends the buffer up to its last LF, keeping the rest. A
+// buffer without any LF is sent whole but for a trailing CR.
+func (b *bodyReplacer) flushLines() error {
+	cut := lineCut(b.buf)
+	if err := b.sendPiece(b.buf[:cut]); err != nil {
+		return err
 	}
 	b.buf = b.buf[:copy(b.buf, b.buf[cut:])]
 	return nil
 }
 
-func (b *bodyReplacer) Close() error {
+// sendAll sends whatever is buffered.
+func (b *bodyReplacer) sendAll() error {
 	if len(b.buf) == 0 {
 		return nil
 	}
-	if err := b.send(b.buf); err != nil {
-		return fmt.Errorf("replace body: %w", err)
+	if err := b.sendPiece(b.buf); err != nil {
+		return err
 	}
 	b.buf = b.buf[:0]
 	return nil
+}
+
+func (b *bodyReplacer) sendPiece(p []byte) error {
+	if err := b.send(p); err != nil {
+		return fmt.Errorf("replace body: %w", err)
+	}
+	return nil
+}
+
+func (b *bodyReplacer) Close() error {
+	return b.sendAll()
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -434,4 +436,42 @@ func newBoltForTest(t *testing.T) keystore.KeyStore {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// Every line of a message's story carries its queue id, with the same
+// fields as before the lines were built by hand (logAttrs), and the
+// verdict line of a passed message costs no allocation when the level is
+// off.
+func TestLogLines(t *testing.T) {
+	e := newTestEnv(t, nil, nil)
+	m := tagged("Quarterly figures", "bob@partner.test", "hello\r\n")
+	if o := e.send(t, e.newSession(t), m); o.action.Code != gomilter.ActAccept || o.bodyReplaced() {
+		t.Fatalf("untagged message: got %+v", o.action)
+	}
+	internet := m.clone()
+	internet.macros = map[string]string{"{client_addr}": "203.0.113.9", "i": "5AbC2"}
+	if o := e.send(t, e.newSession(t), internet); o.action.Code != gomilter.ActAccept {
+		t.Fatalf("mail from the internet: got %+v", o.action)
+	}
+	logs := e.logBuf.String()
+	for _, want := range []string{
+		`level=INFO msg="message decided" queue_id=4XyZ1 verdict=pass outcome=accepted from=zoe@example.test rcpts=1 size=7` + "\n",
+		`level=DEBUG msg="not a submission: accepted untouched" queue_id=5AbC2 client=203.0.113.9` + "\n",
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("no line ending in %q in the log:\n%s", want, logs)
+		}
+	}
+
+	quiet, err := NewFilter(Config{Policy: testPolicy(), KeyLifetime: time.Hour, SpoolDir: t.TempDir(),
+		Store: e.store, MasterKey: e.master,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := quiet.newMessage("zoe@example.test", "4XyZ1")
+	msg.addRecipient("bob@partner.test")
+	if n := testing.AllocsPerRun(100, func() { msg.logVerdict("accepted", nil) }); n != 0 {
+		t.Errorf("logVerdict below the log level allocates %v times", n)
+	}
 }

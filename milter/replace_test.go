@@ -15,15 +15,27 @@ func TestBodyReplacerChunks(t *testing.T) {
 	}
 	body.WriteString(strings.Repeat("y", 70<<10)) // a last line longer than a chunk
 	body.WriteString("\r\r\n")
-	for _, writeSize := range []int{1, 7, 4096, 65535, 65536, 65537, body.Len()} {
+	// A write size of 0 writes whole lines, about 40 KiB at a time after a
+	// small first write, as the armor comes after the notice: those go out
+	// without being copied.
+	for _, writeSize := range []int{1, 7, 4096, 32767, 32768, 40000, 65520, 65535, 65536, 65537, 100000, body.Len(), 0} {
 		var chunks [][]byte
 		br := &bodyReplacer{send: func(p []byte) error {
 			chunks = append(chunks, bytes.Clone(p))
 			return nil
 		}}
 		data := body.Bytes()
-		for len(data) > 0 {
+		for first := true; len(data) > 0; first = false {
 			n := min(writeSize, len(data))
+			if writeSize == 0 {
+				n = min(1000, len(data))
+				if !first {
+					n = min(len(data), bytes.LastIndexByte(data[:min(40<<10, len(data))], '\n')+1)
+					if n == 0 {
+						n = len(data)
+					}
+				}
+			}
 			if _, err := br.Write(data[:n]); err != nil {
 				t.Fatal(err)
 			}

@@ -2,6 +2,7 @@ package milter
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"net/textproto"
 	"runtime/debug"
@@ -83,7 +84,9 @@ func (s *session) MailFrom(from string, m *gomilter.Modifier) (gomilter.Response
 		auth := macros["{auth_authen}"] != ""
 		if !auth && !inPrefixes(client, p.TrustedNetworks) {
 			// Mail from the internet: never ours to seal.
-			s.msg.log.Debug("not a submission: accepted untouched", "client", client)
+			if s.msg.logEnabled(slog.LevelDebug) {
+				s.msg.logAttrs(slog.LevelDebug, "not a submission: accepted untouched", slog.Any("client", client))
+			}
 			s.endMessage()
 			return gomilter.RespAccept, nil
 		}
@@ -158,5 +161,4 @@ func (s *session) Abort(m *gomilter.Modifier) error {
 
 func (m *message) setQueueID(id string) {
 	m.queueID = strings.TrimSpace(id)
-	m.log = m.f.cfg.Logger.With("queue_id", m.queueID)
 }

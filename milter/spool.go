@@ -3,6 +3,7 @@ package milter
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,7 +12,17 @@ import (
 // spool holds one message's envelope (ciphertext only) while the message is
 // in flight: in memory up to a threshold, then in a temporary file in dir
 // that Close removes. So twenty in-flight 20 MiB messages do not need
-// 400 MiB of memory.
+// 400 MiB of memory. The file is never synced: it holds ciphertext only
+// for the time of one message, and the MTA keeps the original until the
+// milter answers.
+//
+// The file is written through a 256 KiB buffer: with 64 KiB writes, one
+// per sealed chunk, a 20 MiB message took about 7 % longer (5 alternating
+// runs, twice), the cost of each write system call on the file being
+// larger than that of copying into the buffer. It is read without a buffer
+// of its own: the armor reads 47 880 bytes at a time, and a buffer there
+// made no difference that could be measured. Reader drops the writer and
+// its buffer.
 type spool struct {
 	dir       string
 	threshold int
@@ -20,6 +31,9 @@ type spool struct {
 	bw        *bufio.Writer
 	size      int64
 }
+
+// spoolBuffer is the write buffer of a spool file.
+const spoolBuffer = 256 << 10
 
 func newSpool(dir string, threshold int) *spool {
 	return &spool{dir: dir, threshold: threshold}
@@ -32,7 +46,7 @@ func (s *spool) Write(p []byte) (int, error) {
 			return 0, fmt.Errorf("spool: %w", err)
 		}
 		s.file = f
-		s.bw = bufio.NewWriterSize(f, 64<<10)
+		s.bw = bufio.NewWriterSize(f, spoolBuffer)
 		if _, err := s.bw.Write(s.mem.Bytes()); err != nil {
 			return 0, fmt.Errorf("spool: %w", err)
 		}
@@ -41,6 +55,9 @@ func (s *spool) Write(p []byte) (int, error) {
 	s.size += int64(len(p))
 	if s.file == nil {
 		return s.mem.Write(p)
+	}
+	if s.bw == nil {
+		return 0, errors.New("spool: write after Reader")
 	}
 	n, err := s.bw.Write(p)
 	if err != nil {
@@ -55,13 +72,16 @@ func (s *spool) Reader() (io.Reader, error) {
 	if s.file == nil {
 		return bytes.NewReader(s.mem.Bytes()), nil
 	}
-	if err := s.bw.Flush(); err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
+	if s.bw != nil {
+		if err := s.bw.Flush(); err != nil {
+			return nil, fmt.Errorf("spool: %w", err)
+		}
+		s.bw = nil
 	}
 	if _, err := s.file.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	return bufio.NewReaderSize(s.file, 64<<10), nil
+	return s.file, nil
 }
 
 // Close releases the memory and removes the file.

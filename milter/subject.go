@@ -57,7 +57,12 @@ func newTagMatcher(tag string) *tagMatcher {
 // unfolded value too.
 func (m *tagMatcher) in(value string) bool {
 	text, _ := decodeHeader(value)
-	return m.re.MatchString(text) || m.re.MatchString(unfold(value))
+	if m.re.MatchString(text) {
+		return true
+	}
+	raw := unfold(value)
+	// Without encoded words the decoded text is the raw value: one look is enough.
+	return raw != text && m.re.MatchString(raw)
 }
 
 // strip returns the Subject value without the tag, ready to be written back
