@@ -104,3 +104,33 @@ func BenchmarkOpen20MiB(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkWriteBody1KiB measures the replacement body of a 1 KiB message
+// (the notice and the page around a 1 KiB envelope), as the milter writes
+// it for the "tagged 1 KiB" target, in either line-end form.
+func BenchmarkWriteBody1KiB(b *testing.B) {
+	env := seal(b, testPayload("bench", 1<<10), testDEK, testHeader(), 0)
+	for _, lf := range []bool{false, true} {
+		name := "CRLF"
+		if lf {
+			name = "LF"
+		}
+		b.Run(name, func(b *testing.B) {
+			n := testNotice("Alice Example <alice@example.com>")
+			n.LF = lf
+			var size countingWriter
+			if err := WriteBody(&size, n, bytes.NewReader(env)); err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(size.n)
+			b.ReportAllocs()
+			r := bytes.NewReader(env)
+			for b.Loop() {
+				r.Reset(env)
+				if err := WriteBody(io.Discard, n, r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

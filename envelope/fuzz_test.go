@@ -11,7 +11,7 @@ import (
 	"testing"
 )
 
-// The seed corpora in testdata/fuzz/Fuzz*/seed-* are made by fuzzSeeds;
+// The seed corpora in testdata/fuzz/Fuzz*/seed-* are made by seedFiles;
 // regenerate them with go test ./envelope -run TestFuzzSeeds -update.
 // Other files there are inputs the fuzzer found; keep them.
 
@@ -75,10 +75,28 @@ func corpusFile(data []byte) []byte {
 	return fmt.Appendf(nil, "go test fuzz v1\n[]byte(%q)\n", data)
 }
 
-// TestFuzzSeeds checks that the committed seed corpora are what fuzzSeeds
+// seedFiles returns the committed seed files of each fuzz target: those
+// of fuzzSeeds and those of FuzzWriteBodyMatchesTemplate, whose inputs
+// are more than one value.
+func seedFiles(t testing.TB) map[string]map[string][]byte {
+	files := map[string]map[string][]byte{}
+	for target, seeds := range fuzzSeeds(t) {
+		files[target] = map[string][]byte{}
+		for name, data := range seeds {
+			files[target][name] = corpusFile(data)
+		}
+	}
+	files["FuzzWriteBodyMatchesTemplate"] = map[string][]byte{}
+	for name, s := range writeBodySeeds(t) {
+		files["FuzzWriteBodyMatchesTemplate"][name] = s.corpusFile()
+	}
+	return files
+}
+
+// TestFuzzSeeds checks that the committed seed corpora are what seedFiles
 // makes, or rewrites them with -update.
 func TestFuzzSeeds(t *testing.T) {
-	for target, seeds := range fuzzSeeds(t) {
+	for target, seeds := range seedFiles(t) {
 		dir := filepath.Join("testdata", "fuzz", target)
 		if *update {
 			old, _ := filepath.Glob(filepath.Join(dir, "seed-*"))
@@ -91,7 +109,7 @@ func TestFuzzSeeds(t *testing.T) {
 				t.Fatal(err)
 			}
 			for name, data := range seeds {
-				if err := os.WriteFile(filepath.Join(dir, "seed-"+name), corpusFile(data), 0o644); err != nil {
+				if err := os.WriteFile(filepath.Join(dir, "seed-"+name), data, 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -102,7 +120,7 @@ func TestFuzzSeeds(t *testing.T) {
 		}
 		for name, data := range seeds {
 			got, err := os.ReadFile(filepath.Join(dir, "seed-"+name))
-			if err != nil || !bytes.Equal(got, corpusFile(data)) {
+			if err != nil || !bytes.Equal(got, data) {
 				t.Errorf("%s: seed-%s missing or stale (%v); run with -update", target, name, err)
 			}
 		}

@@ -1,12 +1,10 @@
 package envelope
 
 import (
-	"bytes"
+	"encoding/hex"
 	"fmt"
 	"html/template"
 	"io"
-	"mime/quotedprintable"
-	"net/url"
 	"strings"
 	"time"
 	"unicode"
@@ -49,15 +47,9 @@ func (n Notice) eol() string {
 	return "\r\n"
 }
 
-// lines gives s, whose lines end in LF or CRLF, the notice's line ends.
-func (n Notice) lines(s string) string {
-	s = crlf(s)
-	if n.LF {
-		s = strings.ReplaceAll(s, "\r\n", "\n")
-	}
-	return s
-}
-
+// pageData is what the templates are executed with: by newLayout, with
+// marks for the values that change, and by the template path that
+// page_ref_test.go keeps as the reference.
 type pageData struct {
 	From       string
 	FromPieces []string // From cut for the page's short lines
@@ -69,32 +61,22 @@ type pageData struct {
 	KeyID      string
 }
 
-func (n Notice) data() (pageData, error) {
-	u, err := url.Parse(n.PortalURL)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return pageData{}, fmt.Errorf("envelope: portal URL %q is not an http(s) URL", n.PortalURL)
-	}
+// sender is the sender as the page and the notice show it.
+func (n Notice) sender() string {
 	from := n.From
 	if strings.TrimSpace(from) == "" {
 		from = n.Sender
 	}
-	from = shorten(from, 200)
-	return pageData{
-		From:       from,
-		FromPieces: pieces(from, 60),
-		Date:       n.Date.UTC().Format("Monday, 2 January 2006 at 15:04 UTC"),
-		PortalURL:  strings.TrimSuffix(n.PortalURL, "/"),
-		OpenURL:    strings.TrimSuffix(n.PortalURL, "/") + "/open",
-		PortalHost: u.Host,
-		Version:    Version,
-		KeyID:      n.KeyID.String(),
-	}, nil
+	return shorten(from, 200)
 }
 
 // shorten keeps lines of the page bounded whatever a sender puts in From,
 // and makes it valid UTF-8 without control characters, as the notice's
 // charset=utf-8 text parts promise.
 func shorten(s string, max int) string {
+	if len(s) <= max && plainASCII(s) {
+		return s // what the rest would make of it
+	}
 	s = strings.Join(strings.Fields(s), " ")
 	s = strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) {
@@ -109,31 +91,41 @@ func shorten(s string, max int) string {
 	return string(r[:max-1]) + "…"
 }
 
-// pieces cuts s into pieces whose escaped, 7-bit form in the page is at most
-// width characters, after a space where it can, so that no sender makes a
-// long line. The page joins them with <wbr> tags broken inside the tag, which
-// adds nothing to what the recipient sees.
-func pieces(s string, width int) []string {
-	var out []string
-	for s != "" {
-		w, cut, afterSpace := 0, len(s), 0
-		for i, r := range s {
-			w += escapedWidth(r)
-			if w > width && i > 0 {
-				cut = i
-				break
-			}
-			if r == ' ' {
-				afterSpace = i + 1
-			}
-		}
-		if cut < len(s) && afterSpace > 0 {
-			cut = afterSpace
-		}
-		out = append(out, s[:cut])
-		s = s[cut:]
+// plainASCII says whether s is printable ASCII words separated by single
+// spaces, which shorten leaves as they are: no whitespace to collapse, no
+// control character, no more characters than bytes.
+func plainASCII(s string) bool {
+	if s != "" && (s[0] == ' ' || s[len(s)-1] == ' ') {
+		return false
 	}
-	return out
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c > '~' || c == ' ' && s[i+1] == ' ' {
+			return false
+		}
+	}
+	return true
+}
+
+// nextPiece cuts from s a piece whose escaped, 7-bit form in the page is
+// at most width characters, after a space where it can, so that no sender
+// makes a long line. The page joins the pieces with <wbr> tags broken
+// inside the tag, which adds nothing to what the recipient sees.
+func nextPiece(s string, width int) (piece, rest string) {
+	w, cut, afterSpace := 0, len(s), 0
+	for i, r := range s {
+		w += escapedWidth(r)
+		if w > width && i > 0 {
+			cut = i
+			break
+		}
+		if r == ' ' {
+			afterSpace = i + 1
+		}
+	}
+	if cut < len(s) && afterSpace > 0 {
+		cut = afterSpace
+	}
+	return s[:cut], s[cut:]
 }
 
 // escapedWidth bounds the length of r in the page: html/template escapes
@@ -142,8 +134,12 @@ func pieces(s string, width int) []string {
 func escapedWidth(r rune) int {
 	switch {
 	case r >= utf8.RuneSelf:
-		return len(fmt.Sprintf("&#%d;", r))
-	case r == 0 || strings.ContainsRune(`"&'+<>`, r):
+		n := 3 // "&#" and ";"
+		for ; r > 0; r /= 10 {
+			n++
+		}
+		return n
+	case r < utf8.RuneSelf && r >= 0 && htmlEscapes[r] != "":
 		return 8
 	}
 	return 1
@@ -237,28 +233,59 @@ address starts with %s/ before you type your password.
 
 // WritePage writes SecureMessageATT.html with the envelope read from env.
 func WritePage(w io.Writer, n Notice, env io.Reader) error {
-	d, err := n.data()
+	l, err := layoutFor(n.PortalURL)
 	if err != nil {
 		return err
 	}
-	var buf bytes.Buffer
-	if err := pageTemplate.Execute(&buf, d); err != nil {
-		return fmt.Errorf("envelope: render page: %w", err)
+	bb := bodyBufferPool.Get().(*bodyBuffers)
+	defer putBodyBuffers(bb)
+	return l.writePage(w, n, n.sender(), env, bb)
+}
+
+// writePage writes the page: its head up to the envelope, the envelope,
+// the rest, in three writes (the envelope's in blocks).
+func (l *layout) writePage(w io.Writer, n Notice, from string, env io.Reader, bb *bodyBuffers) error {
+	f := 0
+	if n.LF {
+		f = 1
 	}
-	page := toASCII(buf.String())
-	cut := strings.Index(page, envelopeMark)
-	if cut < 0 {
-		return fmt.Errorf("envelope: page template lost its envelope mark")
+	// The values hold no CR or LF (shorten makes the sender one line), so
+	// they need no line-end change.
+	b := append(bb.a[:0], l.pageStart[f]...)
+	for s := from; s != ""; {
+		var piece string
+		piece, s = nextPiece(s, 60)
+		b = append(b, l.piecePrefix[f]...)
+		b = appendHTMLASCII(b, piece)
 	}
-	head, tail := page[:cut], page[cut:]
-	if _, err := io.WriteString(w, n.lines(head)); err != nil {
+	b = append(b, l.afterFrom[f]...)
+	b = appendDate(b, n.Date)
+	b = append(b, l.afterDate[f]...)
+	b = hex.AppendEncode(b, n.KeyID[:]) // KeyID.String, which needs no escape
+	b = append(b, l.afterKeyID[f]...)
+	bb.a = b
+	if _, err := w.Write(b); err != nil {
 		return err
 	}
-	if err := writeArmor(w, env, n.eol()); err != nil {
+	if err := writeArmorBuffers(w, env, n.eol(), bb); err != nil {
 		return err
 	}
-	_, err = io.WriteString(w, n.lines(tail))
+	_, err := io.WriteString(w, l.tail[f])
 	return err
+}
+
+// appendDate appends t in the page's form, escaped and 7-bit.
+func appendDate(dst []byte, t time.Time) []byte {
+	n := len(dst)
+	dst = t.UTC().AppendFormat(dst, dateLayout)
+	// Names, digits, spaces, commas, colons and a year's minus sign: no
+	// character to escape. Were there one, this escapes it.
+	for _, c := range dst[n:] {
+		if c >= utf8.RuneSelf || htmlEscapes[c] != "" {
+			return appendHTMLASCII(dst[:n], string(dst[n:]))
+		}
+	}
+	return dst
 }
 
 // ContentType is the Content-Type header value of a replacement body
@@ -270,48 +297,63 @@ func ContentType(boundary string) string {
 // WriteBody writes the replacement body: the notice and the page carrying
 // the envelope read from env. Its Content-Type is ContentType(n.Boundary).
 func WriteBody(w io.Writer, n Notice, env io.Reader) error {
-	d, err := n.data()
+	l, err := layoutFor(n.PortalURL)
 	if err != nil {
 		return err
 	}
 	if n.Boundary == "" || len(n.Boundary) > 60 {
 		return fmt.Errorf("envelope: boundary must be 1 to 60 characters")
 	}
-	var html bytes.Buffer
-	if err := noticeHTMLTemplate.Execute(&html, d); err != nil {
-		return fmt.Errorf("envelope: render notice: %w", err)
-	}
-	text := fmt.Sprintf(noticeText, d.From, d.PortalURL, d.PortalURL)
+	from := n.sender()
+	bb := bodyBufferPool.Get().(*bodyBuffers)
+	defer putBodyBuffers(bb)
 
-	outer, alt := n.Boundary, "alt-"+n.Boundary
-	var head bytes.Buffer
-	fmt.Fprintf(&head, "This is a securemail encrypted message in MIME format.\r\n\r\n")
-	fmt.Fprintf(&head, "--%s\r\nContent-Type: multipart/alternative;\r\n boundary=\"%s\"\r\n\r\n", outer, alt)
-	for _, part := range []struct{ ctype, body string }{
-		{"text/plain", text},
-		{"text/html", html.String()},
-	} {
-		fmt.Fprintf(&head, "--%s\r\nContent-Type: %s; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n", alt, part.ctype)
-		qp := quotedprintable.NewWriter(&head)
-		if _, err := qp.Write([]byte(crlf(part.body))); err != nil {
-			return err
-		}
-		if err := qp.Close(); err != nil {
-			return err
-		}
-		head.WriteString("\r\n")
+	// The notice, written with CRLF line ends and changed to the notice's
+	// where that changes anything: in LF form, or for a boundary with a
+	// CR or LF of its own.
+	outer := n.Boundary
+	lines := n.LF || strings.ContainsAny(outer, "\r\n")
+	b := append(bb.a[:0], "This is a securemail encrypted message in MIME format.\r\n\r\n--"...)
+	b = append(b, outer...)
+	b = append(b, "\r\nContent-Type: multipart/alternative;\r\n boundary=\"alt-"...)
+	b = append(b, outer...)
+	b = append(b, "\"\r\n\r\n--alt-"...)
+	b = append(b, outer...)
+	b = append(b, "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"...)
+	v := append(bb.b[:0], from...)
+	b = l.text.append(b, v)
+	b = append(b, "\r\n--alt-"...)
+	b = append(b, outer...)
+	b = append(b, "\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"...)
+	v = appendHTML(v[:0], from)
+	b = l.html.append(b, v)
+	b = append(b, "\r\n--alt-"...)
+	b = append(b, outer...)
+	b = append(b, "--\r\n\r\n--"...)
+	b = append(b, outer...)
+	b = append(b, "\r\nContent-Type: text/html; charset=us-ascii; name=\""+PageFileName+"\"\r\n"+
+		"Content-Disposition: attachment; filename=\""+PageFileName+"\"\r\n"+
+		"Content-Transfer-Encoding: 7bit\r\n\r\n"...)
+	if lines {
+		v, b = b, appendLines(v[:0], b, n.LF)
 	}
-	fmt.Fprintf(&head, "--%s--\r\n\r\n", alt)
-	fmt.Fprintf(&head, "--%s\r\nContent-Type: text/html; charset=us-ascii; name=\"%s\"\r\n", outer, PageFileName)
-	fmt.Fprintf(&head, "Content-Disposition: attachment; filename=\"%s\"\r\n", PageFileName)
-	fmt.Fprintf(&head, "Content-Transfer-Encoding: 7bit\r\n\r\n")
-	if _, err := io.WriteString(w, n.lines(head.String())); err != nil {
+	bb.a, bb.b = b, v
+	if _, err := w.Write(b); err != nil {
 		return err
 	}
-	if err := WritePage(w, n, env); err != nil {
+
+	if err := l.writePage(w, n, from, env, bb); err != nil {
 		return err
 	}
-	_, err = io.WriteString(w, n.lines("\r\n--"+outer+"--\r\n"))
+
+	b = append(bb.a[:0], "\r\n--"...)
+	b = append(b, outer...)
+	b = append(b, "--\r\n"...)
+	if lines {
+		bb.b, b = b, appendLines(bb.b[:0], b, n.LF)
+	}
+	bb.a = b
+	_, err = w.Write(b)
 	return err
 }
 
@@ -328,13 +370,23 @@ func WriteArmor(w io.Writer, r io.Reader) error {
 const armorBlockLines = 840
 
 func writeArmor(w io.Writer, r io.Reader, eol string) error {
+	return writeArmorBuffers(w, r, eol, new(bodyBuffers))
+}
+
+// writeArmorBuffers is writeArmor with its buffers in bb.in and bb.out.
+func writeArmorBuffers(w io.Writer, r io.Reader, eol string, bb *bodyBuffers) error {
 	lines := armorBlockLines
 	if sized, ok := r.(interface{ Len() int }); ok {
 		// A small envelope in memory needs small buffers.
 		lines = min(lines, sized.Len()/armorLineBytes+1)
 	}
-	in := make([]byte, armorLineBytes*lines)
-	out := make([]byte, 0, (armorLineChars+len(eol))*lines)
+	if n := armorLineBytes * lines; cap(bb.in) < n {
+		bb.in = make([]byte, n)
+	}
+	if n := (armorLineChars + len(eol)) * lines; cap(bb.out) < n {
+		bb.out = make([]byte, 0, n)
+	}
+	in, out := bb.in[:armorLineBytes*lines], bb.out
 	for {
 		n, err := io.ReadFull(r, in)
 		if n > 0 {
