@@ -307,18 +307,24 @@ func (h *handler) registerSendCode(w http.ResponseWriter, r *http.Request) {
 	default:
 		h.log.Info("portal: registration code not sent: address is not a recipient", "key_id", rec.ID.String())
 	}
-	if err != nil {
-		h.log.Error("portal: could not send a registration email", "err", err)
+	h.codeSent(w, r, s, err, stageRegisterCodeSent, "/register/code")
+}
+
+// codeSent finishes a code request: sendErr (the mail's) becomes a page in
+// words; otherwise the browser moves to stage and on to next.
+func (h *handler) codeSent(w http.ResponseWriter, r *http.Request, s *keystore.Session, sendErr error, stage, next string) {
+	if sendErr != nil {
+		h.log.Error("portal: could not send a code", "stage", stage, "err", sendErr)
 		h.errorPage(w, r, http.StatusServiceUnavailable, "We could not send the email",
 			"This server could not send the email with your code just now. Please try again in a few minutes.")
 		return
 	}
-	s.Stage = stageRegisterCodeSent
+	s.Stage = stage
 	if err := h.updateSession(r, s); err != nil {
 		h.storeFailed(w, r, "session", err)
 		return
 	}
-	http.Redirect(w, r, "/register/code", http.StatusSeeOther)
+	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
 func codeSentNotice(email string) string {
@@ -490,19 +496,8 @@ func (h *handler) resetSendCode(w http.ResponseWriter, r *http.Request) {
 			err = h.sendNotice(ctx, s.Email, "Your code to reset your password",
 				"Your code to reset the password of your secure messages account is:\n\n    "+code+"\n\nIt works for 15 minutes. After it, we ask your security questions.\n\nIf you did not ask for it, ignore this email; your password stays as it is.\n")
 		}
-		if err != nil {
-			h.log.Error("portal: could not send a reset email", "err", err)
-			h.errorPage(w, r, http.StatusServiceUnavailable, "We could not send the email",
-				"This server could not send the email with your code just now. Please try again in a few minutes.")
-			return
-		}
 	}
-	s.Stage = stageResetCodeSent
-	if err := h.updateSession(r, s); err != nil {
-		h.storeFailed(w, r, "session", err)
-		return
-	}
-	http.Redirect(w, r, "/reset/code", http.StatusSeeOther)
+	h.codeSent(w, r, s, err, stageResetCodeSent, "/reset/code")
 }
 
 func (h *handler) resetCodePage(w http.ResponseWriter, r *http.Request) {
