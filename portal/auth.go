@@ -70,7 +70,7 @@ func (h *handler) signin(w http.ResponseWriter, r *http.Request) {
 		h.storeFailed(w, r, "account", err)
 		return
 	}
-	if wait, msg, err := h.loginThrottled(ctx, s.Email, clientIP(r), acct, found); err != nil {
+	if wait, msg, err := h.loginThrottled(ctx, s.Email, h.clientIP(r), acct, found); err != nil {
 		h.storeFailed(w, r, "throttle", err)
 		return
 	} else if wait > 0 {
@@ -88,16 +88,16 @@ func (h *handler) signin(w http.ResponseWriter, r *http.Request) {
 		h.opts.Hasher.DummyVerify(ctx, NormalizePassword(password))
 	}
 	if !ok {
-		if err := h.loginFailed(ctx, s.Email, clientIP(r)); err != nil {
+		if err := h.loginFailed(ctx, s.Email, h.clientIP(r)); err != nil {
 			h.storeFailed(w, r, "throttle", err)
 			return
 		}
-		h.log.Info("portal: sign-in failed", "remote", clientIP(r))
+		h.log.Info("portal: sign-in failed", "remote", h.clientIP(r))
 		h.render(w, http.StatusUnauthorized, "signin", view{Title: "Sign in to read your message", Email: s.Email, Token: s.Token,
 			Error: "That email address and password do not match. Check both and try again. If this is your first secure message from us, create an account below."})
 		return
 	}
-	if err := h.signedIn(ctx, acct, password, clientIP(r)); err != nil {
+	if err := h.signedIn(ctx, acct, password, h.clientIP(r)); err != nil {
 		h.storeFailed(w, r, "sign-in", err)
 		return
 	}
@@ -105,7 +105,7 @@ func (h *handler) signin(w http.ResponseWriter, r *http.Request) {
 		h.storeFailed(w, r, "session", err)
 		return
 	}
-	h.log.Info("portal: signed in", "remote", clientIP(r))
+	h.log.Info("portal: signed in", "remote", h.clientIP(r))
 	h.goToMessage(w, r, s.Token, "")
 }
 
@@ -367,7 +367,7 @@ func (h *handler) checkCode(w http.ResponseWriter, r *http.Request, s *keystore.
 		h.storeFailed(w, r, "code", err)
 		return
 	}
-	h.log.Info("portal: wrong or dead code", "purpose", string(purpose), "remote", clientIP(r))
+	h.log.Info("portal: wrong or dead code", "purpose", string(purpose), "remote", h.clientIP(r))
 	h.render(w, http.StatusUnauthorized, "code", view{Title: "Check your email", Email: s.Email, Token: s.Token, Error: msg, Code: cv})
 }
 
@@ -477,7 +477,7 @@ func (h *handler) registerPassword(w http.ResponseWriter, r *http.Request) {
 		h.storeFailed(w, r, "session", err)
 		return
 	}
-	h.log.Info("portal: account created", "remote", clientIP(r))
+	h.log.Info("portal: account created", "remote", h.clientIP(r))
 	h.goToMessage(w, r, s.Token, "")
 }
 
@@ -573,7 +573,7 @@ func (h *handler) resetAnswers(w http.ResponseWriter, r *http.Request) {
 			h.storeFailed(w, r, "throttle", err)
 			return
 		}
-		h.log.Info("portal: wrong security answers", "remote", clientIP(r))
+		h.log.Info("portal: wrong security answers", "remote", h.clientIP(r))
 		if t.Consecutive >= maxAnswerFailures {
 			s.Stage = stageEmail
 			if err := h.updateSession(r, s); err != nil {
@@ -647,7 +647,7 @@ func (h *handler) setPassword(w http.ResponseWriter, r *http.Request, s *keystor
 		h.storeFailed(w, r, "session", err)
 		return false
 	}
-	h.log.Info("portal: password "+how, "other_sessions_ended", n-1, "remote", clientIP(r))
+	h.log.Info("portal: password "+how, "other_sessions_ended", n-1, "remote", h.clientIP(r))
 	err = h.sendNotice(ctx, s.Email, "The password of your secure messages account was changed",
 		"The password of your account for secure messages at\n"+h.opts.PortalURL+"/\nwas "+map[string]string{"reset": "reset", "change": "changed"}[how]+" at "+h.now().UTC().Format("2 January 2006 15:04 MST")+". Every other browser signed in to the account was signed out.\n\nIf this was you, there is nothing to do. If it was not, reset your password now from the sign-in page and tell the person who sends you secure messages.\n")
 	if err != nil {
@@ -680,7 +680,7 @@ func (h *handler) changePassword(w http.ResponseWriter, r *http.Request) {
 		h.storeFailed(w, r, "account", fmt.Errorf("account of a session: %w", err))
 		return
 	}
-	if wait, msg, err := h.loginThrottled(ctx, s.Email, clientIP(r), acct, true); err != nil {
+	if wait, msg, err := h.loginThrottled(ctx, s.Email, h.clientIP(r), acct, true); err != nil {
 		h.storeFailed(w, r, "throttle", err)
 		return
 	} else if wait > 0 {
@@ -689,7 +689,7 @@ func (h *handler) changePassword(w http.ResponseWriter, r *http.Request) {
 	}
 	ok, err := h.opts.Hasher.Verify(ctx, acct.PasswordHash, NormalizePassword(r.PostForm.Get("current")))
 	if err != nil || !ok {
-		if err := h.loginFailed(ctx, s.Email, clientIP(r)); err != nil {
+		if err := h.loginFailed(ctx, s.Email, h.clientIP(r)); err != nil {
 			h.storeFailed(w, r, "throttle", err)
 			return
 		}

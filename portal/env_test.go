@@ -323,6 +323,9 @@ func (e *testEnv) seal(sender string, rcpts []string, msg string) sealed {
 type browser struct {
 	e *testEnv
 	c *http.Client
+	// forwardedFor, if set, is sent as X-Forwarded-For, as a reverse
+	// proxy would.
+	forwardedFor string
 }
 
 func (e *testEnv) browser() *browser {
@@ -340,6 +343,9 @@ type response struct {
 
 func (b *browser) do(req *http.Request) response {
 	b.e.t.Helper()
+	if b.forwardedFor != "" {
+		req.Header.Set("X-Forwarded-For", b.forwardedFor)
+	}
 	resp, err := b.c.Do(req)
 	if err != nil {
 		b.e.t.Fatal(err)

@@ -32,8 +32,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -82,6 +82,10 @@ type Options struct {
 	MaxPassword int
 
 	Render RenderLimits
+
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client, for throttling and logs. Empty: the peer is the client.
+	TrustedProxies []netip.Prefix
 
 	Logger *slog.Logger
 	Now    func() time.Time
@@ -270,14 +274,39 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) now() time.Time { return h.opts.Now() }
 
-// clientIP is the address throttling counts against. Behind a reverse proxy
-// every request comes from the proxy; see docs/operators.md.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+// clientIP is the address throttling counts against and logs name: the
+// connection's peer, or, when that peer is a trusted reverse proxy, the
+// right-most address in X-Forwarded-For that is not a trusted proxy
+// itself (the left part of that header is whatever the client wrote).
+func (h *handler) clientIP(r *http.Request) string {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
 	}
-	return host
+	addr := peer.Addr().Unmap()
+	if !h.trustedProxy(addr) {
+		return addr.String()
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		if hop = hop.Unmap(); !h.trustedProxy(hop) {
+			return hop.String()
+		}
+	}
+	return addr.String()
+}
+
+func (h *handler) trustedProxy(a netip.Addr) bool {
+	for _, p := range h.opts.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *handler) ready(w http.ResponseWriter, r *http.Request) bool {

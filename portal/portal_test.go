@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -1037,5 +1039,45 @@ func TestRelayDownWhileSendingACode(t *testing.T) {
 	}
 	if r := b.get("/register/code"); r.status == http.StatusOK {
 		t.Error("the code page is shown although no code was sent")
+	}
+}
+
+// Behind a trusted proxy, each client is throttled on its own address from
+// X-Forwarded-For; from anyone else, that header is ignored.
+func TestThrottlePerClientBehindProxy(t *testing.T) {
+	e := newTestEnv(t, func(o *Options) { o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} })
+	s := e.seal(alice, []string{bob}, plainMessage)
+	e.browser().register(s, bob)
+	attacker := func() *browser {
+		b := e.browser()
+		b.forwardedFor = "203.0.113.9, 198.51.100.7" // the left part is the client's own claim
+		return b
+	}
+	for i := range ipFreeFailures {
+		attacker().signin(s, fmt.Sprintf("guess%d@external.test", i), "some password here")
+	}
+	if r := attacker().signin(s, bob, testPassword); r.status != http.StatusTooManyRequests {
+		t.Errorf("the attacking client is not throttled: %d", r.status)
+	}
+	other := e.browser()
+	other.forwardedFor = "198.51.100.8"
+	if r := other.signin(s, bob, testPassword); r.status != http.StatusSeeOther {
+		t.Errorf("another client behind the same proxy is throttled too: %d", r.status)
+	}
+	if !strings.Contains(e.logs.String(), "remote=198.51.100.7") {
+		t.Error("the log does not name the client behind the proxy")
+	}
+
+	// Without trusted proxies the header is the client's word: ignored.
+	e2 := newTestEnv(t)
+	s2 := e2.seal(alice, []string{bob}, plainMessage)
+	e2.browser().register(s2, bob)
+	for i := range ipFreeFailures {
+		b := e2.browser()
+		b.forwardedFor = fmt.Sprintf("198.51.100.%d", i+1)
+		b.signin(s2, fmt.Sprintf("guess%d@external.test", i), "some password here")
+	}
+	if r := e2.browser().signin(s2, bob, testPassword); r.status != http.StatusTooManyRequests {
+		t.Errorf("a forged X-Forwarded-For escaped the per-IP limit: %d", r.status)
 	}
 }

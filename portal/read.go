@@ -75,7 +75,7 @@ func (h *handler) open(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	keep = true
-	h.log.Info("portal: envelope opened", "key_id", rec.ID.String(), "remote", clientIP(r))
+	h.log.Info("portal: envelope opened", "key_id", rec.ID.String(), "remote", h.clientIP(r))
 	http.Redirect(w, r, "/m/"+token, http.StatusSeeOther)
 }
 
@@ -94,7 +94,7 @@ func (h *handler) uploadFailed(w http.ResponseWriter, r *http.Request, token str
 	h.spool.remove(token)
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) || errors.Is(err, errSpoolTooLarge) {
-		h.log.Info("portal: upload refused: too large", "remote", clientIP(r))
+		h.log.Info("portal: upload refused: too large", "remote", h.clientIP(r))
 		h.errorPage(w, r, http.StatusRequestEntityTooLarge, "This message is too large",
 			"What your browser sent is larger than any secure message this server sends, so it is not one of ours. Please ask the sender to send the message again.")
 		return
@@ -103,7 +103,7 @@ func (h *handler) uploadFailed(w http.ResponseWriter, r *http.Request, token str
 }
 
 func (h *handler) damaged(w http.ResponseWriter, r *http.Request, why string, err error) {
-	h.log.Info("portal: upload refused", "why", why, "err", err, "remote", clientIP(r))
+	h.log.Info("portal: upload refused", "why", why, "err", err, "remote", h.clientIP(r))
 	h.errorPage(w, r, http.StatusBadRequest, "This secure message is damaged",
 		"The attachment did not arrive complete or was changed on its way, so it cannot be opened. Nothing in it was shown to anyone.",
 		"Please ask the sender to send the message again. If you opened SecureMessageATT.html in an app other than a web browser, save it and open it in a browser.")
@@ -161,12 +161,12 @@ func (h *handler) envelopeProblem(w http.ResponseWriter, r *http.Request, err er
 	case errors.Is(err, keystore.ErrExpired), errors.Is(err, keystore.ErrNotFound):
 		// Expired keys are swept after a grace period, so an unknown key
 		// is most often an old one.
-		h.log.Info("portal: envelope refused", "reason", "expired or unknown key", "remote", clientIP(r))
+		h.log.Info("portal: envelope refused", "reason", "expired or unknown key", "remote", h.clientIP(r))
 		h.errorPage(w, r, http.StatusGone, "This secure message has expired",
 			"Secure messages can be read for a limited time, and this one can no longer be opened. Nobody can read it now, here or anywhere else.",
 			"If you still need it, please ask the sender to send it again.")
 	case errors.Is(err, keystore.ErrRevoked):
-		h.log.Info("portal: envelope refused", "reason", "revoked key", "remote", clientIP(r))
+		h.log.Info("portal: envelope refused", "reason", "revoked key", "remote", h.clientIP(r))
 		h.errorPage(w, r, http.StatusGone, "The sender withdrew this secure message",
 			"This message can no longer be opened, because it was withdrawn. If you still need it, please ask the sender.")
 	default:
@@ -264,7 +264,7 @@ func (h *handler) reader(w http.ResponseWriter, r *http.Request) (*keystore.Sess
 }
 
 func (h *handler) notForYou(w http.ResponseWriter, r *http.Request, s *keystore.Session) {
-	h.log.Info("portal: read refused: not a recipient", "remote", clientIP(r))
+	h.log.Info("portal: read refused: not a recipient", "remote", h.clientIP(r))
 	h.render(w, http.StatusForbidden, "plain", view{Title: "This message was not sent to you", Email: s.Email, SignedIn: true, Token: s.Token,
 		Paragraphs: []string{
 			"You are signed in as " + s.Email + ", and this message was not sent to that address.",
@@ -338,14 +338,14 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, s *keystore.Sessi
 			"The message was decrypted, but its content is not in a form this page can show. Please ask the sender to send it again, perhaps without special formatting.")
 		return
 	}
-	if err := h.opts.Store.RecordRead(ctx, keystore.ReadEvent{KeyID: rec.ID, Reader: s.Email, At: h.now(), Remote: clientIP(r)}); err != nil {
+	if err := h.opts.Store.RecordRead(ctx, keystore.ReadEvent{KeyID: rec.ID, Reader: s.Email, At: h.now(), Remote: h.clientIP(r)}); err != nil {
 		// The audit trail is part of the promise to the sender: no
 		// record, no read.
 		h.storeFailed(w, r, "record read", err)
 		return
 	}
 	msg.Subject = h.withoutTag(msg.Subject)
-	h.log.Info("portal: message read", "key_id", rec.ID.String(), "remote", clientIP(r))
+	h.log.Info("portal: message read", "key_id", rec.ID.String(), "remote", h.clientIP(r))
 	v := view{Title: "Your secure message", Email: s.Email, SignedIn: true, Token: token, Msg: msg, ReplyAll: h.opts.ReplyAll}
 	if r.URL.Query().Get("changed") != "" {
 		v.Notice = "Your password was changed. Every other browser signed in to your account was signed out."
@@ -451,7 +451,7 @@ func (h *handler) part(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			h.log.Warn("portal: attachment download ended early", "key_id", rec.ID.String(), "err", err)
 		} else {
-			h.log.Info("portal: attachment downloaded", "key_id", rec.ID.String(), "remote", clientIP(r))
+			h.log.Info("portal: attachment downloaded", "key_id", rec.ID.String(), "remote", h.clientIP(r))
 		}
 		return
 	}

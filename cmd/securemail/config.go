@@ -38,6 +38,7 @@ type Config struct {
 		SpoolTTL          time.Duration `mapstructure:"spool_ttl"`
 		ReplyAll          bool          `mapstructure:"reply_all"`
 		MinPasswordLength int           `mapstructure:"min_password_length"`
+		TrustedProxies    []string      `mapstructure:"trusted_proxies"`
 		Argon2            struct {
 			Time        uint32   `mapstructure:"time"`
 			Memory      ByteSize `mapstructure:"memory"`
@@ -76,6 +77,7 @@ var defaults = map[string]any{
 	"portal.spool_ttl":           "24h",
 	"portal.reply_all":           false,
 	"portal.min_password_length": 12,
+	"portal.trusted_proxies":     []string{"127.0.0.0/8", "::1/128"},
 	"portal.argon2.time":         3,
 	"portal.argon2.memory":       "64MiB",
 	"portal.argon2.threads":      4,
@@ -211,7 +213,7 @@ func (c *Config) validate() error {
 		// https.
 		errs = append(errs, fmt.Errorf("portal.url %s is plain HTTP on a host that is not loopback; use https:// (the portal behind a TLS reverse proxy)", c.Portal.URL))
 	}
-	for _, n := range [][2]any{{"policy.trusted_networks", c.Policy.TrustedNetworks}, {"policy.tls_exempt_networks", c.Policy.TLSExemptNetworks}} {
+	for _, n := range [][2]any{{"policy.trusted_networks", c.Policy.TrustedNetworks}, {"policy.tls_exempt_networks", c.Policy.TLSExemptNetworks}, {"portal.trusted_proxies", c.Portal.TrustedProxies}} {
 		if _, err := parsePrefixes(n[0].(string), n[1].([]string)); err != nil {
 			errs = append(errs, err)
 		}

@@ -130,6 +130,7 @@ func portalSpoolPath(cfg *Config) string { return filepath.Join(cfg.DataDir, "po
 // writes.
 func newPortal(cfg *Config, store *keystore.Bolt, mk *keystore.MasterKey, log *slog.Logger) (*portal.Handler, error) {
 	a := cfg.Portal.Argon2
+	proxies, _ := parsePrefixes("", cfg.Portal.TrustedProxies) // validate checked them
 	return portal.New(portal.Options{
 		PortalURL:       cfg.Portal.URL,
 		Keys:            store,
@@ -146,8 +147,9 @@ func newPortal(cfg *Config, store *keystore.Bolt, mk *keystore.MasterKey, log *s
 		Hasher: portal.NewHasher(portal.Argon2Params{
 			Time: a.Time, MemoryKiB: uint32(a.Memory / 1024), Threads: a.Threads,
 		}, a.Concurrency),
-		MinPassword: cfg.Portal.MinPasswordLength,
-		Logger:      log,
+		MinPassword:    cfg.Portal.MinPasswordLength,
+		TrustedProxies: proxies,
+		Logger:         log,
 	})
 }
 
