@@ -30,23 +30,39 @@ func (h *handler) parseForm(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// POST /email: the browser says who it is.
+// POST /email: the browser says who it is. Its first session starts here,
+// for the message whose token the form carries.
 func (h *handler) email(w http.ResponseWriter, r *http.Request) {
-	s := h.sessionAt(w, r, stageEmail, stageRegisterCodeSent, stageResetCodeSent, stageRegisterVerified,
-		stageResetVerified, stageResetAnswered, stageAuthenticated, "")
-	if s == nil || !h.parseForm(w, r) {
+	if !h.ready(w, r) || !h.parseForm(w, r) {
+		return
+	}
+	s, err := h.session(r)
+	if err != nil {
+		h.storeFailed(w, r, "session", err)
+		return
+	}
+	token := r.PostForm.Get("token")
+	if token == "" && s != nil {
+		token = s.Token
+	}
+	if _, err := h.tokenRecord(r.Context(), token); err != nil {
+		h.envelopeProblem(w, r, err)
 		return
 	}
 	raw := strings.TrimSpace(r.PostForm.Get("email"))
 	addr, err := mail.ParseAddress(raw)
 	if err != nil || addr.Name != "" || !strings.Contains(addr.Address, "@") || len(addr.Address) > 254 {
-		h.render(w, http.StatusBadRequest, "email", view{Title: "Who are you?", Token: s.Token, Email: raw,
+		h.render(w, http.StatusBadRequest, "email", view{Title: "Who are you?", Token: token, Email: raw,
 			Error: "That does not look like an email address. Type it as name@example.com."})
 		return
 	}
 	// A different address starts over: nothing proved for one address
 	// carries over to another.
-	h.advance(w, r, s, addr.Address, stageEmail, "/signin")
+	if _, err := h.newSession(w, r, s, addr.Address, stageEmail, token); err != nil {
+		h.storeFailed(w, r, "session", err)
+		return
+	}
+	http.Redirect(w, r, "/signin", http.StatusSeeOther)
 }
 
 func (h *handler) signinPage(w http.ResponseWriter, r *http.Request) {

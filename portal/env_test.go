@@ -326,6 +326,16 @@ type browser struct {
 	// forwardedFor, if set, is sent as X-Forwarded-For, as a reverse
 	// proxy would.
 	forwardedFor string
+	// token is the message token of the last /open, which the email
+	// page's form carries.
+	token string
+}
+
+// email submits the email page's form, as the browser would from the
+// page of the last message it opened.
+func (b *browser) email(addr string) response {
+	b.e.t.Helper()
+	return b.post("/email", url.Values{"email": {addr}, "token": {b.token}})
 }
 
 func (e *testEnv) browser() *browser {
@@ -430,7 +440,11 @@ func (b *browser) open(s sealed) response {
 	req.Header.Set("Content-Type", ct)
 	req.Header.Set("Origin", "null")
 	req.Header.Set("Sec-Fetch-Site", "cross-site")
-	return b.do(req)
+	r := b.do(req)
+	if loc := r.header.Get("Location"); strings.HasPrefix(loc, "/m/") {
+		b.token = strings.TrimPrefix(loc, "/m/")
+	}
+	return r
 }
 
 const testPassword = "correct horse battery staple"
@@ -442,7 +456,7 @@ func (b *browser) register(s sealed, email string) response {
 	if !strings.Contains(page.body, `action="/email"`) {
 		b.e.t.Fatalf("no email form after open:\n%s", page.body)
 	}
-	page = b.follow(b.post("/email", url.Values{"email": {email}}))
+	page = b.follow(b.email(email))
 	page = b.follow(b.post("/register/send-code", nil))
 	code := b.e.sink.code(b.e.t, email)
 	page = b.follow(b.post("/register/code", url.Values{"code": {code}}))
@@ -461,7 +475,7 @@ func registrationForm(pw string) url.Values {
 func (b *browser) signin(s sealed, email, pw string) response {
 	b.e.t.Helper()
 	b.follow(b.open(s))
-	b.follow(b.post("/email", url.Values{"email": {email}}))
+	b.follow(b.email(email))
 	return b.post("/signin", url.Values{"password": {pw}})
 }
 

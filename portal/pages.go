@@ -70,6 +70,7 @@ var pageSources = map[string]string{
 	"plain": ``,
 
 	"email": `<form method="post" action="/email">
+<input type="hidden" name="token" value="{{.Token}}">
 <label for="email">Your email address</label>
 <input id="email" name="email" type="email" autocomplete="email" required value="{{.Email}}">
 <p class="hint">Use the address this secure message was sent to.</p>

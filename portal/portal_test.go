@@ -127,7 +127,7 @@ func TestRegistrationRevealsNothing(t *testing.T) {
 	for _, who := range []string{bob, carol, mallory} {
 		b := e.browser()
 		b.follow(b.open(s))
-		b.follow(b.post("/email", url.Values{"email": {who}}))
+		b.follow(b.email(who))
 		page := b.follow(b.post("/register/send-code", nil))
 		pages[who] = strings.ReplaceAll(page.body, who, "ADDR")
 	}
@@ -183,7 +183,7 @@ func TestCodeRules(t *testing.T) {
 		e.clock.Advance(61 * time.Minute) // past the limit of codes sent per hour
 		b := e.browser()
 		b.follow(b.open(s))
-		b.follow(b.post("/email", url.Values{"email": {bob}}))
+		b.follow(b.email(bob))
 		b.follow(b.post("/register/send-code", nil))
 		return b
 	}
@@ -264,7 +264,7 @@ func TestPasswordRules(t *testing.T) {
 	s := e.seal(alice, []string{bob}, plainMessage)
 	b := e.browser()
 	b.follow(b.open(s))
-	b.follow(b.post("/email", url.Values{"email": {bob}}))
+	b.follow(b.email(bob))
 	b.follow(b.post("/register/send-code", nil))
 	page := b.follow(b.post("/register/code", url.Values{"code": {e.sink.code(t, bob)}}))
 	if !strings.Contains(page.body, "At least 12 characters") {
@@ -400,7 +400,7 @@ func TestForgotPassword(t *testing.T) {
 
 	b := e.browser()
 	b.follow(b.open(s))
-	b.follow(b.post("/email", url.Values{"email": {bob}}))
+	b.follow(b.email(bob))
 
 	// Skipping the code and the answers changes nothing.
 	b.post("/reset/password", url.Values{"password": {"skipping the questions"}, "confirm": {"skipping the questions"}})
@@ -452,7 +452,7 @@ func TestWrongAnswersEndTheReset(t *testing.T) {
 	e.browser().register(s, bob)
 	b := e.browser()
 	b.follow(b.open(s))
-	b.follow(b.post("/email", url.Values{"email": {bob}}))
+	b.follow(b.email(bob))
 	b.follow(b.post("/reset/send-code", nil))
 	b.follow(b.post("/reset/code", url.Values{"code": {e.sink.code(t, bob)}}))
 	var r response
@@ -471,9 +471,11 @@ func TestSessionCookieAndLifetime(t *testing.T) {
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob}, plainMessage)
 	b := e.browser()
-	b.follow(b.open(s))
+	if page := b.follow(b.open(s)); page.header.Get("Set-Cookie") != "" || b.cookie() != nil {
+		t.Error("viewing the message page stored a session")
+	}
+	b.follow(b.email(bob))
 	before := b.cookie()
-	b.follow(b.post("/email", url.Values{"email": {bob}}))
 	b.follow(b.post("/register/send-code", nil))
 	b.follow(b.post("/register/code", url.Values{"code": {e.sink.code(t, bob)}}))
 	r := b.post("/register/password", registrationForm(testPassword))
@@ -526,15 +528,9 @@ func base64Len(s string) (int, error) { return len(s) * 6 / 8, nil }
 func TestSecureCookieOverHTTPS(t *testing.T) {
 	e := newTestEnv(t, func(o *Options) { o.PortalURL = "https://secure.example.com" })
 	s := e.seal(alice, []string{bob}, plainMessage)
-	r := e.browser().open(s)
-	loc := r.header.Get("Location")
-	req, _ := http.NewRequest("GET", e.srv.URL+loc, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	sc := resp.Header.Get("Set-Cookie")
+	b := e.browser()
+	b.open(s)
+	sc := b.email(bob).header.Get("Set-Cookie")
 	for _, want := range []string{"__Host-securemail_session=", "Secure", "HttpOnly", "SameSite=Lax", "Path=/"} {
 		if !strings.Contains(sc, want) {
 			t.Errorf("Set-Cookie %q lacks %s", sc, want)
@@ -994,7 +990,7 @@ func TestNotYouStartsOver(t *testing.T) {
 	b := e.browser()
 	loc := b.open(s).header.Get("Location")
 	b.get(loc)
-	b.follow(b.post("/email", url.Values{"email": {mallory}}))
+	b.follow(b.email(mallory))
 	if r := b.get(loc); r.status != http.StatusSeeOther || r.header.Get("Location") != "/signin" {
 		t.Fatalf("with an address given, the message page sends to sign-in: %d %v", r.status, r.header)
 	}
@@ -1002,7 +998,7 @@ func TestNotYouStartsOver(t *testing.T) {
 	if !strings.Contains(page.body, `action="/email"`) {
 		t.Fatalf("Not you? does not ask for the address again:\n%s", page.body)
 	}
-	page = b.follow(b.post("/email", url.Values{"email": {bob}}))
+	page = b.follow(b.email(bob))
 	if !strings.Contains(page.body, "Signing in as <strong>"+bob) {
 		t.Errorf("sign-in page after changing the address:\n%s", page.body)
 	}
@@ -1032,7 +1028,7 @@ func TestRelayDownWhileSendingACode(t *testing.T) {
 	s := e.seal(alice, []string{bob}, plainMessage)
 	b := e.browser()
 	b.follow(b.open(s))
-	b.follow(b.post("/email", url.Values{"email": {bob}}))
+	b.follow(b.email(bob))
 	r := b.post("/register/send-code", nil)
 	if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, "could not send the email") {
 		t.Fatalf("%d\n%s", r.status, r.body)

@@ -289,11 +289,12 @@ func (h *handler) message(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s == nil {
-		if s, err = h.newSession(w, r, nil, "", "", token); err != nil {
-			h.storeFailed(w, r, "session", err)
-			return
-		}
-	} else if s.Token != token {
+		// No session is stored until the browser gives an address: a
+		// page view writes nothing.
+		h.emailPage(w, token)
+		return
+	}
+	if s.Token != token {
 		s.Token = token
 		if err := h.updateSession(r, s); err != nil {
 			h.storeFailed(w, r, "session", err)
@@ -305,8 +306,7 @@ func (h *handler) message(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "/signin", http.StatusSeeOther)
 			return
 		}
-		h.render(w, http.StatusOK, "email", view{Title: "Read your secure message", Token: token,
-			Paragraphs: []string{"To keep this message private, we check that it is yours. Start with your email address."}})
+		h.emailPage(w, token)
 		return
 	}
 	if !rec.IsRecipient(s.Email) {
@@ -314,6 +314,11 @@ func (h *handler) message(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.read(w, r, s, token)
+}
+
+func (h *handler) emailPage(w http.ResponseWriter, token string) {
+	h.render(w, http.StatusOK, "email", view{Title: "Read your secure message", Token: token,
+		Paragraphs: []string{"To keep this message private, we check that it is yours. Start with your email address."}})
 }
 
 func (h *handler) read(w http.ResponseWriter, r *http.Request, s *keystore.Session, token string) {

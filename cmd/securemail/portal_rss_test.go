@@ -560,7 +560,7 @@ func (c *prssClient) register(s prssSealed, sink *mtatest.Sink) {
 	if r := c.get("/m/" + token); r.status != http.StatusOK || !strings.Contains(r.body, `action="/email"`) {
 		c.tb.Fatalf("GET /m/{token} before sign-in: status %d, want 200 with the address form\n%.2000s", r.status, r.body)
 	}
-	c.see(c.post("/email", url.Values{"email": {prssRcpt}}), "POST /email", "/signin")
+	c.see(c.post("/email", url.Values{"email": {prssRcpt}, "token": {token}}), "POST /email", "/signin")
 	c.see(c.post("/register/send-code", nil), "POST /register/send-code", "/register/code")
 	m, err := sink.WaitFor(func(m mtatest.Message) bool {
 		return slices.Contains(m.Rcpts, prssRcpt) && prssMailCode(m.Data) != ""
