@@ -43,6 +43,18 @@ var (
 		Text: "Mail filter is restarting; please try again in a moment"}
 )
 
+// replyNotEntitled refuses a triggered message from a sender who does not
+// have the encryption feature. The sentence is for the user, who sees it in
+// the mail program's bounce or error box.
+func replyNotEntitled(tag string) *Reply {
+	how := "remove " + tag + " from the subject"
+	if tag == "" {
+		how = "turn off secure sending"
+	}
+	return &Reply{Code: 550, Enhanced: "5.7.1",
+		Text: "Encrypted email is not enabled for your account; " + how + " to send it unencrypted, or ask your provider"}
+}
+
 func replyTooBig(limit int64) *Reply {
 	return &Reply{Code: 552, Enhanced: "5.3.4",
 		Text: fmt.Sprintf("Message too large: this server encrypts messages of up to %s", humanSize(limit))}

@@ -79,9 +79,10 @@ func (s *session) MailFrom(from string, m *gomilter.Modifier) (gomilter.Response
 		s.counted = true
 		macros := m.Macros
 		s.msg = s.f.newMessage(from, macros["i"])
+		s.msg.auth = macros["{auth_authen}"]
 		client := parseClientAddr(macros["{client_addr}"])
-		p := s.f.cfg.Policy
-		auth := macros["{auth_authen}"] != ""
+		p := s.msg.pol
+		auth := s.msg.auth != ""
 		if !auth && !inPrefixes(client, p.TrustedNetworks) {
 			// Mail from the internet: never ours to seal.
 			if s.msg.logEnabled(slog.LevelDebug) {

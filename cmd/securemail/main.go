@@ -43,7 +43,14 @@ func newRootCommand() *cobra.Command {
 }
 
 func newLogger(cfg *Config) *slog.Logger {
-	level, _ := parseLevel(cfg.Log.Level)
+	return newLevelLogger(cfg, new(slog.LevelVar))
+}
+
+// newLevelLogger logs at level, which it first sets to log.level; a reload
+// changes it.
+func newLevelLogger(cfg *Config, level *slog.LevelVar) *slog.Logger {
+	l, _ := parseLevel(cfg.Log.Level)
+	level.Set(l)
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
@@ -141,7 +148,7 @@ func newPortal(cfg *Config, store *keystore.Bolt, mk *keystore.MasterKey, log *s
 		MaxMessageSize:  int64(cfg.Policy.MaxMessageSize),
 		Mailer:          &portal.SMTPMailer{Addr: cfg.SMTP.Relay, HelloName: portalHost(cfg)},
 		From:            cfg.portalFrom(),
-		InternalDomains: cfg.Policy.InternalDomains,
+		InternalDomains: cfg.lists.internalDomains,
 		SubjectTag:      cfg.Policy.SubjectTag,
 		ReplyAll:        cfg.Portal.ReplyAll,
 		Hasher: portal.NewHasher(portal.Argon2Params{

@@ -36,12 +36,14 @@ func newServeCommand(load func() (*Config, error)) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return serve(cfg, newLogger(cfg))
+			level := new(slog.LevelVar)
+			log := newLevelLogger(cfg, level)
+			return serve(cfg, log, &reloader{load: load, level: level, cur: cfg, log: log})
 		},
 	}
 }
 
-func serve(cfg *Config, log *slog.Logger) error {
+func serve(cfg *Config, log *slog.Logger, reload *reloader) error {
 	// go-milter reports connection errors through the standard logger.
 	slog.SetDefault(log)
 	mk, store, err := openKeys(cfg, log, true)
@@ -57,6 +59,7 @@ func serve(cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	reload.filter = filter
 
 	milterLn, err := listenMilter(cfg)
 	if err != nil {
@@ -107,7 +110,7 @@ wait:
 		select {
 		case s := <-sig:
 			if s == syscall.SIGHUP {
-				log.Info("SIGHUP: this version reloads nothing; restart to apply configuration changes")
+				reload.reloadAndLog("SIGHUP")
 				continue
 			}
 			log.Info("shutting down: draining messages in flight", "signal", s.String(), "timeout", drainTimeout)
