@@ -106,6 +106,8 @@ type Config struct {
 	Store     keystore.KeyStore
 	MasterKey *keystore.MasterKey
 	Logger    *slog.Logger
+	// Events, if set, is told what the filter does, for metrics.
+	Events Events
 
 	// Now and Rand default to the clock and crypto/rand; tests pin them.
 	Now  func() time.Time
@@ -149,6 +151,9 @@ func NewFilter(cfg Config) (*Filter, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Events == nil {
+		cfg.Events = noEvents{}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -316,6 +321,7 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	tc := &trackedConn{Conn: c, f: l.f}
+	l.f.cfg.Events.SessionOpened()
 	l.f.mu.Lock()
 	l.f.conns[tc] = struct{}{}
 	l.f.mu.Unlock()
@@ -333,6 +339,7 @@ func (c *trackedConn) Close() error {
 		c.f.mu.Lock()
 		delete(c.f.conns, c)
 		c.f.mu.Unlock()
+		c.f.cfg.Events.SessionClosed()
 	})
 	return c.Conn.Close()
 }
@@ -341,6 +348,8 @@ func (c *trackedConn) Close() error {
 func (f *Filter) commitKey(rec keystore.KeyRecord) error {
 	ctx, cancel := context.WithTimeout(context.Background(), f.cfg.KeystoreTimeout)
 	defer cancel()
+	start := time.Now()
+	defer func() { f.cfg.Events.KeyCommitted(time.Since(start)) }()
 	done := make(chan error, 1)
 	go func() {
 		// This goroutine is outside the session's guard: a panicking store

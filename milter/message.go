@@ -63,6 +63,7 @@ type message struct {
 // sealing is the state of a message being sealed. The spool only ever
 // holds ciphertext.
 type sealing struct {
+	start time.Time // for the sealing duration
 	keyID keystore.KeyID
 	dek   []byte
 	hdr   envelope.Header
@@ -182,7 +183,7 @@ func (m *message) endHeaders(sep []byte) error {
 }
 
 func (m *message) startSealing() error {
-	s := &sealing{dek: make([]byte, envelope.DataKeySize)}
+	s := &sealing{start: time.Now(), dek: make([]byte, envelope.DataKeySize)}
 	if _, err := io.ReadFull(m.f.cfg.Rand, s.keyID[:]); err != nil {
 		return fmt.Errorf("key id: %w", err)
 	}
@@ -277,7 +278,11 @@ func (m *message) finish(ed editor, lf bool) error {
 	if err := envelope.WriteBody(body, notice, env); err != nil {
 		return fmt.Errorf("write sealed body: %w", err)
 	}
-	return body.Close()
+	if err := body.Close(); err != nil {
+		return err
+	}
+	m.f.cfg.Events.Sealed(time.Since(s.start), m.bodySize)
+	return nil
 }
 
 func (m *message) boundary() (string, error) {

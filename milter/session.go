@@ -42,6 +42,7 @@ func (s *session) guard(step string, fn func() (gomilter.Response, error)) (resp
 
 // refuse ends the current message with reply r.
 func (s *session) refuse(r *Reply) gomilter.Response {
+	s.f.cfg.Events.MessageDone(VerdictRefused, r.Reason)
 	if s.msg != nil {
 		s.msg.logVerdict("refused", r)
 	} else if r.Cause != nil {
@@ -89,6 +90,7 @@ func (s *session) MailFrom(from string, m *gomilter.Modifier) (gomilter.Response
 				s.msg.logAttrs(slog.LevelDebug, "not a submission: accepted untouched", slog.Any("client", client))
 			}
 			s.endMessage()
+			s.f.cfg.Events.MessageDone(VerdictInbound, "")
 			return gomilter.RespAccept, nil
 		}
 		if p.RequireTLS && macros["{tls_version}"] == "" && !inPrefixes(client, p.TLSExemptNetworks) {
@@ -150,6 +152,7 @@ func (s *session) Body(m *gomilter.Modifier) (gomilter.Response, error) {
 			return nil, err
 		}
 		msg.logVerdict("accepted", nil)
+		s.f.cfg.Events.MessageDone(msg.verdict.event(), "")
 		s.endMessage()
 		return gomilter.RespAccept, nil
 	})

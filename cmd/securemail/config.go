@@ -67,6 +67,10 @@ type Config struct {
 		Relay string `mapstructure:"relay"`
 		From  string `mapstructure:"from"`
 	} `mapstructure:"smtp"`
+	// Metrics is the Prometheus listener (metrics.go).
+	Metrics struct {
+		Listen string `mapstructure:"listen"`
+	} `mapstructure:"metrics"`
 
 	// lists holds the policy lists with their files read (lists.go).
 	lists policyLists
@@ -248,6 +252,9 @@ func (c *Config) validate() error {
 	}
 	if c.Keystore.KeyLifetime <= 0 {
 		errs = append(errs, errors.New("keystore.key_lifetime must be positive, e.g. 2160h (90 days)"))
+	}
+	if err := c.validateMetrics(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -5,9 +5,14 @@ package main
 // its milter.
 
 import (
+	"bytes"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -41,11 +46,15 @@ policy:
 smtp:
   relay: %[7]s
   from: securemail@%[3]s
-`, dataDir, milterAddr, e2eInternal, tag, policyExtra, e2ePortalPort, smtpRelay)
+metrics:
+  listen: 127.0.0.1:%[8]d
+`, dataDir, milterAddr, e2eInternal, tag, policyExtra, e2ePortalPort, smtpRelay, e2eMetricsPort)
 	writeFile(t, path, cfg)
 }
 
-var e2ePortalPort = 0
+// The ports of the portal and the metrics listener, the same in every
+// config the test writes (they need a restart to change).
+var e2ePortalPort, e2eMetricsPort int
 
 // TestPostfixEntitlementAndReload:
 //
@@ -56,6 +65,9 @@ var e2ePortalPort = 0
 //	e  bad list file, SIGHUP                         -> refused, logged, old lists stay in force
 //	f  40 messages on 4 connections while the config flips between two
 //	   policies and SIGHUP is sent every few ms      -> none refused, each decided under one policy
+//	g  one inbound and one plaintext submission, then /metrics scraped
+//	                                                 -> every counter moved by exactly the mix sent;
+//	                                                    promtool check metrics passes; /readyz 200
 func TestPostfixEntitlementAndReload(t *testing.T) {
 	if testing.Short() {
 		t.Skip("e2e: starts Postfix and the securemail binary")
@@ -72,7 +84,7 @@ func TestPostfixEntitlementAndReload(t *testing.T) {
 	mtatest.WriteSASLDB(t, filepath.Join(pf.ConfigDir, "sasl", "sasldb2"), basic, basicPass, "postfix")
 	milterAddr := fmt.Sprintf("127.0.0.1:%d", mtatest.FreePort(t))
 	pf.Postconf(t, "-e", "smtpd_milters=inet:"+milterAddr)
-	e2ePortalPort = mtatest.FreePort(t)
+	e2ePortalPort, e2eMetricsPort = mtatest.FreePort(t), mtatest.FreePort(t)
 
 	dir := t.TempDir()
 	config := filepath.Join(dir, "securemail.yaml")
@@ -165,6 +177,7 @@ func TestPostfixEntitlementAndReload(t *testing.T) {
 		e2eCheckSealed(t, delivered(t, "ent-e@example.test"), "E2E-ENT-e", "Offer attached")
 		writeFile(t, sendersFile, basic+"\n")
 	})
+	var loadSealed, loadPlain int
 	t.Run("f reload under load", func(t *testing.T) {
 		// Policy A seals "[encrypt]" for the user; policy B knows only the
 		// tag "[secure]" and lets nobody seal. Under A a message is sealed,
@@ -224,25 +237,74 @@ func TestPostfixEntitlementAndReload(t *testing.T) {
 		for err := range errs {
 			t.Errorf("message refused during reloads: %v", err)
 		}
-		var nSealed, nPlain int
+		nSealed, nPlain := &loadSealed, &loadPlain
 		for c := range conns {
 			for i := range perConn {
 				from := fmt.Sprintf("load-%d-%d@example.test", c, i)
 				m := delivered(t, from)
 				if strings.Contains(string(m.Data), "SecureMessageATT.html") {
 					e2eCheckSealed(t, m, "E2E-LOAD-MARKER", "Load "+from)
-					nSealed++
+					*nSealed++
 				} else {
 					e2eCheckPlain(t, m, "E2E-LOAD-MARKER", "Load [encrypt] "+from)
-					nPlain++
+					*nPlain++
 				}
 			}
 		}
 		t.Logf("%d config flips with SIGHUP during %d messages: %d sealed, %d passed; %d reloads logged",
-			nFlips, conns*perConn, nSealed, nPlain, strings.Count(srv.log.String(), "configuration reloaded"))
+			nFlips, conns*perConn, loadSealed, loadPlain, strings.Count(srv.log.String(), "configuration reloaded"))
 		if strings.Contains(srv.log.String(), "reload refused") && strings.Count(srv.log.String(), "reload refused") > 1 {
 			t.Errorf("a reload of a good config was refused:\n%s", srv.log.String())
 		}
+	})
+
+	t.Run("g metrics", func(t *testing.T) {
+		if res := (mtatest.Submission{Server: pf.SMTPAddr(), From: "ent-g@partner.test", To: []string{"alice@external.test"},
+			Subject: "Inbound [encrypt]", Body: "E2E-ENT-g"}).Send(t); res.ExitCode != mtatest.SwaksOK {
+			t.Fatalf("inbound: swaks exit %d:\n%s", res.ExitCode, res.Transcript)
+		}
+		if res := (mtatest.Submission{Server: pf.SubmissionAddr(), From: "ent-g2@example.test", To: []string{"alice@external.test"},
+			Subject: "No TLS [encrypt]", Body: "E2E-ENT-g2", Auth: "PLAIN", User: user, Password: pass}).Send(t); res.ExitCode != mtatest.SwaksFailedMail {
+			t.Fatalf("no TLS: swaks exit %d:\n%s", res.ExitCode, res.Transcript)
+		}
+		delivered(t, "ent-g@partner.test")
+		base := fmt.Sprintf("http://127.0.0.1:%d", e2eMetricsPort)
+		scrape := e2eGet(t, base+"/metrics", 200)
+		// The mix: sealed a, d, d2, e and the sealed ones of f; plain c and
+		// f's others; internal none; inbound g; refused b (not entitled)
+		// and g2 (no TLS).
+		want := map[string]float64{
+			`securemail_milter_messages_total{verdict="sealed"}`:     float64(4 + loadSealed),
+			`securemail_milter_messages_total{verdict="plain"}`:      float64(1 + loadPlain),
+			`securemail_milter_messages_total{verdict="internal"}`:   0,
+			`securemail_milter_messages_total{verdict="inbound"}`:    1,
+			`securemail_milter_messages_total{verdict="refused"}`:    2,
+			`securemail_milter_refused_total{reason="not_entitled"}`: 1,
+			`securemail_milter_refused_total{reason="tls_required"}`: 1,
+			`securemail_milter_refused_total{reason="tempfail"}`:     0,
+			`securemail_milter_seal_duration_seconds_count`:          float64(4 + loadSealed),
+			`securemail_keystore_commit_duration_seconds_count`:      float64(4 + loadSealed),
+			`securemail_config_reloads_total{result="refused"}`:      1,
+			`securemail_config_reloads_total{result="ok"}`:           float64(strings.Count(srv.log.String(), "configuration reloaded")),
+			`securemail_portal_opens_total`:                          0,
+		}
+		for series, v := range want {
+			got, ok := e2eSample(scrape, series)
+			if !ok || got != v {
+				t.Errorf("%s = %v (found %v), want %v", series, got, ok, v)
+			}
+		}
+		for _, series := range []string{"securemail_build_info", "go_goroutines", "process_resident_memory_bytes", `securemail_spool_bytes{spool="milter"}`, "securemail_milter_sessions", "securemail_milter_sealed_bytes_total"} {
+			if !strings.Contains(scrape, "\n"+series+" ") && !strings.Contains(scrape, "\n"+series+"{") {
+				t.Errorf("/metrics lacks %s", series)
+			}
+		}
+		if strings.Contains(scrape, "@example.test") || strings.Contains(scrape, "@external.test") {
+			t.Error("/metrics carries an address")
+		}
+		e2ePromtool(t, strings.NewReader(scrape), "check", "metrics")
+		e2eGet(t, base+"/healthz", 200)
+		e2eGet(t, base+"/readyz", 200)
 	})
 
 	if err := pf.WaitQueueEmpty(t, e2eDeliveryWait); err != nil {
@@ -253,5 +315,47 @@ func TestPostfixEntitlementAndReload(t *testing.T) {
 	}
 	if code, err := srv.stop(10 * time.Second); err != nil || code != 0 {
 		t.Errorf("serve after SIGTERM: exit %d, %v", code, err)
+	}
+}
+
+func e2eGet(t *testing.T, url string, want int) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		t.Fatalf("GET %s: %s, want %d:\n%s", url, resp.Status, want, b)
+	}
+	return string(b)
+}
+
+// e2eSample finds the value of one series (name and labels exactly as
+// written) in a Prometheus text scrape.
+func e2eSample(scrape, series string) (float64, bool) {
+	for _, line := range strings.Split(scrape, "\n") {
+		rest, ok := strings.CutPrefix(line, series+" ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		return v, err == nil
+	}
+	return 0, false
+}
+
+// e2ePromtool runs promtool with args and stdin, and fails t on any
+// complaint (promtool exits 0 with lint warnings on stderr... it prints
+// them; those count as failures too).
+func e2ePromtool(t *testing.T, stdin io.Reader, args ...string) {
+	t.Helper()
+	mtatest.RequireToolsHint(t, "apt-get install prometheus", "promtool")
+	cmd := exec.Command("promtool", args...)
+	cmd.Stdin = stdin
+	out, err := cmd.CombinedOutput()
+	if err != nil || (args[1] == "metrics" && len(bytes.TrimSpace(out)) > 0) {
+		t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 }

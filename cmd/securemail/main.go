@@ -120,7 +120,13 @@ func prepareDataDir(cfg *Config) error {
 
 // newFilter builds the milter's filter from cfg.
 func newFilter(cfg *Config, store keystore.KeyStore, mk *keystore.MasterKey, log *slog.Logger) (*milter.Filter, error) {
+	return newFilterEvents(cfg, store, mk, log, nil)
+}
+
+// newFilterEvents is newFilter that reports to events (nil: nowhere).
+func newFilterEvents(cfg *Config, store keystore.KeyStore, mk *keystore.MasterKey, log *slog.Logger, events milter.Events) (*milter.Filter, error) {
 	return milter.NewFilter(milter.Config{
+		Events:      events,
 		Policy:      cfg.policy(),
 		PortalURL:   cfg.Portal.URL,
 		KeyLifetime: cfg.Keystore.KeyLifetime,
