@@ -81,7 +81,11 @@ type Policy struct {
 	// Senders are who may send encrypted mail when RestrictSenders is
 	// set: addresses or login names, "@example.com" and ".example.com"
 	// (see ReadList).
-	Senders           []string
+	Senders []string
+	// Brands maps a sender domain to how its sealed messages look and
+	// which reading site they name; the entry "" applies to every other
+	// domain. Without an entry: the neutral look and Config.PortalURL.
+	Brands            map[string]Branding
 	TrustedNetworks   []netip.Prefix
 	TLSExemptNetworks []netip.Prefix
 	RequireTLS        bool

@@ -265,11 +265,17 @@ func (m *message) finish(ed editor, lf bool) error {
 		return err
 	}
 	fromText, _ := decodeHeader(m.headerText("From"))
+	brand := m.pol.brandFor(m.sender)
+	portalURL := brand.PortalURL
+	if portalURL == "" {
+		portalURL = m.f.cfg.PortalURL
+	}
 	notice := envelope.Notice{
 		From:      fromText,
 		Sender:    m.sender,
 		Date:      now,
-		PortalURL: m.f.cfg.PortalURL,
+		PortalURL: portalURL,
+		Brand:     brand.Brand,
 		KeyID:     envelope.KeyID(s.keyID),
 		Boundary:  boundary,
 		LF:        lf,

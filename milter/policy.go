@@ -3,8 +3,19 @@ package milter
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
+
+	"github.com/securemail/securemail/envelope"
 )
+
+// Branding is one sender domain's look (Policy.Brands).
+type Branding struct {
+	Brand envelope.Brand
+	// PortalURL is the reading site this domain's recipients use, e.g.
+	// https://secure.example.com; empty: Config.PortalURL.
+	PortalURL string
+}
 
 // policySnapshot is one compiled Policy. It is never changed once built:
 // a reload builds a new one and swaps it in whole (Filter.SetPolicy), and
@@ -16,6 +27,7 @@ type policySnapshot struct {
 	tag      *tagMatcher // nil without a subject tag
 	internal domainSet
 	senders  *senderSet // nil: every submitter may seal
+	brands   map[string]Branding
 }
 
 // compilePolicy checks p and builds its lookup tables. It does the slow
@@ -34,6 +46,20 @@ func compilePolicy(p Policy) (*policySnapshot, error) {
 	var err error
 	if s.internal, err = newInternalSet(p.InternalDomains); err != nil {
 		return nil, fmt.Errorf("internal domains: %w", err)
+	}
+	s.brands = make(map[string]Branding, len(p.Brands))
+	for domain, b := range p.Brands {
+		if err := b.Brand.Check(); err != nil {
+			return nil, fmt.Errorf("brand of %q: %w", domain, err)
+		}
+		if b.PortalURL != "" {
+			u, err := url.Parse(b.PortalURL)
+			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+				return nil, fmt.Errorf("brand of %q: portal URL %q is not an http(s) URL", domain, b.PortalURL)
+			}
+			b.PortalURL = strings.TrimSuffix(b.PortalURL, "/")
+		}
+		s.brands[strings.ToLower(strings.TrimSuffix(domain, "."))] = b
 	}
 	if p.RestrictSenders {
 		if s.senders, err = newSenderSet(p.Senders); err != nil {
@@ -97,4 +123,27 @@ func identity(authAuthen, envelopeFrom string) string {
 		return authAuthen
 	}
 	return strings.Trim(strings.TrimSpace(envelopeFrom), "<>")
+}
+
+// brandFor returns the branding of the sender's domain, or of its nearest
+// parent domain that has one, or the default ("").
+func (p *policySnapshot) brandFor(sender string) Branding {
+	if len(p.brands) == 0 {
+		return Branding{}
+	}
+	at := strings.LastIndexByte(sender, '@')
+	if at >= 0 {
+		domain := strings.ToLower(strings.TrimSuffix(strings.Trim(sender[at+1:], "<> "), "."))
+		for {
+			if b, ok := p.brands[domain]; ok {
+				return b
+			}
+			dot := strings.IndexByte(domain, '.')
+			if dot < 0 {
+				break
+			}
+			domain = domain[dot+1:]
+		}
+	}
+	return p.brands[""]
 }
