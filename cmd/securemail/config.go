@@ -67,6 +67,11 @@ type Config struct {
 		Relay string `mapstructure:"relay"`
 		From  string `mapstructure:"from"`
 	} `mapstructure:"smtp"`
+	// Branding is the sender domains' look (branding.go).
+	Branding struct {
+		Default BrandConfig   `mapstructure:"default"`
+		Domains []BrandConfig `mapstructure:"domains"`
+	} `mapstructure:"branding"`
 	// Metrics is the Prometheus listener (metrics.go).
 	Metrics struct {
 		Listen string `mapstructure:"listen"`
@@ -266,6 +271,7 @@ func (c *Config) policy() milter.Policy {
 	return milter.Policy{
 		InternalDomains:   c.lists.internalDomains,
 		RestrictSenders:   c.lists.restrictSenders,
+		Brands:            c.lists.brands,
 		Senders:           c.lists.senders,
 		TrustedNetworks:   trusted,
 		TLSExemptNetworks: exempt,

@@ -18,6 +18,8 @@ type policyLists struct {
 	// names anything: only the listed senders may seal. With neither,
 	// everyone may (the behaviour before entitlement existed).
 	restrictSenders bool
+	// brands is the branding section with the logo files read.
+	brands map[string]milter.Branding
 }
 
 // readPolicyLists reads policy.internal_domains_files and
@@ -38,6 +40,9 @@ func (c *Config) readPolicyLists() (policyLists, error) {
 		return policyLists{}, err
 	}
 	l.restrictSenders = len(nonEmpty(c.Policy.Senders)) > 0 || len(nonEmpty(c.Policy.SendersFiles)) > 0
+	if l.brands, err = c.readBranding(); err != nil {
+		return policyLists{}, err
+	}
 	return l, nil
 }
 

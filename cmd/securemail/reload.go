@@ -14,7 +14,7 @@ import (
 // reloadable are the keys a reload puts in force; every other key needs a
 // restart, and a reload that changes one reports it and keeps the old
 // value. A key ending in "." stands for every key below it.
-var reloadable = []string{"log.level", "policy."}
+var reloadable = []string{"log.level", "policy.", "branding."}
 
 func isReloadable(key string) bool {
 	for _, k := range reloadable {
@@ -38,6 +38,8 @@ type reloader struct {
 	log    *slog.Logger
 	// onReload, when set, learns about each reload (metrics).
 	onReload func(ok bool)
+	// hosts, when set, is the portal's host check, told the new names.
+	hosts *hostCheck
 }
 
 // reloadResult is what a reload did.
@@ -76,6 +78,9 @@ func (r *reloader) reloadLocked() (reloadResult, error) {
 	}
 	r.level.Set(level)
 	r.cur = next
+	if r.hosts != nil {
+		r.hosts.set(next)
+	}
 	return reloadResult{NeedRestart: changed, Policy: stats}, nil
 }
 

@@ -78,11 +78,12 @@ func serve(cfg *Config, log *slog.Logger, reload *reloader) error {
 		return err
 	}
 	defer web.Close()
+	reload.hosts = newHostCheck(cfg, web)
 	if strings.TrimSpace(cfg.SMTP.From) == "" {
 		log.Warn("smtp.from is empty: the portal's codes and notices come from a made-up address; set smtp.from", "from", cfg.portalFrom())
 	}
 	httpSrv := &http.Server{
-		Handler:           mets.Portal(web),
+		Handler:           mets.Portal(reload.hosts),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
