@@ -52,7 +52,7 @@ type sentReply struct {
 const layout = `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{.Title}} · Secure messages</title>
+<title>{{.Title}}{{if ne .Title "Secure messages"}} · Secure messages{{end}}</title>
 <link rel="stylesheet" href="/static/portal.css">
 </head><body>
 <header class="bar"><span class="brand">Secure messages</span>{{if .SignedIn}}<form method="post" action="/signout" class="inline"><span class="who">{{.Email}}</span> <a href="/account/password">Change password</a> <button class="link" type="submit">Sign out</button></form>{{end}}</header>
