@@ -128,15 +128,22 @@ func identity(authAuthen, envelopeFrom string) string {
 // brandFor returns the branding of the sender's domain, or of its nearest
 // parent domain that has one, or the default ("").
 func (p *policySnapshot) brandFor(sender string) Branding {
-	if len(p.brands) == 0 {
-		return Branding{}
+	_, b, _ := LookupBrand(p.brands, sender)
+	return b
+}
+
+// LookupBrand finds sender's entry in brands (keyed by lowercase domain,
+// "" the default): its domain's, else its nearest parent domain's, else
+// the default. key is the entry's key; ok is false when none applies.
+func LookupBrand(brands map[string]Branding, sender string) (key string, b Branding, ok bool) {
+	if len(brands) == 0 {
+		return "", Branding{}, false
 	}
-	at := strings.LastIndexByte(sender, '@')
-	if at >= 0 {
+	if at := strings.LastIndexByte(sender, '@'); at >= 0 {
 		domain := strings.ToLower(strings.TrimSuffix(strings.Trim(sender[at+1:], "<> "), "."))
-		for {
-			if b, ok := p.brands[domain]; ok {
-				return b
+		for domain != "" {
+			if b, ok := brands[domain]; ok {
+				return domain, b, true
 			}
 			dot := strings.IndexByte(domain, '.')
 			if dot < 0 {
@@ -145,5 +152,6 @@ func (p *policySnapshot) brandFor(sender string) Branding {
 			domain = domain[dot+1:]
 		}
 	}
-	return p.brands[""]
+	b, ok = brands[""]
+	return "", b, ok
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/securemail/securemail/envelope"
 	"github.com/securemail/securemail/milter"
+	"github.com/securemail/securemail/portal"
 )
 
 // BrandConfig is one entry of the branding section. A list of entries
@@ -78,6 +79,46 @@ func (c *Config) readBranding() (map[string]milter.Branding, error) {
 		}
 	}
 	return out, nil
+}
+
+// portalBrands gives the portal the branding in force; a reload swaps it.
+type portalBrands struct {
+	cur atomic.Pointer[map[string]milter.Branding]
+}
+
+var _ portal.Brands = (*portalBrands)(nil)
+
+func newPortalBrands(c *Config) *portalBrands {
+	p := &portalBrands{}
+	p.set(c)
+	return p
+}
+
+func (p *portalBrands) set(c *Config) {
+	m := c.lists.brands
+	p.cur.Store(&m)
+}
+
+// defaultBrandID names branding.default in the portal's URLs.
+const defaultBrandID = "default"
+
+func (p *portalBrands) ForSender(sender string) (string, envelope.Brand, bool) {
+	key, b, ok := milter.LookupBrand(*p.cur.Load(), sender)
+	if !ok || b.Brand == (envelope.Brand{}) {
+		return "", envelope.Brand{}, false
+	}
+	if key == "" {
+		key = defaultBrandID
+	}
+	return key, b.Brand, true
+}
+
+func (p *portalBrands) ByID(id string) (envelope.Brand, bool) {
+	if id == defaultBrandID {
+		id = ""
+	}
+	b, ok := (*p.cur.Load())[id]
+	return b.Brand, ok
 }
 
 // checkPublicURL applies portal.url's rule to another reading-site URL.

@@ -10,8 +10,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -35,25 +40,59 @@ func axePath(t *testing.T) string {
 	return p
 }
 
-// brSealBranded seals msg from rtFrom (example.test) with a branding
-// section for example.test, and returns the page.
-func brSealBranded(t *testing.T, msg []byte) []byte {
+// brandedSite is a portal served in process for the branded browser
+// test: portal.url is http://127.0.0.1:PORT, and example.test's branding
+// sends its recipients to http://localhost:PORT, the same listener under a
+// second host name.
+type brandedSite struct {
+	env                 *rtEnv
+	portalURL, brandURL string
+}
+
+func newBrandedSite(t *testing.T) *brandedSite {
 	t.Helper()
+	port := mtatest.FreePort(t)
+	site := &brandedSite{portalURL: fmt.Sprintf("http://127.0.0.1:%d", port), brandURL: fmt.Sprintf("http://localhost:%d", port)}
 	dir := t.TempDir()
 	path := rtWriteConfig(t, dir)
 	cfg, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, append(cfg, brandingYAML(t, dir)...), 0o600); err != nil {
+	cfg = bytes.Replace(cfg, []byte("  url: https://secure.example.test\n"), []byte("  url: "+site.portalURL+"\n"), 1)
+	branding := strings.Replace(brandingYAML(t, dir), "https://secure.examplebank.test", site.brandURL, 1)
+	// No default: a domain without an entry keeps the neutral look.
+	branding = strings.Replace(branding, "  default:\n    organisation: Example Hosting\n", "", 1)
+	if err := os.WriteFile(path, append(cfg, branding...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e := newRTEnvFrom(t, path)
+	site.env = newRTEnvFrom(t, path)
+	if len(site.env.cfg.lists.brands) != 1 {
+		t.Fatalf("brands %+v", site.env.cfg.lists.brands)
+	}
+	log := slog.New(slog.DiscardHandler)
+	web, err := newPortal(site.env.cfg, site.env.store, site.env.master, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { web.Close() })
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: newHostCheck(site.env.cfg, web), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return site
+}
+
+// seal seals msg from sender and returns its page.
+func (s *brandedSite) seal(t *testing.T, msg []byte, sender string) []byte {
+	t.Helper()
 	var sealed bytes.Buffer
-	if err := e.filter.SealMessage(bytes.NewReader(msg), &sealed, rtFrom, []string{rtRcpt}); err != nil {
+	if err := s.env.filter.SealMessage(bytes.NewReader(msg), &sealed, sender, []string{rtRcpt}); err != nil {
 		t.Fatalf("seal: %v", err)
 	}
-	rtCheckSealed(t, msg, sealed.Bytes(), "CORPUS-attachments")
 	page, err := envelope.FindPage(bytes.NewReader(sealed.Bytes()))
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +124,10 @@ func runAxe(t *testing.T, tab *browsertest.Tab, axeJS string) []axeViolation {
 	return v
 }
 
-func TestBrandedPageInBrowser(t *testing.T) {
+// TestBrandedPagesInBrowser: a message from the branded example.test and
+// one from unbranded.test, from the attachment page to the portal's first
+// page, at 360 and 1280 px.
+func TestBrandedPagesInBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Chromium; skipped with -short")
 	}
@@ -93,66 +135,86 @@ func TestBrandedPageInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	site := newBrandedSite(t)
 	msg := brMessage(t)
-	branded := brSealBranded(t, msg)
-	// A configuration without branding: what every domain without an
-	// entry (and no default) gets.
-	_, neutral := brSeal(t, "https://secure.example.test", msg)
 	b := browsertest.New(t, browsertest.Options{Width: 1280, Height: 900})
 	tab := b.NewTab(t)
 
-	for _, page := range []struct {
-		name       string
-		page       []byte
-		title, org string
-		action     string
+	for _, m := range []struct {
+		name, sender string
+		title, org   string
+		portal       string
 	}{
-		{"branded", branded, "Secure message from Example Bank", "Example Bank", "https://secure.examplebank.test/open"},
-		{"unbranded", neutral, "Secure message", "", "https://secure.example.test/open"},
+		{"branded", rtFrom, "Secure message from Example Bank", "Example Bank", site.brandURL},
+		{"unbranded", "carl@unbranded.test", "Secure message", "", site.portalURL},
 	} {
+		page := site.seal(t, msg, m.sender)
 		for _, size := range []struct {
 			width, height int
 			mobile        bool
 		}{{360, 780, true}, {1280, 900, false}} {
-			t.Run(fmt.Sprintf("%s %d", page.name, size.width), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s %d", m.name, size.width), func(t *testing.T) {
 				tab.SetViewport(size.width, size.height, size.mobile)
-				tab.Navigate(brPageURL(t, page.page))
+				tab.Navigate(brPageURL(t, page))
 				tab.Run(chromedp.WaitVisible(brButton, chromedp.ByQuery))
-				tab.Screenshot(fmt.Sprintf("branding-%s-%dx%d", page.name, size.width, size.height))
+				tab.Screenshot(fmt.Sprintf("branding-%s-attachment-%dx%d", m.name, size.width, size.height))
 
 				var title, action string
-				var logoWidth float64
-				var scrollWidth float64
+				var logoWidth, scrollWidth float64
 				tab.Run(chromedp.Title(&title),
 					chromedp.AttributeValue("form", "action", &action, nil, chromedp.ByQuery),
 					chromedp.Evaluate(`document.documentElement.scrollWidth`, &scrollWidth),
 					chromedp.Evaluate(`(document.querySelector(".brand img")||{naturalWidth:0}).naturalWidth`, &logoWidth))
-				if title != page.title {
-					t.Errorf("title %q, want %q", title, page.title)
+				if title != m.title {
+					t.Errorf("attachment title %q, want %q", title, m.title)
 				}
-				if action != page.action {
-					t.Errorf("the form posts to %q, want %q", action, page.action)
+				if action != m.portal+"/open" {
+					t.Errorf("the form posts to %q, want %s/open", action, m.portal)
 				}
 				if scrollWidth > float64(size.width) {
-					t.Errorf("the page is %.0f px wide in a %d px viewport", scrollWidth, size.width)
+					t.Errorf("the attachment page is %.0f px wide in a %d px viewport", scrollWidth, size.width)
 				}
-				if page.org != "" {
-					if got := tab.Text(".org"); got != page.org {
-						t.Errorf("organisation shown %q, want %q", got, page.org)
+				if m.org != "" {
+					if got := tab.Text(".org"); got != m.org {
+						t.Errorf("organisation shown %q, want %q", got, m.org)
 					}
 					if logoWidth == 0 {
 						t.Error("the logo did not load from the page itself")
 					}
-					if got := tab.Text("h1"); got != "You have received a secure message from Example Bank" {
-						t.Errorf("heading %q", got)
+					for _, v := range runAxe(t, tab, string(axeJS)) {
+						t.Errorf("axe on the attachment page: %s (%s) on %v", v.ID, v.Help, v.Nodes)
 					}
 				} else if tab.HasNode(".brand") {
-					t.Error("the unbranded page shows a brand")
+					t.Error("the unbranded attachment page shows a brand")
 				}
-				if v := runAxe(t, tab, string(axeJS)); len(v) > 0 {
-					for _, x := range v {
-						t.Errorf("axe: %s (%s) on %d node(s): %v", x.ID, x.Help, len(x.Nodes), x.Nodes)
+
+				// Click to read message: the portal's first page, on the
+				// reading site this sender's domain names.
+				tab.Run(chromedp.Click(brButton, chromedp.ByQuery))
+				tab.WaitText(10*time.Second, m.portal+"/m/", "Your email address")
+				tab.Screenshot(fmt.Sprintf("branding-%s-portal-%dx%d", m.name, size.width, size.height))
+				tab.Run(chromedp.Title(&title),
+					chromedp.Evaluate(`document.documentElement.scrollWidth`, &scrollWidth),
+					chromedp.Evaluate(`(document.querySelector(".bar .brand img")||{naturalWidth:0}).naturalWidth`, &logoWidth))
+				if scrollWidth > float64(size.width) {
+					t.Errorf("the portal page is %.0f px wide in a %d px viewport", scrollWidth, size.width)
+				}
+				bar := tab.Text(".bar")
+				if m.org != "" {
+					if !strings.HasSuffix(title, " · "+m.org) || !strings.Contains(bar, m.org) {
+						t.Errorf("portal page title %q, bar %q: the organisation is missing", title, bar)
 					}
+					if logoWidth == 0 {
+						t.Error("the portal's brand logo did not load")
+					}
+					if !strings.Contains(tab.Text("main"), "Questions? Call Example Bank") {
+						t.Error("the portal page lacks the support line")
+					}
+					for _, v := range runAxe(t, tab, string(axeJS)) {
+						t.Errorf("axe on the portal page: %s (%s) on %v", v.ID, v.Help, v.Nodes)
+					}
+				} else if strings.Contains(bar, "Example Bank") || tab.HasNode(".bar .brand img") {
+					t.Errorf("the unbranded message's portal page shows a brand: %q", bar)
 				}
 			})
 		}

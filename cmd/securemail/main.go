@@ -142,6 +142,11 @@ func portalSpoolPath(cfg *Config) string { return filepath.Join(cfg.DataDir, "po
 // newPortal builds the recipient portal on the same key store the milter
 // writes.
 func newPortal(cfg *Config, store *keystore.Bolt, mk *keystore.MasterKey, log *slog.Logger) (*portal.Handler, error) {
+	return newBrandedPortal(cfg, store, mk, log, newPortalBrands(cfg))
+}
+
+// newBrandedPortal is newPortal with the branding that brands serves.
+func newBrandedPortal(cfg *Config, store *keystore.Bolt, mk *keystore.MasterKey, log *slog.Logger, brands *portalBrands) (*portal.Handler, error) {
 	a := cfg.Portal.Argon2
 	proxies, _ := parsePrefixes("", cfg.Portal.TrustedProxies) // validate checked them
 	return portal.New(portal.Options{
@@ -162,6 +167,7 @@ func newPortal(cfg *Config, store *keystore.Bolt, mk *keystore.MasterKey, log *s
 		}, a.Concurrency),
 		MinPassword:    cfg.Portal.MinPasswordLength,
 		TrustedProxies: proxies,
+		Brands:         brands,
 		Logger:         log,
 	})
 }

@@ -40,6 +40,8 @@ type reloader struct {
 	onReload func(ok bool)
 	// hosts, when set, is the portal's host check, told the new names.
 	hosts *hostCheck
+	// brands, when set, is the portal's branding, told the new one.
+	brands *portalBrands
 }
 
 // reloadResult is what a reload did.
@@ -80,6 +82,9 @@ func (r *reloader) reloadLocked() (reloadResult, error) {
 	r.cur = next
 	if r.hosts != nil {
 		r.hosts.set(next)
+	}
+	if r.brands != nil {
+		r.brands.set(next)
 	}
 	return reloadResult{NeedRestart: changed, Policy: stats}, nil
 }

@@ -71,7 +71,8 @@ func serve(cfg *Config, log *slog.Logger, reload *reloader) error {
 		milterLn.Close()
 		return fmt.Errorf("portal.listen: %w", err)
 	}
-	web, err := newPortal(cfg, store, mk, log)
+	reload.brands = newPortalBrands(cfg)
+	web, err := newBrandedPortal(cfg, store, mk, log, reload.brands)
 	if err != nil {
 		milterLn.Close()
 		httpLn.Close()
