@@ -125,3 +125,23 @@ func TestBrandedPageAndNotice(t *testing.T) {
 		t.Errorf("WriteBody with a bad brand: %v", err)
 	}
 }
+
+// FuzzBrandedBody: any brand text that Check accepts is written by the
+// layout path exactly as the templates write it (the layout is cut at
+// marks, so brand text must never be mistaken for one), and any the
+// layout refuses, Check refuses.
+func FuzzBrandedBody(f *testing.F) {
+	env := seal(f, testPayload("fuzz-brand", 200), testDEK, testHeader(), 0)
+	f.Fuzz(func(t *testing.T, org, support, accent string) {
+		n := testNotice("Alice Example <alice@example.com>")
+		n.Brand = Brand{Organisation: org, Support: support, Accent: accent}
+		if n.Brand.Check() != nil {
+			var b bytes.Buffer
+			if err := WriteBody(&b, n, bytes.NewReader(env)); !errors.Is(err, ErrBadBrand) {
+				t.Fatalf("WriteBody with a brand Check refuses: %v", err)
+			}
+			return
+		}
+		checkMatchesTemplate(t, n, env)
+	})
+}
