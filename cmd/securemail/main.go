@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/securemail/securemail/internal/metrics"
 	"github.com/securemail/securemail/keystore"
 	"github.com/securemail/securemail/milter"
 	"github.com/securemail/securemail/portal"
@@ -142,17 +143,22 @@ func portalSpoolPath(cfg *Config) string { return filepath.Join(cfg.DataDir, "po
 // newPortal builds the recipient portal on the same key store the milter
 // writes.
 func newPortal(cfg *Config, store *keystore.Bolt, mk *keystore.MasterKey, log *slog.Logger) (*portal.Handler, error) {
-	return newBrandedPortal(cfg, store, mk, log, newPortalBrands(cfg))
+	return newBrandedPortal(cfg, store, mk, log, newPortalBrands(cfg), nil)
 }
 
-// newBrandedPortal is newPortal with the branding that brands serves.
-func newBrandedPortal(cfg *Config, store *keystore.Bolt, mk *keystore.MasterKey, log *slog.Logger, brands *portalBrands) (*portal.Handler, error) {
+// newBrandedPortal is newPortal with the branding that brands serves, and
+// its store counted by mets (nil: not counted).
+func newBrandedPortal(cfg *Config, store *keystore.Bolt, mk *keystore.MasterKey, log *slog.Logger, brands *portalBrands, mets *metrics.Metrics) (*portal.Handler, error) {
+	var portalStore keystore.PortalStore = store
+	if mets != nil {
+		portalStore = mets.PortalStore(store)
+	}
 	a := cfg.Portal.Argon2
 	proxies, _ := parsePrefixes("", cfg.Portal.TrustedProxies) // validate checked them
 	return portal.New(portal.Options{
 		PortalURL:       cfg.Portal.URL,
 		Keys:            store,
-		Store:           store,
+		Store:           portalStore,
 		MasterKey:       mk,
 		SpoolDir:        portalSpoolPath(cfg),
 		SpoolTTL:        cfg.Portal.SpoolTTL,

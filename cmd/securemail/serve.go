@@ -72,7 +72,7 @@ func serve(cfg *Config, log *slog.Logger, reload *reloader) error {
 		return fmt.Errorf("portal.listen: %w", err)
 	}
 	reload.brands = newPortalBrands(cfg)
-	web, err := newBrandedPortal(cfg, store, mk, log, reload.brands)
+	web, err := newBrandedPortal(cfg, store, mk, log, reload.brands, mets)
 	if err != nil {
 		milterLn.Close()
 		httpLn.Close()

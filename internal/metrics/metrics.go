@@ -120,10 +120,10 @@ func New(version string, spoolDirs map[string]string) *Metrics {
 	m.signins = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: "portal", Name: "signins_total",
 		Help: "Sign-in attempts by result: ok, failed, throttled."}, []string{"result"})
 	m.codeRequests = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: "portal", Name: "code_requests_total",
-		Help: "Requests for an emailed one-time code (registration, reset), by result: sent (accepted; the portal does not reveal whether the account exists), throttled."},
+		Help: "One-time codes emailed (registration, reset), by result: sent (a code was stored and mailed), throttled (refused: too many requests)."},
 		[]string{"result"})
 	m.reads = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: "portal", Name: "reads_total",
-		Help: "Message pages shown to a signed-in recipient."})
+		Help: "Messages read: reads recorded in the audit trail."})
 	m.replies = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: "portal", Name: "replies_total",
 		Help: "Replies submitted from the portal."})
 	for _, r := range []string{"ok", "failed", "throttled"} {

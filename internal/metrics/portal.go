@@ -9,13 +9,12 @@ import (
 // Portal wraps the portal's handler and counts what recipients do from
 // the method, path and status of each request, without touching the
 // portal's code: the routes and their answers are the portal's contract
-// (package portal's doc). A page is counted once its answer is written.
+// (package portal's doc). Registrations, codes sent and reads are counted
+// by PortalStore instead, where they are certain.
 //
 //	POST /open                 303 -> opens; body bytes -> upload bytes
 //	POST /signin               303 ok, 429 throttled, other 4xx failed
-//	POST /register/password    303 -> registrations
-//	POST /{register,reset}/send-code   303 sent, 429 throttled
-//	GET  /m/{token}            200 -> reads
+//	POST /{register,reset}/send-code   429 -> code requests throttled
 //	POST /m/{token}/reply      2xx/3xx -> replies; body bytes -> upload bytes
 func (m *Metrics) Portal(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -49,20 +48,9 @@ func (m *Metrics) Portal(next http.Handler) http.Handler {
 			case st >= 400 && st < 500:
 				m.signins.WithLabelValues("failed").Inc()
 			}
-		case "register":
-			if st == http.StatusSeeOther {
-				m.registrations.Inc()
-			}
 		case "code":
-			switch st {
-			case http.StatusSeeOther:
-				m.codeRequests.WithLabelValues("sent").Inc()
-			case http.StatusTooManyRequests:
+			if st == http.StatusTooManyRequests {
 				m.codeRequests.WithLabelValues("throttled").Inc()
-			}
-		case "read":
-			if st == http.StatusOK {
-				m.reads.Inc()
 			}
 		case "reply":
 			if st < 400 {
@@ -78,15 +66,10 @@ func portalRoute(method, path string) string {
 		return "open"
 	case method == http.MethodPost && path == "/signin":
 		return "signin"
-	case method == http.MethodPost && path == "/register/password":
-		return "register"
 	case method == http.MethodPost && (path == "/register/send-code" || path == "/reset/send-code"):
 		return "code"
 	case strings.HasPrefix(path, "/m/"):
 		rest := path[len("/m/"):]
-		if method == http.MethodGet && rest != "" && !strings.Contains(rest, "/") {
-			return "read"
-		}
 		if method == http.MethodPost && strings.HasSuffix(rest, "/reply") && strings.Count(rest, "/") == 1 {
 			return "reply"
 		}
