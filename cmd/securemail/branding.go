@@ -176,7 +176,9 @@ func (h *hostCheck) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		host = hp
 	}
 	host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
-	if !(*h.allowed.Load())[host] {
+	// The liveness probe is answered under any name: monitoring often
+	// asks by address, and the answer says nothing about any site.
+	if !(*h.allowed.Load())[host] && r.URL.Path != "/healthz" {
 		http.Error(w, "This site does not serve that host name.", http.StatusMisdirectedRequest)
 		return
 	}

@@ -87,6 +87,13 @@ func TestPortalHostCheck(t *testing.T) {
 			t.Errorf("Host %q: %d, want %d", host, rec.Code, want)
 		}
 	}
+	r := httptest.NewRequest("GET", "/healthz", nil)
+	r.Host = "127.0.0.1:8080"
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	if rec.Code != http.StatusNoContent {
+		t.Errorf("/healthz by address: %d, want it answered", rec.Code)
+	}
 	// A reload with another portal_url changes the set.
 	cfg2, err := loadConfig(writeConfig(t, "portal:\n  url: https://secure.example.test\n"+strings.Replace(brandingYAML(t, dir), "secure.examplebank.test", "read.examplebank.test", 1)))
 	if err != nil {
