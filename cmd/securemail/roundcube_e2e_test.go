@@ -17,6 +17,7 @@ package main
 //	draft      "Send secure" option, Save; reopen the
 //	           draft: badge shown; Send               -> sealed
 //	always     preference on; new message, Send       -> sealed
+//	list       the account taken off secure_send_senders_file -> no Send Secure
 //
 // The compose screen is photographed at 1280x900 and 360x780 (to
 // $SECUREMAIL_ARTIFACTS when set).
@@ -27,6 +28,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -90,13 +92,19 @@ func TestRoundcubeSendSecure(t *testing.T) {
 	dc.Deliver(t, []byte("From: Carol <carol@external.test>\r\nTo: <"+rcUser+">\r\n"+
 		"Subject: Project plan\r\nMessage-ID: "+origID+"\r\nDate: "+time.Now().Format(time.RFC1123Z)+
 		"\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nCan you send me the figures?\r\n"))
+	// Who has the feature: the plug-in reads the list at every request.
+	sendersFile := filepath.Join(t.TempDir(), "senders")
+	if err := os.WriteFile(sendersFile, []byte("# accounts with encrypted email\n@example.test\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	rc := webmailtest.StartRoundcube(t, webmailtest.RoundcubeOptions{
 		IMAPAddr:     dc.Addr,
 		SMTPAddr:     pf.SubmissionAddr(),
 		SMTPCAFile:   pf.TLS().CertFile,
 		SMTPPeerName: "mta.example.test",
 		Plugins:      map[string]string{"secure_send": rcPlugin},
-		ExtraConfig:  "$config['secure_send_header'] = " + webmailtest.PHPString(rcHeader) + ";\n",
+		ExtraConfig: "$config['secure_send_header'] = " + webmailtest.PHPString(rcHeader) + ";\n" +
+			"$config['secure_send_senders_file'] = " + webmailtest.PHPString(sendersFile) + ";\n",
 	})
 	step("stack up")
 
@@ -201,6 +209,21 @@ func TestRoundcubeSendSecure(t *testing.T) {
 	u.waitSent()
 	all = append(all, s)
 	step("always sent")
+
+	// An account the list no longer names sees no Send Secure.
+	if err := os.WriteFile(sendersFile, []byte("someone-else@example.test\n.sub.example.test\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	u.tab.Navigate(rc.URL + "?_task=mail&_action=compose")
+	u.run("compose without the feature",
+		chromedp.WaitVisible("#compose-subject", chromedp.ByQuery),
+		chromedp.WaitEnabled(".formbuttons button.send", chromedp.ByQuery),
+	)
+	for _, sel := range []string{"#secure-send-button", "#compose-secure-send", "#secure-send-badge"} {
+		if u.tab.HasNode(sel) {
+			t.Errorf("an account without the feature has %s on its compose screen", sel)
+		}
+	}
 
 	// What arrived.
 	type sealedMsg struct {
@@ -481,5 +504,84 @@ func rcCheckParts(t *testing.T, data []byte, marker string, attachment []byte) {
 	}
 	if len(files) != wantFiles || (wantFiles == 1 && files[0] != rcAttach) {
 		t.Errorf("attachments %q, want %d named %s", files, wantFiles, rcAttach)
+	}
+}
+
+// TestRoundcubePluginLists runs the plug-in's pure functions in PHP: the
+// sender list (the format of the milter's policy.senders_files) and the
+// header check that makes a reopened draft secure.
+func TestRoundcubePluginLists(t *testing.T) {
+	php, err := mtatest.LookTool("php")
+	if err != nil {
+		mtatest.SkipUnlessCI(t, "roundcube plug-in: no php ("+webmailtest.Install+")")
+	}
+	list := "# customers with the feature\n" +
+		"Alice@Example.COM   # one address\n" +
+		"@paid.test\n" +
+		".corp.test\n" +
+		"\n" +
+		"   \t\n" +
+		"not-an-entry\n" +
+		"@trailing.test.\n"
+	senders := []struct {
+		address string
+		want    bool
+	}{
+		{"alice@example.com", true},
+		{"ALICE@example.com", true},
+		{"bob@example.com", false},
+		{"anyone@paid.test", true},
+		{"anyone@sub.paid.test", false}, // @domain: that domain only
+		{"x@a.corp.test", true},         // .domain: its subdomains
+		{"x@a.b.corp.test", true},
+		{"x@corp.test", false},
+		{"x@notcorp.test", false},
+		{"x@trailing.test", true},
+		{"not-an-entry", false},
+		{"@paid.test", false},
+		{"", false},
+	}
+	headers := []struct {
+		raw  string
+		want bool
+	}{
+		{"Subject: a\r\nX-Secure-Send: yes\r\n", true},
+		{"x-secure-send:   YES  \r\n", true},
+		{"X-Secure-Send:\r\n yes\r\n", true}, // folded
+		{"X-Secure-Send: no\r\n", false},
+		{"X-Secure-Sender: yes\r\n", false},
+		{"Subject: X-Secure-Send: yes\r\n", false},
+		{"", false},
+	}
+	var script strings.Builder
+	script.WriteString("<?php\nclass rcube_plugin {}\nrequire " + webmailtest.PHPString(filepath.Join(rcPlugin, "secure_send.php")) + ";\n")
+	script.WriteString("$e = secure_send::parse_senders(" + webmailtest.PHPString(list) + ");\n")
+	for _, s := range senders {
+		script.WriteString("echo secure_send::sender_matches($e, " + webmailtest.PHPString(s.address) + ") ? 1 : 0, \"\\n\";\n")
+	}
+	for _, h := range headers {
+		script.WriteString("echo secure_send::header_says_yes(" + webmailtest.PHPString(h.raw) + ", 'X-Secure-Send') ? 1 : 0, \"\\n\";\n")
+	}
+	path := filepath.Join(t.TempDir(), "lists.php")
+	if err := os.WriteFile(path, []byte(script.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(php, "-d", "display_errors=stderr", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("php: %v\n%s", err, out)
+	}
+	got := strings.Fields(string(out))
+	if len(got) != len(senders)+len(headers) {
+		t.Fatalf("php printed %q, want %d results", out, len(senders)+len(headers))
+	}
+	for i, s := range senders {
+		if (got[i] == "1") != s.want {
+			t.Errorf("sender %q: matches %s, want %v", s.address, got[i], s.want)
+		}
+	}
+	for i, h := range headers {
+		if (got[len(senders)+i] == "1") != h.want {
+			t.Errorf("header block %q: says yes %s, want %v", h.raw, got[len(senders)+i], h.want)
+		}
 	}
 }
