@@ -17,6 +17,7 @@ package main
 //	draft      "Send secure" option, Save; reopen the
 //	           draft: badge shown; Send               -> sealed
 //	always     preference on; new message, Send       -> sealed
+//	broken     secure_send_header invalid, Send Secure -> not sent, an error shown
 //	list       the account taken off secure_send_senders_file -> no Send Secure
 //
 // The compose screen is photographed at 1280x900 and 360x780 (to
@@ -210,6 +211,35 @@ func TestRoundcubeSendSecure(t *testing.T) {
 	all = append(all, s)
 	step("always sent")
 
+	// broken: with a header name that is not one, Send Secure refuses to
+	// send rather than send in plaintext, and says so.
+	f, err := os.OpenFile(rc.ConfigFile, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("$config['secure_send_header'] = 'X Secure Send';\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	delivered := sink.Count()
+	u.openCompose("?_task=mail&_action=compose")
+	u.fill(rcExternal, "Figures broken", "Hello Bob,\nRC-MARKER-BROKEN\n")
+	u.click("#secure-send-button")
+	u.run("refused send", chromedp.WaitVisible(`#messagestack .error`, chromedp.ByQuery))
+	if msg := u.tab.Text("#messagestack"); !strings.Contains(msg, "not sent") {
+		t.Errorf("a Send Secure that cannot be marked says %q, want it to say the message was not sent", msg)
+	}
+	if !strings.Contains(u.tab.Location(), "_action=compose") {
+		t.Errorf("after a refused Send Secure the browser is at %s, want the compose screen", u.tab.Location())
+	}
+	step("broken refused")
+	// Leave the unsent message without Roundcube's "discard changes?"
+	// prompt, as a user who answers "leave" would.
+	var left bool
+	u.run("leave compose", chromedp.Evaluate(`rcmail.compose_skip_unsavedcheck = true, window.onbeforeunload = null, true`, &left))
+
 	// An account the list no longer names sees no Send Secure.
 	if err := os.WriteFile(sendersFile, []byte("someone-else@example.test\n.sub.example.test\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -257,7 +287,7 @@ func TestRoundcubeSendSecure(t *testing.T) {
 			}
 		})
 	}
-	if n := sink.Count(); n != len(all) {
+	if n := sink.Count(); n != len(all) || n != delivered {
 		t.Errorf("the sink has %d messages, want %d", n, len(all))
 	}
 
@@ -422,7 +452,7 @@ func (u *rcUserAgent) screenshots(screen string) {
 	}{{1280, 900, false, "#secure-send-button"}, {360, 780, true, "#secure-send-button-clone"}} {
 		u.tab.SetViewport(size.w, size.h, size.mobile)
 		// Elastic re-lays the page out on resize.
-		u.run("layout", chromedp.Sleep(300*time.Millisecond))
+		u.run("layout", chromedp.Sleep(150*time.Millisecond))
 		u.tab.Screenshot(fmt.Sprintf("roundcube-%02d-%s-%dx%d", u.shot, screen, size.w, size.h))
 		boxes := u.tab.BorderBoxes(size.button)
 		if len(boxes) == 0 {
@@ -434,7 +464,7 @@ func (u *rcUserAgent) screenshots(screen string) {
 		}
 	}
 	u.tab.SetViewport(1280, 900, false)
-	u.run("layout", chromedp.Sleep(300*time.Millisecond))
+	u.run("layout", chromedp.Sleep(150*time.Millisecond))
 }
 
 // rcSubjectIs tells whether a delivered message has this Subject.

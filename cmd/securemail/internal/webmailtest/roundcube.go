@@ -195,12 +195,17 @@ require INSTALL_PATH . 'index.php';
 	rc.cmd = exec.Command(php,
 		"-d", "error_log="+filepath.Join(rc.LogDir, "php.log"),
 		"-d", "log_errors=1", "-d", "display_errors=0",
+		// opcache stays on (Roundcube is slow without it), but a config
+		// edit in a test takes effect at the next request.
+		"-d", "opcache.revalidate_freq=0",
 		"-d", "upload_max_filesize=20M", "-d", "post_max_size=25M",
 		"-S", fmt.Sprintf("127.0.0.1:%d", port), "-t", dir, router)
 	rc.cmd.Dir = dir
-	// Several workers: the page's own requests (keep-alive, uploads) must
-	// not queue behind one another.
-	rc.cmd.Env = append(os.Environ(), "PHP_CLI_SERVER_WORKERS=4")
+	// One worker (PHP_CLI_SERVER_WORKERS unset): Roundcube answers some
+	// requests with a redirect before its session is written, and a second
+	// worker could serve the redirected request from the old session
+	// ("compose session not found").
+	rc.cmd.Env = os.Environ()
 	rc.cmd.Stdout, rc.cmd.Stderr = rc.out, rc.out
 	rc.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := rc.cmd.Start(); err != nil {
