@@ -13,6 +13,7 @@ package main
 //	secure     external, attachment, Send Secure      -> sealed, header gone; open gives text and file
 //	plain      the same message, Send                 -> plaintext, no header
 //	reply      reply to an INBOX message, Send Secure -> sealed, threaded
+//	forward    forward of that message, Send Secure   -> sealed
 //	internal   internal recipient, Send Secure        -> delivered as written, not sealed
 //	draft      "Send secure" option, Save; reopen the
 //	           draft: badge shown; Send               -> sealed
@@ -169,6 +170,19 @@ func TestRoundcubeSendSecure(t *testing.T) {
 	u.waitSent()
 	all = append(all, s)
 	step("reply sent")
+
+	// forward: the INBOX message forwarded, Send Secure.
+	u.openCompose("?_task=mail&_action=compose&_forward_uid=1&_mbox=INBOX")
+	s = sent{name: "forward", subject: "Fwd: Project plan", marker: "RC-MARKER-FORWARD", to: rcExternal, want: "sealed"}
+	u.run("forward recipient",
+		chromedp.Click("#compose_to .recipient-input input", chromedp.ByQuery),
+		chromedp.SendKeys("#compose_to .recipient-input input", s.to+", ", chromedp.ByQuery),
+	)
+	u.typeBody(s.marker + "\n")
+	u.click("#secure-send-button")
+	u.waitSent()
+	all = append(all, s)
+	step("forward sent")
 
 	// internal: Send Secure to a recipient of the host's own domain.
 	u.openCompose("?_task=mail&_action=compose")
@@ -357,14 +371,20 @@ func (u *rcUserAgent) fill(to, subject, body string) {
 	u.run("fill compose",
 		chromedp.Click("#compose_to .recipient-input input", chromedp.ByQuery),
 		chromedp.SendKeys("#compose_to .recipient-input input", to+", ", chromedp.ByQuery),
-		chromedp.SendKeys("#compose-subject", subject, chromedp.ByQuery),
+		chromedp.SetValue("#compose-subject", subject, chromedp.ByQuery),
 	)
 	u.typeBody(body)
 }
 
+// typeBody puts text at the top of the message body (above a quoted
+// original). The recipient is typed key by key, because Roundcube's
+// recipient widget reacts to keys; plain fields are set, which is faster
+// and posts the same form.
 func (u *rcUserAgent) typeBody(body string) {
 	u.t.Helper()
-	u.run("type body", chromedp.SendKeys("#composebody", body, chromedp.ByQuery))
+	var ok bool
+	u.run("type body", chromedp.Evaluate(fmt.Sprintf(
+		`(function(t){ var b = document.getElementById('composebody'); b.value = t + b.value; return true })(%q)`, body), &ok))
 }
 
 // attach uploads a file through the compose screen's file input and waits

@@ -4,10 +4,15 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -44,7 +49,8 @@ type RoundcubeOptions struct {
 	ExtraConfig string
 }
 
-// Roundcube is a private Roundcube served by "php -S".
+// Roundcube is a private Roundcube served by "php -S" behind a small Go
+// front server (see serveFront).
 type Roundcube struct {
 	URL        string // http://127.0.0.1:port/
 	Dir        string // the installation (INSTALL_PATH)
@@ -110,7 +116,6 @@ func StartRoundcube(t testing.TB, opts RoundcubeOptions) *Roundcube {
 	}
 
 	port := mtatest.FreePort(t)
-	rc.URL = fmt.Sprintf("http://127.0.0.1:%d/", port)
 	var key [12]byte
 	rand.Read(key[:])
 	quoted := make([]string, len(order))
@@ -215,6 +220,7 @@ require INSTALL_PATH . 'index.php';
 		rc.cmd.Wait()
 		close(rc.done)
 	}()
+	rc.URL = serveFront(t, dir, fmt.Sprintf("127.0.0.1:%d", port))
 	t.Cleanup(func() {
 		rc.stop()
 		if t.Failed() {
@@ -273,3 +279,34 @@ func phpString(s string) string {
 
 // PHPString quotes s as a PHP string literal, for RoundcubeOptions.ExtraConfig.
 func PHPString(s string) string { return phpString(s) }
+
+// serveFront starts the HTTP server a test's browser talks to and returns
+// its URL: static files of the installation (skins, scripts, fonts) are
+// served by Go with Last-Modified and a cache lifetime, so that the
+// browser fetches them once; everything else goes to php -S at phpAddr.
+// php -S runs one worker (see StartRoundcube), which would otherwise
+// serve the two dozen files of every page load one after another.
+func serveFront(t testing.TB, dir, phpAddr string) string {
+	t.Helper()
+	php := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: phpAddr})
+	static := regexp.MustCompile(`(?i)\.(css|js|png|gif|jpe?g|svg|ico|woff2?|ttf|eot|map)$`)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("webmailtest: %v", err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		clean := path.Clean("/" + r.URL.Path)
+		if static.MatchString(clean) && !strings.Contains(clean, "/config/") {
+			file := filepath.Join(dir, filepath.FromSlash(clean))
+			if st, err := os.Stat(file); err == nil && st.Mode().IsRegular() {
+				w.Header().Set("Cache-Control", "max-age=3600")
+				http.ServeFile(w, r, file)
+				return
+			}
+		}
+		php.ServeHTTP(w, r)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String() + "/"
+}
