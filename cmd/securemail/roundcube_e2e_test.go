@@ -207,6 +207,15 @@ func TestRoundcubeSendSecure(t *testing.T) {
 		t.Error("the reopened draft does not remember Send Secure: no badge, or the option is off")
 	}
 	u.screenshots("draft")
+	// Changing one's mind and back, before sending.
+	u.click("#secure-send-badge .secure-send-undo")
+	if u.visible("#secure-send-badge") || u.checked("#compose-secure-send") || u.value("input[name=_secure_send]") != "" {
+		t.Error(`after "Send without encryption" the message is still marked secure`)
+	}
+	u.click("#compose-secure-send")
+	if !u.visible("#secure-send-badge") || u.value("input[name=_secure_send]") != "1" {
+		t.Error("after choosing Send secure again the message is not marked secure")
+	}
 	u.click(".formbuttons button.send")
 	u.waitSent()
 	all = append(all, s)
@@ -215,8 +224,13 @@ func TestRoundcubeSendSecure(t *testing.T) {
 	// always: the preference on, then a plain Send of a new message.
 	u.setAlways(true)
 	u.openCompose("?_task=mail&_action=compose")
-	if !u.visible("#secure-send-badge") {
-		t.Error(`with "always send secure" on, a new message shows no badge`)
+	if !u.visible("#secure-send-badge") || u.visible("#secure-send-badge .secure-send-undo") {
+		t.Error(`with "always send secure" on, a new message shows no badge, or one that offers to send without encryption`)
+	}
+	var optionDisabled bool
+	u.run("option disabled", chromedp.Evaluate(`document.getElementById('compose-secure-send').disabled`, &optionDisabled))
+	if !optionDisabled || !u.checked("#compose-secure-send") {
+		t.Error(`with "always send secure" on, the Send secure option is not on and fixed`)
 	}
 	s = sent{name: "always", subject: "Figures always", marker: "RC-MARKER-ALWAYS", to: rcExternal, want: "sealed"}
 	u.fill(s.to, s.subject, "Hello Bob,\n"+s.marker+"\n")

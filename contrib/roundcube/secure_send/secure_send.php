@@ -15,9 +15,10 @@
  * - The compose screen (new, reply, forward, draft, edit as new) shows a
  *   "Send Secure" button next to Send, also in the Elastic skin's phone
  *   layout, and a lock badge whenever the message will be sent secure.
- * - A message the user asked to send secure either carries the header when
- *   it is handed to SMTP or is not sent at all (message_before_send aborts
- *   with an error the user sees): never a silent plaintext send.
+ * - A message composed to be sent secure either carries the header when it
+ *   is handed to SMTP or is not sent at all (message_before_send aborts
+ *   with an error the user sees): never a silent plaintext send. Redirects
+ *   and read receipts are not composed messages and are never marked.
  * - Drafts (and the Sent copy) carry the header too, so a draft reopened
  *   later is still marked secure.
  * - Optional: with secure_send_senders_file set, only the accounts the file
@@ -157,7 +158,9 @@ class secure_send extends rcube_plugin
      */
     public function message_before_send($args)
     {
-        if (!$this->requested()) {
+        // Only what the compose screen sends: a redirect ("bounce") or a
+        // read receipt is not composed, and message_ready never saw it.
+        if ($this->rc->action != 'send' || !$this->requested()) {
             return $args;
         }
 

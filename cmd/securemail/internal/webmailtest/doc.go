@@ -14,7 +14,9 @@
 //     message into the user's INBOX (Maildir), as a local delivery would.
 //   - [StartRoundcube] lays out a private Roundcube installation (symlinks
 //     to the Debian package's code, its own config, SQLite database, logs,
-//     temp and plugins folders) and serves it with PHP's built-in server.
+//     temp and plugins folders) and serves it with PHP's built-in server,
+//     one worker, behind a Go front server that serves the static files
+//     with cache headers. Config edits apply at the next request.
 //
 // [RequireTools] skips a test when php, dovecot or Roundcube are missing,
 // or fails it when the CI environment variable is set.
