@@ -25,13 +25,17 @@ package main
 // $SECUREMAIL_ARTIFACTS when set).
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -586,7 +590,9 @@ func TestRoundcubePluginLists(t *testing.T) {
 		"\n" +
 		"   \t\n" +
 		"not-an-entry\n" +
-		"@trailing.test.\n"
+		"@trailing.test.\n" +
+		"two words@paid.test\n" +
+		"@\n.\n@@x.test\n"
 	senders := []struct {
 		address string
 		want    bool
@@ -604,6 +610,9 @@ func TestRoundcubePluginLists(t *testing.T) {
 		{"not-an-entry", false},
 		{"@paid.test", false},
 		{"", false},
+		{"two words@paid.test", true}, // by "@paid.test"; the line itself is ignored
+		{"words@paid.test", true},
+		{"x@x.test", false}, // "@@x.test" is no domain
 	}
 	headers := []struct {
 		raw  string
@@ -648,4 +657,132 @@ func TestRoundcubePluginLists(t *testing.T) {
 			t.Errorf("header block %q: says yes %s, want %v", h.raw, got[len(senders)+i], h.want)
 		}
 	}
+}
+
+// rcPHPHelper is the PHP side of FuzzRoundcubePluginParsers: for each
+// base64 line on stdin, parse it as a sender list and as a header block,
+// and answer one JSON line: whether every entry matches an address it names
+// ("self"), what header_says_yes says, and any PHP warning.
+const rcPHPHelper = `<?php
+class rcube_plugin {}
+require $argv[1];
+$errors = [];
+set_error_handler(function ($no, $str) use (&$errors) { $errors[] = $str; return true; });
+while (($line = fgets(STDIN)) !== false) {
+    $errors = [];
+    $text = base64_decode(trim($line), true);
+    $e = secure_send::parse_senders($text);
+    $self = [];
+    foreach (array_keys($e['addresses']) as $a) { $self[] = secure_send::sender_matches($e, (string) $a); }
+    foreach (array_keys($e['domains']) as $d) { $self[] = secure_send::sender_matches($e, 'x@' . $d); }
+    foreach (array_keys($e['subdomains']) as $d) { $self[] = secure_send::sender_matches($e, 'x@a.' . $d); }
+    $header = secure_send::header_says_yes($text, 'X-Secure-Send');
+    echo json_encode(['self' => $self, 'header' => $header, 'errors' => $errors], JSON_INVALID_UTF8_SUBSTITUTE), "\n";
+}
+`
+
+// FuzzRoundcubePluginParsers feeds the plug-in's two parsers (the sender
+// list and the header check of a reopened draft) arbitrary text through
+// one long-running php process: no PHP warning, every list entry matches
+// what it names, and the header check agrees with rcHeaderSaysYes, a Go
+// statement of the same rule. Seeds: testdata/fuzz/FuzzRoundcubePluginParsers.
+func FuzzRoundcubePluginParsers(f *testing.F) {
+	php, err := mtatest.LookTool("php")
+	if err != nil {
+		mtatest.SkipUnlessCI(f, "roundcube plug-in: no php ("+webmailtest.Install+")")
+	}
+	helper := filepath.Join(f.TempDir(), "helper.php")
+	if err := os.WriteFile(helper, []byte(rcPHPHelper), 0o644); err != nil {
+		f.Fatal(err)
+	}
+	plugin, err := filepath.Abs(filepath.Join(rcPlugin, "secure_send.php"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	cmd := exec.Command(php, "-d", "display_errors=stderr", helper, plugin)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		f.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		f.Fatal(err)
+	}
+	stderr := new(mtatest.SyncBuffer)
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() {
+		stdin.Close()
+		cmd.Wait()
+	})
+	answers := bufio.NewReader(stdout)
+	f.Add("@example.com\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		if _, err := fmt.Fprintln(stdin, base64.StdEncoding.EncodeToString([]byte(text))); err != nil {
+			t.Fatalf("php helper: %v\n%s", err, stderr.String())
+		}
+		line, err := answers.ReadBytes('\n')
+		if err != nil {
+			t.Fatalf("php helper: %v\n%s", err, stderr.String())
+		}
+		var got struct {
+			Self   []bool
+			Header bool
+			Errors []string
+		}
+		if err := json.Unmarshal(line, &got); err != nil {
+			t.Fatalf("php helper answered %q: %v", line, err)
+		}
+		if len(got.Errors) > 0 {
+			t.Errorf("PHP warnings on %q: %q", text, got.Errors)
+		}
+		for i, ok := range got.Self {
+			if !ok {
+				t.Errorf("list %q: entry %d does not match the address it names", text, i)
+			}
+		}
+		if want := rcHeaderSaysYes(text, "X-Secure-Send"); got.Header != want {
+			t.Errorf("header block %q: PHP says %v, want %v", text, got.Header, want)
+		}
+	})
+}
+
+var (
+	rcFoldRE = regexp.MustCompile(`\r?\n[ \t]+`)
+	rcLineRE = regexp.MustCompile(`\r?\n`)
+)
+
+// rcHeaderSaysYes is secure_send::header_says_yes in Go: after unfolding,
+// some line is "name: yes", both compared without regard to ASCII case and
+// trimmed as PHP's trim does.
+func rcHeaderSaysYes(raw, name string) bool {
+	for _, line := range rcLineRE.Split(rcFoldRE.ReplaceAllString(raw, " "), -1) {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && rcASCIIEqualFold(strings.Trim(k, " \t\n\r\x00\x0b"), name) &&
+			rcASCIIEqualFold(strings.Trim(v, " \t\n\r\x00\x0b"), "yes") {
+			return true
+		}
+	}
+	return false
+}
+
+// rcASCIIEqualFold is PHP's strcasecmp(a, b) == 0: ASCII letters only.
+func rcASCIIEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	lower := func(c byte) byte {
+		if 'A' <= c && c <= 'Z' {
+			return c + 'a' - 'A'
+		}
+		return c
+	}
+	for i := 0; i < len(a); i++ {
+		if lower(a[i]) != lower(b[i]) {
+			return false
+		}
+	}
+	return true
 }

@@ -381,14 +381,19 @@ class secure_send extends rcube_plugin
                 $line = substr($line, 0, $hash);
             }
             $line = strtolower(trim($line));
-            if ($line === '') {
+            // One entry per line: blank lines, and lines with white space
+            // or control characters inside (not an address or a domain),
+            // are ignored.
+            if ($line === '' || preg_match('/[\s\x00-\x1F\x7F]/', $line)) {
                 continue;
             }
-            if ($line[0] == '@') {
-                $entries['domains'][rtrim(substr($line, 1), '.')] = true;
-            }
-            else if ($line[0] == '.') {
-                $entries['subdomains'][rtrim(substr($line, 1), '.')] = true;
+            if ($line[0] == '@' || $line[0] == '.') {
+                // "@", "." or a "domain" with an "@" in it names no
+                // domain an address can have: ignored.
+                $domain = rtrim(substr($line, 1), '.');
+                if ($domain !== '' && strpos($domain, '@') === false) {
+                    $entries[$line[0] == '@' ? 'domains' : 'subdomains'][$domain] = true;
+                }
             }
             else if (strpos($line, '@') > 0) {
                 $entries['addresses'][$line] = true;
