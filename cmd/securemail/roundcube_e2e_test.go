@@ -786,3 +786,45 @@ func rcASCIIEqualFold(a, b string) bool {
 	}
 	return true
 }
+
+// TestRoundcubePluginLocalizations checks that every text of the
+// plug-in's English localization is in each other language, and nothing
+// else: a missing one would show as "[sendsecure]" on the button.
+func TestRoundcubePluginLocalizations(t *testing.T) {
+	keyRE := regexp.MustCompile(`(?m)^\$(labels|messages)\['([a-z_]+)'\] = '`)
+	keys := func(path string) map[string]bool {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, m := range keyRE.FindAllStringSubmatch(string(b), -1) {
+			out[m[1]+"."+m[2]] = true
+		}
+		return out
+	}
+	dir := filepath.Join(rcPlugin, "localization")
+	english := keys(filepath.Join(dir, "en_US.inc"))
+	for _, k := range []string{"labels.sendsecure", "labels.badge", "labels.alwayssendsecure", "labels.sendsecureoption", "messages.notmarked"} {
+		if !english[k] {
+			t.Errorf("en_US.inc lacks %s, which the plug-in uses", k)
+		}
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.inc"))
+	if err != nil || len(files) < 2 {
+		t.Fatalf("localizations %v (%v): want English and at least one other", files, err)
+	}
+	for _, f := range files {
+		other := keys(f)
+		for k := range english {
+			if !other[k] {
+				t.Errorf("%s lacks %s", filepath.Base(f), k)
+			}
+		}
+		for k := range other {
+			if !english[k] {
+				t.Errorf("%s has %s, which en_US.inc does not", filepath.Base(f), k)
+			}
+		}
+	}
+}
