@@ -75,7 +75,9 @@ func TestRoundcubeSendSecure(t *testing.T) {
 	}
 
 	password := fmt.Sprintf("rc-%d-password", time.Now().UnixNano())
-	bin := e2eBuild(t)
+	// The binary builds while the rest comes up and the user logs in;
+	// nothing before the first send needs it.
+	build := rcBuildAsync(t)
 	sink := mtatest.StartSink(t)
 	pf := mtatest.NewPostfix(t, mtatest.PostfixOptions{
 		RelayHost:         sink.Addr,
@@ -90,7 +92,6 @@ func TestRoundcubeSendSecure(t *testing.T) {
 	cfg := e2eWriteConfigWith(t, milterAddr, pf.SMTPAddr(), e2eConfig{
 		logLevel: "info", networks: "[]", maxSize: fmt.Sprint(20 << 20),
 	})
-	srv := e2eStartServe(t, bin, cfg, milterAddr)
 	pf.Start(t)
 
 	dc := webmailtest.StartDovecot(t, rcUser, password)
@@ -126,6 +127,9 @@ func TestRoundcubeSendSecure(t *testing.T) {
 	u := &rcUserAgent{t: t, tab: tab, base: rc.URL, rc: rc}
 	u.login(password)
 	step("logged in")
+	bin := build()
+	srv := e2eStartServe(t, bin, cfg, milterAddr)
+	step("securemail up")
 
 	type sent struct {
 		name, subject, marker string
@@ -826,5 +830,42 @@ func TestRoundcubePluginLocalizations(t *testing.T) {
 				t.Errorf("%s has %s, which en_US.inc does not", filepath.Base(f), k)
 			}
 		}
+	}
+}
+
+// rcBuildAsync starts building the securemail binary, as e2eBuild does, and
+// returns a function that waits for the build and returns the binary's
+// path; it fails the test if the build failed.
+func rcBuildAsync(t *testing.T) func() string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("e2e: the go command is not on PATH: %v", err)
+	}
+	out := filepath.Join(t.TempDir(), "securemail")
+	cmd := exec.Command(goBin, "build", "-o", out, ".")
+	var output bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &output, &output
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("e2e: go build: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+	})
+	return func() string {
+		t.Helper()
+		select {
+		case err = <-done:
+		case <-time.After(5 * time.Minute):
+			t.Fatal("e2e: go build ./cmd/securemail: not done after 5 minutes")
+		}
+		done <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("e2e: go build ./cmd/securemail: %v\n%s", err, output.String())
+		}
+		return out
 	}
 }
