@@ -97,7 +97,7 @@ class secure_send extends rcube_plugin
 
         // The skin's Send button: a <button> (Elastic) or <input> (Larry)
         // whose onclick runs the "send" command.
-        $send = '/<(button|input)\b[^>]*rcmail\.command\(\'send\'[^>]*>(?:.*?<\/button>)?/s';
+        $send = '/<button\b[^>]*rcmail\.command\(\'send\'[^>]*>.*?<\/button>|<input\b[^>]*rcmail\.command\(\'send\'[^>]*>/s';
         $content = preg_replace($send, '$0 ' . $button, $args['content'], 1, $count);
         if ($count == 1) {
             $args['content'] = $content;
