@@ -26,6 +26,7 @@ type view struct {
 	ReplyAll    bool
 	Attachments []attachmentLink
 	Sent        *sentReply
+	Org         string // the organisation's name as recipients know it: the portal's host
 }
 
 type codeView struct {
@@ -46,7 +47,6 @@ type sentReply struct {
 	To          []string
 	Subject     string
 	Attachments []string
-	Sealed      bool
 }
 
 const layout = `<!DOCTYPE html>
@@ -91,7 +91,7 @@ var pageSources = map[string]string{
 	"code": `<form method="post" action="{{.Code.Action}}">
 <label for="code">Code from the email</label>
 <input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9 ]*" maxlength="12" required>
-<p class="hint">The code has 8 digits and works for 15 minutes. You can try 5 times.</p>
+<p class="hint">The code has 8 digits and works for 10 minutes.</p>
 <button type="submit">Check the code</button>
 </form>
 <form method="post" action="{{.Code.Resend}}" class="after"><button class="secondary" type="submit">Send a new code</button></form>`,
@@ -165,7 +165,7 @@ var pageSources = map[string]string{
 <dt>Subject</dt><dd>{{.Subject}}</dd>
 {{if .Attachments}}<dt>Attached</dt><dd>{{range $i, $a := .Attachments}}{{if $i}}, {{end}}{{$a}}{{end}}</dd>{{end}}
 </dl>
-{{if .Sealed}}<p>Because it goes outside this organisation, your reply is sent encrypted, like the message you read.</p>{{end}}{{end}}
+<p>Your reply is sent encrypted if it leaves {{$.Org}}, like the message you read.</p>{{end}}
 <p><a href="/m/{{.Token}}">Back to the message</a></p>`,
 }
 

@@ -67,10 +67,14 @@ type Options struct {
 	Mailer Mailer
 	From   string
 
-	// InternalDomains are the host's own domains: a reply to anyone
-	// outside them carries SubjectTag so the milter seals it.
-	InternalDomains []string
-	SubjectTag      string
+	// TriggerHeader and SubjectTag are the milter's triggers
+	// (policy.trigger_header, policy.subject_tag). Every reply carries
+	// one of them, the header when it is set, else the tag, and the
+	// milter alone decides whether the reply is sealed (it is when it
+	// leaves the host's domains); the portal keeps no copy of the domain
+	// list. SubjectTag is also taken off the subject shown and replied to.
+	TriggerHeader string
+	SubjectTag    string
 	// ReplyAll offers "reply to everyone" next to "reply to the sender".
 	ReplyAll bool
 
@@ -83,6 +87,9 @@ type Options struct {
 
 	Render RenderLimits
 
+	// Limits are the abuse budgets (zero fields: DefaultLimits).
+	Limits Limits
+
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
 	// the client, for throttling and logs. Empty: the peer is the client.
 	TrustedProxies []netip.Prefix
@@ -94,18 +101,15 @@ type Options struct {
 const (
 	sessionIdle     = 30 * time.Minute
 	sessionAbsolute = 8 * time.Hour
-	codeLifetime    = 15 * time.Minute
-	codeTries       = 5
+	// codeLifetime follows ASVS 2.7.2 (at most 10 minutes).
+	codeLifetime = 10 * time.Minute
+	codeTries    = 5
 	// throttleWindow is NIST 800-63B's long window: at most
-	// maxFailuresInWindow failed sign-ins per account in it.
+	// maxFailuresInWindow checked failed sign-ins per account in it.
 	throttleWindow      = 30 * 24 * time.Hour
 	maxFailuresInWindow = 100
-	// Backoff starts after this many consecutive failures.
-	accountFreeFailures = 5
-	ipFreeFailures      = 20
-	maxBackoff          = time.Hour
-	// At most codeSendsPerHour codes per address and purpose.
-	codeSendsPerHour = 5
+	// mailQueueSize bounds the code mails waiting to go out.
+	mailQueueSize = 256
 )
 
 type handler struct {
@@ -118,6 +122,7 @@ type handler struct {
 	cookie  string
 	spool   *spool
 	uploads sync.WaitGroup
+	mail    *mailQueue
 }
 
 // Handler is the portal. Close stops its sweeper.
@@ -155,6 +160,7 @@ func New(opts Options) (*Handler, error) {
 	if opts.Hasher == nil {
 		opts.Hasher = NewHasher(DefaultArgon2, 2)
 	}
+	opts.Limits = opts.Limits.withDefaults()
 	if opts.Render.MaxInlineText <= 0 {
 		opts.Render.MaxInlineText = 1 << 20
 	}
@@ -171,6 +177,7 @@ func New(opts Options) (*Handler, error) {
 		mux:    http.NewServeMux(),
 		csrf:   http.NewCrossOriginProtection(),
 		secure: u.Scheme == "https",
+		mail:   newMailQueue(mailQueueSize),
 	}
 	h.cookie = "securemail_session"
 	if h.secure {
@@ -200,11 +207,13 @@ func New(opts Options) (*Handler, error) {
 	return ph, nil
 }
 
-// Close stops the sweeper and waits for uploads in progress.
+// Close stops the sweeper, waits for uploads in progress and sends the
+// code mails still queued.
 func (p *Handler) Close() error {
 	p.stop()
 	<-p.done
 	p.h.uploads.Wait()
+	p.h.mail.close()
 	return nil
 }
 
@@ -355,19 +364,4 @@ func (h *handler) sweep(ctx context.Context) {
 			h.log.Info("portal: codes, sessions and throttle entries swept", "removed", n)
 		}
 	}
-}
-
-// isInternal reports whether addr's domain is one of the host's own.
-func (h *handler) isInternal(addr string) bool {
-	at := strings.LastIndexByte(addr, '@')
-	if at < 0 {
-		return false
-	}
-	domain := strings.ToLower(addr[at+1:])
-	for _, d := range h.opts.InternalDomains {
-		if strings.EqualFold(d, domain) {
-			return true
-		}
-	}
-	return false
 }

@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"golang.org/x/crypto/argon2"
@@ -77,6 +78,21 @@ func (p Argon2Params) Validate() error {
 	return nil
 }
 
+// ValidateArgon2Config checks the portal.argon2 settings of the config
+// file (memory in bytes) with the very rule NewHasher applies, so a
+// setting that would break the first registration stops the service at
+// start-up instead, with the reason in words.
+func ValidateArgon2Config(time uint32, memoryBytes uint64, threads uint8) error {
+	if memoryBytes%1024 != 0 || memoryBytes/1024 > maxArgon2MemoryKiB {
+		return fmt.Errorf("portal.argon2.memory %d bytes must be a whole number of KiB, at most 4GiB (default 64MiB)", memoryBytes)
+	}
+	p := Argon2Params{Time: time, MemoryKiB: uint32(memoryBytes / 1024), Threads: threads}
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("portal.argon2: %w (memory must be at least 8KiB per thread; defaults: time 3, memory 64MiB, threads 4)", err)
+	}
+	return nil
+}
+
 // Hasher hashes and verifies passwords and security answers with argon2id,
 // at most Concurrency at a time: a burst of logins waits for a slot instead
 // of allocating 64 MiB each. A Hasher is safe for concurrent use.
@@ -86,13 +102,24 @@ type Hasher struct {
 	slots  chan struct{} // one token per running derivation
 	dummy  []byte        // DummyVerify's salt
 
+	// maxWaiting bounds how many derivations may wait for a slot; past
+	// it acquire fails at once with ErrBusy. waiting counts them.
+	maxWaiting int64
+	waiting    atomic.Int64
+
 	// inSlot, if set, is called while a slot is held, before the key is
 	// derived. Tests use it to observe and hold the concurrency bound.
 	inSlot func()
 }
 
+// ErrBusy is returned by Hash, Verify and DummyVerify's callers when every
+// slot is taken and the wait queue is full: the handler answers "busy, try
+// again in a minute" at once instead of queueing without bound.
+var ErrBusy = errors.New("portal: too many password checks waiting")
+
 // NewHasher returns a Hasher that hashes with p and runs at most concurrency
-// derivations at once (at least 1). If p is invalid (see Validate), Hash and
+// derivations at once (at least 1); at most 2 x concurrency more wait for a
+// slot (see SetMaxWaiting). If p is invalid (see Validate), Hash and
 // DummyVerify fail and Verify still checks existing hashes, whose parameters
 // come from the hash itself.
 func NewHasher(p Argon2Params, concurrency int) *Hasher {
@@ -106,12 +133,19 @@ func NewHasher(p Argon2Params, concurrency int) *Hasher {
 	dummy := make([]byte, saltLen)
 	_, _ = rand.Read(dummy) // never fails (crypto/rand crashes the program instead)
 	return &Hasher{
-		params: p,
-		err:    err,
-		slots:  make(chan struct{}, concurrency),
-		dummy:  dummy,
+		params:     p,
+		err:        err,
+		slots:      make(chan struct{}, concurrency),
+		dummy:      dummy,
+		maxWaiting: int64(2 * concurrency),
 	}
 }
+
+// SetMaxWaiting sets how many derivations may wait for a slot before the
+// next one fails with ErrBusy (0: none wait). The bound keeps memory at
+// concurrency x MemoryKiB and a legitimate sign-in's wait at about
+// (n/concurrency+1) derivations during a burst. Call it before h is used.
+func (h *Hasher) SetMaxWaiting(n int) { h.maxWaiting = int64(max(n, 0)) }
 
 // Params returns the parameters h hashes with.
 func (h *Hasher) Params() Argon2Params { return h.params }
@@ -124,8 +158,19 @@ func (h *Hasher) acquire(ctx context.Context) error {
 	}
 	select {
 	case h.slots <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	default:
+		// Every slot is taken: wait in the bounded queue, or not at all.
+		if h.waiting.Add(1) > h.maxWaiting {
+			h.waiting.Add(-1)
+			return ErrBusy
+		}
+		select {
+		case h.slots <- struct{}{}:
+			h.waiting.Add(-1)
+		case <-ctx.Done():
+			h.waiting.Add(-1)
+			return ctx.Err()
+		}
 	}
 	if h.inSlot != nil {
 		h.inSlot()
@@ -191,17 +236,19 @@ func (h *Hasher) NeedsRehash(phc string) bool {
 
 // DummyVerify spends the same time as a Verify against a hash made by h, so
 // an unknown account answers as slowly as a wrong password. It takes a slot
-// like Verify and returns early only if ctx ends while waiting.
-func (h *Hasher) DummyVerify(ctx context.Context, secret string) {
+// like Verify and returns early only if ctx ends while waiting (ctx.Err())
+// or the queue is full (ErrBusy), exactly when Verify would.
+func (h *Hasher) DummyVerify(ctx context.Context, secret string) error {
 	if h.err != nil {
-		return
+		return h.err
 	}
 	key, err := h.derive(ctx, secret, h.dummy, h.params, keyLen)
 	if err != nil {
-		return
+		return err
 	}
 	var zero [keyLen]byte
 	subtle.ConstantTimeCompare(key, zero[:])
+	return nil
 }
 
 // phcHash is a parsed argon2id PHC string.

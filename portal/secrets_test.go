@@ -183,6 +183,7 @@ func TestHasherInvalidParams(t *testing.T) {
 func TestHashConcurrencyBound(t *testing.T) {
 	const limit, jobs = 2, 8
 	h := NewHasher(testArgon2, limit)
+	h.SetMaxWaiting(jobs)
 	var running, peak atomic.Int32
 	entered := make(chan struct{})
 	release := make(chan struct{})
@@ -239,6 +240,7 @@ func TestHashConcurrencyBound(t *testing.T) {
 // the slot stays usable.
 func TestHashContextWhileWaiting(t *testing.T) {
 	h := NewHasher(testArgon2, 1)
+	h.SetMaxWaiting(3)
 	entered := make(chan struct{})
 	release := make(chan struct{})
 	var hook atomic.Bool
@@ -301,6 +303,54 @@ func TestHashContextWhileWaiting(t *testing.T) {
 	// A context already done gets no slot even when one is free.
 	if _, err := h.Hash(ctx, "fourth"); !errors.Is(err, context.Canceled) {
 		t.Errorf("Hash with done context = %v, want context.Canceled", err)
+	}
+}
+
+// Past the queue bound a derivation fails at once with ErrBusy instead of
+// waiting; the ones already queued still run, and the queue frees up.
+func TestHashQueueBound(t *testing.T) {
+	h := NewHasher(testArgon2, 1) // waiting bound 2 by default
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var hold atomic.Bool
+	hold.Store(true)
+	h.inSlot = func() {
+		if hold.Load() {
+			entered <- struct{}{}
+			<-release
+		}
+	}
+	results := make(chan error, 3)
+	go func() { _, err := h.Hash(context.Background(), "holder"); results <- err }()
+	<-entered
+	hold.Store(false)
+	for i := range 2 {
+		go func() { _, err := h.Hash(context.Background(), fmt.Sprint("queued", i)); results <- err }()
+	}
+	for h.waiting.Load() != 2 {
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	if _, err := h.Hash(context.Background(), "one too many"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("Hash past the queue bound = %v, want ErrBusy", err)
+	}
+	if err := h.DummyVerify(context.Background(), "one too many"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("DummyVerify past the queue bound = %v, want ErrBusy", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("ErrBusy took %v; it must not wait", d)
+	}
+	close(release)
+	for range 3 {
+		if err := <-results; err != nil {
+			t.Errorf("a queued Hash failed: %v", err)
+		}
+	}
+	if h.waiting.Load() != 0 {
+		t.Errorf("waiting = %d after the queue drained", h.waiting.Load())
+	}
+	if _, err := h.Hash(context.Background(), "after"); err != nil {
+		t.Errorf("Hash after the burst: %v", err)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/securemail/securemail/milter"
+	"github.com/securemail/securemail/portal"
 )
 
 // Config is the operator interface: one YAML file, every key overridable by
@@ -230,8 +231,10 @@ func (c *Config) validate() error {
 	if c.Portal.MinPasswordLength < 8 || c.Portal.MinPasswordLength > 64 {
 		errs = append(errs, fmt.Errorf("portal.min_password_length %d must be between 8 and 64 (NIST 800-63B asks for at least 8; 12 is the default)", c.Portal.MinPasswordLength))
 	}
-	if a := c.Portal.Argon2; a.Time < 1 || a.Threads < 1 || a.Concurrency < 1 || a.Memory < 8<<10 || a.Memory > 4<<30 {
-		errs = append(errs, errors.New("portal.argon2: time, threads and concurrency must be at least 1 and memory between 8KiB and 4GiB (defaults: 3, 4, 2, 64MiB)"))
+	if a := c.Portal.Argon2; a.Concurrency < 1 {
+		errs = append(errs, errors.New("portal.argon2.concurrency must be at least 1 (default 2)"))
+	} else if err := portal.ValidateArgon2Config(a.Time, uint64(a.Memory), a.Threads); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Keystore.KeyLifetime <= 0 {
 		errs = append(errs, errors.New("keystore.key_lifetime must be positive, e.g. 2160h (90 days)"))

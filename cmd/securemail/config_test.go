@@ -120,6 +120,8 @@ func TestInvalidValuesExplained(t *testing.T) {
 		{"keystore:\n  key_lifetime: -1h\n", "keystore.key_lifetime"},
 		{"log:\n  level: loud\n", "log.level"},
 		{"data_dir: [\n", "config"},
+		// 16KiB for 4 threads: the hasher needs 8KiB per thread (issue 9).
+		{"portal:\n  argon2:\n    memory: 16KiB\n", "portal.argon2"},
 	}
 	for _, tc := range tests {
 		_, err := loadConfig(writeConfig(t, tc.yaml))
