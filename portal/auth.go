@@ -400,16 +400,17 @@ func (h *handler) registerPasswordPage(w http.ResponseWriter, r *http.Request) {
 }
 
 // newPassword checks the password and confirmation fields of the form and
-// returns the password normalised, or a sentence for the user.
-func (h *handler) newPassword(r *http.Request) (string, string) {
-	pw := NormalizePassword(r.PostForm.Get("password"))
+// returns the password normalised, or a sentence for the user and the
+// field to fix.
+func (h *handler) newPassword(r *http.Request) (pw, problem, field string) {
+	pw = NormalizePassword(r.PostForm.Get("password"))
 	if problem := PasswordProblem(pw, h.opts.MinPassword, h.opts.MaxPassword); problem != "" {
-		return "", problem
+		return "", problem, "password"
 	}
 	if pw != NormalizePassword(r.PostForm.Get("confirm")) {
-		return "", "The two passwords are not the same. Type the new password twice."
+		return "", "The two passwords are not the same. Type the new password again in both password fields.", "confirm"
 	}
-	return pw, ""
+	return pw, "", ""
 }
 
 func (h *handler) registerPassword(w http.ResponseWriter, r *http.Request) {
@@ -418,36 +419,48 @@ func (h *handler) registerPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	refuse := func(msg string) {
+	// A refused form comes back as typed (the passwords excepted), with
+	// the confirmation of the address, and names the field to fix.
+	refuse := func(msg, field string) {
 		v := h.passwordView("Create your account", s)
-		v.Error = msg
+		v.Notice = "Your address " + s.Email + " is confirmed."
+		v.Error, v.Field = msg, field
+		v.Form = map[string]string{}
+		for i := 1; i <= 3; i++ {
+			for _, k := range []string{fmt.Sprintf("q%d", i), fmt.Sprintf("a%d", i)} {
+				if val := r.PostForm.Get(k); len(val) <= 200 {
+					v.Form[k] = val
+				}
+			}
+		}
 		h.render(w, http.StatusBadRequest, "register", v)
-	}
-	pw, problem := h.newPassword(r)
-	if problem != "" {
-		refuse(problem)
-		return
 	}
 	var questions [3]int
 	var answers [3]string
 	for i := range 3 {
-		q, err := strconv.Atoi(r.PostForm.Get(fmt.Sprintf("q%d", i+1)))
+		n := i + 1
+		q, err := strconv.Atoi(r.PostForm.Get(fmt.Sprintf("q%d", n)))
 		if err != nil || q < 0 || q >= len(SecurityQuestions) {
-			refuse("Choose three security questions.")
+			refuse(fmt.Sprintf("Question %d: choose a question from the list.", n), fmt.Sprintf("q%d", n))
 			return
 		}
 		for j := range i {
 			if questions[j] == q {
-				refuse("Choose three different security questions.")
+				refuse(fmt.Sprintf("Question %d is the same as question %d. Choose a different question for question %d.", n, j+1, n), fmt.Sprintf("q%d", n))
 				return
 			}
 		}
 		questions[i] = q
-		answers[i] = NormalizeAnswer(r.PostForm.Get(fmt.Sprintf("a%d", i+1)))
+		answers[i] = NormalizeAnswer(r.PostForm.Get(fmt.Sprintf("a%d", n)))
 		if len([]rune(answers[i])) < 2 {
-			refuse("Answer each security question (at least two characters).")
+			refuse(fmt.Sprintf("Answer %d: answer each security question (at least two characters).", n), fmt.Sprintf("a%d", n))
 			return
 		}
+	}
+	pw, problem, field := h.newPassword(r)
+	if problem != "" {
+		refuse(problem+" Your questions and answers are kept below.", field)
+		return
 	}
 	acct := keystore.Account{Email: s.Email, Created: h.now(), VerifiedAt: s.Created, PasswordSet: h.now()}
 	var err error
@@ -630,10 +643,10 @@ func (h *handler) resetPassword(w http.ResponseWriter, r *http.Request) {
 	if s == nil || !h.parseForm(w, r) {
 		return
 	}
-	pw, problem := h.newPassword(r)
+	pw, problem, field := h.newPassword(r)
 	if problem != "" {
 		v := h.passwordView("Choose a new password", s)
-		v.Error = problem
+		v.Error, v.Field = problem, field
 		h.render(w, http.StatusBadRequest, "newpassword", v)
 		return
 	}
@@ -721,7 +734,7 @@ func (h *handler) changePassword(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusUnauthorized, "Your current password is not right.")
 		return
 	}
-	pw, problem := h.newPassword(r)
+	pw, problem, _ := h.newPassword(r)
 	if problem != "" {
 		refuse(http.StatusBadRequest, problem)
 		return

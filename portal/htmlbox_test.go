@@ -137,3 +137,50 @@ func FuzzFinishHTMLBalanced(f *testing.F) {
 		}
 	})
 }
+
+// Finding 11: a refused registration comes back as typed, passwords
+// excepted, still says the address is confirmed, and names the field to
+// fix.
+func TestRegistrationMistakeKeepsWhatWasTyped(t *testing.T) {
+	e := newTestEnv(t)
+	s := e.seal(alice, []string{bob}, plainMessage)
+	b := e.browser()
+	b.follow(b.open(s))
+	b.follow(b.email(bob))
+	b.follow(b.post("/register/send-code", nil))
+	b.follow(b.post("/register/code", map[string][]string{"code": {e.sink.code(t, bob)}}))
+	form := registrationForm(testPassword)
+	form.Set("q1", "4")
+	form.Set("q2", "2")
+	form.Set("q3", "7")
+	form.Set("a2", "Springfield & <Shelbyville>")
+	form.Set("confirm", testPassword+" typo")
+	r := b.post("/register/password", form)
+	if r.status != 400 {
+		t.Fatalf("mismatched passwords: %d", r.status)
+	}
+	for _, want := range []string{
+		`<option value="4" selected>`, `<option value="2" selected>`, `<option value="7" selected>`,
+		`value="Fluffy"`, `value="Springfield &amp; &lt;Shelbyville&gt;"`, `value="Blue"`,
+		"Your address " + bob + " is confirmed.",
+		`id="confirm" name="confirm" type="password" autocomplete="new-password" required aria-invalid="true" aria-describedby="form-error"`,
+		"both password fields",
+	} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("the refused form lacks %q", want)
+		}
+	}
+	if strings.Contains(r.body, testPassword) {
+		t.Error("a password came back in the page")
+	}
+	if n := strings.Count(r.body, " selected>"); n != 3 {
+		t.Errorf("%d options selected, want 3", n)
+	}
+	// The same question twice names the second one.
+	form = registrationForm(testPassword)
+	form.Set("q3", "0")
+	r = b.post("/register/password", form)
+	if !strings.Contains(r.body, "Question 3 is the same as question 1") || !strings.Contains(r.body, `name="q3" required aria-invalid="true"`) {
+		t.Errorf("same question twice:\n%s", r.body)
+	}
+}

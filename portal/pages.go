@@ -21,6 +21,10 @@ type view struct {
 	Questions                []string      // the fixed list, for choosing
 	Asked                    []askedAnswer // the account's questions, for answering
 	Code                     codeView
+	// Form keeps what the user typed into a form that was refused (never
+	// a password), by field name; Field names the field to fix.
+	Form  map[string]string
+	Field string
 
 	Msg         *Message
 	ReplyAll    bool
@@ -58,7 +62,7 @@ const layout = `<!DOCTYPE html>
 <header class="bar"><span class="brand">Secure messages</span>{{if .SignedIn}}<form method="post" action="/signout" class="inline"><span class="who">{{.Email}}</span> <a href="/account/password">Change password</a> <button class="link" type="submit">Sign out</button></form>{{end}}</header>
 <main>
 <h1>{{.Title}}</h1>
-{{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
+{{if .Error}}<p class="error" role="alert" id="form-error">{{.Error}}</p>{{end}}
 {{if .Notice}}<p class="notice" role="status">{{.Notice}}</p>{{end}}
 {{range .Paragraphs}}<p>{{.}}</p>{{end}}
 {{template "content" .}}
@@ -102,16 +106,16 @@ var pageSources = map[string]string{
 </ul></div>
 <form method="post" action="/register/password">
 <label for="password">New password</label>
-<input id="password" name="password" type="password" autocomplete="new-password" minlength="{{.MinPassword}}" maxlength="{{.MaxPassword}}" required>
+<input id="password" name="password" type="password" autocomplete="new-password" minlength="{{.MinPassword}}" maxlength="{{.MaxPassword}}" required{{invalid $ "password"}}>
 <label for="confirm">The same password again</label>
-<input id="confirm" name="confirm" type="password" autocomplete="new-password" required>
+<input id="confirm" name="confirm" type="password" autocomplete="new-password" required{{invalid $ "confirm"}}>
 <fieldset><legend>Three security questions</legend>
 <p class="hint">If you forget your password, we ask these after emailing you a code. Answers are not case-sensitive.</p>
-{{range $i, $n := slots}}
-<label for="q{{$n}}">Question {{$n}}</label>
-<select id="q{{$n}}" name="q{{$n}}" required><option value="">Choose a question</option>{{range $qi, $q := $.Questions}}<option value="{{$qi}}">{{$q}}</option>{{end}}</select>
-<label for="a{{$n}}">Answer {{$n}}</label>
-<input id="a{{$n}}" name="a{{$n}}" autocomplete="off" required>
+{{range $i, $n := slots}}{{$q := printf "q%d" $n}}{{$a := printf "a%d" $n}}
+<label for="{{$q}}">Question {{$n}}</label>
+<select id="{{$q}}" name="{{$q}}" required{{invalid $ $q}}><option value="">Choose a question</option>{{range $qi, $text := $.Questions}}<option value="{{$qi}}"{{if eq (index $.Form $q) (print $qi)}} selected{{end}}>{{$text}}</option>{{end}}</select>
+<label for="{{$a}}">Answer {{$n}}</label>
+<input id="{{$a}}" name="{{$a}}" autocomplete="off" required value="{{index $.Form $a}}"{{invalid $ $a}}>
 {{end}}
 </fieldset>
 <button type="submit">Create my account</button>
@@ -128,9 +132,9 @@ var pageSources = map[string]string{
 {{if .SignedIn}}<label for="current">Current password</label>
 <input id="current" name="current" type="password" autocomplete="current-password" required>
 {{end}}<label for="password">New password</label>
-<input id="password" name="password" type="password" autocomplete="new-password" minlength="{{.MinPassword}}" maxlength="{{.MaxPassword}}" required>
+<input id="password" name="password" type="password" autocomplete="new-password" minlength="{{.MinPassword}}" maxlength="{{.MaxPassword}}" required{{invalid $ "password"}}>
 <label for="confirm">The same password again</label>
-<input id="confirm" name="confirm" type="password" autocomplete="new-password" required>
+<input id="confirm" name="confirm" type="password" autocomplete="new-password" required{{invalid $ "confirm"}}>
 <button type="submit">Save the new password</button>
 </form>`,
 
@@ -172,6 +176,14 @@ var pageSources = map[string]string{
 var pages = func() map[string]*template.Template {
 	base := template.Must(template.New("layout").Funcs(template.FuncMap{
 		"slots": func() []int { return []int{1, 2, 3} },
+		// invalid marks the field a refused form must fix and ties it to
+		// the error above the form, for screen readers.
+		"invalid": func(v view, field string) template.HTMLAttr {
+			if v.Field != field {
+				return ""
+			}
+			return ` aria-invalid="true" aria-describedby="form-error" autofocus`
+		},
 	}).Parse(layout))
 	m := make(map[string]*template.Template, len(pageSources))
 	for name, src := range pageSources {
