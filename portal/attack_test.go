@@ -92,7 +92,10 @@ func TestSignInBurstIsCheckedOnlyWithinBudget(t *testing.T) {
 // the 30-day lock: it counts only checked failures, and each client's
 // and the address's budgets stand in front of it.
 func TestSignInBurstCannotLockTheOwnerOut(t *testing.T) {
-	e := newTestEnv(t, func(o *Options) { o.TrustedProxies = trustLoopback })
+	e := newTestEnv(t, func(o *Options) {
+		o.TrustedProxies = trustLoopback
+		o.Limits.UploadsPerClient = Rate{1000, time.Hour} // the setup opens the message 104 times
+	})
 	s := e.seal(alice, []string{bob}, plainMessage)
 	e.browser().register(s, bob)
 	bs := atSignIn(e, s, bob, maxFailuresInWindow+4)
@@ -275,7 +278,8 @@ func median(ds []time.Duration) time.Duration {
 // Finding 8: 25 replies at once send 20, the account's budget; the rest
 // get a page in words.
 func TestReplyBurstSendsOnlyTheBudget(t *testing.T) {
-	e := newTestEnv(t)
+	e := newTestEnv(t, func(o *Options) { o.Uploads.PerClient = 100 }) // the budget, not the parallel cap
+
 	s := e.seal(alice, []string{bob}, plainMessage)
 	b := e.browser()
 	b.register(s, bob)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -39,6 +41,9 @@ type Limits struct {
 	CodesPerClient Rate
 	// RepliesPerAccount: replies sent by one account.
 	RepliesPerAccount Rate
+	// UploadsPerClient: envelopes posted to /open from one client
+	// address.
+	UploadsPerClient Rate
 }
 
 // DefaultLimits are the budgets used unless configured otherwise.
@@ -49,6 +54,7 @@ var DefaultLimits = Limits{
 	CodesPerAddress:   Rate{5, time.Hour},
 	CodesPerClient:    Rate{20, time.Hour},
 	RepliesPerAccount: Rate{20, time.Hour},
+	UploadsPerClient:  Rate{60, time.Hour},
 }
 
 func (l Limits) withDefaults() Limits {
@@ -66,6 +72,7 @@ func (l Limits) withDefaults() Limits {
 	fill(&l.CodesPerAddress, DefaultLimits.CodesPerAddress)
 	fill(&l.CodesPerClient, DefaultLimits.CodesPerClient)
 	fill(&l.RepliesPerAccount, DefaultLimits.RepliesPerAccount)
+	fill(&l.UploadsPerClient, DefaultLimits.UploadsPerClient)
 	return l
 }
 
@@ -160,3 +167,130 @@ func (q *mailQueue) close() {
 }
 
 func (r Rate) String() string { return fmt.Sprintf("%d per %v", r.N, r.Per) }
+
+// UploadGuard bounds how long and how many uploads (/open and the reply
+// form) a client can keep open.
+type UploadGuard struct {
+	// PerClient is how many uploads one client address may have in
+	// progress at once.
+	PerClient int
+	// Grace is how long an upload may go before MinRate applies, and the
+	// longest it may send nothing at all.
+	Grace time.Duration
+	// MinRate is the least average rate, in bytes per second, after
+	// Grace: a client trickling bytes is cut off.
+	MinRate int64
+	// Deadline bounds a whole upload, whatever its rate.
+	Deadline time.Duration
+}
+
+// DefaultUploadGuard: 4 at once per client; after 30 s at least 4 KiB/s on
+// average (a 28 MB upload of the largest envelope needs an uplink of 32
+// kbit/s); nothing sent for 30 s ends it; no upload lasts 30 minutes.
+var DefaultUploadGuard = UploadGuard{PerClient: 4, Grace: 30 * time.Second, MinRate: 4 << 10, Deadline: 30 * time.Minute}
+
+func (g UploadGuard) withDefaults() UploadGuard {
+	if g.PerClient <= 0 {
+		g.PerClient = DefaultUploadGuard.PerClient
+	}
+	if g.Grace <= 0 {
+		g.Grace = DefaultUploadGuard.Grace
+	}
+	if g.MinRate <= 0 {
+		g.MinRate = DefaultUploadGuard.MinRate
+	}
+	if g.Deadline <= 0 {
+		g.Deadline = DefaultUploadGuard.Deadline
+	}
+	return g
+}
+
+// errTooSlow ends an upload that fell below UploadGuard.MinRate.
+var errTooSlow = errors.New("portal: upload too slow")
+
+// guardUpload admits an upload from r's client, or answers 429 itself and
+// returns false. Admitted, r.Body is cut off when it falls below the
+// minimum rate, sends nothing for Grace, or outlasts Deadline; done must
+// be called when the upload ends.
+func (h *handler) guardUpload(w http.ResponseWriter, r *http.Request) (done func(), ok bool) {
+	ip := h.clientIP(r)
+	g := h.opts.Uploads
+	h.uploadMu.Lock()
+	if h.uploading[ip] >= g.PerClient {
+		h.uploadMu.Unlock()
+		h.log.Info("portal: upload refused: too many at once", "remote", ip)
+		w.Header().Set("Retry-After", "60")
+		h.errorPage(w, r, http.StatusTooManyRequests, "Too many uploads at once",
+			"Your browser is already sending several messages to this server. Wait until they have finished, then try again.")
+		return nil, false
+	}
+	h.uploading[ip]++
+	h.uploadMu.Unlock()
+	rc := http.NewResponseController(w)
+	start := time.Now() // the real clock: this is about the network
+	deadline := start.Add(g.Deadline)
+	_ = rc.SetReadDeadline(earlier(start.Add(g.Grace), deadline))
+	r.Body = &rateReader{ReadCloser: r.Body, guard: g, start: start, deadline: deadline, rc: rc}
+	return func() {
+		// The deadline belonged to this upload, not to the next request
+		// on the same connection.
+		_ = rc.SetReadDeadline(time.Time{})
+		h.uploadMu.Lock()
+		if h.uploading[ip]--; h.uploading[ip] <= 0 {
+			delete(h.uploading, ip)
+		}
+		h.uploadMu.Unlock()
+	}, true
+}
+
+// rateReader enforces an UploadGuard on a request body.
+type rateReader struct {
+	io.ReadCloser
+	guard    UploadGuard
+	start    time.Time
+	deadline time.Time
+	rc       *http.ResponseController
+	n        int64
+}
+
+func (r *rateReader) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	r.n += int64(n)
+	now := time.Now()
+	if el := now.Sub(r.start); el > r.guard.Grace && float64(r.n) < float64(r.guard.MinRate)*el.Seconds() {
+		return n, errTooSlow
+	}
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return n, errTooSlow
+		}
+		return n, err
+	}
+	// The next read may wait at most Grace, and never past the deadline.
+	_ = r.rc.SetReadDeadline(earlier(now.Add(r.guard.Grace), r.deadline))
+	return n, nil
+}
+
+// uploadTooSlow answers an upload cut off by its guard.
+func (h *handler) uploadTooSlow(w http.ResponseWriter, r *http.Request) {
+	h.log.Info("portal: upload cut off: too slow", "remote", h.clientIP(r))
+	w.Header().Set("Connection", "close")
+	h.errorPage(w, r, http.StatusRequestTimeout, "The upload was too slow",
+		"Your browser sent the message too slowly, so this server stopped waiting. Check your connection and try again.")
+}
+
+// spoolFull answers an upload refused because the spool has no room.
+func (h *handler) spoolFull(w http.ResponseWriter, r *http.Request) {
+	h.log.Warn("portal: upload refused: spool full", "remote", h.clientIP(r))
+	w.Header().Set("Retry-After", "300")
+	h.errorPage(w, r, http.StatusServiceUnavailable, "This server is busy",
+		"Too many messages are being read right now, so this server cannot take yours at the moment. Nothing was lost. Please open the attachment again in a few minutes.")
+}
+
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}

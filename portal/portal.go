@@ -58,6 +58,9 @@ type Options struct {
 	// (default 24 h).
 	SpoolDir string
 	SpoolTTL time.Duration
+	// SpoolMax bounds the spool's size, uploads in progress included
+	// (default 2 GiB); past it /open answers 503 with a page in words.
+	SpoolMax int64
 	// MaxMessageSize is the largest original message the milter seals
 	// (default 20 MiB); the upload cap is derived from it.
 	MaxMessageSize int64
@@ -89,6 +92,9 @@ type Options struct {
 
 	// Limits are the abuse budgets (zero fields: DefaultLimits).
 	Limits Limits
+	// Uploads is how /open and the reply form guard against slow and
+	// parallel uploads (zero fields: DefaultUploadGuard).
+	Uploads UploadGuard
 
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
 	// the client, for throttling and logs. Empty: the peer is the client.
@@ -123,6 +129,12 @@ type handler struct {
 	spool   *spool
 	uploads sync.WaitGroup
 	mail    *mailQueue
+
+	// uploading counts uploads in progress per client address, for
+	// UploadGuard.PerClient. It is per host on purpose: it bounds this
+	// host's connections, not a budget over time.
+	uploadMu  sync.Mutex
+	uploading map[string]int
 }
 
 // Handler is the portal. Close stops its sweeper.
@@ -161,6 +173,10 @@ func New(opts Options) (*Handler, error) {
 		opts.Hasher = NewHasher(DefaultArgon2, 2)
 	}
 	opts.Limits = opts.Limits.withDefaults()
+	opts.Uploads = opts.Uploads.withDefaults()
+	if opts.SpoolMax <= 0 {
+		opts.SpoolMax = 2 << 30
+	}
 	if opts.Render.MaxInlineText <= 0 {
 		opts.Render.MaxInlineText = 1 << 20
 	}
@@ -178,13 +194,15 @@ func New(opts Options) (*Handler, error) {
 		csrf:   http.NewCrossOriginProtection(),
 		secure: u.Scheme == "https",
 		mail:   newMailQueue(mailQueueSize),
+
+		uploading: map[string]int{},
 	}
 	h.cookie = "securemail_session"
 	if h.secure {
 		h.cookie = "__Host-securemail_session"
 	}
 	if opts.SpoolDir != "" {
-		if h.spool, err = newSpool(opts.SpoolDir, opts.SpoolTTL, maxUpload(opts.MaxMessageSize)); err != nil {
+		if h.spool, err = newSpool(opts.SpoolDir, opts.SpoolTTL, maxUpload(opts.MaxMessageSize), opts.SpoolMax); err != nil {
 			return nil, err
 		}
 	}

@@ -34,6 +34,11 @@ func (h *handler) reply(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	done, ok := h.guardUpload(w, r)
+	if !ok {
+		return
+	}
+	defer done()
 	fileLimit := replyAttachmentLimit(h.opts.MaxMessageSize)
 	r.Body = http.MaxBytesReader(w, r.Body, fileLimit+maxReplyBody+64<<10)
 	mr, err := r.MultipartReader()
@@ -150,6 +155,10 @@ func (h *handler) reply(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) replyFormFailed(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, errTooSlow) {
+		h.uploadTooSlow(w, r)
+		return
+	}
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) || errors.Is(err, errReplyTooLarge) {
 		h.errorPage(w, r, http.StatusRequestEntityTooLarge, "Your reply is too large",

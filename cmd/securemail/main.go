@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -124,7 +125,12 @@ func newFilter(cfg *Config, store keystore.KeyStore, mk *keystore.MasterKey, log
 	})
 }
 
-func portalSpoolPath(cfg *Config) string { return filepath.Join(cfg.DataDir, "portal-spool") }
+func portalSpoolPath(cfg *Config) string {
+	if cfg.Portal.SpoolDir != "" {
+		return cfg.Portal.SpoolDir
+	}
+	return filepath.Join(cfg.DataDir, "portal-spool")
+}
 
 // newPortal builds the recipient portal on the same key store the milter
 // writes.
@@ -138,6 +144,8 @@ func newPortal(cfg *Config, store *keystore.Bolt, mk *keystore.MasterKey, log *s
 		MasterKey:      mk,
 		SpoolDir:       portalSpoolPath(cfg),
 		SpoolTTL:       cfg.Portal.SpoolTTL,
+		SpoolMax:       int64(cfg.Portal.SpoolMax),
+		Limits:         portal.Limits{RepliesPerAccount: portal.Rate{N: cfg.Portal.RepliesPerHour, Per: time.Hour}},
 		MaxMessageSize: int64(cfg.Policy.MaxMessageSize),
 		Mailer:         &portal.SMTPMailer{Addr: cfg.SMTP.Relay, HelloName: portalHost(cfg)},
 		From:           cfg.portalFrom(),
