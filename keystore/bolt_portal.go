@@ -644,14 +644,35 @@ type boltLimit struct {
 
 // Hit runs in one bbolt write transaction; bbolt has one writer at a
 // time, so the read, the check and the write cannot interleave with
-// another Hit.
+// another Hit. A read-only transaction first answers the attempts that are
+// refused anyway without a write (and its fsync): counts only grow within
+// a window, so a refusal read there stays right, and a burst past the
+// limit costs reads, not commits.
 func (b *Bolt) Hit(ctx context.Context, key string, now time.Time, window time.Duration, limit int) (HitResult, error) {
 	if key == "" {
 		return HitResult{}, errors.New("keystore: limit has no key")
 	}
 	now = utc(now)
 	var res HitResult
-	err := b.update(ctx, "hit limit", func(tx *bolt.Tx) error {
+	refused := false
+	err := b.view(ctx, "read limit", func(tx *bolt.Tx) error {
+		v := get(tx, limitsBucket, []byte(key))
+		if v == nil {
+			return nil
+		}
+		var l boltLimit
+		if err := json.Unmarshal(v, &l); err != nil {
+			return fmt.Errorf("limit %q is damaged: %w", key, err)
+		}
+		if now.Before(l.End) && l.Count >= limit {
+			res, refused = HitResult{Count: l.Count, RetryAfter: l.End.Sub(now)}, true
+		}
+		return nil
+	})
+	if err != nil || refused {
+		return res, err
+	}
+	err = b.update(ctx, "hit limit", func(tx *bolt.Tx) error {
 		bk, err := tx.CreateBucketIfNotExists(limitsBucket)
 		if err != nil {
 			return err

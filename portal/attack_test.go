@@ -61,15 +61,18 @@ func statuses(rs []response) map[int]int {
 	return m
 }
 
-// Finding 1: 24 wrong passwords at once are checked no more often than
-// the address's budget allows one after another, and the right password
-// after them is refused like after 5 sequential failures.
+// Finding 1: 24 wrong passwords at once, from 24 clients, are checked no
+// more often than the address's budget allows one after another, and the
+// right password after them is refused like after 5 sequential failures.
 func TestSignInBurstIsCheckedOnlyWithinBudget(t *testing.T) {
-	e := newTestEnv(t)
+	e := newTestEnv(t, func(o *Options) { o.TrustedProxies = trustLoopback })
 	s := e.seal(alice, []string{bob}, plainMessage)
 	e.browser().register(s, bob)
 	checks := countChecks(e)
 	bs := atSignIn(e, s, bob, 24)
+	for i, b := range bs {
+		b.forwardedFor = "198.51.100." + itoa(i+1)
+	}
 	rs := make([]response, len(bs))
 	burst(len(bs), func(i int) { rs[i] = bs[i].post("/signin", url.Values{"password": {"wrong password here"}}) })
 	budget := DefaultLimits.SignInPerAddress.N
@@ -85,6 +88,42 @@ func TestSignInBurstIsCheckedOnlyWithinBudget(t *testing.T) {
 	th, err := e.store.Throttle(context.Background(), "acct:"+bob)
 	if err != nil || th.InWindow != budget {
 		t.Fatalf("failures counted toward the 30-day lock: %+v %v, want %d (only checked ones)", th, err, budget)
+	}
+}
+
+// Finding 1: from one client, a burst gets one check at a time; the
+// others are told "busy" at once and spend no budget, so the right
+// password afterwards still works.
+func TestSignInBurstFromOneClientIsOneCheckAtATime(t *testing.T) {
+	e := newTestEnv(t)
+	s := e.seal(alice, []string{bob}, plainMessage)
+	e.browser().register(s, bob)
+	var inFlight, peak atomic.Int32
+	e.portal.h.opts.Hasher.inSlot = func() {
+		n := inFlight.Add(1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		time.Sleep(20 * time.Millisecond) // hold the slot so the burst overlaps
+		inFlight.Add(-1)
+	}
+	bs := atSignIn(e, s, bob, 24)
+	rs := make([]response, len(bs))
+	burst(len(bs), func(i int) { rs[i] = bs[i].post("/signin", url.Values{"password": {"wrong password here"}}) })
+	if p := peak.Load(); p != 1 {
+		t.Errorf("%d checks ran at once for one client, want 1", p)
+	}
+	st := statuses(rs)
+	if st[http.StatusUnauthorized]+st[http.StatusServiceUnavailable]+st[http.StatusTooManyRequests] != len(bs) || st[http.StatusServiceUnavailable] == 0 {
+		t.Errorf("answers %v", st)
+	}
+	for _, r := range rs {
+		if r.status == http.StatusServiceUnavailable && !strings.Contains(r.body, "busy") {
+			t.Fatalf("busy page:\n%s", r.body)
+		}
+	}
+	th, _ := e.store.Throttle(context.Background(), "acct:"+bob)
+	if th.InWindow != st[http.StatusUnauthorized] {
+		t.Errorf("%d failures counted, %d checked", th.InWindow, st[http.StatusUnauthorized])
 	}
 }
 
@@ -149,7 +188,7 @@ func TestSignInBusyWhenTheQueueIsFull(t *testing.T) {
 // Finding 2: 12 simultaneous sets of wrong answers are checked no more
 // often than 3 sequential ones, and the reset ends.
 func TestAnswersBurstIsCheckedOnlyWithinBudget(t *testing.T) {
-	e := newTestEnv(t)
+	e := newTestEnv(t, func(o *Options) { o.TrustedProxies = trustLoopback })
 	s := e.seal(alice, []string{bob}, plainMessage)
 	e.browser().register(s, bob)
 	b := atSignIn(e, s, bob, 1)[0]
@@ -158,7 +197,9 @@ func TestAnswersBurstIsCheckedOnlyWithinBudget(t *testing.T) {
 	checks := countChecks(e)
 	rs := make([]response, 12)
 	burst(12, func(i int) {
-		rs[i] = b.post("/reset/answers", url.Values{"a1": {"x"}, "a2": {"y"}, "a3": {"z"}})
+		bb := *b // the same browser, seen from 12 clients
+		bb.forwardedFor = "198.51.100." + itoa(i+1)
+		rs[i] = bb.post("/reset/answers", url.Values{"a1": {"x"}, "a2": {"y"}, "a3": {"z"}})
 	})
 	budget := DefaultLimits.AnswersPerReset.N
 	if n := int(checks.Load()); n != 3*budget {

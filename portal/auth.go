@@ -87,6 +87,12 @@ func (h *handler) signin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	signinView := view{Title: "Sign in to read your message", Email: s.Email, Token: s.Token}
+	release, ok := h.checkSlot(h.clientIP(r))
+	if !ok {
+		h.busy(w, r)
+		return
+	}
+	defer release()
 	if msg, err := h.passwordTry(ctx, s.Email, h.clientIP(r), acct, found); err != nil {
 		h.storeFailed(w, r, "throttle", err)
 		return
@@ -95,7 +101,7 @@ func (h *handler) signin(w http.ResponseWriter, r *http.Request) {
 		h.render(w, http.StatusTooManyRequests, "signin", signinView)
 		return
 	}
-	ok := false
+	ok = false
 	if found {
 		ok, err = h.opts.Hasher.Verify(ctx, acct.PasswordHash, NormalizePassword(password))
 		if err != nil && !errors.Is(err, ErrBusy) && ctx.Err() == nil {
@@ -580,6 +586,12 @@ func (h *handler) resetAnswers(w http.ResponseWriter, r *http.Request) {
 		h.errorPage(w, r, http.StatusUnauthorized, "Too many wrong answers",
 			"The answers were wrong too many times, so this reset has ended. Open your message again and ask for a new code to start over.")
 	}
+	release, ok := h.checkSlot(h.clientIP(r))
+	if !ok {
+		h.busy(w, r)
+		return
+	}
+	defer release()
 	// Count the set before checking it, so a burst of sets is checked no
 	// more often than the same sets sent one after another.
 	res, err := h.hit(ctx, key, h.opts.Limits.AnswersPerReset)
@@ -714,6 +726,12 @@ func (h *handler) changePassword(w http.ResponseWriter, r *http.Request) {
 		h.storeFailed(w, r, "account", fmt.Errorf("account of a session: %w", err))
 		return
 	}
+	release, ok := h.checkSlot(h.clientIP(r))
+	if !ok {
+		h.busy(w, r)
+		return
+	}
+	defer release()
 	if msg, err := h.passwordTry(ctx, s.Email, h.clientIP(r), acct, true); err != nil {
 		h.storeFailed(w, r, "throttle", err)
 		return
@@ -721,7 +739,7 @@ func (h *handler) changePassword(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusTooManyRequests, msg)
 		return
 	}
-	ok, err := h.opts.Hasher.Verify(ctx, acct.PasswordHash, NormalizePassword(r.PostForm.Get("current")))
+	ok, err = h.opts.Hasher.Verify(ctx, acct.PasswordHash, NormalizePassword(r.PostForm.Get("current")))
 	if errors.Is(err, ErrBusy) || ctx.Err() != nil {
 		h.hashFailed(w, r, "verify password", cmpErr(err, ctx.Err()))
 		return

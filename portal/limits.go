@@ -99,6 +99,31 @@ func (h *handler) hashFailed(w http.ResponseWriter, r *http.Request, op string, 
 	h.storeFailed(w, r, op, err)
 }
 
+// checkSlot admits one password or answer check from ip, or refuses it
+// when that client already has one in progress on this host: one client
+// cannot fill the argon2 slots and their queue, so a burst from one place
+// delays everyone else by one check at most. Refused checks are not
+// counted against any budget.
+func (h *handler) checkSlot(ip string) (release func(), ok bool) {
+	h.checkMu.Lock()
+	defer h.checkMu.Unlock()
+	if h.checking[ip] >= checksPerClient {
+		return nil, false
+	}
+	h.checking[ip]++
+	return func() {
+		h.checkMu.Lock()
+		if h.checking[ip]--; h.checking[ip] <= 0 {
+			delete(h.checking, ip)
+		}
+		h.checkMu.Unlock()
+	}, true
+}
+
+// checksPerClient is how many password or answer checks one client may
+// have in progress at once.
+const checksPerClient = 1
+
 // errMailQueueFull is returned by mailQueue.add when the queue is full.
 var errMailQueueFull = errors.New("portal: mail queue full")
 

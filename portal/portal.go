@@ -135,6 +135,11 @@ type handler struct {
 	// host's connections, not a budget over time.
 	uploadMu  sync.Mutex
 	uploading map[string]int
+
+	// checking counts password and answer checks in progress per client
+	// address (see checkSlot).
+	checkMu  sync.Mutex
+	checking map[string]int
 }
 
 // Handler is the portal. Close stops its sweeper.
@@ -196,6 +201,7 @@ func New(opts Options) (*Handler, error) {
 		mail:   newMailQueue(mailQueueSize),
 
 		uploading: map[string]int{},
+		checking:  map[string]int{},
 	}
 	h.cookie = "securemail_session"
 	if h.secure {
