@@ -86,7 +86,7 @@ func (h *handler) hit(ctx context.Context, key string, rate Rate) (keystore.HitR
 func (h *handler) busy(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Retry-After", "60")
 	h.errorPage(w, r, http.StatusServiceUnavailable, "This server is busy",
-		"Too many people are signing in right now. Nothing was lost. Please try again in a minute.")
+		"Too many people are using this site right now. Nothing was lost. Please try again in a minute.")
 }
 
 // hashFailed answers a request whose argon2 work could not run.

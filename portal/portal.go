@@ -9,7 +9,17 @@
 //     memory, capped, swept after SpoolTTL), checks the envelope against its
 //     key record and answers 303 to GET /m/{token}. It is the only endpoint a
 //     foreign origin may post to, and it grants nothing: a token only shows
-//     a sign-in page.
+//     a sign-in page. The same envelope posted again reuses its spool file;
+//     the spool holds at most SpoolMax bytes (503 past it); slow and
+//     parallel uploads are cut off (UploadGuard).
+//   - Every limit (Limits) is one keystore Hit, a check-and-count in one
+//     atomic step before the work it guards, so a burst of requests gets
+//     no more than the same requests one after another. Password checks
+//     run one at a time per client and wait in a bounded queue; past it
+//     the answer is 503 "busy" at once. docs/security.md lists every limit.
+//   - Answers do not depend on whether an address has an account: a code
+//     request answers at once and its mail goes out from a queue, and every
+//     failed code gets the same page.
 //   - Only an account whose address is one of the key record's envelope
 //     recipients can read, and only an address proved by a code mailed to it
 //     can get an account. No page says whether an account exists or who the
@@ -17,8 +27,11 @@
 //   - Passwords and security answers are kept as argon2id hashes, codes and
 //     session ids as SHA-256 digests; none of them is ever logged.
 //   - Sessions live in the store; the cookie is __Host- prefixed, Secure,
-//     HttpOnly, SameSite=Lax, idle 30 minutes, absolute 8 hours, and gets a
-//     new id whenever the browser proves something.
+//     HttpOnly, SameSite=Lax, a browser-session cookie (no Max-Age); the
+//     store ends a session idle 30 minutes or 8 hours old. It gets a new id
+//     whenever the browser proves something.
+//   - The portal does not decide whether mail is encrypted: every reply
+//     carries the milter's trigger and the milter decides.
 //   - Every state-changing request is a POST checked by
 //     http.CrossOriginProtection, except /open.
 //   - Every page carries a Content-Security-Policy without any script source,
