@@ -100,11 +100,15 @@ func (h *handler) hashFailed(w http.ResponseWriter, r *http.Request, op string, 
 }
 
 // checkSlot admits one password or answer check from ip, or refuses it
-// when that client already has one in progress on this host: one client
+// when the hasher's queue is full or that client already has one in
+// progress on this host: one client
 // cannot fill the argon2 slots and their queue, so a burst from one place
 // delays everyone else by one check at most. Refused checks are not
 // counted against any budget.
 func (h *handler) checkSlot(ip string) (release func(), ok bool) {
+	if h.opts.Hasher.Busy() {
+		return nil, false
+	}
 	h.checkMu.Lock()
 	defer h.checkMu.Unlock()
 	if h.checking[ip] >= checksPerClient {

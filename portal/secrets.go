@@ -150,6 +150,14 @@ func (h *Hasher) SetMaxWaiting(n int) { h.maxWaiting = int64(max(n, 0)) }
 // Params returns the parameters h hashes with.
 func (h *Hasher) Params() Argon2Params { return h.params }
 
+// Busy reports whether a derivation started now would fail with ErrBusy:
+// every slot is taken and the queue is full. The handler asks before it
+// spends a limit's budget and writes to the store, so a burst that the
+// queue cannot take costs neither; acquire still enforces the bound.
+func (h *Hasher) Busy() bool {
+	return len(h.slots) == cap(h.slots) && h.waiting.Load() >= h.maxWaiting
+}
+
 // acquire waits for a slot; it returns ctx.Err() if ctx ends first. A
 // context already done never gets a slot, even if one is free.
 func (h *Hasher) acquire(ctx context.Context) error {

@@ -330,6 +330,9 @@ func TestHashQueueBound(t *testing.T) {
 	for h.waiting.Load() != 2 {
 		time.Sleep(time.Millisecond)
 	}
+	if !h.Busy() {
+		t.Error("Busy() = false with the slot taken and the queue full")
+	}
 	start := time.Now()
 	if _, err := h.Hash(context.Background(), "one too many"); !errors.Is(err, ErrBusy) {
 		t.Fatalf("Hash past the queue bound = %v, want ErrBusy", err)
@@ -346,8 +349,8 @@ func TestHashQueueBound(t *testing.T) {
 			t.Errorf("a queued Hash failed: %v", err)
 		}
 	}
-	if h.waiting.Load() != 0 {
-		t.Errorf("waiting = %d after the queue drained", h.waiting.Load())
+	if h.waiting.Load() != 0 || h.Busy() {
+		t.Errorf("waiting = %d, Busy() = %v after the queue drained", h.waiting.Load(), h.Busy())
 	}
 	if _, err := h.Hash(context.Background(), "after"); err != nil {
 		t.Errorf("Hash after the burst: %v", err)
