@@ -104,7 +104,7 @@ func TestSignInLatencyDuringBurst(t *testing.T) {
 	}
 	base := med(results["baseline"])
 	var out strings.Builder
-	fmt.Fprintf(&out, "argon2id %+v, 2 at once, %d waiting at most; %d rounds\n", DefaultArgon2, 4, rounds)
+	fmt.Fprintf(&out, "argon2id %+v, 2 at once, %d waiting at most, 1 s each; %d rounds\n", DefaultArgon2, 4, rounds)
 	fmt.Fprintf(&out, "%-12s %10s %10s %8s %s\n", "scenario", "median", "max", "ratio", "legit answers / busy answers in the burst")
 	for _, k := range kinds {
 		var worst time.Duration

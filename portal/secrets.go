@@ -28,6 +28,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"golang.org/x/crypto/argon2"
@@ -106,6 +107,10 @@ type Hasher struct {
 	// it acquire fails at once with ErrBusy. waiting counts them.
 	maxWaiting int64
 	waiting    atomic.Int64
+	// maxWait bounds how long one derivation waits for a slot; past it
+	// acquire fails with ErrBusy, so a queue of slow derivations (a loaded
+	// machine) cannot hold a sign-in for long either.
+	maxWait time.Duration
 
 	// inSlot, if set, is called while a slot is held, before the key is
 	// derived. Tests use it to observe and hold the concurrency bound.
@@ -119,7 +124,7 @@ var ErrBusy = errors.New("portal: too many password checks waiting")
 
 // NewHasher returns a Hasher that hashes with p and runs at most concurrency
 // derivations at once (at least 1); at most 2 x concurrency more wait for a
-// slot (see SetMaxWaiting). If p is invalid (see Validate), Hash and
+// slot, each for at most a second (see SetMaxWaiting, SetMaxWait). If p is invalid (see Validate), Hash and
 // DummyVerify fail and Verify still checks existing hashes, whose parameters
 // come from the hash itself.
 func NewHasher(p Argon2Params, concurrency int) *Hasher {
@@ -138,8 +143,13 @@ func NewHasher(p Argon2Params, concurrency int) *Hasher {
 		slots:      make(chan struct{}, concurrency),
 		dummy:      dummy,
 		maxWaiting: int64(2 * concurrency),
+		maxWait:    time.Second,
 	}
 }
+
+// SetMaxWait sets how long a derivation may wait for a slot before it fails
+// with ErrBusy (default 1 s). Call it before h is used.
+func (h *Hasher) SetMaxWait(d time.Duration) { h.maxWait = d }
 
 // SetMaxWaiting sets how many derivations may wait for a slot before the
 // next one fails with ErrBusy (0: none wait). The bound keeps memory at
@@ -172,12 +182,17 @@ func (h *Hasher) acquire(ctx context.Context) error {
 			h.waiting.Add(-1)
 			return ErrBusy
 		}
+		timer := time.NewTimer(h.maxWait)
+		defer timer.Stop()
 		select {
 		case h.slots <- struct{}{}:
 			h.waiting.Add(-1)
 		case <-ctx.Done():
 			h.waiting.Add(-1)
 			return ctx.Err()
+		case <-timer.C:
+			h.waiting.Add(-1)
+			return ErrBusy
 		}
 	}
 	if h.inSlot != nil {

@@ -357,6 +357,38 @@ func TestHashQueueBound(t *testing.T) {
 	}
 }
 
+// A derivation that waits longer than the wait bound gives up with
+// ErrBusy, and leaves the queue.
+func TestHashWaitBound(t *testing.T) {
+	h := NewHasher(testArgon2, 1)
+	h.SetMaxWait(50 * time.Millisecond)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var hold atomic.Bool
+	hold.Store(true)
+	h.inSlot = func() {
+		if hold.Load() {
+			close(entered)
+			<-release
+		}
+	}
+	holder := make(chan error, 1)
+	go func() { _, err := h.Hash(context.Background(), "holder"); holder <- err }()
+	<-entered
+	hold.Store(false)
+	start := time.Now()
+	_, err := h.Hash(context.Background(), "waiter")
+	if d := time.Since(start); !errors.Is(err, ErrBusy) || d < 50*time.Millisecond || d > 5*time.Second {
+		t.Errorf("Hash behind a held slot = %v after %v, want ErrBusy after about 50ms", err, d)
+	}
+	if n := h.waiting.Load(); n != 0 {
+		t.Errorf("waiting = %d after giving up", n)
+	}
+	close(release)
+	if err := <-holder; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // DummyVerify does the same work as a Verify of a hash made by the hasher:
 // it takes a slot once and runs one derivation.
 func TestDummyVerifyTakesSlot(t *testing.T) {
