@@ -190,6 +190,10 @@ func New(opts Options) (*Handler, error) {
 	if opts.Hasher == nil {
 		opts.Hasher = NewHasher(DefaultArgon2, 2)
 	}
+	if opts.Hasher.err != nil {
+		// Refused here, not at the first registration.
+		return nil, opts.Hasher.err
+	}
 	opts.Limits = opts.Limits.withDefaults()
 	opts.Uploads = opts.Uploads.withDefaults()
 	if opts.SpoolMax <= 0 {
@@ -222,6 +226,7 @@ func New(opts Options) (*Handler, error) {
 	}
 	if opts.SpoolDir != "" {
 		if h.spool, err = newSpool(opts.SpoolDir, opts.SpoolTTL, maxUpload(opts.MaxMessageSize), opts.SpoolMax); err != nil {
+			h.mail.close()
 			return nil, err
 		}
 	}

@@ -117,9 +117,10 @@ type Hasher struct {
 	inSlot func()
 }
 
-// ErrBusy is returned by Hash, Verify and DummyVerify's callers when every
-// slot is taken and the wait queue is full: the handler answers "busy, try
-// again in a minute" at once instead of queueing without bound.
+// ErrBusy is returned by Hash, Verify and DummyVerify when every slot is
+// taken and the wait queue is full, or a wait for a slot ran out: the
+// handler answers "busy, try again in a minute" instead of queueing
+// without bound.
 var ErrBusy = errors.New("portal: too many password checks waiting")
 
 // NewHasher returns a Hasher that hashes with p and runs at most concurrency
@@ -263,7 +264,7 @@ func (h *Hasher) NeedsRehash(phc string) bool {
 // or the queue is full (ErrBusy), exactly when Verify would.
 func (h *Hasher) DummyVerify(ctx context.Context, secret string) error {
 	if h.err != nil {
-		return h.err
+		return nil // nothing to spend: New refuses such a hasher
 	}
 	key, err := h.derive(ctx, secret, h.dummy, h.params, keyLen)
 	if err != nil {

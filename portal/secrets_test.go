@@ -177,6 +177,17 @@ func TestHasherInvalidParams(t *testing.T) {
 	if err := DefaultArgon2.Validate(); err != nil {
 		t.Errorf("DefaultArgon2.Validate() = %v", err)
 	}
+	// The portal refuses such a hasher at start, not at the first
+	// registration (issue 9, item 13).
+	if _, err := New(Options{PortalURL: "http://127.0.0.1:1", Hasher: NewHasher(Argon2Params{Time: 1, MemoryKiB: 16, Threads: 4}, 1)}); err == nil {
+		t.Error("New accepted argon2 with 16 KiB for 4 threads")
+	}
+	if err := ValidateArgon2Config(1, 16<<10, 4); err == nil {
+		t.Error("ValidateArgon2Config accepted 16KiB for 4 threads")
+	}
+	if err := ValidateArgon2Config(3, 64<<20, 4); err != nil {
+		t.Errorf("ValidateArgon2Config(defaults) = %v", err)
+	}
 }
 
 // The hasher never runs more derivations at once than its concurrency.
