@@ -42,7 +42,7 @@ const dateLayout = "Monday, 2 January 2006 at 15:04 UTC"
 // layout is the part of a body that depends on nothing but the portal URL.
 // The page's pieces are in both line-end forms, index 0 CRLF and 1 LF.
 type layout struct {
-	portalURL string // as the Notice has it: the cache key
+	key layoutKey // as the Notice has it: the cache key
 
 	// The page: start, then for each piece of the sender piecePrefix and
 	// the piece, then afterFrom, the date, afterDate, the key id and
@@ -99,11 +99,18 @@ func newQPLayout(s string) (qpLayout, error) {
 	}, nil
 }
 
-// layouts caches the layout of each portal URL seen; a server has one.
+// layoutKey is what a layout depends on: the portal URL and the brand.
+type layoutKey struct {
+	portalURL string
+	brand     Brand
+}
+
+// layouts caches the layout of each portal URL and brand seen; a server
+// has one per branded domain.
 var layouts struct {
 	last atomic.Pointer[layout]
 	mu   sync.Mutex
-	m    map[string]*layout
+	m    map[layoutKey]*layout
 }
 
 // maxLayouts bounds the cache for a caller that sends many portal URLs.
@@ -111,23 +118,24 @@ const maxLayouts = 64
 
 // layoutFor returns the layout of n.PortalURL, or the error that says the
 // URL is not an http(s) URL.
-func layoutFor(portalURL string) (*layout, error) {
-	if l := layouts.last.Load(); l != nil && l.portalURL == portalURL {
+func layoutFor(portalURL string, brand Brand) (*layout, error) {
+	key := layoutKey{portalURL, brand}
+	if l := layouts.last.Load(); l != nil && l.key == key {
 		return l, nil
 	}
 	layouts.mu.Lock()
-	l := layouts.m[portalURL]
+	l := layouts.m[key]
 	layouts.mu.Unlock()
 	if l == nil {
 		var err error
-		if l, err = newLayout(portalURL); err != nil {
+		if l, err = newLayout(key); err != nil {
 			return nil, err
 		}
 		layouts.mu.Lock()
 		if len(layouts.m) >= maxLayouts || layouts.m == nil {
-			layouts.m = make(map[string]*layout)
+			layouts.m = make(map[layoutKey]*layout)
 		}
-		layouts.m[portalURL] = l
+		layouts.m[key] = l
 		layouts.mu.Unlock()
 	}
 	layouts.last.Store(l)
@@ -150,7 +158,8 @@ func portalData(portalURL string) (pageData, error) {
 
 // newLayout renders the templates for portalURL with marks for the values
 // that change, and cuts them there.
-func newLayout(portalURL string) (*layout, error) {
+func newLayout(key layoutKey) (*layout, error) {
+	portalURL := key.portalURL
 	d, err := portalData(portalURL)
 	if err != nil {
 		return nil, err
@@ -159,7 +168,12 @@ func newLayout(portalURL string) (*layout, error) {
 		// url.Parse refuses control characters; this is its promise kept.
 		return nil, fmt.Errorf("envelope: portal URL %q holds a control character", portalURL)
 	}
-	l := &layout{portalURL: portalURL}
+	// Check refuses control characters, so no brand text holds a mark.
+	if err := key.brand.Check(); err != nil {
+		return nil, err
+	}
+	key.brand.data(&d)
+	l := &layout{key: key}
 	// Every value that changes is a mark, so a template that used one more
 	// would show one more mark.
 	d.From, d.Date, d.KeyID = markFrom, markDate, markKeyID
@@ -232,7 +246,8 @@ func newLayout(portalURL string) (*layout, error) {
 	if l.html, err = newQPLayout(crlf(html.String())); err != nil {
 		return nil, err
 	}
-	if l.text, err = newQPLayout(crlf(fmt.Sprintf(noticeText, markFrom, d.PortalURL, d.PortalURL))); err != nil {
+	d.From = markFrom
+	if l.text, err = newQPLayout(crlf(noticeTextFor(d))); err != nil {
 		return nil, err
 	}
 	return l, nil

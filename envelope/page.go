@@ -29,7 +29,10 @@ type Notice struct {
 	Date time.Time
 	// PortalURL is the portal's public base URL, without a trailing slash.
 	PortalURL string
-	KeyID     KeyID
+	// Brand is the sender's organisation's look; zero: neutral. Check it
+	// first: WriteBody and WritePage refuse one that does not pass.
+	Brand Brand
+	KeyID KeyID
 	// Boundary is the multipart boundary of the replacement body; the
 	// notice's alternative part uses "alt-" + Boundary.
 	Boundary string
@@ -59,6 +62,11 @@ type pageData struct {
 	PortalHost string
 	Version    int
 	KeyID      string
+	// The brand (Brand.data).
+	Org     string
+	Accent  template.CSS
+	Logo    template.URL
+	Support string
 }
 
 // sender is the sender as the page and the notice show it.
@@ -154,7 +162,7 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 <head>
 <meta charset="us-ascii">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Secure message</title>
+<title>Secure message{{with .Org}} from {{.}}{{end}}</title>
 <style>
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
 background:#f4f5f7;color:#1d2330;margin:0;padding:1rem;line-height:1.5}
@@ -162,7 +170,11 @@ main{max-width:36rem;margin:2rem auto;background:#fff;border-radius:8px;
 padding:1.5rem;box-shadow:0 1px 4px rgba(0,0,0,.12)}
 h1{font-size:1.4rem;margin-top:0}
 button{font-size:1.1rem;padding:.8rem 1.4rem;border:0;border-radius:6px;
-background:#1a5fb4;color:#fff;cursor:pointer;width:100%}
+background:{{.Accent}};color:#fff;cursor:pointer;width:100%}
+{{if or .Org .Logo}}.brand{display:flex;align-items:center;gap:.8rem;margin:0 0 1rem}
+.brand img{max-height:3rem;max-width:10rem}
+.org{font-weight:600;font-size:1.1rem}
+{{end -}}
 .meta{color:#4a5264}
 .check{font-size:.9rem;color:#4a5264;border-top:1px solid #dde;
 margin-top:1.5rem}
@@ -171,7 +183,8 @@ code,.meta strong{overflow-wrap:anywhere}
 </head>
 <body>
 <main>
-<h1>You have received a secure message</h1>
+{{if or .Org .Logo}}<div class="brand">{{if .Logo}}<img src="{{.Logo}}" alt="{{if .Org}}{{.Org}} logo{{else}}Sender's logo{{end}}">{{end}}{{with .Org}}<span class="org">{{.}}</span>{{end}}</div>
+{{end}}<h1>You have received a secure message{{with .Org}} from {{.}}{{end}}</h1>
 <p class="meta">From: <strong>{{range .FromPieces}}<wbr
 >{{.}}{{end}}</strong><br>
 Sent: {{.Date}}</p>
@@ -196,7 +209,8 @@ password.</p>
 <p>This file never asks for your password. Keep it: it is the only copy of the
 encrypted message, and it can be read only on that site, only by the people it
 was sent to, and only until the sender's service deletes its key.</p>
-</div>
+{{with .Support}}<p>{{.}}</p>
+{{end}}</div>
 </main>
 </body>
 </html>
@@ -205,7 +219,8 @@ was sent to, and only until the sender's service deletes its key.</p>
 var noticeHTMLTemplate = template.Must(template.New("notice").Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"></head>
 <body style="font-family:sans-serif;line-height:1.5">
-<p><strong>{{.From}}</strong> sent you a secure message.</p>
+{{with .Org}}<p>Secure message from <strong>{{.}}</strong></p>
+{{end}}<p><strong>{{.From}}</strong> sent you a secure message.</p>
 <p>To read it, open the attachment <strong>SecureMessageATT.html</strong> and
 click <strong>Click to read message</strong>. You will sign in, or create an
 account with this email address, at <strong>{{.PortalURL}}</strong>.</p>
@@ -214,7 +229,8 @@ a computer, or save the attachment to your files and open it in your
 browser.</p>
 <p>To check that the message is genuine, make sure the reading site's address
 starts with {{.PortalURL}}/ before you type your password.</p>
-</body></html>
+{{with .Support}}<p>{{.}}</p>
+{{end}}</body></html>
 `))
 
 const noticeText = `%s sent you a secure message.
@@ -233,7 +249,7 @@ address starts with %s/ before you type your password.
 
 // WritePage writes SecureMessageATT.html with the envelope read from env.
 func WritePage(w io.Writer, n Notice, env io.Reader) error {
-	l, err := layoutFor(n.PortalURL)
+	l, err := layoutFor(n.PortalURL, n.Brand)
 	if err != nil {
 		return err
 	}
@@ -297,7 +313,7 @@ func ContentType(boundary string) string {
 // WriteBody writes the replacement body: the notice and the page carrying
 // the envelope read from env. Its Content-Type is ContentType(n.Boundary).
 func WriteBody(w io.Writer, n Notice, env io.Reader) error {
-	l, err := layoutFor(n.PortalURL)
+	l, err := layoutFor(n.PortalURL, n.Brand)
 	if err != nil {
 		return err
 	}

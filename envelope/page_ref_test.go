@@ -35,7 +35,7 @@ func refData(n Notice) (pageData, error) {
 		from = n.Sender
 	}
 	from = refShorten(from, 200)
-	return pageData{
+	d := pageData{
 		From:       from,
 		FromPieces: refPieces(from, 60),
 		Date:       n.Date.UTC().Format("Monday, 2 January 2006 at 15:04 UTC"),
@@ -44,7 +44,12 @@ func refData(n Notice) (pageData, error) {
 		PortalHost: u.Host,
 		Version:    Version,
 		KeyID:      n.KeyID.String(),
-	}, nil
+	}
+	if err := n.Brand.Check(); err != nil {
+		return pageData{}, err
+	}
+	n.Brand.data(&d)
+	return d, nil
 }
 
 func refShorten(s string, max int) string {
@@ -148,7 +153,7 @@ func writeBodyRef(w io.Writer, n Notice, env io.Reader) error {
 	if err := noticeHTMLTemplate.Execute(&html, d); err != nil {
 		return fmt.Errorf("envelope: render notice: %w", err)
 	}
-	text := fmt.Sprintf(noticeText, d.From, d.PortalURL, d.PortalURL)
+	text := noticeTextFor(d)
 
 	outer, alt := n.Boundary, "alt-"+n.Boundary
 	var head bytes.Buffer

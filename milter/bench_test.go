@@ -431,15 +431,19 @@ func startBenchFilter(b *testing.B, dir string, store keystore.KeyStore, sock st
 	if err != nil {
 		b.Fatal(err)
 	}
+	pol := Policy{
+		InternalDomains: []string{"example.test"},
+		RequireTLS:      true,
+		// The body limit, with room to spare over the 20 MiB case.
+		MaxMessageSize: 20<<20 + 64<<10,
+		SubjectTag:     "[encrypt]",
+		TriggerHeader:  "X-Secure-Send",
+	}
+	if benchPolicy != nil {
+		benchPolicy(&pol)
+	}
 	f, err := NewFilter(Config{
-		Policy: Policy{
-			InternalDomains: []string{"example.test"},
-			RequireTLS:      true,
-			// The body limit, with room to spare over the 20 MiB case.
-			MaxMessageSize: 20<<20 + 64<<10,
-			SubjectTag:     "[encrypt]",
-			TriggerHeader:  "X-Secure-Send",
-		},
+		Policy:      pol,
 		PortalURL:   "https://secure.example.test",
 		KeyLifetime: 90 * 24 * time.Hour,
 		SpoolDir:    spool,

@@ -14,6 +14,8 @@
 //	subject carries Policy.SubjectTag (any Subject,
 //	  any case, unfolded, RFC 2047 decoded), or
 //	  Policy.TriggerHeader is yes/true/1               triggered
+//	triggered, sender not in Policy.Senders (when
+//	  RestrictSenders is set)                          550 5.7.1 at end of headers
 //	triggered, every recipient internal                deliver, tag stripped
 //	triggered, some recipient external                 seal for all recipients
 //	any internal error while handling a triggered
@@ -31,6 +33,22 @@
 // FROM (SMFIC_OPTNEG symbol list, and the MTA's milter_mail_macros or
 // confMILTER_MACROS_ENVFROM), and headers are kept per message from the
 // Header callback.
+//
+// # Entitlement
+//
+// A host that sells encryption as a feature sets Policy.RestrictSenders and
+// lists who has it in Policy.Senders. The sender checked is the SMTP AUTH
+// identity ({auth_authen}) when there is one, so a forged From or envelope
+// sender gains nothing; otherwise (a client of Policy.TrustedNetworks) the
+// envelope sender. A triggered message from anyone else is refused with
+// 550 5.7.1 and a sentence that tells the user what to do: it is neither
+// sealed nor delivered in plaintext. Untriggered mail is not looked at.
+//
+// # Reload
+//
+// The policy is an immutable snapshot that SetPolicy swaps atomically. A
+// message takes the snapshot in force at its MAIL FROM and is decided under
+// it to the end, whatever reloads happen meanwhile.
 package milter
 
 import (
@@ -44,6 +62,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gomilter "github.com/emersion/go-milter"
@@ -53,7 +72,20 @@ import (
 
 // Policy is the operator's policy; see the package doc.
 type Policy struct {
-	InternalDomains   []string
+	// InternalDomains are the host's own domains: "example.com", and
+	// ".example.com" for every subdomain (see ReadList).
+	InternalDomains []string
+	// RestrictSenders limits sealing to Senders; unset, every submitter
+	// may seal (and Senders is ignored).
+	RestrictSenders bool
+	// Senders are who may send encrypted mail when RestrictSenders is
+	// set: addresses or login names, "@example.com" and ".example.com"
+	// (see ReadList).
+	Senders []string
+	// Brands maps a sender domain to how its sealed messages look and
+	// which reading site they name; the entry "" applies to every other
+	// domain. Without an entry: the neutral look and Config.PortalURL.
+	Brands            map[string]Branding
 	TrustedNetworks   []netip.Prefix
 	TLSExemptNetworks []netip.Prefix
 	RequireTLS        bool
@@ -78,6 +110,8 @@ type Config struct {
 	Store     keystore.KeyStore
 	MasterKey *keystore.MasterKey
 	Logger    *slog.Logger
+	// Events, if set, is told what the filter does, for metrics.
+	Events Events
 
 	// Now and Rand default to the clock and crypto/rand; tests pin them.
 	Now  func() time.Time
@@ -87,10 +121,8 @@ type Config struct {
 // Filter holds what lives longer than a message. It is safe for
 // concurrent use by many sessions.
 type Filter struct {
-	cfg      Config
-	tag      *tagMatcher
-	internal map[string]bool // exact domains
-	suffixes []string        // ".example.com" entries: any subdomain
+	cfg    Config
+	policy atomic.Pointer[policySnapshot]
 
 	mu        sync.Mutex
 	inflight  int
@@ -105,11 +137,9 @@ func NewFilter(cfg Config) (*Filter, error) {
 	if cfg.Store == nil || cfg.MasterKey == nil {
 		return nil, errors.New("milter: a key store and a master key are required")
 	}
-	if cfg.Policy.SubjectTag == "" && cfg.Policy.TriggerHeader == "" {
-		return nil, errors.New("milter: neither a subject tag nor a trigger header is set: nothing could ever be sealed")
-	}
-	if cfg.Policy.MaxMessageSize <= 0 {
-		return nil, errors.New("milter: max message size must be positive")
+	pol, err := compilePolicy(cfg.Policy)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.KeyLifetime <= 0 {
 		return nil, errors.New("milter: key lifetime must be positive")
@@ -126,44 +156,18 @@ func NewFilter(cfg Config) (*Filter, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Events == nil {
+		cfg.Events = noEvents{}
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
 	}
-	f := &Filter{cfg: cfg, internal: map[string]bool{}, conns: map[net.Conn]struct{}{}}
-	if cfg.Policy.SubjectTag != "" {
-		f.tag = newTagMatcher(cfg.Policy.SubjectTag)
-	}
-	for _, d := range cfg.Policy.InternalDomains {
-		d = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
-		if strings.HasPrefix(d, ".") {
-			f.suffixes = append(f.suffixes, d)
-		} else if d != "" {
-			f.internal[d] = true
-		}
-	}
+	f := &Filter{cfg: cfg, conns: map[net.Conn]struct{}{}}
+	f.policy.Store(pol)
 	return f, nil
-}
-
-// isInternal reports whether mail to addr stays on this host: its domain is
-// one of the internal domains, or it has no domain at all (a local user).
-func (f *Filter) isInternal(addr string) bool {
-	at := strings.LastIndexByte(addr, '@')
-	if at < 0 {
-		return true
-	}
-	domain := strings.ToLower(strings.TrimSuffix(addr[at+1:], "."))
-	if f.internal[domain] {
-		return true
-	}
-	for _, s := range f.suffixes {
-		if strings.HasSuffix(domain, s) {
-			return true
-		}
-	}
-	return false
 }
 
 func inPrefixes(addr netip.Addr, prefixes []netip.Prefix) bool {
@@ -321,6 +325,7 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	tc := &trackedConn{Conn: c, f: l.f}
+	l.f.cfg.Events.SessionOpened()
 	l.f.mu.Lock()
 	l.f.conns[tc] = struct{}{}
 	l.f.mu.Unlock()
@@ -338,6 +343,7 @@ func (c *trackedConn) Close() error {
 		c.f.mu.Lock()
 		delete(c.f.conns, c)
 		c.f.mu.Unlock()
+		c.f.cfg.Events.SessionClosed()
 	})
 	return c.Conn.Close()
 }
@@ -346,6 +352,8 @@ func (c *trackedConn) Close() error {
 func (f *Filter) commitKey(rec keystore.KeyRecord) error {
 	ctx, cancel := context.WithTimeout(context.Background(), f.cfg.KeystoreTimeout)
 	defer cancel()
+	start := time.Now()
+	defer func() { f.cfg.Events.KeyCommitted(time.Since(start)) }()
 	done := make(chan error, 1)
 	go func() {
 		// This goroutine is outside the session's guard: a panicking store

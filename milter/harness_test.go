@@ -137,6 +137,9 @@ type testMsg struct {
 	rcpts   []string
 	headers [][2]string
 	body    string
+	// afterMail, if set, runs once MAIL FROM is answered (a reload in
+	// the middle of a message).
+	afterMail func()
 }
 
 func (m testMsg) clone() testMsg {
@@ -257,6 +260,9 @@ func (e *testEnv) send(t testing.TB, s *gomilter.ClientSession, m testMsg) outco
 	}
 	if done("mail", act) {
 		return out
+	}
+	if m.afterMail != nil {
+		m.afterMail()
 	}
 	for _, r := range m.rcpts {
 		act, err := s.Rcpt(r, nil)

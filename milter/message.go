@@ -27,14 +27,15 @@ type editor interface {
 type verdict int
 
 const (
-	verdictUndecided verdict = iota // before the end of the headers
-	verdictPass                     // not triggered: leave as is
-	verdictStrip                    // triggered, all recipients internal
-	verdictSeal                     // triggered, some recipient external
+	verdictUndecided   verdict = iota // before the end of the headers
+	verdictPass                       // not triggered: leave as is
+	verdictStrip                      // triggered, all recipients internal
+	verdictSeal                       // triggered, some recipient external
+	verdictNotEntitled                // triggered by a sender without the feature
 )
 
 func (v verdict) String() string {
-	return [...]string{"undecided", "pass", "internal", "sealed"}[v]
+	return [...]string{"undecided", "pass", "internal", "sealed", "not entitled"}[v]
 }
 
 type headerField struct {
@@ -46,7 +47,9 @@ type headerField struct {
 // new one is made for every message; nothing of it outlives the message.
 type message struct {
 	f       *Filter
-	queueID string // on every log line of the message
+	pol     *policySnapshot // the policy in force at MAIL FROM, to the end
+	auth    string          // {auth_authen}, empty without SMTP AUTH
+	queueID string          // on every log line of the message
 	sender  string
 	rcpts   []string
 	forced  bool // offline seal: seal whatever the subject and recipients
@@ -60,6 +63,7 @@ type message struct {
 // sealing is the state of a message being sealed. The spool only ever
 // holds ciphertext.
 type sealing struct {
+	start time.Time // for the sealing duration
 	keyID keystore.KeyID
 	dek   []byte
 	hdr   envelope.Header
@@ -68,7 +72,7 @@ type sealing struct {
 }
 
 func (f *Filter) newMessage(sender, queueID string) *message {
-	return &message{f: f, sender: sender, queueID: queueID}
+	return &message{f: f, pol: f.policy.Load(), sender: sender, queueID: queueID}
 }
 
 // logEnabled reports whether lines at level are written. Callers check it
@@ -105,10 +109,10 @@ func (m *message) addHeader(name, value string, raw []byte) {
 
 // triggered reports whether the sender asked for encryption.
 func (m *message) triggered() bool {
-	p := m.f.cfg.Policy
+	p := m.pol
 	for _, h := range m.headers {
 		switch {
-		case m.f.tag != nil && strings.EqualFold(h.name, "Subject") && m.f.tag.in(h.value):
+		case p.tag != nil && strings.EqualFold(h.name, "Subject") && p.tag.in(h.value):
 			return true
 		case p.TriggerHeader != "" && strings.EqualFold(h.name, p.TriggerHeader) && triggerValue(h.value):
 			return true
@@ -127,7 +131,7 @@ func triggerValue(v string) bool {
 
 func (m *message) anyExternal() bool {
 	for _, r := range m.rcpts {
-		if !m.f.isInternal(r) {
+		if !m.pol.isInternal(r) {
 			return true
 		}
 	}
@@ -143,6 +147,9 @@ func (m *message) endHeaders(sep []byte) error {
 	case !triggered:
 		m.verdict = verdictPass
 		return nil
+	case !m.forced && !m.pol.entitled(identity(m.auth, m.sender)):
+		m.verdict = verdictNotEntitled
+		return replyNotEntitled(m.pol.SubjectTag)
 	case m.forced || m.anyExternal():
 		m.verdict = verdictSeal
 	default:
@@ -176,7 +183,7 @@ func (m *message) endHeaders(sep []byte) error {
 }
 
 func (m *message) startSealing() error {
-	s := &sealing{dek: make([]byte, envelope.DataKeySize)}
+	s := &sealing{start: time.Now(), dek: make([]byte, envelope.DataKeySize)}
 	if _, err := io.ReadFull(m.f.cfg.Rand, s.keyID[:]); err != nil {
 		return fmt.Errorf("key id: %w", err)
 	}
@@ -200,7 +207,7 @@ func (m *message) startSealing() error {
 // bodyChunk counts the body and, when sealing, encrypts it.
 func (m *message) bodyChunk(p []byte) error {
 	m.bodySize += int64(len(p))
-	if limit := m.f.cfg.Policy.MaxMessageSize; m.bodySize > limit {
+	if limit := m.pol.MaxMessageSize; m.bodySize > limit {
 		return replyTooBig(limit)
 	}
 	if m.seal == nil {
@@ -258,11 +265,17 @@ func (m *message) finish(ed editor, lf bool) error {
 		return err
 	}
 	fromText, _ := decodeHeader(m.headerText("From"))
+	brand := m.pol.brandFor(m.sender)
+	portalURL := brand.PortalURL
+	if portalURL == "" {
+		portalURL = m.f.cfg.PortalURL
+	}
 	notice := envelope.Notice{
 		From:      fromText,
 		Sender:    m.sender,
 		Date:      now,
-		PortalURL: m.f.cfg.PortalURL,
+		PortalURL: portalURL,
+		Brand:     brand.Brand,
 		KeyID:     envelope.KeyID(s.keyID),
 		Boundary:  boundary,
 		LF:        lf,
@@ -271,7 +284,11 @@ func (m *message) finish(ed editor, lf bool) error {
 	if err := envelope.WriteBody(body, notice, env); err != nil {
 		return fmt.Errorf("write sealed body: %w", err)
 	}
-	return body.Close()
+	if err := body.Close(); err != nil {
+		return err
+	}
+	m.f.cfg.Events.Sealed(time.Since(s.start), m.bodySize)
+	return nil
 }
 
 func (m *message) boundary() (string, error) {
@@ -297,7 +314,7 @@ func (m *message) headerText(name string) string {
 // It walks the fields from last to first, so deleting one never shifts the
 // index of a field it has yet to edit, however the MTA counts deleted ones.
 func (m *message) editHeaders(ed editor, contentType string) error {
-	p := m.f.cfg.Policy
+	p := m.pol
 	// index[i] is field i's 1-based position among the fields of its name,
 	// as ChangeHeader counts them. Only a message that is edited needs it.
 	index := make([]int, len(m.headers))
@@ -312,8 +329,8 @@ func (m *message) editHeaders(ed editor, contentType string) error {
 		h := m.headers[i]
 		var err error
 		switch {
-		case strings.EqualFold(h.name, "Subject") && m.f.tag != nil && m.f.tag.in(h.value):
-			err = ed.ChangeHeader(index[i], h.name, m.f.tag.strip(h.value))
+		case strings.EqualFold(h.name, "Subject") && p.tag != nil && p.tag.in(h.value):
+			err = ed.ChangeHeader(index[i], h.name, p.tag.strip(h.value))
 		case p.TriggerHeader != "" && strings.EqualFold(h.name, p.TriggerHeader):
 			err = ed.ChangeHeader(index[i], h.name, "")
 		case contentType == "":

@@ -15,6 +15,8 @@ type Reply struct {
 	Enhanced string
 	Text     string
 	Cause    error
+	// Reason names the refusal for metrics: a fixed word, never data.
+	Reason string
 }
 
 func (r *Reply) Error() string {
@@ -35,16 +37,28 @@ func (r *Reply) withCause(err error) *Reply {
 
 // The replies of the policy table (package doc).
 var (
-	replyNeedTLS = &Reply{Code: 530, Enhanced: "5.7.0",
+	replyNeedTLS = &Reply{Code: 530, Enhanced: "5.7.0", Reason: ReasonTLSRequired,
 		Text: "Encryption required: turn on TLS (STARTTLS or SSL/TLS) for outgoing mail in your mail program's account settings, then send again"}
-	replyTempFail = &Reply{Code: 451, Enhanced: "4.3.0",
+	replyTempFail = &Reply{Code: 451, Enhanced: "4.3.0", Reason: ReasonTempFail,
 		Text: "Temporary problem while securing this message; it was not sent, please try again later"}
-	replyShuttingDown = &Reply{Code: 451, Enhanced: "4.3.2",
+	replyShuttingDown = &Reply{Code: 451, Enhanced: "4.3.2", Reason: ReasonShuttingDown,
 		Text: "Mail filter is restarting; please try again in a moment"}
 )
 
+// replyNotEntitled refuses a triggered message from a sender who does not
+// have the encryption feature. The sentence is for the user, who sees it in
+// the mail program's bounce or error box.
+func replyNotEntitled(tag string) *Reply {
+	how := "remove " + tag + " from the subject"
+	if tag == "" {
+		how = "turn off secure sending"
+	}
+	return &Reply{Code: 550, Enhanced: "5.7.1", Reason: ReasonNotEntitled,
+		Text: "Encrypted email is not enabled for your account; " + how + " to send it unencrypted, or ask your provider"}
+}
+
 func replyTooBig(limit int64) *Reply {
-	return &Reply{Code: 552, Enhanced: "5.3.4",
+	return &Reply{Code: 552, Enhanced: "5.3.4", Reason: ReasonTooBig,
 		Text: fmt.Sprintf("Message too large: this server encrypts messages of up to %s", humanSize(limit))}
 }
 

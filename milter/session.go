@@ -42,6 +42,7 @@ func (s *session) guard(step string, fn func() (gomilter.Response, error)) (resp
 
 // refuse ends the current message with reply r.
 func (s *session) refuse(r *Reply) gomilter.Response {
+	s.f.cfg.Events.MessageDone(VerdictRefused, r.Reason)
 	if s.msg != nil {
 		s.msg.logVerdict("refused", r)
 	} else if r.Cause != nil {
@@ -79,15 +80,17 @@ func (s *session) MailFrom(from string, m *gomilter.Modifier) (gomilter.Response
 		s.counted = true
 		macros := m.Macros
 		s.msg = s.f.newMessage(from, macros["i"])
+		s.msg.auth = macros["{auth_authen}"]
 		client := parseClientAddr(macros["{client_addr}"])
-		p := s.f.cfg.Policy
-		auth := macros["{auth_authen}"] != ""
+		p := s.msg.pol
+		auth := s.msg.auth != ""
 		if !auth && !inPrefixes(client, p.TrustedNetworks) {
 			// Mail from the internet: never ours to seal.
 			if s.msg.logEnabled(slog.LevelDebug) {
 				s.msg.logAttrs(slog.LevelDebug, "not a submission: accepted untouched", slog.Any("client", client))
 			}
 			s.endMessage()
+			s.f.cfg.Events.MessageDone(VerdictInbound, "")
 			return gomilter.RespAccept, nil
 		}
 		if p.RequireTLS && macros["{tls_version}"] == "" && !inPrefixes(client, p.TLSExemptNetworks) {
@@ -149,6 +152,7 @@ func (s *session) Body(m *gomilter.Modifier) (gomilter.Response, error) {
 			return nil, err
 		}
 		msg.logVerdict("accepted", nil)
+		s.f.cfg.Events.MessageDone(msg.verdict.event(), "")
 		s.endMessage()
 		return gomilter.RespAccept, nil
 	})

@@ -30,7 +30,9 @@ type view struct {
 	ReplyAll    bool
 	Attachments []attachmentLink
 	Sent        *sentReply
-	Org         string // the organisation's name as recipients know it: the portal's host
+	Org         string // who a reply leaves: the domain of the message's sender
+
+	Brand brandView // set by render from Token (brand.go)
 }
 
 type codeView struct {
@@ -56,16 +58,18 @@ type sentReply struct {
 const layout = `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{.Title}} · Secure messages</title>
+<title>{{.Title}}{{if .Brand.Org}} · {{.Brand.Org}}{{else if ne .Title "Secure messages"}} · Secure messages{{end}}</title>
 <link rel="stylesheet" href="/static/portal.css">
-</head><body>
-<header class="bar"><span class="brand">Secure messages</span>{{if .SignedIn}}<form method="post" action="/signout" class="inline"><span class="who">{{.Email}}</span> <a href="/account/password">Change password</a> <button class="link" type="submit">Sign out</button></form>{{end}}</header>
+{{with .Brand.ID}}<link rel="stylesheet" href="/static/brand/{{.}}/style.css">
+{{end}}</head><body>
+<header class="bar">{{if .Brand.ID}}<span class="brand">{{if .Brand.Logo}}<img src="/static/brand/{{.Brand.ID}}/logo" alt="{{if .Brand.Org}}{{.Brand.Org}} logo{{else}}Sender's logo{{end}}">{{end}}{{if .Brand.Org}}{{.Brand.Org}} · {{end}}Secure messages</span>{{else}}<span class="brand">Secure messages</span>{{end}}{{if .SignedIn}}<form method="post" action="/signout" class="inline"><span class="who">{{.Email}}</span> <a href="/account/password">Change password</a> <button class="link" type="submit">Sign out</button></form>{{end}}</header>
 <main>
 <h1>{{.Title}}</h1>
 {{if .Error}}<p class="error" role="alert" id="form-error">{{.Error}}</p>{{end}}
 {{if .Notice}}<p class="notice" role="status">{{.Notice}}</p>{{end}}
 {{range .Paragraphs}}<p>{{.}}</p>{{end}}
 {{template "content" .}}
+{{with .Brand.Support}}<p class="support">{{.}}</p>{{end}}
 </main>
 </body></html>
 `
@@ -195,6 +199,7 @@ var pages = func() map[string]*template.Template {
 // render writes a page. Pages are rendered into a buffer first, so a
 // template error becomes a plain 500 page instead of half a page.
 func (h *handler) render(w http.ResponseWriter, status int, name string, v view) {
+	v.Brand = h.pageBrand(v)
 	var buf bytes.Buffer
 	if err := pages[name].ExecuteTemplate(&buf, "layout", v); err != nil {
 		h.log.Error("portal: page template failed", "page", name, "err", err)

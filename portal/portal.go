@@ -113,6 +113,10 @@ type Options struct {
 	// the client, for throttling and logs. Empty: the peer is the client.
 	TrustedProxies []netip.Prefix
 
+	// Brands, if set, gives the pages about a message the look of its
+	// sender's organisation (brand.go).
+	Brands Brands
+
 	Logger *slog.Logger
 	Now    func() time.Time
 }
@@ -270,6 +274,7 @@ func (h *handler) routes() {
 		w.Write([]byte("ok\n"))
 	})
 	m.HandleFunc("GET /static/portal.css", serveCSS)
+	m.HandleFunc("GET /static/brand/{id}/{file}", h.brandAsset)
 	m.HandleFunc("POST /open", h.open)
 	m.HandleFunc("GET /m/{token}", h.message)
 	m.HandleFunc("GET /m/{token}/part/{index}", h.part)

@@ -310,6 +310,7 @@ func checkConfigFile(r *checkReport, path string) *Config {
 			r.errorf(key, "contrib/securemail.example.yaml explains every key", "%v", e)
 		}
 	}
+	checkPolicyLists(r, &cfg)
 	return &cfg
 }
 

@@ -58,6 +58,10 @@ type Config struct {
 		MaxMessageSize    ByteSize `mapstructure:"max_message_size"`
 		SubjectTag        string   `mapstructure:"subject_tag"`
 		TriggerHeader     string   `mapstructure:"trigger_header"`
+		// Entitlement and list files (lists.go).
+		InternalDomainsFiles []string `mapstructure:"internal_domains_files"`
+		Senders              []string `mapstructure:"senders"`
+		SendersFiles         []string `mapstructure:"senders_files"`
 	} `mapstructure:"policy"`
 	Keystore struct {
 		MasterKeyFile string        `mapstructure:"master_key_file"`
@@ -67,39 +71,54 @@ type Config struct {
 		Relay string `mapstructure:"relay"`
 		From  string `mapstructure:"from"`
 	} `mapstructure:"smtp"`
+	// Branding is the sender domains' look (branding.go).
+	Branding struct {
+		Default BrandConfig   `mapstructure:"default"`
+		Domains []BrandConfig `mapstructure:"domains"`
+	} `mapstructure:"branding"`
+	// Metrics is the Prometheus listener (metrics.go).
+	Metrics struct {
+		Listen string `mapstructure:"listen"`
+	} `mapstructure:"metrics"`
+
+	// lists holds the policy lists with their files read (lists.go).
+	lists policyLists
 }
 
 // defaults is the embedded default: everything on loopback, data in a
 // folder next to where the command runs.
 var defaults = map[string]any{
-	"data_dir":                   "securemail-data",
-	"log.level":                  "info",
-	"milter.listen":              "inet:127.0.0.1:8894",
-	"milter.socket_mode":         "0660",
-	"portal.listen":              "127.0.0.1:8080",
-	"portal.url":                 "http://127.0.0.1:8080",
-	"portal.spool_ttl":           "24h",
-	"portal.spool_dir":           "",
-	"portal.spool_max":           "2GiB",
-	"portal.replies_per_hour":    20,
-	"portal.reply_all":           false,
-	"portal.min_password_length": 12,
-	"portal.trusted_proxies":     []string{"127.0.0.0/8", "::1/128"},
-	"portal.argon2.time":         3,
-	"portal.argon2.memory":       "64MiB",
-	"portal.argon2.threads":      4,
-	"portal.argon2.concurrency":  2,
-	"policy.internal_domains":    []string{},
-	"policy.trusted_networks":    []string{"127.0.0.0/8", "::1/128"},
-	"policy.tls_exempt_networks": []string{"127.0.0.0/8", "::1/128"},
-	"policy.require_tls":         true,
-	"policy.max_message_size":    "20MiB",
-	"policy.subject_tag":         "[encrypt]",
-	"policy.trigger_header":      "X-Secure-Send",
-	"keystore.master_key_file":   "",
-	"keystore.key_lifetime":      "2160h",
-	"smtp.relay":                 "127.0.0.1:25",
-	"smtp.from":                  "",
+	"data_dir":                      "securemail-data",
+	"log.level":                     "info",
+	"milter.listen":                 "inet:127.0.0.1:8894",
+	"milter.socket_mode":            "0660",
+	"portal.listen":                 "127.0.0.1:8080",
+	"portal.url":                    "http://127.0.0.1:8080",
+	"portal.spool_ttl":              "24h",
+	"portal.spool_dir":              "",
+	"portal.spool_max":              "2GiB",
+	"portal.replies_per_hour":       20,
+	"portal.reply_all":              false,
+	"portal.min_password_length":    12,
+	"portal.trusted_proxies":        []string{"127.0.0.0/8", "::1/128"},
+	"portal.argon2.time":            3,
+	"portal.argon2.memory":          "64MiB",
+	"portal.argon2.threads":         4,
+	"portal.argon2.concurrency":     2,
+	"policy.internal_domains":       []string{},
+	"policy.trusted_networks":       []string{"127.0.0.0/8", "::1/128"},
+	"policy.tls_exempt_networks":    []string{"127.0.0.0/8", "::1/128"},
+	"policy.require_tls":            true,
+	"policy.max_message_size":       "20MiB",
+	"policy.subject_tag":            "[encrypt]",
+	"policy.trigger_header":         "X-Secure-Send",
+	"policy.internal_domains_files": []string{},
+	"policy.senders":                []string{},
+	"policy.senders_files":          []string{},
+	"keystore.master_key_file":      "",
+	"keystore.key_lifetime":         "2160h",
+	"smtp.relay":                    "127.0.0.1:25",
+	"smtp.from":                     "",
 }
 
 // loadConfig reads path (none: the embedded default), applies the
@@ -115,6 +134,9 @@ func loadConfig(path string) (*Config, error) {
 	}
 	cfg.fillDerived()
 	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
+	}
+	if cfg.lists, err = cfg.readPolicyLists(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
 	}
 	return &cfg, nil
@@ -251,6 +273,9 @@ func (c *Config) validate() error {
 	if c.Keystore.KeyLifetime <= 0 {
 		errs = append(errs, errors.New("keystore.key_lifetime must be positive, e.g. 2160h (90 days)"))
 	}
+	if err := c.validateMetrics(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -259,7 +284,10 @@ func (c *Config) policy() milter.Policy {
 	trusted, _ := parsePrefixes("", c.Policy.TrustedNetworks)
 	exempt, _ := parsePrefixes("", c.Policy.TLSExemptNetworks)
 	return milter.Policy{
-		InternalDomains:   c.Policy.InternalDomains,
+		InternalDomains:   c.lists.internalDomains,
+		RestrictSenders:   c.lists.restrictSenders,
+		Brands:            c.lists.brands,
+		Senders:           c.lists.senders,
 		TrustedNetworks:   trusted,
 		TLSExemptNetworks: exempt,
 		RequireTLS:        c.Policy.RequireTLS,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/securemail/securemail/internal/metrics"
 	"github.com/securemail/securemail/keystore"
 	"github.com/securemail/securemail/milter"
 	"github.com/securemail/securemail/portal"
@@ -44,7 +45,14 @@ func newRootCommand() *cobra.Command {
 }
 
 func newLogger(cfg *Config) *slog.Logger {
-	level, _ := parseLevel(cfg.Log.Level)
+	return newLevelLogger(cfg, new(slog.LevelVar))
+}
+
+// newLevelLogger logs at level, which it first sets to log.level; a reload
+// changes it.
+func newLevelLogger(cfg *Config, level *slog.LevelVar) *slog.Logger {
+	l, _ := parseLevel(cfg.Log.Level)
+	level.Set(l)
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
@@ -114,7 +122,13 @@ func prepareDataDir(cfg *Config) error {
 
 // newFilter builds the milter's filter from cfg.
 func newFilter(cfg *Config, store keystore.KeyStore, mk *keystore.MasterKey, log *slog.Logger) (*milter.Filter, error) {
+	return newFilterEvents(cfg, store, mk, log, nil)
+}
+
+// newFilterEvents is newFilter that reports to events (nil: nowhere).
+func newFilterEvents(cfg *Config, store keystore.KeyStore, mk *keystore.MasterKey, log *slog.Logger, events milter.Events) (*milter.Filter, error) {
 	return milter.NewFilter(milter.Config{
+		Events:      events,
 		Policy:      cfg.policy(),
 		PortalURL:   cfg.Portal.URL,
 		KeyLifetime: cfg.Keystore.KeyLifetime,
@@ -135,12 +149,22 @@ func portalSpoolPath(cfg *Config) string {
 // newPortal builds the recipient portal on the same key store the milter
 // writes.
 func newPortal(cfg *Config, store *keystore.Bolt, mk *keystore.MasterKey, log *slog.Logger) (*portal.Handler, error) {
+	return newBrandedPortal(cfg, store, mk, log, newPortalBrands(cfg), nil)
+}
+
+// newBrandedPortal is newPortal with the branding that brands serves, and
+// its store counted by mets (nil: not counted).
+func newBrandedPortal(cfg *Config, store *keystore.Bolt, mk *keystore.MasterKey, log *slog.Logger, brands *portalBrands, mets *metrics.Metrics) (*portal.Handler, error) {
+	var portalStore keystore.PortalStore = store
+	if mets != nil {
+		portalStore = mets.PortalStore(store)
+	}
 	a := cfg.Portal.Argon2
 	proxies, _ := parsePrefixes("", cfg.Portal.TrustedProxies) // validate checked them
 	return portal.New(portal.Options{
 		PortalURL:      cfg.Portal.URL,
 		Keys:           store,
-		Store:          store,
+		Store:          portalStore,
 		MasterKey:      mk,
 		SpoolDir:       portalSpoolPath(cfg),
 		SpoolTTL:       cfg.Portal.SpoolTTL,
@@ -157,6 +181,7 @@ func newPortal(cfg *Config, store *keystore.Bolt, mk *keystore.MasterKey, log *s
 		}, a.Concurrency),
 		MinPassword:    cfg.Portal.MinPasswordLength,
 		TrustedProxies: proxies,
+		Brands:         brands,
 		Logger:         log,
 	})
 }

@@ -36,12 +36,14 @@ func newServeCommand(load func() (*Config, error)) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return serve(cfg, newLogger(cfg))
+			level := new(slog.LevelVar)
+			log := newLevelLogger(cfg, level)
+			return serve(cfg, log, &reloader{load: load, level: level, cur: cfg, log: log})
 		},
 	}
 }
 
-func serve(cfg *Config, log *slog.Logger) error {
+func serve(cfg *Config, log *slog.Logger, reload *reloader) error {
 	// go-milter reports connection errors through the standard logger.
 	slog.SetDefault(log)
 	mk, store, err := openKeys(cfg, log, true)
@@ -53,10 +55,12 @@ func serve(cfg *Config, log *slog.Logger) error {
 			log.Error("closing the keystore failed", "err", err)
 		}
 	}()
-	filter, err := newFilter(cfg, store, mk, log)
+	mets := newMetrics(cfg)
+	filter, err := newFilterEvents(cfg, store, mk, log, mets.Milter())
 	if err != nil {
 		return err
 	}
+	reload.filter, reload.onReload = filter, mets.Reloaded
 
 	milterLn, err := listenMilter(cfg)
 	if err != nil {
@@ -67,32 +71,44 @@ func serve(cfg *Config, log *slog.Logger) error {
 		milterLn.Close()
 		return fmt.Errorf("portal.listen: %w", err)
 	}
-	web, err := newPortal(cfg, store, mk, log)
+	reload.brands = newPortalBrands(cfg)
+	web, err := newBrandedPortal(cfg, store, mk, log, reload.brands, mets)
 	if err != nil {
 		milterLn.Close()
 		httpLn.Close()
 		return err
 	}
 	defer web.Close()
+	reload.hosts = newHostCheck(cfg, web)
 	if strings.TrimSpace(cfg.SMTP.From) == "" {
 		log.Warn("smtp.from is empty: the portal's codes and notices come from a made-up address; set smtp.from", "from", cfg.portalFrom())
 	}
 	httpSrv := &http.Server{
-		Handler:           web,
+		Handler:           mets.Portal(reload.hosts),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	milterSrv := filter.Server()
-	errc := make(chan error, 2)
-	go func() { errc <- filter.Serve(milterSrv, milterLn) }()
+	errc := make(chan error, 3)
+	var up listening
+	up.milter.Store(true)
+	up.portal.Store(true)
+	go func() { errc <- filter.Serve(milterSrv, milterLn); up.milter.Store(false) }()
 	go func() {
-		if err := httpSrv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
+		err := httpSrv.Serve(httpLn)
+		up.portal.Store(false)
+		if !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("portal: %w", err)
 		}
 	}()
 	log.Info("securemail started", "milter", cfg.Milter.Listen, "portal", cfg.Portal.Listen,
 		"portal_url", cfg.Portal.URL, "data_dir", cfg.DataDir, "master_key_id", mk.ID())
+
+	metricsSrv, err := startMetrics(cfg, mets, readinessChecks(cfg, store, mk, &up), log, errc)
+	if err != nil {
+		errc <- err // shut down like any other failed listener
+	}
 
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	defer stopSweep()
@@ -107,7 +123,7 @@ wait:
 		select {
 		case s := <-sig:
 			if s == syscall.SIGHUP {
-				log.Info("SIGHUP: this version reloads nothing; restart to apply configuration changes")
+				reload.reloadAndLog("SIGHUP")
 				continue
 			}
 			log.Info("shutting down: draining messages in flight", "signal", s.String(), "timeout", drainTimeout)
@@ -125,6 +141,9 @@ wait:
 	}
 	if err := filter.Shutdown(ctx); err != nil {
 		log.Warn("milter shutdown", "err", err)
+	}
+	if metricsSrv != nil {
+		metricsSrv.Close()
 	}
 	log.Info("securemail stopped")
 	return runErr

@@ -172,8 +172,11 @@ func TestSystemdUnit(t *testing.T) {
 		} else if d <= drainTimeout {
 			t.Errorf("TimeoutStopSec = %v, want more than serve's drain timeout %v", d, drainTimeout)
 		}
-		for _, forbidden := range []string{"ExecReload", "PrivateUsers", "DynamicUser"} {
-			// ExecReload: SIGHUP reloads nothing yet. PrivateUsers would
+		if got, _ := u.last("Service", "ExecReload"); got != "/bin/kill -HUP $MAINPID" {
+			t.Errorf("ExecReload = %q, want SIGHUP (serve reloads the policy on it)", got)
+		}
+		for _, forbidden := range []string{"PrivateUsers", "DynamicUser"} {
+			// PrivateUsers would
 			// hide group postfix that the socket directory relies on;
 			// DynamicUser would change the owner of /var/lib/securemail.
 			if _, ok := u.last("Service", forbidden); ok {

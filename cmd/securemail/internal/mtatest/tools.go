@@ -70,6 +70,21 @@ func RequireTools(t testing.TB, names ...string) {
 	SkipUnlessCI(t, msg)
 }
 
+// RequireToolsHint is RequireTools for tools that are not part of an MTA;
+// hint says how to install them.
+func RequireToolsHint(t testing.TB, hint string, names ...string) {
+	t.Helper()
+	var missing []string
+	for _, name := range names {
+		if _, err := LookTool(name); err != nil {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		SkipUnlessCI(t, "missing "+strings.Join(missing, ", ")+" ("+hint+")")
+	}
+}
+
 // RequireRoot skips (or, with CI set, fails) a test that is not run as root.
 func RequireRoot(t testing.TB) {
 	t.Helper()

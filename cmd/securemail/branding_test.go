@@ -1,0 +1,112 @@
+package main
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const testBrandSVG = `<svg xmlns="http://www.w3.org/2000/svg" width="160" height="48" viewBox="0 0 160 48"><rect width="160" height="48" rx="6" fill="#0b5d3b"/><text x="14" y="31" font-family="sans-serif" font-size="20" fill="#fff">Example Bank</text></svg>`
+
+// brandingYAML is a branding section for example.test with a logo file
+// written to dir.
+func brandingYAML(t *testing.T, dir string) string {
+	t.Helper()
+	logo := filepath.Join(dir, "example-bank.svg")
+	if err := os.WriteFile(logo, []byte(testBrandSVG), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return `branding:
+  default:
+    organisation: Example Hosting
+  domains:
+    - domain: example.test
+      organisation: Example Bank
+      logo: ` + logo + `
+      accent: "#0b5d3b"
+      support: "Questions? Call Example Bank on 0800 123 456"
+      portal_url: https://secure.examplebank.test
+`
+}
+
+func TestBrandingConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := loadConfig(writeConfig(t, brandingYAML(t, dir)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := cfg.lists.brands
+	if len(b) != 2 || b[""].Brand.Organisation != "Example Hosting" || b["example.test"].PortalURL != "https://secure.examplebank.test" ||
+		!strings.HasPrefix(b["example.test"].Brand.Logo, "data:image/svg+xml;base64,") {
+		t.Fatalf("brands %+v", b)
+	}
+	if p := cfg.policy(); len(p.Brands) != 2 {
+		t.Errorf("the milter's policy has %d brands", len(p.Brands))
+	}
+	for name, tc := range map[string]struct{ from, to, want string }{
+		"light accent": {`"#0b5d3b"`, `"#ffee00"`, "too light"},
+		"missing logo": {"example-bank.svg", "gone.svg", "branding.domains[0].logo"},
+		"plain http":   {"https://secure.examplebank", "http://secure.examplebank", "plain HTTP"},
+		"bad domain":   {"domain: example.test", "domain: bob@example.test", "not a domain"},
+		"duplicate": {"      portal_url: https://secure.examplebank.test\n",
+			"      portal_url: https://secure.examplebank.test\n    - domain: Example.test\n", "listed twice"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			yaml := strings.Replace(brandingYAML(t, dir), tc.from, tc.to, 1)
+			if _, err := loadConfig(writeConfig(t, yaml)); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("loadConfig error %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestPortalHostCheck(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := loadConfig(writeConfig(t, "portal:\n  url: https://secure.example.test\n"+brandingYAML(t, dir)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHostCheck(cfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	for host, want := range map[string]int{
+		"secure.example.test":      http.StatusNoContent,
+		"SECURE.example.test:443":  http.StatusNoContent,
+		"secure.examplebank.test":  http.StatusNoContent,
+		"secure.examplebank.test.": http.StatusNoContent,
+		"evil.test":                http.StatusMisdirectedRequest,
+		"127.0.0.1:8080":           http.StatusMisdirectedRequest,
+		"":                         http.StatusMisdirectedRequest,
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Host = host
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if rec.Code != want {
+			t.Errorf("Host %q: %d, want %d", host, rec.Code, want)
+		}
+	}
+	r := httptest.NewRequest("GET", "/healthz", nil)
+	r.Host = "127.0.0.1:8080"
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	if rec.Code != http.StatusNoContent {
+		t.Errorf("/healthz by address: %d, want it answered", rec.Code)
+	}
+	// A reload with another portal_url changes the set.
+	cfg2, err := loadConfig(writeConfig(t, "portal:\n  url: https://secure.example.test\n"+strings.Replace(brandingYAML(t, dir), "secure.examplebank.test", "read.examplebank.test", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.set(cfg2)
+	for host, want := range map[string]int{"read.examplebank.test": http.StatusNoContent, "secure.examplebank.test": http.StatusMisdirectedRequest} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Host = host
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if rec.Code != want {
+			t.Errorf("after reload, Host %q: %d, want %d", host, rec.Code, want)
+		}
+	}
+}
