@@ -529,8 +529,8 @@ func (b *Bolt) Reads(ctx context.Context, id KeyID) ([]ReadEvent, error) {
 }
 
 // SweepPortal deletes, in one transaction, codes and sessions whose Expires
-// is before now and throttle entries whose LastFailure is before
-// now-window.
+// is before now, throttle entries whose LastFailure is before now-window
+// and limit windows that ended before now.
 func (b *Bolt) SweepPortal(ctx context.Context, now time.Time, window time.Duration) (int, error) {
 	idleSince := now.Add(-window)
 	deleted := 0
@@ -587,7 +587,9 @@ func (b *Bolt) SweepPortal(ctx context.Context, now time.Time, window time.Durat
 			}
 			deleted += len(doomed)
 		}
-		return nil
+		n, err := sweepLimits(tx, now)
+		deleted += n
+		return err
 	})
 	if err != nil {
 		return 0, err
@@ -627,4 +629,123 @@ func get(tx *bolt.Tx, bucket, k []byte) []byte {
 		return nil
 	}
 	return bk.Get(k)
+}
+
+// limitsBucket holds Hit's windows: limit key -> boltLimit. It is made on
+// first use, so files written before it existed need no migration.
+var limitsBucket = []byte("limits")
+
+// boltLimit is stored under its key, which is not repeated here.
+type boltLimit struct {
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+	Count int       `json:"count"`
+}
+
+// Hit runs in one bbolt write transaction; bbolt has one writer at a
+// time, so the read, the check and the write cannot interleave with
+// another Hit. A read-only transaction first answers the attempts that are
+// refused anyway without a write (and its fsync): counts only grow within
+// a window, so a refusal read there stays right, and a burst past the
+// limit costs reads, not commits.
+func (b *Bolt) Hit(ctx context.Context, key string, now time.Time, window time.Duration, limit int) (HitResult, error) {
+	if key == "" {
+		return HitResult{}, errors.New("keystore: limit has no key")
+	}
+	now = utc(now)
+	var res HitResult
+	refused := false
+	err := b.view(ctx, "read limit", func(tx *bolt.Tx) error {
+		v := get(tx, limitsBucket, []byte(key))
+		if v == nil {
+			return nil
+		}
+		var l boltLimit
+		if err := json.Unmarshal(v, &l); err != nil {
+			return fmt.Errorf("limit %q is damaged: %w", key, err)
+		}
+		if now.Before(l.End) && l.Count >= limit {
+			res, refused = HitResult{Count: l.Count, RetryAfter: l.End.Sub(now)}, true
+		}
+		return nil
+	})
+	if err != nil || refused {
+		return res, err
+	}
+	err = b.update(ctx, "hit limit", func(tx *bolt.Tx) error {
+		bk, err := tx.CreateBucketIfNotExists(limitsBucket)
+		if err != nil {
+			return err
+		}
+		var l boltLimit
+		if v := bk.Get([]byte(key)); v != nil {
+			if err := json.Unmarshal(v, &l); err != nil {
+				return fmt.Errorf("limit %q is damaged: %w", key, err)
+			}
+		}
+		if l.End.IsZero() || !now.Before(l.End) {
+			l = boltLimit{Start: now, End: now.Add(window)}
+		}
+		if l.Count >= limit {
+			res = HitResult{Count: l.Count, RetryAfter: l.End.Sub(now)}
+			return nil // nothing changed: no write
+		}
+		l.Count++
+		res = HitResult{Allowed: true, Count: l.Count}
+		val, err := json.Marshal(l)
+		if err != nil {
+			return err
+		}
+		return bk.Put([]byte(key), val)
+	})
+	if err != nil {
+		return HitResult{}, err
+	}
+	return res, nil
+}
+
+func (b *Bolt) ResetHits(ctx context.Context, key string) error {
+	var present bool
+	if err := b.view(ctx, "read limit", func(tx *bolt.Tx) error {
+		present = get(tx, limitsBucket, []byte(key)) != nil
+		return nil
+	}); err != nil || !present {
+		return err
+	}
+	return b.update(ctx, "reset limit", func(tx *bolt.Tx) error {
+		bk := tx.Bucket(limitsBucket)
+		if bk == nil {
+			return nil
+		}
+		return bk.Delete([]byte(key))
+	})
+}
+
+// sweepLimits deletes, inside SweepPortal's transaction, the limit
+// windows that ended before now.
+func sweepLimits(tx *bolt.Tx, now time.Time) (int, error) {
+	bk := tx.Bucket(limitsBucket)
+	if bk == nil {
+		return 0, nil
+	}
+	var doomed [][]byte
+	err := bk.ForEach(func(k, v []byte) error {
+		var l boltLimit
+		if err := json.Unmarshal(v, &l); err != nil {
+			return fmt.Errorf("limit %q is damaged: %w", k, err)
+		}
+		if l.End.Before(now) {
+			doomed = append(doomed, bytes.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range doomed {
+		if err := bk.Delete(k); err != nil {
+			return 0, err
+		}
+	}
+	return len(doomed), nil
 }

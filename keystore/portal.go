@@ -18,9 +18,13 @@ import (
 //     exactly one succeeds; every wrong guess spends one try, and when the
 //     tries are gone the code is dead even for the right value.
 //   - Every write is durable on return.
-//   - SweepPortal deletes codes and sessions past their end and throttle
-//     entries idle for longer than the throttle window; nothing else
-//     deletes by itself.
+//   - Hit is the one way a limit is enforced: it checks and counts in one
+//     atomic step, before the expensive work it guards, so a burst of
+//     requests released together gets exactly as many "allowed" answers as
+//     the same requests sent one after another.
+//   - SweepPortal deletes codes and sessions past their end, throttle
+//     entries idle for longer than the throttle window and limit entries
+//     whose window has ended; nothing else deletes by itself.
 
 // Errors of the portal store, for errors.Is.
 var (
@@ -86,6 +90,18 @@ type Throttle struct {
 	InWindow    int       // failures since WindowStart
 }
 
+// HitResult is the answer of PortalStore.Hit.
+type HitResult struct {
+	// Allowed says whether the attempt may go ahead; it was counted.
+	Allowed bool
+	// Count is the number of attempts counted in the current window,
+	// this one included when it was allowed.
+	Count int
+	// RetryAfter is, when not allowed, how long until the window ends
+	// and attempts are allowed again.
+	RetryAfter time.Duration
+}
+
 // ReadEvent is one read of a sealed message, for the sender's audit trail.
 type ReadEvent struct {
 	KeyID  KeyID
@@ -137,6 +153,25 @@ type PortalStore interface {
 	Throttle(ctx context.Context, key string) (Throttle, error)
 	// ClearFailures resets Consecutive for key; the long-window count stays.
 	ClearFailures(ctx context.Context, key string) error
+
+	// Hit checks and counts one attempt for key at now, atomically: of
+	// any number of concurrent calls for one key, at most limit are
+	// allowed per window. A window starts at the first allowed attempt
+	// for key when there is none, or when the previous one has ended
+	// (now at or after its start plus window), and lasts window; the
+	// window's start and length are fixed when it starts. A refused
+	// attempt is not counted and does not move the window. limit < 1
+	// refuses everything. Keys are opaque strings chosen by the caller
+	// (the portal uses "signin-acct:<email>", "signin-client:<addr>",
+	// ...).
+	//
+	// A SQL backend implements it as one statement, e.g. an INSERT ... ON
+	// CONFLICT (key) DO UPDATE that restarts an ended window or adds one
+	// when count < limit, RETURNING the row.
+	Hit(ctx context.Context, key string, now time.Time, window time.Duration, limit int) (HitResult, error)
+	// ResetHits forgets the count for key (a right password ends the
+	// count of tries); resetting a missing key is not an error.
+	ResetHits(ctx context.Context, key string) error
 
 	// RecordRead appends ev to its key's audit trail. A backend that is
 	// also the KeyStore deletes the trail when SweepKeys deletes the key.

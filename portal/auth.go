@@ -86,34 +86,46 @@ func (h *handler) signin(w http.ResponseWriter, r *http.Request) {
 		h.storeFailed(w, r, "account", err)
 		return
 	}
-	if wait, msg, err := h.loginThrottled(ctx, s.Email, h.clientIP(r), acct, found); err != nil {
+	signinView := view{Title: "Sign in to read your message", Email: s.Email, Token: s.Token}
+	release, ok := h.checkSlot(h.clientIP(r))
+	if !ok {
+		h.busy(w, r)
+		return
+	}
+	defer release()
+	if msg, err := h.passwordTry(ctx, s.Email, h.clientIP(r), acct, found); err != nil {
 		h.storeFailed(w, r, "throttle", err)
 		return
-	} else if wait > 0 {
-		h.render(w, http.StatusTooManyRequests, "signin", view{Title: "Sign in to read your message", Email: s.Email, Token: s.Token, Error: msg})
+	} else if msg != "" {
+		signinView.Error = msg
+		h.render(w, http.StatusTooManyRequests, "signin", signinView)
 		return
 	}
-	ok := false
+	ok = false
 	if found {
 		ok, err = h.opts.Hasher.Verify(ctx, acct.PasswordHash, NormalizePassword(password))
-		if err != nil {
+		if err != nil && !errors.Is(err, ErrBusy) && ctx.Err() == nil {
 			h.log.Error("portal: stored password hash unusable", "err", err)
-			ok = false
+			err = nil
 		}
 	} else {
-		h.opts.Hasher.DummyVerify(ctx, NormalizePassword(password))
+		err = h.opts.Hasher.DummyVerify(ctx, NormalizePassword(password))
+	}
+	if err != nil {
+		h.hashFailed(w, r, "verify password", err)
+		return
 	}
 	if !ok {
-		if err := h.loginFailed(ctx, s.Email, h.clientIP(r)); err != nil {
+		if err := h.loginFailed(ctx, s.Email); err != nil {
 			h.storeFailed(w, r, "throttle", err)
 			return
 		}
 		h.log.Info("portal: sign-in failed", "remote", h.clientIP(r))
-		h.render(w, http.StatusUnauthorized, "signin", view{Title: "Sign in to read your message", Email: s.Email, Token: s.Token,
-			Error: "That email address and password do not match. Check both and try again. If this is your first secure message from us, create an account below."})
+		signinView.Error = "That email address and password do not match. Check both and try again. If this is your first secure message from us, create an account below."
+		h.render(w, http.StatusUnauthorized, "signin", signinView)
 		return
 	}
-	if err := h.signedIn(ctx, acct, password, h.clientIP(r)); err != nil {
+	if err := h.signedIn(ctx, acct, password); err != nil {
 		h.storeFailed(w, r, "sign-in", err)
 		return
 	}
@@ -152,13 +164,14 @@ func (h *handler) account(ctx context.Context, email string) (keystore.Account, 
 	return a, err == nil, err
 }
 
-// signedIn clears the failure counts after a right password and upgrades
-// a hash made with older cost settings.
-func (h *handler) signedIn(ctx context.Context, acct keystore.Account, password, ip string) error {
-	if err := h.opts.Store.ClearFailures(ctx, "acct:"+acct.Email); err != nil {
+// signedIn starts the address's count of tries afresh after a right
+// password and upgrades a hash made with older cost settings. The
+// client's count stays: see Limits.SignInPerClient.
+func (h *handler) signedIn(ctx context.Context, acct keystore.Account, password string) error {
+	if err := h.opts.Store.ResetHits(ctx, "signin-acct:"+acct.Email); err != nil {
 		return err
 	}
-	if err := h.opts.Store.ClearFailures(ctx, "ip:"+ip); err != nil {
+	if err := h.opts.Store.ClearFailures(ctx, "acct:"+acct.Email); err != nil {
 		return err
 	}
 	if h.opts.Hasher.NeedsRehash(acct.PasswordHash) {
@@ -169,53 +182,46 @@ func (h *handler) signedIn(ctx context.Context, acct keystore.Account, password,
 	return nil
 }
 
-func (h *handler) loginFailed(ctx context.Context, email, ip string) error {
-	now := h.now()
-	if _, err := h.opts.Store.AddFailure(ctx, "acct:"+email, now, throttleWindow); err != nil {
-		return err
-	}
-	_, err := h.opts.Store.AddFailure(ctx, "ip:"+ip, now, throttleWindow)
+// loginFailed counts a checked wrong password toward the address's long
+// window lock. Only tries that passed passwordTry get here, so a burst
+// adds at most the tries it was allowed.
+func (h *handler) loginFailed(ctx context.Context, email string) error {
+	_, err := h.opts.Store.AddFailure(ctx, "acct:"+email, h.now(), throttleWindow)
 	return err
 }
 
-// loginThrottled says how long the browser must wait before its next
-// password try, with the sentence to show. It answers the same whether or
-// not the account exists: failures count against the address either way.
-func (h *handler) loginThrottled(ctx context.Context, email, ip string, acct keystore.Account, found bool) (time.Duration, string, error) {
+// passwordTry decides, before any argon2 work, whether this password try
+// may be checked, and counts it. It answers "" when it may, or the
+// sentence to show. The checks, in order: the long-window lock of the
+// address (100 checked failures in 30 days, lifted by a password reset),
+// the client's budget (in front, so one client cannot spend an address's
+// budget beyond its own), then the address's budget. It answers the same
+// whether or not the account exists: tries count against the address
+// either way.
+func (h *handler) passwordTry(ctx context.Context, email, ip string, acct keystore.Account, found bool) (string, error) {
 	now := h.now()
 	at, err := h.opts.Store.Throttle(ctx, "acct:"+email)
 	if err != nil {
-		return 0, "", err
+		return "", err
 	}
-	// The long-window lock ends when the owner resets the password.
 	if at.InWindow >= maxFailuresInWindow && now.Sub(at.WindowStart) < throttleWindow &&
 		!(found && acct.PasswordSet.After(at.LastFailure)) {
-		return at.WindowStart.Add(throttleWindow).Sub(now),
-			"Signing in to this address is locked after too many wrong passwords. Choose \"Reset my password\" below to unlock it with a code we email you.", nil
+		return "Signing in to this address is locked after too many wrong passwords. Choose \"Reset my password\" below to unlock it with a code we email you.", nil
 	}
-	wait := backoff(at, accountFreeFailures, now)
-	it, err := h.opts.Store.Throttle(ctx, "ip:"+ip)
-	if err != nil {
-		return 0, "", err
+	lim := h.opts.Limits
+	for _, c := range []struct {
+		key  string
+		rate Rate
+	}{{"signin-client:" + ip, lim.SignInPerClient}, {"signin-acct:" + email, lim.SignInPerAddress}} {
+		res, err := h.hit(ctx, c.key, c.rate)
+		if err != nil {
+			return "", err
+		}
+		if !res.Allowed {
+			return "Too many password tries. For your safety, wait " + humanDuration(res.RetryAfter) + " before you try again, or reset your password.", nil
+		}
 	}
-	wait = max(wait, backoff(it, ipFreeFailures, now))
-	if wait <= 0 {
-		return 0, "", nil
-	}
-	return wait, "Too many wrong passwords. For your safety, wait " + humanDuration(wait) + " before you try again, or reset your password.", nil
-}
-
-// backoff is the wait after t's consecutive failures: none for the first
-// free ones, then a minute doubling to an hour.
-func backoff(t keystore.Throttle, free int, now time.Time) time.Duration {
-	if t.Consecutive < free {
-		return 0
-	}
-	wait := maxBackoff
-	if n := t.Consecutive - free; n < 6 {
-		wait = min(time.Minute<<n, maxBackoff)
-	}
-	return t.LastFailure.Add(wait).Sub(now)
+	return "", nil
 }
 
 func humanDuration(d time.Duration) string {
@@ -229,27 +235,6 @@ func humanDuration(d time.Duration) string {
 		return strconv.Itoa(int((d+time.Hour-1)/time.Hour)) + " hours"
 	}
 	return strconv.Itoa(int((d+24*time.Hour-1)/(24*time.Hour))) + " days"
-}
-
-// codeSendAllowed counts one code sent for purpose to email and says
-// whether it may go: at most codeSendsPerHour in an hour.
-func (h *handler) codeSendAllowed(ctx context.Context, purpose keystore.CodePurpose, email string) (bool, error) {
-	key := "send:" + string(purpose) + ":" + email
-	now := h.now()
-	t, err := h.opts.Store.Throttle(ctx, key)
-	if err != nil {
-		return false, err
-	}
-	if t.Consecutive >= codeSendsPerHour && now.Sub(t.LastFailure) < time.Hour {
-		return false, nil
-	}
-	if now.Sub(t.LastFailure) >= time.Hour {
-		if err := h.opts.Store.ClearFailures(ctx, key); err != nil {
-			return false, err
-		}
-	}
-	_, err = h.opts.Store.AddFailure(ctx, key, now, throttleWindow)
-	return err == nil, err
 }
 
 // newCode makes a code for purpose and email and stores its digest.
@@ -270,69 +255,37 @@ func (h *handler) newCode(ctx context.Context, purpose keystore.CodePurpose, ema
 
 const tooManyCodes = "We have already sent several codes to this address in the last hour. Use the newest email we sent, or wait an hour and ask again."
 
-// codeRequest starts a request for a code: a browser that gave an address,
-// within the hourly number of codes. It returns the session and whether the
-// address has an account, or nil after answering the request itself.
-func (h *handler) codeRequest(w http.ResponseWriter, r *http.Request, purpose keystore.CodePurpose) (*keystore.Session, bool) {
+// codeRequest answers a request for a code. Everything that depends on
+// the address (whether it may read the message, whether it has an
+// account, the code itself and the mail) happens in job, on the mail
+// queue, after the answer: the answer's words and time are the same for
+// every address. Before that, one Hit per client and one per address and
+// purpose bound the mail a stranger can cause.
+func (h *handler) codeRequest(w http.ResponseWriter, r *http.Request, purpose keystore.CodePurpose, stage, next string, job func(ctx context.Context, s keystore.Session)) {
 	s := h.sessionAt(w, r, preAuth...)
 	if s == nil || !h.parseForm(w, r) {
-		return nil, false
-	}
-	allowed, err := h.codeSendAllowed(r.Context(), purpose, s.Email)
-	if err != nil {
-		h.storeFailed(w, r, "throttle", err)
-		return nil, false
-	}
-	if !allowed {
-		h.render(w, http.StatusTooManyRequests, "signin", view{Title: "Sign in to read your message", Email: s.Email, Token: s.Token, Error: tooManyCodes})
-		return nil, false
-	}
-	_, found, err := h.account(r.Context(), s.Email)
-	if err != nil {
-		h.storeFailed(w, r, "account", err)
-		return nil, false
-	}
-	return s, found
-}
-
-// POST /register/send-code. The code goes out only when the address may
-// read this message and has no account yet; an address with an account
-// gets a note instead, and any other address gets nothing. The page says
-// the same in all three cases.
-func (h *handler) registerSendCode(w http.ResponseWriter, r *http.Request) {
-	s, found := h.codeRequest(w, r, keystore.CodeRegister)
-	if s == nil {
 		return
 	}
 	ctx := r.Context()
-	rec, err := h.tokenRecord(ctx, s.Token)
-	if err != nil {
-		h.startOver(w, r, nil)
-		return
-	}
-	switch {
-	case found:
-		err = h.sendNotice(ctx, s.Email, "You already have an account for secure messages",
-			"Someone, probably you, asked to create an account for secure messages at\n"+h.opts.PortalURL+"/\nfor this address. You already have one, so nothing was changed.\n\nSign in with your password. If you forgot it, choose \"Reset my password\" on the sign-in page.\n")
-	case rec.IsRecipient(s.Email):
-		var code string
-		if code, err = h.newCode(ctx, keystore.CodeRegister, s.Email); err == nil {
-			err = h.sendNotice(ctx, s.Email, "Your code to read a secure message",
-				"Your code is:\n\n    "+code+"\n\nEnter it on the page where you asked for it. It works for 15 minutes.\n\nIf you did not ask for it, ignore this email: without the code nobody can create an account for your address.\n")
+	lim := h.opts.Limits
+	for _, c := range []struct {
+		key  string
+		rate Rate
+	}{{"code-client:" + h.clientIP(r), lim.CodesPerClient}, {"code-send:" + string(purpose) + ":" + s.Email, lim.CodesPerAddress}} {
+		res, err := h.hit(ctx, c.key, c.rate)
+		if err != nil {
+			h.storeFailed(w, r, "throttle", err)
+			return
 		}
-	default:
-		h.log.Info("portal: registration code not sent: address is not a recipient", "key_id", rec.ID.String())
+		if !res.Allowed {
+			h.render(w, http.StatusTooManyRequests, "signin", view{Title: "Sign in to read your message", Email: s.Email, Token: s.Token, Error: tooManyCodes})
+			return
+		}
 	}
-	h.codeSent(w, r, s, err, stageRegisterCodeSent, "/register/code")
-}
-
-// codeSent finishes a code request: sendErr (the mail's) becomes a page in
-// words; otherwise the browser moves to stage and on to next.
-func (h *handler) codeSent(w http.ResponseWriter, r *http.Request, s *keystore.Session, sendErr error, stage, next string) {
-	if sendErr != nil {
-		h.log.Error("portal: could not send a code", "stage", stage, "err", sendErr)
-		h.errorPage(w, r, http.StatusServiceUnavailable, "We could not send the email",
-			"This server could not send the email with your code just now. Please try again in a few minutes.")
+	queued := *s
+	if err := h.mail.add(func(ctx context.Context) { job(ctx, queued) }); err != nil {
+		h.log.Warn("portal: code request refused", "err", err)
+		h.busy(w, r)
 		return
 	}
 	s.Stage = stage
@@ -341,6 +294,38 @@ func (h *handler) codeSent(w http.ResponseWriter, r *http.Request, s *keystore.S
 		return
 	}
 	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// POST /register/send-code. The code goes out only when the address may
+// read this message and has no account yet; an address with an account
+// gets a note instead, and any other address gets nothing. The answer is
+// the same in all three cases.
+func (h *handler) registerSendCode(w http.ResponseWriter, r *http.Request) {
+	h.codeRequest(w, r, keystore.CodeRegister, stageRegisterCodeSent, "/register/code", func(ctx context.Context, s keystore.Session) {
+		rec, err := h.tokenRecord(ctx, s.Token)
+		if err != nil {
+			h.log.Info("portal: registration code not sent: the message is gone", "err", err)
+			return
+		}
+		_, found, err := h.account(ctx, s.Email)
+		switch {
+		case err != nil:
+		case found:
+			err = h.sendNotice(ctx, s.Email, "You already have an account for secure messages",
+				"Someone, probably you, asked to create an account for secure messages at\n"+h.opts.PortalURL+"/\nfor this address. You already have one, so nothing was changed.\n\nSign in with your password. If you forgot it, choose \"Reset my password\" on the sign-in page.\n")
+		case rec.IsRecipient(s.Email):
+			var code string
+			if code, err = h.newCode(ctx, keystore.CodeRegister, s.Email); err == nil {
+				err = h.sendNotice(ctx, s.Email, "Your code to read a secure message",
+					"Your code is:\n\n    "+code+"\n\nEnter it on the page where you asked for it. It works for 10 minutes.\n\nIf you did not ask for it, ignore this email: without the code nobody can create an account for your address.\n")
+			}
+		default:
+			h.log.Info("portal: registration code not sent: address is not a recipient", "key_id", rec.ID.String())
+		}
+		if err != nil {
+			h.log.Error("portal: could not send a registration code", "err", err)
+		}
+	})
 }
 
 func codeSentNotice(email string) string {
@@ -370,19 +355,27 @@ func (h *handler) registerCode(w http.ResponseWriter, r *http.Request) {
 func (h *handler) checkCode(w http.ResponseWriter, r *http.Request, s *keystore.Session, purpose keystore.CodePurpose, stage, next string, cv codeView) {
 	code := digitsOnly(r.PostForm.Get("code"))
 	err := h.opts.Store.ConsumeCode(r.Context(), purpose, s.Email, CodeDigest(string(purpose), s.Email, code), h.now())
-	var msg string
 	switch {
 	case err == nil:
+		if purpose == keystore.CodeReset {
+			// A code proved the mailbox again: the answers get a new
+			// budget for this reset.
+			if err := h.opts.Store.ResetHits(r.Context(), "answers:"+s.Email); err != nil {
+				h.storeFailed(w, r, "throttle", err)
+				return
+			}
+		}
 		h.advance(w, r, s, s.Email, stage, next)
 		return
-	case errors.Is(err, keystore.ErrCodeMismatch):
-		msg = "That code is not right. Check the newest email from us and type the 8 digits again."
-	case errors.Is(err, keystore.ErrNotFound), errors.Is(err, keystore.ErrExpired), errors.Is(err, keystore.ErrTooManyAttempts):
-		msg = "This code no longer works: it is used up, more than 15 minutes old, or was typed wrong too often. Choose \"Send a new code\"."
+	case errors.Is(err, keystore.ErrCodeMismatch), errors.Is(err, keystore.ErrNotFound),
+		errors.Is(err, keystore.ErrExpired), errors.Is(err, keystore.ErrTooManyAttempts):
+		// One sentence for every failure: a wrong code and no code at
+		// all must look the same, or the page tells who has an account.
 	default:
 		h.storeFailed(w, r, "code", err)
 		return
 	}
+	const msg = "That code does not work. Check that it is from the newest email we sent and type its 8 digits again. If it still does not work, it may be older than 10 minutes or used up: choose \"Send a new code\"."
 	h.log.Info("portal: wrong or dead code", "purpose", string(purpose), "remote", h.clientIP(r))
 	h.render(w, http.StatusUnauthorized, "code", view{Title: "Check your email", Email: s.Email, Token: s.Token, Error: msg, Code: cv})
 }
@@ -413,16 +406,17 @@ func (h *handler) registerPasswordPage(w http.ResponseWriter, r *http.Request) {
 }
 
 // newPassword checks the password and confirmation fields of the form and
-// returns the password normalised, or a sentence for the user.
-func (h *handler) newPassword(r *http.Request) (string, string) {
-	pw := NormalizePassword(r.PostForm.Get("password"))
+// returns the password normalised, or a sentence for the user and the
+// field to fix.
+func (h *handler) newPassword(r *http.Request) (pw, problem, field string) {
+	pw = NormalizePassword(r.PostForm.Get("password"))
 	if problem := PasswordProblem(pw, h.opts.MinPassword, h.opts.MaxPassword); problem != "" {
-		return "", problem
+		return "", problem, "password"
 	}
 	if pw != NormalizePassword(r.PostForm.Get("confirm")) {
-		return "", "The two passwords are not the same. Type the new password twice."
+		return "", "The two passwords are not the same. Type the new password again in both password fields.", "confirm"
 	}
-	return pw, ""
+	return pw, "", ""
 }
 
 func (h *handler) registerPassword(w http.ResponseWriter, r *http.Request) {
@@ -431,47 +425,59 @@ func (h *handler) registerPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	refuse := func(msg string) {
+	// A refused form comes back as typed (the passwords excepted), with
+	// the confirmation of the address, and names the field to fix.
+	refuse := func(msg, field string) {
 		v := h.passwordView("Create your account", s)
-		v.Error = msg
+		v.Notice = "Your address " + s.Email + " is confirmed."
+		v.Error, v.Field = msg, field
+		v.Form = map[string]string{}
+		for i := 1; i <= 3; i++ {
+			for _, k := range []string{fmt.Sprintf("q%d", i), fmt.Sprintf("a%d", i)} {
+				if val := r.PostForm.Get(k); len(val) <= 200 {
+					v.Form[k] = val
+				}
+			}
+		}
 		h.render(w, http.StatusBadRequest, "register", v)
-	}
-	pw, problem := h.newPassword(r)
-	if problem != "" {
-		refuse(problem)
-		return
 	}
 	var questions [3]int
 	var answers [3]string
 	for i := range 3 {
-		q, err := strconv.Atoi(r.PostForm.Get(fmt.Sprintf("q%d", i+1)))
+		n := i + 1
+		q, err := strconv.Atoi(r.PostForm.Get(fmt.Sprintf("q%d", n)))
 		if err != nil || q < 0 || q >= len(SecurityQuestions) {
-			refuse("Choose three security questions.")
+			refuse(fmt.Sprintf("Question %d: choose a question from the list.", n), fmt.Sprintf("q%d", n))
 			return
 		}
 		for j := range i {
 			if questions[j] == q {
-				refuse("Choose three different security questions.")
+				refuse(fmt.Sprintf("Question %d is the same as question %d. Choose a different question for question %d.", n, j+1, n), fmt.Sprintf("q%d", n))
 				return
 			}
 		}
 		questions[i] = q
-		answers[i] = NormalizeAnswer(r.PostForm.Get(fmt.Sprintf("a%d", i+1)))
+		answers[i] = NormalizeAnswer(r.PostForm.Get(fmt.Sprintf("a%d", n)))
 		if len([]rune(answers[i])) < 2 {
-			refuse("Answer each security question (at least two characters).")
+			refuse(fmt.Sprintf("Answer %d: answer each security question (at least two characters).", n), fmt.Sprintf("a%d", n))
 			return
 		}
+	}
+	pw, problem, field := h.newPassword(r)
+	if problem != "" {
+		refuse(problem+" Your questions and answers are kept below.", field)
+		return
 	}
 	acct := keystore.Account{Email: s.Email, Created: h.now(), VerifiedAt: s.Created, PasswordSet: h.now()}
 	var err error
 	if acct.PasswordHash, err = h.opts.Hasher.Hash(ctx, pw); err != nil {
-		h.storeFailed(w, r, "hash", err)
+		h.hashFailed(w, r, "hash", err)
 		return
 	}
 	for i := range 3 {
 		phc, err := h.opts.Hasher.Hash(ctx, answers[i])
 		if err != nil {
-			h.storeFailed(w, r, "hash", err)
+			h.hashFailed(w, r, "hash", err)
 			return
 		}
 		acct.Questions = append(acct.Questions, keystore.SecurityAnswer{Question: questions[i], AnswerHash: phc})
@@ -497,23 +503,22 @@ func (h *handler) registerPassword(w http.ResponseWriter, r *http.Request) {
 	h.goToMessage(w, r, s.Token, "")
 }
 
-// POST /reset/send-code. Only an existing account gets a code; the page
-// says the same either way.
+// POST /reset/send-code. Only an existing account gets a code; the
+// answer is the same either way.
 func (h *handler) resetSendCode(w http.ResponseWriter, r *http.Request) {
-	s, found := h.codeRequest(w, r, keystore.CodeReset)
-	if s == nil {
-		return
-	}
-	ctx := r.Context()
-	var err error
-	if found {
-		var code string
-		if code, err = h.newCode(ctx, keystore.CodeReset, s.Email); err == nil {
-			err = h.sendNotice(ctx, s.Email, "Your code to reset your password",
-				"Your code to reset the password of your secure messages account is:\n\n    "+code+"\n\nIt works for 15 minutes. After it, we ask your security questions.\n\nIf you did not ask for it, ignore this email; your password stays as it is.\n")
+	h.codeRequest(w, r, keystore.CodeReset, stageResetCodeSent, "/reset/code", func(ctx context.Context, s keystore.Session) {
+		_, found, err := h.account(ctx, s.Email)
+		if err == nil && found {
+			var code string
+			if code, err = h.newCode(ctx, keystore.CodeReset, s.Email); err == nil {
+				err = h.sendNotice(ctx, s.Email, "Your code to reset your password",
+					"Your code to reset the password of your secure messages account is:\n\n    "+code+"\n\nIt works for 10 minutes. After it, we ask your security questions.\n\nIf you did not ask for it, ignore this email; your password stays as it is.\n")
+			}
 		}
-	}
-	h.codeSent(w, r, s, err, stageResetCodeSent, "/reset/code")
+		if err != nil {
+			h.log.Error("portal: could not send a reset code", "err", err)
+		}
+	})
 }
 
 func (h *handler) resetCodePage(w http.ResponseWriter, r *http.Request) {
@@ -560,10 +565,6 @@ func (h *handler) resetAnswersPage(w http.ResponseWriter, r *http.Request) {
 	h.render(w, http.StatusOK, "answers", h.askedView(s, acct))
 }
 
-// maxAnswerFailures wrong sets of answers end the reset; a new code is
-// needed to try again.
-const maxAnswerFailures = 3
-
 func (h *handler) resetAnswers(w http.ResponseWriter, r *http.Request) {
 	s := h.sessionAt(w, r, stageResetVerified)
 	if s == nil || !h.parseForm(w, r) {
@@ -575,29 +576,48 @@ func (h *handler) resetAnswers(w http.ResponseWriter, r *http.Request) {
 		h.storeFailed(w, r, "account", fmt.Errorf("account for a verified reset: %w", err))
 		return
 	}
+	key := "answers:" + s.Email
+	endReset := func() {
+		s.Stage = stageEmail
+		if err := h.updateSession(r, s); err != nil {
+			h.storeFailed(w, r, "session", err)
+			return
+		}
+		h.errorPage(w, r, http.StatusUnauthorized, "Too many wrong answers",
+			"The answers were wrong too many times, so this reset has ended. Open your message again and ask for a new code to start over.")
+	}
+	release, ok := h.checkSlot(h.clientIP(r))
+	if !ok {
+		h.busy(w, r)
+		return
+	}
+	defer release()
+	// Count the set before checking it, so a burst of sets is checked no
+	// more often than the same sets sent one after another.
+	res, err := h.hit(ctx, key, h.opts.Limits.AnswersPerReset)
+	if err != nil {
+		h.storeFailed(w, r, "throttle", err)
+		return
+	}
+	if !res.Allowed {
+		endReset()
+		return
+	}
 	right := len(acct.Questions) > 0
 	for i, q := range acct.Questions {
 		ok, err := h.opts.Hasher.Verify(ctx, q.AnswerHash, NormalizeAnswer(r.PostForm.Get(fmt.Sprintf("a%d", i+1))))
+		if errors.Is(err, ErrBusy) || ctx.Err() != nil {
+			h.hashFailed(w, r, "verify answers", cmpErr(err, ctx.Err()))
+			return
+		}
 		if err != nil || !ok {
 			right = false
 		}
 	}
-	key := "answers:" + s.Email
 	if !right {
-		t, err := h.opts.Store.AddFailure(ctx, key, h.now(), throttleWindow)
-		if err != nil {
-			h.storeFailed(w, r, "throttle", err)
-			return
-		}
 		h.log.Info("portal: wrong security answers", "remote", h.clientIP(r))
-		if t.Consecutive >= maxAnswerFailures {
-			s.Stage = stageEmail
-			if err := h.updateSession(r, s); err != nil {
-				h.storeFailed(w, r, "session", err)
-				return
-			}
-			h.errorPage(w, r, http.StatusUnauthorized, "Too many wrong answers",
-				"The answers were wrong too many times, so this reset has ended. Open your message again and ask for a new code to start over.")
+		if res.Count >= h.opts.Limits.AnswersPerReset.N {
+			endReset()
 			return
 		}
 		v := h.askedView(s, acct)
@@ -605,11 +625,21 @@ func (h *handler) resetAnswers(w http.ResponseWriter, r *http.Request) {
 		h.render(w, http.StatusUnauthorized, "answers", v)
 		return
 	}
-	if err := h.opts.Store.ClearFailures(ctx, key); err != nil {
+	if err := h.opts.Store.ResetHits(ctx, key); err != nil {
 		h.storeFailed(w, r, "throttle", err)
 		return
 	}
 	h.advance(w, r, s, s.Email, stageResetAnswered, "/reset/password")
+}
+
+// cmpErr returns the first error that is not nil.
+func cmpErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (h *handler) resetPasswordPage(w http.ResponseWriter, r *http.Request) {
@@ -625,10 +655,10 @@ func (h *handler) resetPassword(w http.ResponseWriter, r *http.Request) {
 	if s == nil || !h.parseForm(w, r) {
 		return
 	}
-	pw, problem := h.newPassword(r)
+	pw, problem, field := h.newPassword(r)
 	if problem != "" {
 		v := h.passwordView("Choose a new password", s)
-		v.Error = problem
+		v.Error, v.Field = problem, field
 		h.render(w, http.StatusBadRequest, "newpassword", v)
 		return
 	}
@@ -644,7 +674,7 @@ func (h *handler) setPassword(w http.ResponseWriter, r *http.Request, s *keystor
 	ctx := r.Context()
 	phc, err := h.opts.Hasher.Hash(ctx, pw)
 	if err != nil {
-		h.storeFailed(w, r, "hash", err)
+		h.hashFailed(w, r, "hash", err)
 		return false
 	}
 	if err := h.opts.Store.SetPassword(ctx, s.Email, phc, h.now()); err != nil {
@@ -696,23 +726,33 @@ func (h *handler) changePassword(w http.ResponseWriter, r *http.Request) {
 		h.storeFailed(w, r, "account", fmt.Errorf("account of a session: %w", err))
 		return
 	}
-	if wait, msg, err := h.loginThrottled(ctx, s.Email, h.clientIP(r), acct, true); err != nil {
+	release, ok := h.checkSlot(h.clientIP(r))
+	if !ok {
+		h.busy(w, r)
+		return
+	}
+	defer release()
+	if msg, err := h.passwordTry(ctx, s.Email, h.clientIP(r), acct, true); err != nil {
 		h.storeFailed(w, r, "throttle", err)
 		return
-	} else if wait > 0 {
+	} else if msg != "" {
 		refuse(http.StatusTooManyRequests, msg)
 		return
 	}
-	ok, err := h.opts.Hasher.Verify(ctx, acct.PasswordHash, NormalizePassword(r.PostForm.Get("current")))
+	ok, err = h.opts.Hasher.Verify(ctx, acct.PasswordHash, NormalizePassword(r.PostForm.Get("current")))
+	if errors.Is(err, ErrBusy) || ctx.Err() != nil {
+		h.hashFailed(w, r, "verify password", cmpErr(err, ctx.Err()))
+		return
+	}
 	if err != nil || !ok {
-		if err := h.loginFailed(ctx, s.Email, h.clientIP(r)); err != nil {
+		if err := h.loginFailed(ctx, s.Email); err != nil {
 			h.storeFailed(w, r, "throttle", err)
 			return
 		}
 		refuse(http.StatusUnauthorized, "Your current password is not right.")
 		return
 	}
-	pw, problem := h.newPassword(r)
+	pw, problem, _ := h.newPassword(r)
 	if problem != "" {
 		refuse(http.StatusBadRequest, problem)
 		return

@@ -35,6 +35,9 @@ type smtpSink struct {
 	msgs []sinkMessage
 	// failData, when set, makes the sink answer the end of DATA with it.
 	failData string
+	// settle, when set, waits until the portal has sent every mail it
+	// queued; the readers below call it first.
+	settle func()
 }
 
 type sinkMessage struct {
@@ -138,6 +141,9 @@ func smtpPath(s string) string {
 }
 
 func (s *smtpSink) messages() []sinkMessage {
+	if s.settle != nil {
+		s.settle()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]sinkMessage(nil), s.msgs...)
@@ -268,19 +274,18 @@ func newTestEnv(t testing.TB, opts ...envOption) *testEnv {
 		t.Fatal(err)
 	}
 	o := Options{
-		PortalURL:       e.srv.URL,
-		Keys:            e.store,
-		Store:           e.store,
-		MasterKey:       e.mk,
-		SpoolDir:        filepath.Join(dir, "portal-spool"),
-		MaxMessageSize:  20 << 20,
-		Mailer:          &SMTPMailer{Addr: e.sink.ln.Addr().String()},
-		From:            "securemail@example.com",
-		InternalDomains: []string{"example.com"},
-		SubjectTag:      "[encrypt]",
-		Hasher:          NewHasher(handlerArgon2, 2),
-		Logger:          logger,
-		Now:             e.clock.Now,
+		PortalURL:      e.srv.URL,
+		Keys:           e.store,
+		Store:          e.store,
+		MasterKey:      e.mk,
+		SpoolDir:       filepath.Join(dir, "portal-spool"),
+		MaxMessageSize: 20 << 20,
+		Mailer:         &SMTPMailer{Addr: e.sink.ln.Addr().String()},
+		From:           "securemail@example.com",
+		SubjectTag:     "[encrypt]",
+		Hasher:         NewHasher(handlerArgon2, 2),
+		Logger:         logger,
+		Now:            e.clock.Now,
 	}
 	for _, f := range opts {
 		f(&o)
@@ -289,6 +294,7 @@ func newTestEnv(t testing.TB, opts ...envOption) *testEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.portal.Close() })
+	e.sink.settle = e.portal.h.mail.wait
 	e.srv.Config.Handler = e.portal
 	return e
 }

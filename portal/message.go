@@ -75,6 +75,7 @@ import (
 	"github.com/emersion/go-message/charset"
 	"github.com/microcosm-cc/bluemonday"
 	"golang.org/x/net/html"
+	"golang.org/x/net/html/atom"
 	htmlcharset "golang.org/x/net/html/charset"
 )
 
@@ -1409,12 +1410,15 @@ func newHTMLPolicy() *bluemonday.Policy {
 
 	p.AllowAttrs("dir").Matching(bluemonday.Direction).Globally()
 	p.AllowAttrs("lang").Matching(regexp.MustCompile(`^[a-zA-Z]{1,8}(-[a-zA-Z0-9]{1,8})*$`)).Globally()
-	p.AllowAttrs("title").Matching(bluemonday.Paragraph).Globally()
+	// title and alt take any text: they are attribute values, escaped on
+	// output, and a screen reader needs them whole (bluemonday.Paragraph
+	// dropped any alt with ':', '&', '-', '+' or '%').
+	p.AllowAttrs("title").Globally()
 	p.AllowAttrs("align").Matching(regexp.MustCompile(`(?i)^(left|right|center|justify)$`)).Globally()
 
 	p.AllowAttrs("href").Matching(regexp.MustCompile(`(?i)^\s*(https?|mailto):`)).OnElements("a")
 	p.AllowAttrs("src").Matching(regexp.MustCompile(`(?i)^\s*cid:`)).OnElements("img")
-	p.AllowAttrs("alt").Matching(bluemonday.Paragraph).OnElements("img")
+	p.AllowAttrs("alt").OnElements("img")
 
 	cells := []string{"td", "th"}
 	p.AllowAttrs("width", "height").Matching(bluemonday.NumberOrPercent).OnElements("img", "table", "td", "th", "col", "colgroup")
@@ -1475,41 +1479,75 @@ func sanitizeHTML(b []byte, label string) string {
 // href gets target="_blank" rel="noopener noreferrer nofollow"; a style
 // attribute that somehow still mentions url(), expression(), @import or
 // a CSS escape is dropped.
+//
+// The fragment is parsed as the HTML5 parser parses the content of the
+// <article> that shows it, and rendered back from the tree, so the result
+// is always balanced: a stray </article> is dropped and an <a>, <font> or
+// <details> left open is closed at the end of the message, never around
+// the portal's own page.
 func finishHTML(s string, resolve func(contentID string) string) string {
-	z := html.NewTokenizer(strings.NewReader(s))
+	container := &html.Node{Type: html.ElementNode, Data: "article", DataAtom: atom.Article}
+	nodes, err := html.ParseFragment(strings.NewReader(s), container)
+	if err != nil {
+		return ""
+	}
+	var tree strings.Builder
+	tree.Grow(len(s))
+	for _, n := range nodes {
+		finishNode(n, resolve)
+		if err := html.Render(&tree, n); err != nil {
+			return ""
+		}
+	}
+	// html.Render writes void elements as <br/>; write them as <br>, as
+	// the rest of the page does.
+	z := html.NewTokenizer(strings.NewReader(tree.String()))
 	var b strings.Builder
-	b.Grow(len(s))
+	b.Grow(tree.Len())
 	for {
 		tt := z.Next()
 		if tt == html.ErrorToken {
 			return b.String()
 		}
 		t := z.Token()
-		if tt == html.StartTagToken || tt == html.SelfClosingTagToken {
-			attrs := t.Attr[:0]
-			hasHref := false
-			for _, a := range t.Attr {
-				switch {
-				case t.Data == "img" && a.Key == "src":
-					if a.Val = resolveCID(a.Val, resolve); a.Val == "" {
-						continue
-					}
-				case t.Data == "a" && (a.Key == "rel" || a.Key == "target"):
-					continue
-				case t.Data == "a" && a.Key == "href":
-					hasHref = true
-				case a.Key == "style" && unsafeStyle(a.Val):
-					continue
-				}
-				attrs = append(attrs, a)
-			}
-			if hasHref {
-				attrs = append(attrs, html.Attribute{Key: "target", Val: "_blank"},
-					html.Attribute{Key: "rel", Val: "noopener noreferrer nofollow"})
-			}
-			t.Attr = attrs
+		if tt == html.SelfClosingTagToken {
+			t.Type = html.StartTagToken
 		}
 		b.WriteString(t.String())
+	}
+}
+
+// finishNode applies finishHTML's attribute rules to n and everything
+// under it.
+func finishNode(n *html.Node, resolve func(contentID string) string) {
+	if n.Type == html.ElementNode {
+		attrs := n.Attr[:0]
+		hasHref := false
+		for _, a := range n.Attr {
+			switch {
+			case a.Namespace != "":
+				continue
+			case n.Data == "img" && a.Key == "src":
+				if a.Val = resolveCID(a.Val, resolve); a.Val == "" {
+					continue
+				}
+			case n.Data == "a" && (a.Key == "rel" || a.Key == "target"):
+				continue
+			case n.Data == "a" && a.Key == "href":
+				hasHref = true
+			case a.Key == "style" && unsafeStyle(a.Val):
+				continue
+			}
+			attrs = append(attrs, a)
+		}
+		if hasHref {
+			attrs = append(attrs, html.Attribute{Key: "target", Val: "_blank"},
+				html.Attribute{Key: "rel", Val: "noopener noreferrer nofollow"})
+		}
+		n.Attr = attrs
+	}
+	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		finishNode(c, resolve)
 	}
 }
 

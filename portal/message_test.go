@@ -208,7 +208,7 @@ const htmlSanitizeOutput = "\n\n\n" +
 	"js\n" +
 	`<a href="mailto:bob@example.com" target="_blank" rel="noopener noreferrer nofollow">mail</a>` + "\n" +
 	"rel\ncidlink\n\n\n" +
-	`<table width="100%" style="border-collapse: collapse"><tr><td bgcolor="#ffffff">cell</td></tr></table>` + "\n" +
+	`<table width="100%" style="border-collapse: collapse"><tbody><tr><td bgcolor="#ffffff">cell</td></tr></tbody></table>` + "\n" +
 	"&lt;img src=x onerror=alert(1)&gt;\n\n"
 
 // relatedMessage is an HTML body with inline images: one image shown,

@@ -21,11 +21,16 @@ type view struct {
 	Questions                []string      // the fixed list, for choosing
 	Asked                    []askedAnswer // the account's questions, for answering
 	Code                     codeView
+	// Form keeps what the user typed into a form that was refused (never
+	// a password), by field name; Field names the field to fix.
+	Form  map[string]string
+	Field string
 
 	Msg         *Message
 	ReplyAll    bool
 	Attachments []attachmentLink
 	Sent        *sentReply
+	Org         string // who a reply leaves: the domain of the message's sender
 
 	Brand brandView // set by render from Token (brand.go)
 }
@@ -48,7 +53,6 @@ type sentReply struct {
 	To          []string
 	Subject     string
 	Attachments []string
-	Sealed      bool
 }
 
 const layout = `<!DOCTYPE html>
@@ -61,7 +65,7 @@ const layout = `<!DOCTYPE html>
 <header class="bar">{{if .Brand.ID}}<span class="brand">{{if .Brand.Logo}}<img src="/static/brand/{{.Brand.ID}}/logo" alt="{{if .Brand.Org}}{{.Brand.Org}} logo{{else}}Sender's logo{{end}}">{{end}}{{if .Brand.Org}}{{.Brand.Org}} · {{end}}Secure messages</span>{{else}}<span class="brand">Secure messages</span>{{end}}{{if .SignedIn}}<form method="post" action="/signout" class="inline"><span class="who">{{.Email}}</span> <a href="/account/password">Change password</a> <button class="link" type="submit">Sign out</button></form>{{end}}</header>
 <main>
 <h1>{{.Title}}</h1>
-{{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
+{{if .Error}}<p class="error" role="alert" id="form-error">{{.Error}}</p>{{end}}
 {{if .Notice}}<p class="notice" role="status">{{.Notice}}</p>{{end}}
 {{range .Paragraphs}}<p>{{.}}</p>{{end}}
 {{template "content" .}}
@@ -95,7 +99,7 @@ var pageSources = map[string]string{
 	"code": `<form method="post" action="{{.Code.Action}}">
 <label for="code">Code from the email</label>
 <input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9 ]*" maxlength="12" required>
-<p class="hint">The code has 8 digits and works for 15 minutes. You can try 5 times.</p>
+<p class="hint">The code has 8 digits and works for 10 minutes.</p>
 <button type="submit">Check the code</button>
 </form>
 <form method="post" action="{{.Code.Resend}}" class="after"><button class="secondary" type="submit">Send a new code</button></form>`,
@@ -106,16 +110,16 @@ var pageSources = map[string]string{
 </ul></div>
 <form method="post" action="/register/password">
 <label for="password">New password</label>
-<input id="password" name="password" type="password" autocomplete="new-password" minlength="{{.MinPassword}}" maxlength="{{.MaxPassword}}" required>
+<input id="password" name="password" type="password" autocomplete="new-password" minlength="{{.MinPassword}}" maxlength="{{.MaxPassword}}" required{{invalid $ "password"}}>
 <label for="confirm">The same password again</label>
-<input id="confirm" name="confirm" type="password" autocomplete="new-password" required>
+<input id="confirm" name="confirm" type="password" autocomplete="new-password" required{{invalid $ "confirm"}}>
 <fieldset><legend>Three security questions</legend>
 <p class="hint">If you forget your password, we ask these after emailing you a code. Answers are not case-sensitive.</p>
-{{range $i, $n := slots}}
-<label for="q{{$n}}">Question {{$n}}</label>
-<select id="q{{$n}}" name="q{{$n}}" required><option value="">Choose a question</option>{{range $qi, $q := $.Questions}}<option value="{{$qi}}">{{$q}}</option>{{end}}</select>
-<label for="a{{$n}}">Answer {{$n}}</label>
-<input id="a{{$n}}" name="a{{$n}}" autocomplete="off" required>
+{{range $i, $n := slots}}{{$q := printf "q%d" $n}}{{$a := printf "a%d" $n}}
+<label for="{{$q}}">Question {{$n}}</label>
+<select id="{{$q}}" name="{{$q}}" required{{invalid $ $q}}><option value="">Choose a question</option>{{range $qi, $text := $.Questions}}<option value="{{$qi}}"{{if eq (index $.Form $q) (print $qi)}} selected{{end}}>{{$text}}</option>{{end}}</select>
+<label for="{{$a}}">Answer {{$n}}</label>
+<input id="{{$a}}" name="{{$a}}" autocomplete="off" required value="{{index $.Form $a}}"{{invalid $ $a}}>
 {{end}}
 </fieldset>
 <button type="submit">Create my account</button>
@@ -132,9 +136,9 @@ var pageSources = map[string]string{
 {{if .SignedIn}}<label for="current">Current password</label>
 <input id="current" name="current" type="password" autocomplete="current-password" required>
 {{end}}<label for="password">New password</label>
-<input id="password" name="password" type="password" autocomplete="new-password" minlength="{{.MinPassword}}" maxlength="{{.MaxPassword}}" required>
+<input id="password" name="password" type="password" autocomplete="new-password" minlength="{{.MinPassword}}" maxlength="{{.MaxPassword}}" required{{invalid $ "password"}}>
 <label for="confirm">The same password again</label>
-<input id="confirm" name="confirm" type="password" autocomplete="new-password" required>
+<input id="confirm" name="confirm" type="password" autocomplete="new-password" required{{invalid $ "confirm"}}>
 <button type="submit">Save the new password</button>
 </form>`,
 
@@ -169,13 +173,21 @@ var pageSources = map[string]string{
 <dt>Subject</dt><dd>{{.Subject}}</dd>
 {{if .Attachments}}<dt>Attached</dt><dd>{{range $i, $a := .Attachments}}{{if $i}}, {{end}}{{$a}}{{end}}</dd>{{end}}
 </dl>
-{{if .Sealed}}<p>Because it goes outside this organisation, your reply is sent encrypted, like the message you read.</p>{{end}}{{end}}
+<p>Your reply is sent encrypted if it leaves {{$.Org}}, like the message you read.</p>{{end}}
 <p><a href="/m/{{.Token}}">Back to the message</a></p>`,
 }
 
 var pages = func() map[string]*template.Template {
 	base := template.Must(template.New("layout").Funcs(template.FuncMap{
 		"slots": func() []int { return []int{1, 2, 3} },
+		// invalid marks the field a refused form must fix and ties it to
+		// the error above the form, for screen readers.
+		"invalid": func(v view, field string) template.HTMLAttr {
+			if v.Field != field {
+				return ""
+			}
+			return ` aria-invalid="true" aria-describedby="form-error" autofocus`
+		},
 	}).Parse(layout))
 	m := make(map[string]*template.Template, len(pageSources))
 	for name, src := range pageSources {

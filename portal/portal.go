@@ -9,7 +9,17 @@
 //     memory, capped, swept after SpoolTTL), checks the envelope against its
 //     key record and answers 303 to GET /m/{token}. It is the only endpoint a
 //     foreign origin may post to, and it grants nothing: a token only shows
-//     a sign-in page.
+//     a sign-in page. The same envelope posted again reuses its spool file;
+//     the spool holds at most SpoolMax bytes (503 past it); slow and
+//     parallel uploads are cut off (UploadGuard).
+//   - Every limit (Limits) is one keystore Hit, a check-and-count in one
+//     atomic step before the work it guards, so a burst of requests gets
+//     no more than the same requests one after another. Password checks
+//     run one at a time per client and wait in a bounded queue; past it
+//     the answer is 503 "busy" at once. docs/security.md lists every limit.
+//   - Answers do not depend on whether an address has an account: a code
+//     request answers at once and its mail goes out from a queue, and every
+//     failed code gets the same page.
 //   - Only an account whose address is one of the key record's envelope
 //     recipients can read, and only an address proved by a code mailed to it
 //     can get an account. No page says whether an account exists or who the
@@ -17,8 +27,11 @@
 //   - Passwords and security answers are kept as argon2id hashes, codes and
 //     session ids as SHA-256 digests; none of them is ever logged.
 //   - Sessions live in the store; the cookie is __Host- prefixed, Secure,
-//     HttpOnly, SameSite=Lax, idle 30 minutes, absolute 8 hours, and gets a
-//     new id whenever the browser proves something.
+//     HttpOnly, SameSite=Lax, a browser-session cookie (no Max-Age); the
+//     store ends a session idle 30 minutes or 8 hours old. It gets a new id
+//     whenever the browser proves something.
+//   - The portal does not decide whether mail is encrypted: every reply
+//     carries the milter's trigger and the milter decides.
 //   - Every state-changing request is a POST checked by
 //     http.CrossOriginProtection, except /open.
 //   - Every page carries a Content-Security-Policy without any script source,
@@ -58,6 +71,9 @@ type Options struct {
 	// (default 24 h).
 	SpoolDir string
 	SpoolTTL time.Duration
+	// SpoolMax bounds the spool's size, uploads in progress included
+	// (default 2 GiB); past it /open answers 503 with a page in words.
+	SpoolMax int64
 	// MaxMessageSize is the largest original message the milter seals
 	// (default 20 MiB); the upload cap is derived from it.
 	MaxMessageSize int64
@@ -67,10 +83,14 @@ type Options struct {
 	Mailer Mailer
 	From   string
 
-	// InternalDomains are the host's own domains: a reply to anyone
-	// outside them carries SubjectTag so the milter seals it.
-	InternalDomains []string
-	SubjectTag      string
+	// TriggerHeader and SubjectTag are the milter's triggers
+	// (policy.trigger_header, policy.subject_tag). Every reply carries
+	// one of them, the header when it is set, else the tag, and the
+	// milter alone decides whether the reply is sealed (it is when it
+	// leaves the host's domains); the portal keeps no copy of the domain
+	// list. SubjectTag is also taken off the subject shown and replied to.
+	TriggerHeader string
+	SubjectTag    string
 	// ReplyAll offers "reply to everyone" next to "reply to the sender".
 	ReplyAll bool
 
@@ -82,6 +102,12 @@ type Options struct {
 	MaxPassword int
 
 	Render RenderLimits
+
+	// Limits are the abuse budgets (zero fields: DefaultLimits).
+	Limits Limits
+	// Uploads is how /open and the reply form guard against slow and
+	// parallel uploads (zero fields: DefaultUploadGuard).
+	Uploads UploadGuard
 
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
 	// the client, for throttling and logs. Empty: the peer is the client.
@@ -98,18 +124,15 @@ type Options struct {
 const (
 	sessionIdle     = 30 * time.Minute
 	sessionAbsolute = 8 * time.Hour
-	codeLifetime    = 15 * time.Minute
-	codeTries       = 5
+	// codeLifetime follows ASVS 2.7.2 (at most 10 minutes).
+	codeLifetime = 10 * time.Minute
+	codeTries    = 5
 	// throttleWindow is NIST 800-63B's long window: at most
-	// maxFailuresInWindow failed sign-ins per account in it.
+	// maxFailuresInWindow checked failed sign-ins per account in it.
 	throttleWindow      = 30 * 24 * time.Hour
 	maxFailuresInWindow = 100
-	// Backoff starts after this many consecutive failures.
-	accountFreeFailures = 5
-	ipFreeFailures      = 20
-	maxBackoff          = time.Hour
-	// At most codeSendsPerHour codes per address and purpose.
-	codeSendsPerHour = 5
+	// mailQueueSize bounds the code mails waiting to go out.
+	mailQueueSize = 256
 )
 
 type handler struct {
@@ -122,6 +145,18 @@ type handler struct {
 	cookie  string
 	spool   *spool
 	uploads sync.WaitGroup
+	mail    *mailQueue
+
+	// uploading counts uploads in progress per client address, for
+	// UploadGuard.PerClient. It is per host on purpose: it bounds this
+	// host's connections, not a budget over time.
+	uploadMu  sync.Mutex
+	uploading map[string]int
+
+	// checking counts password and answer checks in progress per client
+	// address (see checkSlot).
+	checkMu  sync.Mutex
+	checking map[string]int
 }
 
 // Handler is the portal. Close stops its sweeper.
@@ -159,6 +194,15 @@ func New(opts Options) (*Handler, error) {
 	if opts.Hasher == nil {
 		opts.Hasher = NewHasher(DefaultArgon2, 2)
 	}
+	if opts.Hasher.err != nil {
+		// Refused here, not at the first registration.
+		return nil, opts.Hasher.err
+	}
+	opts.Limits = opts.Limits.withDefaults()
+	opts.Uploads = opts.Uploads.withDefaults()
+	if opts.SpoolMax <= 0 {
+		opts.SpoolMax = 2 << 30
+	}
 	if opts.Render.MaxInlineText <= 0 {
 		opts.Render.MaxInlineText = 1 << 20
 	}
@@ -175,13 +219,18 @@ func New(opts Options) (*Handler, error) {
 		mux:    http.NewServeMux(),
 		csrf:   http.NewCrossOriginProtection(),
 		secure: u.Scheme == "https",
+		mail:   newMailQueue(mailQueueSize),
+
+		uploading: map[string]int{},
+		checking:  map[string]int{},
 	}
 	h.cookie = "securemail_session"
 	if h.secure {
 		h.cookie = "__Host-securemail_session"
 	}
 	if opts.SpoolDir != "" {
-		if h.spool, err = newSpool(opts.SpoolDir, opts.SpoolTTL, maxUpload(opts.MaxMessageSize)); err != nil {
+		if h.spool, err = newSpool(opts.SpoolDir, opts.SpoolTTL, maxUpload(opts.MaxMessageSize), opts.SpoolMax); err != nil {
+			h.mail.close()
 			return nil, err
 		}
 	}
@@ -204,11 +253,13 @@ func New(opts Options) (*Handler, error) {
 	return ph, nil
 }
 
-// Close stops the sweeper and waits for uploads in progress.
+// Close stops the sweeper, waits for uploads in progress and sends the
+// code mails still queued.
 func (p *Handler) Close() error {
 	p.stop()
 	<-p.done
 	p.h.uploads.Wait()
+	p.h.mail.close()
 	return nil
 }
 
@@ -360,19 +411,4 @@ func (h *handler) sweep(ctx context.Context) {
 			h.log.Info("portal: codes, sessions and throttle entries swept", "removed", n)
 		}
 	}
-}
-
-// isInternal reports whether addr's domain is one of the host's own.
-func (h *handler) isInternal(addr string) bool {
-	at := strings.LastIndexByte(addr, '@')
-	if at < 0 {
-		return false
-	}
-	domain := strings.ToLower(addr[at+1:])
-	for _, d := range h.opts.InternalDomains {
-		if strings.EqualFold(d, domain) {
-			return true
-		}
-	}
-	return false
 }

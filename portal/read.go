@@ -22,6 +22,22 @@ func (h *handler) open(w http.ResponseWriter, r *http.Request) {
 	}
 	h.uploads.Add(1)
 	defer h.uploads.Done()
+	// The client's budget is spent before a byte of the body is read.
+	if res, err := h.hit(r.Context(), "open-client:"+h.clientIP(r), h.opts.Limits.UploadsPerClient); err != nil {
+		h.storeFailed(w, r, "throttle", err)
+		return
+	} else if !res.Allowed {
+		h.log.Info("portal: upload refused: too many from this client", "remote", h.clientIP(r))
+		w.Header().Set("Retry-After", strconv.Itoa(int(res.RetryAfter.Seconds())+1))
+		h.errorPage(w, r, http.StatusTooManyRequests, "Too many messages opened",
+			"Your browser has sent this server a great many messages in a short time. Please wait "+humanDuration(res.RetryAfter)+" and open the attachment again.")
+		return
+	}
+	done, ok := h.guardUpload(w, r)
+	if !ok {
+		return
+	}
+	defer done()
 	r.Body = http.MaxBytesReader(w, r.Body, maxUploadBody(h.spool.max))
 	mr, err := r.MultipartReader()
 	if err != nil {
@@ -92,6 +108,14 @@ func readSmall(r io.Reader, max int64) (string, error) {
 
 func (h *handler) uploadFailed(w http.ResponseWriter, r *http.Request, token string, err error) {
 	h.spool.remove(token)
+	switch {
+	case errors.Is(err, errTooSlow):
+		h.uploadTooSlow(w, r)
+		return
+	case errors.Is(err, errSpoolFull):
+		h.spoolFull(w, r)
+		return
+	}
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) || errors.Is(err, errSpoolTooLarge) {
 		h.log.Info("portal: upload refused: too large", "remote", h.clientIP(r))

@@ -6,6 +6,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/emersion/go-message/mail"
@@ -33,6 +34,11 @@ func (h *handler) reply(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	done, ok := h.guardUpload(w, r)
+	if !ok {
+		return
+	}
+	defer done()
 	fileLimit := replyAttachmentLimit(h.opts.MaxMessageSize)
 	r.Body = http.MaxBytesReader(w, r.Body, fileLimit+maxReplyBody+64<<10)
 	mr, err := r.MultipartReader()
@@ -100,11 +106,16 @@ func (h *handler) reply(w http.ResponseWriter, r *http.Request) {
 			"This message does not say who sent it, so a reply cannot be addressed. Contact the sender another way.")
 		return
 	}
-	sealed := false
-	for _, a := range to {
-		if !h.isInternal(a) {
-			sealed = true
-		}
+	// The reply budget is spent before anything is sent, so a burst of
+	// replies sends no more than the same replies one after another.
+	if res, err := h.hit(ctx, "reply:"+s.Email, h.opts.Limits.RepliesPerAccount); err != nil {
+		h.storeFailed(w, r, "throttle", err)
+		return
+	} else if !res.Allowed {
+		w.Header().Set("Retry-After", strconv.Itoa(int(res.RetryAfter.Seconds())+1))
+		h.errorPage(w, r, http.StatusTooManyRequests, "You have sent many replies",
+			"Your reply was not sent: this account has sent "+strconv.Itoa(h.opts.Limits.RepliesPerAccount.N)+" replies recently, which is as many as we allow in a while. Please wait "+humanDuration(res.RetryAfter)+" and send it again.")
+		return
 	}
 	subject := h.withoutTag(orig.Subject)
 	if !strings.HasPrefix(strings.ToLower(strings.TrimSpace(subject)), "re:") {
@@ -115,8 +126,12 @@ func (h *handler) reply(w http.ResponseWriter, r *http.Request) {
 		h.storeFailed(w, r, "message id", err)
 		return
 	}
-	if sealed && h.opts.SubjectTag != "" {
-		// The milter strips the tag from what the recipient sees.
+	// Mark the reply with the milter's trigger and let the milter decide:
+	// it seals a reply that leaves the host's domains and strips the
+	// mark from one that stays inside.
+	if h.opts.TriggerHeader != "" {
+		hdr.Set(h.opts.TriggerHeader, "yes")
+	} else if h.opts.SubjectTag != "" {
 		hdr.SetSubject(subject + " " + h.opts.SubjectTag)
 	}
 	if orig.MessageID != "" {
@@ -134,12 +149,16 @@ func (h *handler) reply(w http.ResponseWriter, r *http.Request) {
 		h.replyFormFailed(w, r, err)
 		return
 	}
-	h.log.Info("portal: reply sent", "key_id", rec.ID.String(), "recipients", len(to), "attachments", len(names), "sealed", sealed)
+	h.log.Info("portal: reply sent", "key_id", rec.ID.String(), "recipients", len(to), "attachments", len(names))
 	h.render(w, http.StatusOK, "sent", view{Title: "Your reply was sent", Email: s.Email, SignedIn: true, Token: token,
-		Sent: &sentReply{To: to, Subject: subject, Attachments: names, Sealed: sealed}})
+		Sent: &sentReply{To: to, Subject: subject, Attachments: names}, Org: senderDomain(rec.Sender)})
 }
 
 func (h *handler) replyFormFailed(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, errTooSlow) {
+		h.uploadTooSlow(w, r)
+		return
+	}
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) || errors.Is(err, errReplyTooLarge) {
 		h.errorPage(w, r, http.StatusRequestEntityTooLarge, "Your reply is too large",
@@ -241,20 +260,23 @@ func writeReplyWithFiles(w io.Writer, hdr mail.Header, body string, first *multi
 	return mw.Close()
 }
 
-// cleanFilename keeps the last path element of an uploaded file's name,
-// without control characters.
+// cleanFilename makes an uploaded file's name safe the way the read page
+// cleans a message's attachment names (cleanAttachmentName): the last path
+// element, no control characters and no bidi or other format characters,
+// which would let "x\u202Egpj.exe" look like a picture to the person it
+// is sent to.
 func cleanFilename(name string) string {
-	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
-		name = name[i+1:]
-	}
-	name = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return -1
-		}
-		return r
-	}, name)
-	if name == "" || name == "." || name == ".." {
+	if name = cleanAttachmentName(name); name == "" {
 		return "attachment"
 	}
 	return name
+}
+
+// senderDomain names the organisation a reply goes back to, for the
+// confirmation page: the domain of the message's sender.
+func senderDomain(sender string) string {
+	if at := strings.LastIndexByte(sender, '@'); at >= 0 && at < len(sender)-1 {
+		return sender[at+1:]
+	}
+	return "the organisation that sent you the message"
 }

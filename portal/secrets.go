@@ -27,6 +27,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"golang.org/x/crypto/argon2"
@@ -77,6 +79,21 @@ func (p Argon2Params) Validate() error {
 	return nil
 }
 
+// ValidateArgon2Config checks the portal.argon2 settings of the config
+// file (memory in bytes) with the very rule NewHasher applies, so a
+// setting that would break the first registration stops the service at
+// start-up instead, with the reason in words.
+func ValidateArgon2Config(time uint32, memoryBytes uint64, threads uint8) error {
+	if memoryBytes%1024 != 0 || memoryBytes/1024 > maxArgon2MemoryKiB {
+		return fmt.Errorf("portal.argon2.memory %d bytes must be a whole number of KiB, at most 4GiB (default 64MiB)", memoryBytes)
+	}
+	p := Argon2Params{Time: time, MemoryKiB: uint32(memoryBytes / 1024), Threads: threads}
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("portal.argon2: %w (memory must be at least 8KiB per thread; defaults: time 3, memory 64MiB, threads 4)", err)
+	}
+	return nil
+}
+
 // Hasher hashes and verifies passwords and security answers with argon2id,
 // at most Concurrency at a time: a burst of logins waits for a slot instead
 // of allocating 64 MiB each. A Hasher is safe for concurrent use.
@@ -86,13 +103,29 @@ type Hasher struct {
 	slots  chan struct{} // one token per running derivation
 	dummy  []byte        // DummyVerify's salt
 
+	// maxWaiting bounds how many derivations may wait for a slot; past
+	// it acquire fails at once with ErrBusy. waiting counts them.
+	maxWaiting int64
+	waiting    atomic.Int64
+	// maxWait bounds how long one derivation waits for a slot; past it
+	// acquire fails with ErrBusy, so a queue of slow derivations (a loaded
+	// machine) cannot hold a sign-in for long either.
+	maxWait time.Duration
+
 	// inSlot, if set, is called while a slot is held, before the key is
 	// derived. Tests use it to observe and hold the concurrency bound.
 	inSlot func()
 }
 
+// ErrBusy is returned by Hash, Verify and DummyVerify when every slot is
+// taken and the wait queue is full, or a wait for a slot ran out: the
+// handler answers "busy, try again in a minute" instead of queueing
+// without bound.
+var ErrBusy = errors.New("portal: too many password checks waiting")
+
 // NewHasher returns a Hasher that hashes with p and runs at most concurrency
-// derivations at once (at least 1). If p is invalid (see Validate), Hash and
+// derivations at once (at least 1); at most 2 x concurrency more wait for a
+// slot, each for at most a second (see SetMaxWaiting, SetMaxWait). If p is invalid (see Validate), Hash and
 // DummyVerify fail and Verify still checks existing hashes, whose parameters
 // come from the hash itself.
 func NewHasher(p Argon2Params, concurrency int) *Hasher {
@@ -106,15 +139,35 @@ func NewHasher(p Argon2Params, concurrency int) *Hasher {
 	dummy := make([]byte, saltLen)
 	_, _ = rand.Read(dummy) // never fails (crypto/rand crashes the program instead)
 	return &Hasher{
-		params: p,
-		err:    err,
-		slots:  make(chan struct{}, concurrency),
-		dummy:  dummy,
+		params:     p,
+		err:        err,
+		slots:      make(chan struct{}, concurrency),
+		dummy:      dummy,
+		maxWaiting: int64(2 * concurrency),
+		maxWait:    time.Second,
 	}
 }
 
+// SetMaxWait sets how long a derivation may wait for a slot before it fails
+// with ErrBusy (default 1 s). Call it before h is used.
+func (h *Hasher) SetMaxWait(d time.Duration) { h.maxWait = d }
+
+// SetMaxWaiting sets how many derivations may wait for a slot before the
+// next one fails with ErrBusy (0: none wait). The bound keeps memory at
+// concurrency x MemoryKiB and a legitimate sign-in's wait at about
+// (n/concurrency+1) derivations during a burst. Call it before h is used.
+func (h *Hasher) SetMaxWaiting(n int) { h.maxWaiting = int64(max(n, 0)) }
+
 // Params returns the parameters h hashes with.
 func (h *Hasher) Params() Argon2Params { return h.params }
+
+// Busy reports whether a derivation started now would fail with ErrBusy:
+// every slot is taken and the queue is full. The handler asks before it
+// spends a limit's budget and writes to the store, so a burst that the
+// queue cannot take costs neither; acquire still enforces the bound.
+func (h *Hasher) Busy() bool {
+	return len(h.slots) == cap(h.slots) && h.waiting.Load() >= h.maxWaiting
+}
 
 // acquire waits for a slot; it returns ctx.Err() if ctx ends first. A
 // context already done never gets a slot, even if one is free.
@@ -124,8 +177,24 @@ func (h *Hasher) acquire(ctx context.Context) error {
 	}
 	select {
 	case h.slots <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	default:
+		// Every slot is taken: wait in the bounded queue, or not at all.
+		if h.waiting.Add(1) > h.maxWaiting {
+			h.waiting.Add(-1)
+			return ErrBusy
+		}
+		timer := time.NewTimer(h.maxWait)
+		defer timer.Stop()
+		select {
+		case h.slots <- struct{}{}:
+			h.waiting.Add(-1)
+		case <-ctx.Done():
+			h.waiting.Add(-1)
+			return ctx.Err()
+		case <-timer.C:
+			h.waiting.Add(-1)
+			return ErrBusy
+		}
 	}
 	if h.inSlot != nil {
 		h.inSlot()
@@ -191,17 +260,19 @@ func (h *Hasher) NeedsRehash(phc string) bool {
 
 // DummyVerify spends the same time as a Verify against a hash made by h, so
 // an unknown account answers as slowly as a wrong password. It takes a slot
-// like Verify and returns early only if ctx ends while waiting.
-func (h *Hasher) DummyVerify(ctx context.Context, secret string) {
+// like Verify and returns early only if ctx ends while waiting (ctx.Err())
+// or the queue is full (ErrBusy), exactly when Verify would.
+func (h *Hasher) DummyVerify(ctx context.Context, secret string) error {
 	if h.err != nil {
-		return
+		return nil // nothing to spend: New refuses such a hasher
 	}
 	key, err := h.derive(ctx, secret, h.dummy, h.params, keyLen)
 	if err != nil {
-		return
+		return err
 	}
 	var zero [keyLen]byte
 	subtle.ConstantTimeCompare(key, zero[:])
+	return nil
 }
 
 // phcHash is a parsed argon2id PHC string.

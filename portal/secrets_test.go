@@ -177,12 +177,24 @@ func TestHasherInvalidParams(t *testing.T) {
 	if err := DefaultArgon2.Validate(); err != nil {
 		t.Errorf("DefaultArgon2.Validate() = %v", err)
 	}
+	// The portal refuses such a hasher at start, not at the first
+	// registration (issue 9, item 13).
+	if _, err := New(Options{PortalURL: "http://127.0.0.1:1", Hasher: NewHasher(Argon2Params{Time: 1, MemoryKiB: 16, Threads: 4}, 1)}); err == nil {
+		t.Error("New accepted argon2 with 16 KiB for 4 threads")
+	}
+	if err := ValidateArgon2Config(1, 16<<10, 4); err == nil {
+		t.Error("ValidateArgon2Config accepted 16KiB for 4 threads")
+	}
+	if err := ValidateArgon2Config(3, 64<<20, 4); err != nil {
+		t.Errorf("ValidateArgon2Config(defaults) = %v", err)
+	}
 }
 
 // The hasher never runs more derivations at once than its concurrency.
 func TestHashConcurrencyBound(t *testing.T) {
 	const limit, jobs = 2, 8
 	h := NewHasher(testArgon2, limit)
+	h.SetMaxWaiting(jobs)
 	var running, peak atomic.Int32
 	entered := make(chan struct{})
 	release := make(chan struct{})
@@ -239,6 +251,7 @@ func TestHashConcurrencyBound(t *testing.T) {
 // the slot stays usable.
 func TestHashContextWhileWaiting(t *testing.T) {
 	h := NewHasher(testArgon2, 1)
+	h.SetMaxWaiting(3)
 	entered := make(chan struct{})
 	release := make(chan struct{})
 	var hook atomic.Bool
@@ -301,6 +314,89 @@ func TestHashContextWhileWaiting(t *testing.T) {
 	// A context already done gets no slot even when one is free.
 	if _, err := h.Hash(ctx, "fourth"); !errors.Is(err, context.Canceled) {
 		t.Errorf("Hash with done context = %v, want context.Canceled", err)
+	}
+}
+
+// Past the queue bound a derivation fails at once with ErrBusy instead of
+// waiting; the ones already queued still run, and the queue frees up.
+func TestHashQueueBound(t *testing.T) {
+	h := NewHasher(testArgon2, 1) // waiting bound 2 by default
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var hold atomic.Bool
+	hold.Store(true)
+	h.inSlot = func() {
+		if hold.Load() {
+			entered <- struct{}{}
+			<-release
+		}
+	}
+	results := make(chan error, 3)
+	go func() { _, err := h.Hash(context.Background(), "holder"); results <- err }()
+	<-entered
+	hold.Store(false)
+	for i := range 2 {
+		go func() { _, err := h.Hash(context.Background(), fmt.Sprint("queued", i)); results <- err }()
+	}
+	for h.waiting.Load() != 2 {
+		time.Sleep(time.Millisecond)
+	}
+	if !h.Busy() {
+		t.Error("Busy() = false with the slot taken and the queue full")
+	}
+	start := time.Now()
+	if _, err := h.Hash(context.Background(), "one too many"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("Hash past the queue bound = %v, want ErrBusy", err)
+	}
+	if err := h.DummyVerify(context.Background(), "one too many"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("DummyVerify past the queue bound = %v, want ErrBusy", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("ErrBusy took %v; it must not wait", d)
+	}
+	close(release)
+	for range 3 {
+		if err := <-results; err != nil {
+			t.Errorf("a queued Hash failed: %v", err)
+		}
+	}
+	if h.waiting.Load() != 0 || h.Busy() {
+		t.Errorf("waiting = %d, Busy() = %v after the queue drained", h.waiting.Load(), h.Busy())
+	}
+	if _, err := h.Hash(context.Background(), "after"); err != nil {
+		t.Errorf("Hash after the burst: %v", err)
+	}
+}
+
+// A derivation that waits longer than the wait bound gives up with
+// ErrBusy, and leaves the queue.
+func TestHashWaitBound(t *testing.T) {
+	h := NewHasher(testArgon2, 1)
+	h.SetMaxWait(50 * time.Millisecond)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var hold atomic.Bool
+	hold.Store(true)
+	h.inSlot = func() {
+		if hold.Load() {
+			close(entered)
+			<-release
+		}
+	}
+	holder := make(chan error, 1)
+	go func() { _, err := h.Hash(context.Background(), "holder"); holder <- err }()
+	<-entered
+	hold.Store(false)
+	start := time.Now()
+	_, err := h.Hash(context.Background(), "waiter")
+	if d := time.Since(start); !errors.Is(err, ErrBusy) || d < 50*time.Millisecond || d > 5*time.Second {
+		t.Errorf("Hash behind a held slot = %v after %v, want ErrBusy after about 50ms", err, d)
+	}
+	if n := h.waiting.Load(); n != 0 {
+		t.Errorf("waiting = %d after giving up", n)
+	}
+	close(release)
+	if err := <-holder; err != nil {
+		t.Fatal(err)
 	}
 }
 

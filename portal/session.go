@@ -86,7 +86,9 @@ func (h *handler) newSession(w http.ResponseWriter, r *http.Request, old *keysto
 		Secure:   h.secure,
 		HttpOnly: true,
 		SameSite: http.SameSiteLaxMode,
-		MaxAge:   int(sessionAbsolute / time.Second),
+		// No Max-Age: a browser-session cookie, gone when the browser
+		// closes; the store ends the session after sessionIdle or
+		// sessionAbsolute whatever the browser does.
 	})
 	return &s, nil
 }

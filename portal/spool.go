@@ -1,7 +1,9 @@
 package portal
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -9,19 +11,37 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/securemail/securemail/envelope"
 )
 
 // spool keeps uploaded envelopes, as binary ciphertext, one file per
-// upload, named by a random token. A file older than ttl is swept; the
-// recipient can always post the attachment again.
+// distinct envelope, named by a token derived from its content (an HMAC of
+// its SHA-256 under a key kept in the spool), so the same envelope posted
+// again reuses its file instead of adding one. A file older than ttl is
+// swept; the recipient can always post the attachment again.
+//
+// The spool holds at most quota bytes, uploads in progress included: each
+// upload reserves the largest envelope before it starts, and when the
+// reservation does not fit, expired files are swept first and the upload
+// is refused (errSpoolFull) if it still does not fit.
 type spool struct {
-	dir string
-	ttl time.Duration
-	max int64 // bytes of decoded envelope
+	dir   string
+	ttl   time.Duration
+	max   int64 // bytes of decoded envelope
+	quota int64
+	key   []byte // HMAC key for tokens
+
+	mu     sync.Mutex
+	stored int64 // bytes in .env files
+	inUse  int64 // stored plus reservations of uploads in progress
 }
+
+// spoolKeyFile holds the spool's token key, so that tokens survive a
+// restart and the same envelope keeps its file.
+const spoolKeyFile = "token.key"
 
 // maxUpload is the largest envelope, in binary, that a message of
 // maxMessage bytes seals to: the header, the message, a 16-byte tag per
@@ -38,24 +58,111 @@ func maxUploadBody(maxEnvelope int64) int64 {
 	return b64 + b64/76*2 + 64<<10
 }
 
-var errSpoolTooLarge = errors.New("portal: envelope larger than any message this server seals")
+// MinSpoolMax is the smallest spool quota that can take one upload of the
+// largest envelope a message of maxMessage bytes seals to.
+func MinSpoolMax(maxMessage int64) int64 { return maxUpload(maxMessage) }
 
-func newSpool(dir string, ttl time.Duration, max int64) (*spool, error) {
+var (
+	errSpoolTooLarge = errors.New("portal: envelope larger than any message this server seals")
+	errSpoolFull     = errors.New("portal: spool full")
+)
+
+func newSpool(dir string, ttl time.Duration, max, quota int64) (*spool, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("portal: spool: %w", err)
 	}
-	return &spool{dir: dir, ttl: ttl, max: max}, nil
-}
-
-func newToken() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err) // crypto/rand never fails on Linux
+	s := &spool{dir: dir, ttl: ttl, max: max, quota: quota}
+	keyPath := filepath.Join(dir, spoolKeyFile)
+	key, err := os.ReadFile(keyPath)
+	if errors.Is(err, os.ErrNotExist) {
+		key = make([]byte, 32)
+		_, _ = rand.Read(key)
+		err = writeFileSync(keyPath, key)
 	}
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	if err != nil {
+		return nil, fmt.Errorf("portal: spool: %w", err)
+	}
+	if len(key) != 32 {
+		return nil, fmt.Errorf("portal: spool: %s is damaged; remove it (uploaded envelopes are posted again as needed)", keyPath)
+	}
+	s.key = key
+	if err := s.recount(); err != nil {
+		return nil, fmt.Errorf("portal: spool: %w", err)
+	}
+	return s, nil
 }
 
-// validToken accepts exactly what newToken makes, so a token can never
+func writeFileSync(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// recount sets stored from the files on disk.
+func (s *spool) recount() error {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return err
+	}
+	var total int64
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && strings.HasSuffix(e.Name(), ".env") {
+			total += info.Size()
+		}
+	}
+	s.mu.Lock()
+	s.inUse += total - s.stored
+	s.stored = total
+	s.mu.Unlock()
+	return nil
+}
+
+// reserve takes room for one upload of the largest envelope, sweeping
+// expired files first if it does not fit. release gives back what the
+// upload did not keep.
+func (s *spool) reserve(now time.Time) error {
+	for attempt := 0; ; attempt++ {
+		s.mu.Lock()
+		if s.inUse+s.max <= s.quota {
+			s.inUse += s.max
+			s.mu.Unlock()
+			return nil
+		}
+		s.mu.Unlock()
+		if attempt > 0 {
+			return errSpoolFull
+		}
+		if _, err := s.sweep(now); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *spool) release(n int64) {
+	s.mu.Lock()
+	s.inUse -= n
+	s.mu.Unlock()
+}
+
+// used reports the bytes stored and reserved.
+func (s *spool) used() (stored, inUse int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stored, s.inUse
+}
+
+// validToken accepts exactly what store makes (22 characters of
+// unpadded base64url), so a token can never
 // name a path outside the spool.
 func validToken(t string) bool {
 	if len(t) != 22 {
@@ -72,10 +179,16 @@ func validToken(t string) bool {
 
 func (s *spool) path(token string) string { return filepath.Join(s.dir, token+".env") }
 
-// store decodes the base64 textarea content from src into a new spool file
-// and returns its token. Whitespace of any kind between base64 characters
-// is ignored (browsers rewrite a textarea's line ends).
+// store decodes the base64 textarea content from src into the spool and
+// returns its token; an envelope already spooled keeps its file, whose
+// age starts again. Whitespace of any kind between base64 characters is
+// ignored (browsers rewrite a textarea's line ends). It fails with
+// errSpoolFull, without reading src, when the spool has no room.
 func (s *spool) store(src io.Reader, now time.Time) (string, error) {
+	if err := s.reserve(now); err != nil {
+		return "", err
+	}
+	defer s.release(s.max)
 	f, err := os.CreateTemp(s.dir, "upload-*")
 	if err != nil {
 		return "", err
@@ -88,8 +201,9 @@ func (s *spool) store(src io.Reader, now time.Time) (string, error) {
 			os.Remove(tmp)
 		}
 	}()
+	sum := sha256.New()
 	dec := base64.NewDecoder(base64.StdEncoding, &spaceStripper{r: src})
-	n, err := io.Copy(f, io.LimitReader(dec, s.max+1))
+	n, err := io.Copy(io.MultiWriter(f, sum), io.LimitReader(dec, s.max+1))
 	if err != nil {
 		return "", fmt.Errorf("portal: envelope is not base64: %w", err)
 	}
@@ -99,15 +213,27 @@ func (s *spool) store(src io.Reader, now time.Time) (string, error) {
 	if err := f.Close(); err != nil {
 		return "", err
 	}
+	mac := hmac.New(sha256.New, s.key)
+	mac.Write(sum.Sum(nil))
+	token := base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:16])
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := os.Stat(s.path(token)); err == nil {
+		// The same envelope again: keep the file, restart its age.
+		os.Remove(tmp)
+		ok = true
+		return token, os.Chtimes(s.path(token), now, now)
+	}
 	// The file's time is the entry's age on the handler's clock.
 	if err := os.Chtimes(tmp, now, now); err != nil {
 		return "", err
 	}
-	token := newToken()
 	if err := os.Rename(tmp, s.path(token)); err != nil {
 		return "", err
 	}
 	ok = true
+	s.stored += n
+	s.inUse += n
 	return token, nil
 }
 
@@ -129,13 +255,21 @@ func (s *spool) open(token string, now time.Time) (*os.File, error) {
 }
 
 func (s *spool) remove(token string) {
-	if validToken(token) {
-		os.Remove(s.path(token))
+	if !validToken(token) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if info, err := os.Stat(s.path(token)); err == nil && os.Remove(s.path(token)) == nil {
+		s.stored -= info.Size()
+		s.inUse -= info.Size()
 	}
 }
 
-// sweep removes spool files older than the TTL, and uploads abandoned
-// half-way for more than an hour.
+// sweep removes spool files older than the TTL (on the handler's clock,
+// which set their times), and uploads abandoned half-way for more than an
+// hour (on the real clock, which wrote them: an upload in progress is
+// never that old, since UploadGuard.Deadline is shorter).
 func (s *spool) sweep(now time.Time) (int, error) {
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
@@ -149,13 +283,13 @@ func (s *spool) sweep(now time.Time) (int, error) {
 		}
 		age := now.Sub(info.ModTime())
 		name := e.Name()
-		if (strings.HasSuffix(name, ".env") && age > s.ttl) || (strings.HasPrefix(name, "upload-") && age > time.Hour) {
+		if (strings.HasSuffix(name, ".env") && age > s.ttl) || (strings.HasPrefix(name, "upload-") && time.Since(info.ModTime()) > time.Hour) {
 			if os.Remove(filepath.Join(s.dir, name)) == nil {
 				removed++
 			}
 		}
 	}
-	return removed, nil
+	return removed, s.recount()
 }
 
 // spaceStripper drops ASCII whitespace, so the base64 decoder sees only

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/securemail/securemail/milter"
+	"github.com/securemail/securemail/portal"
 )
 
 // Config is the operator interface: one YAML file, every key overridable by
@@ -36,6 +37,9 @@ type Config struct {
 		Listen            string        `mapstructure:"listen"`
 		URL               string        `mapstructure:"url"`
 		SpoolTTL          time.Duration `mapstructure:"spool_ttl"`
+		SpoolDir          string        `mapstructure:"spool_dir"`
+		SpoolMax          ByteSize      `mapstructure:"spool_max"`
+		RepliesPerHour    int           `mapstructure:"replies_per_hour"`
 		ReplyAll          bool          `mapstructure:"reply_all"`
 		MinPasswordLength int           `mapstructure:"min_password_length"`
 		TrustedProxies    []string      `mapstructure:"trusted_proxies"`
@@ -91,6 +95,9 @@ var defaults = map[string]any{
 	"portal.listen":                 "127.0.0.1:8080",
 	"portal.url":                    "http://127.0.0.1:8080",
 	"portal.spool_ttl":              "24h",
+	"portal.spool_dir":              "",
+	"portal.spool_max":              "2GiB",
+	"portal.replies_per_hour":       20,
 	"portal.reply_all":              false,
 	"portal.min_password_length":    12,
 	"portal.trusted_proxies":        []string{"127.0.0.0/8", "::1/128"},
@@ -249,11 +256,19 @@ func (c *Config) validate() error {
 	if c.Portal.SpoolTTL <= 0 {
 		errs = append(errs, errors.New("portal.spool_ttl must be positive, e.g. 24h"))
 	}
+	if min := portal.MinSpoolMax(int64(c.Policy.MaxMessageSize)); int64(c.Portal.SpoolMax) < min {
+		errs = append(errs, fmt.Errorf("portal.spool_max %d bytes must hold at least one upload of the largest envelope (%d bytes for policy.max_message_size); the default is 2GiB", int64(c.Portal.SpoolMax), min))
+	}
+	if c.Portal.RepliesPerHour < 1 {
+		errs = append(errs, errors.New("portal.replies_per_hour must be at least 1 (default 20)"))
+	}
 	if c.Portal.MinPasswordLength < 8 || c.Portal.MinPasswordLength > 64 {
 		errs = append(errs, fmt.Errorf("portal.min_password_length %d must be between 8 and 64 (NIST 800-63B asks for at least 8; 12 is the default)", c.Portal.MinPasswordLength))
 	}
-	if a := c.Portal.Argon2; a.Time < 1 || a.Threads < 1 || a.Concurrency < 1 || a.Memory < 8<<10 || a.Memory > 4<<30 {
-		errs = append(errs, errors.New("portal.argon2: time, threads and concurrency must be at least 1 and memory between 8KiB and 4GiB (defaults: 3, 4, 2, 64MiB)"))
+	if a := c.Portal.Argon2; a.Concurrency < 1 {
+		errs = append(errs, errors.New("portal.argon2.concurrency must be at least 1 (default 2)"))
+	} else if err := portal.ValidateArgon2Config(a.Time, uint64(a.Memory), a.Threads); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Keystore.KeyLifetime <= 0 {
 		errs = append(errs, errors.New("keystore.key_lifetime must be positive, e.g. 2160h (90 days)"))

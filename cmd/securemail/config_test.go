@@ -120,6 +120,10 @@ func TestInvalidValuesExplained(t *testing.T) {
 		{"keystore:\n  key_lifetime: -1h\n", "keystore.key_lifetime"},
 		{"log:\n  level: loud\n", "log.level"},
 		{"data_dir: [\n", "config"},
+		// 16KiB for 4 threads: the hasher needs 8KiB per thread (issue 9).
+		{"portal:\n  argon2:\n    memory: 16KiB\n", "portal.argon2"},
+		{"portal:\n  spool_max: 1MiB\n", "portal.spool_max"},
+		{"portal:\n  replies_per_hour: 0\n", "portal.replies_per_hour"},
 	}
 	for _, tc := range tests {
 		_, err := loadConfig(writeConfig(t, tc.yaml))

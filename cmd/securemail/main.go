@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -138,7 +139,12 @@ func newFilterEvents(cfg *Config, store keystore.KeyStore, mk *keystore.MasterKe
 	})
 }
 
-func portalSpoolPath(cfg *Config) string { return filepath.Join(cfg.DataDir, "portal-spool") }
+func portalSpoolPath(cfg *Config) string {
+	if cfg.Portal.SpoolDir != "" {
+		return cfg.Portal.SpoolDir
+	}
+	return filepath.Join(cfg.DataDir, "portal-spool")
+}
 
 // newPortal builds the recipient portal on the same key store the milter
 // writes.
@@ -156,18 +162,20 @@ func newBrandedPortal(cfg *Config, store *keystore.Bolt, mk *keystore.MasterKey,
 	a := cfg.Portal.Argon2
 	proxies, _ := parsePrefixes("", cfg.Portal.TrustedProxies) // validate checked them
 	return portal.New(portal.Options{
-		PortalURL:       cfg.Portal.URL,
-		Keys:            store,
-		Store:           portalStore,
-		MasterKey:       mk,
-		SpoolDir:        portalSpoolPath(cfg),
-		SpoolTTL:        cfg.Portal.SpoolTTL,
-		MaxMessageSize:  int64(cfg.Policy.MaxMessageSize),
-		Mailer:          &portal.SMTPMailer{Addr: cfg.SMTP.Relay, HelloName: portalHost(cfg)},
-		From:            cfg.portalFrom(),
-		InternalDomains: cfg.lists.internalDomains,
-		SubjectTag:      cfg.Policy.SubjectTag,
-		ReplyAll:        cfg.Portal.ReplyAll,
+		PortalURL:      cfg.Portal.URL,
+		Keys:           store,
+		Store:          portalStore,
+		MasterKey:      mk,
+		SpoolDir:       portalSpoolPath(cfg),
+		SpoolTTL:       cfg.Portal.SpoolTTL,
+		SpoolMax:       int64(cfg.Portal.SpoolMax),
+		Limits:         portal.Limits{RepliesPerAccount: portal.Rate{N: cfg.Portal.RepliesPerHour, Per: time.Hour}},
+		MaxMessageSize: int64(cfg.Policy.MaxMessageSize),
+		Mailer:         &portal.SMTPMailer{Addr: cfg.SMTP.Relay, HelloName: portalHost(cfg)},
+		From:           cfg.portalFrom(),
+		TriggerHeader:  cfg.Policy.TriggerHeader,
+		SubjectTag:     cfg.Policy.SubjectTag,
+		ReplyAll:       cfg.Portal.ReplyAll,
 		Hasher: portal.NewHasher(portal.Argon2Params{
 			Time: a.Time, MemoryKiB: uint32(a.Memory / 1024), Threads: a.Threads,
 		}, a.Concurrency),

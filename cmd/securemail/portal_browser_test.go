@@ -7,8 +7,11 @@ package main
 // with JavaScript turned off. The recipient registers with the code the
 // portal mails through Postfix, reads, downloads the attachment, replies
 // with a file; later, in a browser with no cookies, signs in with the
-// password alone. Every screen is photographed at 1280x900 and 360x780
-// (to $SECUREMAIL_ARTIFACTS when set) and must fit a phone.
+// password alone, and reads a hostile HTML message that tries to escape its
+// box. Every screen is photographed at 1280x900 and 360x780 (to
+// $SECUREMAIL_ARTIFACTS when set), must fit a phone, and every portal page
+// is checked with axe-core (injected through the DevTools protocol) for
+// zero violations.
 
 import (
 	"bytes"
@@ -27,7 +30,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/emersion/go-message"
 	gomail "github.com/emersion/go-message/mail"
@@ -56,7 +61,10 @@ const (
 	pbTextMarker = "PB-TEXT-MARKER"
 	pbHTMLMarker = "PB-HTML-MARKER"
 	pbMarker2    = "PB-SECOND-MARKER"
-	pbReplyText  = "Thanks Alice, received. PB-REPLY-MARKER"
+	pbSubject3   = "Hostile layout"
+	// pbHostileMarker is in every piece of text of the hostile message.
+	pbHostileMarker = "PB-HOSTILE"
+	pbReplyText     = "Thanks Alice, received. PB-REPLY-MARKER"
 )
 
 func TestPortalInBrowser(t *testing.T) {
@@ -117,7 +125,8 @@ func TestPortalInBrowser(t *testing.T) {
 	tab := b.NewTab(t)
 	tab.DisableScripts()
 	tab.AllowDownloads()
-	shots := &pbShots{t: t}
+	shots := &pbShots{t: t, axe: pbAxeSource(t)}
+	pbAxeSelfTest(t, tab, shots.axe)
 
 	// The attachment, opened from a file.
 	tab.Navigate(brPageURL(t, page1))
@@ -169,16 +178,30 @@ func TestPortalInBrowser(t *testing.T) {
 	shots.take(tab, "create-account")
 
 	// Password and three questions; the page has no script, so the
-	// selects are set as a keyboard user would leave them.
+	// selects are set as a keyboard user would leave them. First with a
+	// typo in the confirmation: the page must come back with everything
+	// but the passwords kept, and say which field to fix.
 	tab.Run(
 		chromedp.SendKeys("#password", pbPassword, chromedp.ByQuery),
-		chromedp.SendKeys("#confirm", pbPassword, chromedp.ByQuery),
+		chromedp.SendKeys("#confirm", pbPassword+"x", chromedp.ByQuery),
 		chromedp.SetValue("#q1", "0", chromedp.ByQuery),
 		chromedp.SendKeys("#a1", "Fluffy", chromedp.ByQuery),
 		chromedp.SetValue("#q2", "3", chromedp.ByQuery),
 		chromedp.SendKeys("#a2", "Hill Street Primary", chromedp.ByQuery),
 		chromedp.SetValue("#q3", "7", chromedp.ByQuery),
 		chromedp.SendKeys("#a3", "Mill Lane", chromedp.ByQuery),
+	)
+	pbClick(tab, `form[action="/register/password"] button[type=submit]`)
+	tab.WaitText(pbWait, portalURL+"/register/password", "Create your account", "not the same", "is confirmed")
+	pbCheckKept(t, tab, map[string]string{"#q1": "0", "#a1": "Fluffy", "#q2": "3", "#a2": "Hill Street Primary",
+		"#q3": "7", "#a3": "Mill Lane", "#password": "", "#confirm": ""})
+	if !tab.HasNode(`#confirm[aria-invalid="true"]`) {
+		t.Error("the refused registration does not mark the confirmation field to fix")
+	}
+	shots.take(tab, "create-account-mistake")
+	tab.Run(
+		chromedp.SendKeys("#password", pbPassword, chromedp.ByQuery),
+		chromedp.SendKeys("#confirm", pbPassword, chromedp.ByQuery),
 	)
 	pbClick(tab, `form[action="/register/password"] button[type=submit]`)
 	tab.WaitText(pbWait, portalURL+"/m/"+token, "Your secure message", pbSubject1)
@@ -238,8 +261,9 @@ func TestPortalInBrowser(t *testing.T) {
 	)
 	pbClick(tab, `form[action$="/reply"] button[type=submit]`)
 	tab.WaitText(pbWait, portalURL+"/m/"+token+"/reply", "Your reply was sent", pbSender, pbReplyName)
-	if text := tab.Text("main"); strings.Contains(text, "encrypted") {
-		t.Errorf("the reply to internal %s is said to go encrypted:\n%s", pbSender, text)
+	// The portal does not decide; it says what the milter will do.
+	if text := tab.Text("main"); !strings.Contains(text, "encrypted if it leaves "+pbInternal) {
+		t.Errorf("the confirmation does not say the reply is encrypted if it leaves %s:\n%s", pbInternal, text)
 	}
 	shots.take(tab, "reply-sent")
 	reply, err := sink.WaitFor(func(m mtatest.Message) bool { return strings.EqualFold(m.From, pbRecipient) }, pbWait)
@@ -281,6 +305,52 @@ func TestPortalInBrowser(t *testing.T) {
 		t.Errorf("signing in with a password mailed %s %d message(s) from %s, want none", pbRecipient, n, pbPortalFrom)
 	}
 	step("second visit read")
+
+	// A hostile HTML message: it closes the portal's box and leaves a
+	// link, a font and a details element open. In the browser's DOM,
+	// nothing of it may be outside the box, and the Reply form must be
+	// nobody's child but the page's.
+	msgID3 := fmt.Sprintf("<pb-3.%d@%s>", time.Now().UnixNano(), pbInternal)
+	page3 := pbSubmitSealed(t, pf, sink, pbHostileMessage(msgID3, pbSubject3+" "+e2eTag), pbSubject3, pbHostileMarker)
+	tab2.Navigate(brPageURL(t, page3))
+	pbClick(tab2, brButton)
+	tab2.WaitText(pbWait, portalURL+"/m/", "Your secure message", pbSubject3, pbHostileMarker)
+	var dom struct {
+		Outside   []string `json:"outside"`
+		FormInBox bool     `json:"formInBox"`
+		FormInA   bool     `json:"formInLink"`
+		Boxes     int      `json:"boxes"`
+	}
+	tab2.Run(chromedp.Evaluate(`(() => {
+		const box = document.querySelector('article.html-body');
+		const out = [];
+		const w = document.createTreeWalker(document.documentElement, NodeFilter.SHOW_TEXT);
+		while (w.nextNode()) {
+			const n = w.currentNode;
+			if (n.data.includes('`+pbHostileMarker+`') && !(box && box.contains(n))) out.push(n.data);
+		}
+		const form = document.querySelector('form[action$="/reply"]');
+		return {outside: out, formInBox: !!(box && form && box.contains(form)), formInLink: !!(form && form.closest('a')),
+			boxes: document.querySelectorAll('article.html-body').length};
+	})()`, &dom))
+	if len(dom.Outside) > 0 || dom.FormInBox || dom.FormInA || dom.Boxes != 1 {
+		t.Errorf("the hostile message escaped its box in the browser's DOM: outside %q, reply form in the box %v, in a link %v, %d boxes",
+			dom.Outside, dom.FormInBox, dom.FormInA, dom.Boxes)
+	}
+	shots.take(tab2, "hostile-html")
+	step("hostile html contained")
+
+	// The other pages a signed-in recipient reaches, for the phone and
+	// axe checks: the front page, "Change password", and signing out.
+	tab2.Navigate(portalURL + "/account/password")
+	tab2.WaitText(pbWait, portalURL+"/account/password", "Change your password", "Current password")
+	shots.take(tab2, "change-password")
+	pbClick(tab2, `form[action="/signout"] button[type=submit]`)
+	tab2.WaitText(pbWait, portalURL+"/signout", "You are signed out")
+	shots.take(tab2, "signed-out")
+	tab2.Navigate(portalURL + "/")
+	tab2.WaitText(pbWait, portalURL+"/", "Secure messages", "SecureMessageATT.html")
+	shots.take(tab2, "front-page")
 
 	t.Logf("portal browser: screenshots: %s", strings.Join(shots.names, ", "))
 	t.Logf("portal browser: total %v", time.Since(began).Round(time.Millisecond))
@@ -328,6 +398,17 @@ func pbMessage(msgID, subject, remoteURL string, attachment []byte) string {
 	b.WriteString(brArmor(attachment))
 	b.WriteString("--pb-mix--\r\n")
 	return b.String()
+}
+
+// pbHostileMessage is an HTML message that closes the portal's box and
+// leaves elements open, to wrap the page's Reply form in its own link.
+func pbHostileMessage(msgID, subject string) string {
+	return fmt.Sprintf("From: Alice Example <%s>\r\nTo: <%s>\r\nSubject: %s\r\nMessage-ID: %s\r\nDate: %s\r\n"+
+		"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"+
+		"<p>%s first</p></article></section></main>"+
+		"<a href=\"https://evil.example/phish\"><font size=\"7\"><details open><summary>%s summary</summary>%s text"+
+		"<table><tr><td>%s cell\r\n", pbSender, pbRecipient, subject, msgID, time.Now().Format(time.RFC1123Z),
+		pbHostileMarker, pbHostileMarker, pbHostileMarker, pbHostileMarker)
 }
 
 // pbTextMessage is a tagged plain-text message from Alice to Bob.
@@ -512,12 +593,13 @@ func pbCheckCookie(t *testing.T, tab *browsertest.Tab, portalURL string) {
 	}
 }
 
-// pbShots photographs screens at desktop and phone size and checks that
-// each fits a phone.
+// pbShots photographs screens at desktop and phone size, checks that each
+// fits a phone, and runs axe-core on each portal page.
 type pbShots struct {
 	t     *testing.T
 	n     int
 	names []string
+	axe   string // axe.min.js; "" when not installed outside CI
 }
 
 const (
@@ -577,4 +659,107 @@ func (s *pbShots) take(tab *browsertest.Tab, screen string) {
 		s.t.Logf("note: %s at %d px: tap targets under %d px: %s", screen, pbPhoneWidth, pbMinTapHeight, strings.Join(small, ", "))
 	}
 	tab.SetViewport(1280, 900, false)
+	if strings.HasPrefix(tab.Location(), "http") {
+		pbAxe(s.t, tab, s.axe, screen)
+	}
+}
+
+// pbAxeEnv names axe-core's axe.min.js; .ci/run installs it (npm
+// axe-core) at pbAxeDefault.
+const (
+	pbAxeEnv     = "SECUREMAIL_AXE_JS"
+	pbAxeDefault = "/opt/securemail-ci/axe/node_modules/axe-core/axe.min.js"
+	pbAxeTimeout = 90 * time.Second
+)
+
+// pbAxeSource reads axe-core. Without it the accessibility checks are
+// skipped with a note, or fail the test when CI is set.
+func pbAxeSource(t *testing.T) string {
+	t.Helper()
+	path := os.Getenv(pbAxeEnv)
+	if path == "" {
+		path = pbAxeDefault
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("axe-core: %v (install it: npm install --prefix /opt/securemail-ci/axe axe-core, or set %s)", err, pbAxeEnv)
+		}
+		t.Logf("note: no axe-core at %s (npm install --prefix /opt/securemail-ci/axe axe-core): accessibility not checked", path)
+		return ""
+	}
+	return string(b)
+}
+
+// pbAxeViolation is one rule axe-core found broken.
+type pbAxeViolation struct {
+	ID     string   `json:"id"`
+	Impact string   `json:"impact"`
+	Help   string   `json:"help"`
+	Nodes  []string `json:"nodes"`
+}
+
+// pbAxe runs axe-core on the tab's page and fails the test for every
+// violation.
+func pbAxe(t *testing.T, tab *browsertest.Tab, source, screen string) {
+	t.Helper()
+	if source == "" {
+		return
+	}
+	for _, v := range pbAxeRun(t, tab, source) {
+		t.Errorf("axe on %s (%s): %s (%s): %s\n  %s", screen, tab.Location(), v.ID, v.Impact, v.Help, strings.Join(v.Nodes, "\n  "))
+	}
+}
+
+// pbAxeSelfTest proves that the check finds a violation where there is
+// one, so that zero violations on the portal's pages means something.
+func pbAxeSelfTest(t *testing.T, tab *browsertest.Tab, source string) {
+	t.Helper()
+	if source == "" {
+		return
+	}
+	tab.Navigate(`data:text/html;charset=utf-8,<!DOCTYPE html><title>axe probe</title><main><img src="data:,"></main>`)
+	for _, v := range pbAxeRun(t, tab, source) {
+		if v.ID == "image-alt" {
+			return
+		}
+	}
+	t.Fatal("axe-core did not report an image without alt text on a probe page: the accessibility check does not work")
+}
+
+// pbAxeRun injects axe-core into the page through the DevTools protocol
+// (the page itself allows no script) and returns its violations.
+func pbAxeRun(t *testing.T, tab *browsertest.Tab, source string) []pbAxeViolation {
+	t.Helper()
+	var found []pbAxeViolation
+	// axe.run waits on timers, which do not fire while the page's scripts
+	// are off; turn them on for the check only. The portal's pages carry
+	// no script of their own, and their CSP would refuse one.
+	// axe needs a few seconds of CPU per page; on a loaded machine more
+	// than a Run's default bound.
+	err := tab.RunErr(pbAxeTimeout,
+		emulation.SetScriptExecutionDisabled(false),
+		chromedp.Evaluate(source+";true", nil),
+		chromedp.Evaluate(`axe.run(document, {resultTypes: ['violations']}).then(r => r.violations.map(v => ({
+			id: v.id, impact: v.impact || '', help: v.help,
+			nodes: v.nodes.slice(0, 5).map(n => n.target.join(' ') + ': ' + n.failureSummary)})))`, &found,
+			func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) }),
+	)
+	tab.Run(emulation.SetScriptExecutionDisabled(true))
+	if err != nil {
+		t.Fatalf("axe on %s: %v", tab.Location(), err)
+	}
+	return found
+}
+
+// pbCheckKept checks the values of form fields after a refused form.
+func pbCheckKept(t *testing.T, tab *browsertest.Tab, want map[string]string) {
+	t.Helper()
+	for sel, w := range want {
+		var got string
+		tab.Run(chromedp.Value(sel, &got, chromedp.ByQuery))
+		if got != w {
+			t.Errorf("after the refused registration %s holds %q, want %q", sel, got, w)
+		}
+	}
 }

@@ -504,6 +504,96 @@ func RunPortal(t *testing.T, open PortalOpener) {
 		}
 	})
 
+	t.Run("HitConcurrentExactlyLimit", func(t *testing.T) {
+		s := open(t)
+		const n, limit = 40, 7
+		results := make([]keystore.HitResult, n)
+		errs := race(n, func(i int) error {
+			var err error
+			results[i], err = s.Hit(ctx, "signin-acct:uma@example.test", base, time.Hour, limit)
+			return err
+		})
+		if c := count(errs, nil); c != n {
+			t.Fatalf("%d of %d Hits failed: %v", n-c, n, errs)
+		}
+		allowed, counts := 0, map[int]bool{}
+		for _, r := range results {
+			if r.Allowed {
+				allowed++
+				counts[r.Count] = true
+			} else if r.RetryAfter != time.Hour || r.Count != limit {
+				t.Errorf("refused hit: %+v, want RetryAfter 1h and Count %d", r, limit)
+			}
+		}
+		if allowed != limit || len(counts) != limit {
+			t.Fatalf("%d of %d concurrent hits allowed with counts %v, want exactly %d with counts 1..%d", allowed, n, counts, limit, limit)
+		}
+		// Another key has its own count.
+		if r, err := s.Hit(ctx, "signin-acct:vic@example.test", base, time.Hour, limit); err != nil || !r.Allowed || r.Count != 1 {
+			t.Fatalf("another key: %+v %v", r, err)
+		}
+	})
+	t.Run("HitWindows", func(t *testing.T) {
+		s := open(t)
+		const key, window = "send:register:wes@example.test", time.Hour
+		hit := func(at time.Time, limit int) keystore.HitResult {
+			t.Helper()
+			r, err := s.Hit(ctx, key, at, window, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		for i := 1; i <= 3; i++ {
+			if r := hit(base.Add(time.Duration(i)*time.Minute), 3); !r.Allowed || r.Count != i {
+				t.Fatalf("hit %d: %+v", i, r)
+			}
+		}
+		// The window started at the first hit (base+1m) and is not moved
+		// by refused hits.
+		for range 5 {
+			if r := hit(base.Add(31*time.Minute), 3); r.Allowed || r.RetryAfter != 30*time.Minute {
+				t.Fatalf("hit past the limit: %+v, want refused for 30m", r)
+			}
+		}
+		if r := hit(base.Add(61*time.Minute-time.Nanosecond), 3); r.Allowed {
+			t.Fatalf("hit just before the window ends: %+v", r)
+		}
+		if r := hit(base.Add(61*time.Minute), 3); !r.Allowed || r.Count != 1 {
+			t.Fatalf("hit when the window ends: %+v, want a fresh window", r)
+		}
+		if err := s.ResetHits(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		for i := 1; i <= 3; i++ {
+			if r := hit(base.Add(62*time.Minute), 3); !r.Allowed || r.Count != i {
+				t.Fatalf("hit %d after ResetHits: %+v", i, r)
+			}
+		}
+		if err := s.ResetHits(ctx, "no such key"); err != nil {
+			t.Fatalf("ResetHits of a missing key: %v", err)
+		}
+		if r := hit(base.Add(100*time.Minute), 0); r.Allowed {
+			t.Fatalf("limit 0 allowed a hit: %+v", r)
+		}
+	})
+	t.Run("HitSwept", func(t *testing.T) {
+		s := open(t)
+		if _, err := s.Hit(ctx, "old", base, time.Hour, 1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Hit(ctx, "new", base.Add(2*time.Hour), time.Hour, 1); err != nil {
+			t.Fatal(err)
+		}
+		n, err := s.SweepPortal(ctx, base.Add(2*time.Hour+time.Minute), 24*time.Hour)
+		if err != nil || n != 1 {
+			t.Fatalf("SweepPortal: %d %v, want 1 ended limit window", n, err)
+		}
+		if r, err := s.Hit(ctx, "new", base.Add(2*time.Hour+2*time.Minute), time.Hour, 1); err != nil || r.Allowed {
+			t.Fatalf("the live window was swept: %+v %v", r, err)
+		}
+	})
+
 	t.Run("CanceledContext", func(t *testing.T) {
 		s := open(t)
 		cctx, cancel := context.WithCancel(ctx)
@@ -529,6 +619,8 @@ func RunPortal(t *testing.T, open PortalOpener) {
 			"RecordRead":    func() error { return s.RecordRead(cctx, keystore.ReadEvent{KeyID: Record(1).ID, At: base}) },
 			"Reads":         func() error { _, err := s.Reads(cctx, Record(1).ID); return err },
 			"SweepPortal":   func() error { _, err := s.SweepPortal(cctx, base, time.Hour); return err },
+			"Hit":           func() error { _, err := s.Hit(cctx, "k", base, time.Hour, 1); return err },
+			"ResetHits":     func() error { return s.ResetHits(cctx, "k") },
 		} {
 			if err := call(); !errors.Is(err, context.Canceled) {
 				t.Errorf("%s with a canceled context: %v, want context.Canceled", name, err)

@@ -1,0 +1,403 @@
+package portal
+
+// Tests for the findings of the black-box assessment (issue 9): every
+// limit holds when the requests arrive together. Each burst is released
+// by a barrier, not sent in a loop.
+
+import (
+	"context"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// burst runs f(0..n-1) in n goroutines released together.
+func burst(n int, f func(i int)) {
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			f(i)
+		}()
+	}
+	close(start)
+	wg.Wait()
+}
+
+// countChecks counts the argon2 derivations the hasher runs.
+func countChecks(e *testEnv) *atomic.Int32 {
+	var n atomic.Int32
+	e.portal.h.opts.Hasher.inSlot = func() { n.Add(1) }
+	return &n
+}
+
+// atSignIn returns n browsers that opened s and gave addr, ready to post a
+// password.
+func atSignIn(e *testEnv, s sealed, addr string, n int) []*browser {
+	bs := make([]*browser, n)
+	for i := range bs {
+		bs[i] = e.browser()
+		bs[i].follow(bs[i].open(s))
+		bs[i].follow(bs[i].email(addr))
+	}
+	return bs
+}
+
+func statuses(rs []response) map[int]int {
+	m := map[int]int{}
+	for _, r := range rs {
+		m[r.status]++
+	}
+	return m
+}
+
+// Finding 1: 24 wrong passwords at once, from 24 clients, are checked no
+// more often than the address's budget allows one after another, and the
+// right password after them is refused like after 5 sequential failures.
+func TestSignInBurstIsCheckedOnlyWithinBudget(t *testing.T) {
+	e := newTestEnv(t, func(o *Options) { o.TrustedProxies = trustLoopback })
+	s := e.seal(alice, []string{bob}, plainMessage)
+	e.browser().register(s, bob)
+	checks := countChecks(e)
+	bs := atSignIn(e, s, bob, 24)
+	for i, b := range bs {
+		b.forwardedFor = "198.51.100." + itoa(i+1)
+	}
+	rs := make([]response, len(bs))
+	burst(len(bs), func(i int) { rs[i] = bs[i].post("/signin", url.Values{"password": {"wrong password here"}}) })
+	budget := DefaultLimits.SignInPerAddress.N
+	if n := int(checks.Load()); n != budget {
+		t.Errorf("24 simultaneous wrong passwords ran %d password checks, want %d (the address's budget)", n, budget)
+	}
+	if st := statuses(rs); st[http.StatusUnauthorized] != budget || st[http.StatusTooManyRequests] != 24-budget {
+		t.Errorf("answers %v, want %d x 401 and %d x 429", st, budget, 24-budget)
+	}
+	if r := atSignIn(e, s, bob, 1)[0].post("/signin", url.Values{"password": {testPassword}}); r.status != http.StatusTooManyRequests {
+		t.Fatalf("the right password after the burst: %d, want 429 as after %d sequential failures", r.status, budget)
+	}
+	th, err := e.store.Throttle(context.Background(), "acct:"+bob)
+	if err != nil || th.InWindow != budget {
+		t.Fatalf("failures counted toward the 30-day lock: %+v %v, want %d (only checked ones)", th, err, budget)
+	}
+}
+
+// Finding 1: from one client, a burst gets one check at a time; the
+// others are told "busy" at once and spend no budget, so the right
+// password afterwards still works.
+func TestSignInBurstFromOneClientIsOneCheckAtATime(t *testing.T) {
+	e := newTestEnv(t)
+	s := e.seal(alice, []string{bob}, plainMessage)
+	e.browser().register(s, bob)
+	var inFlight, peak atomic.Int32
+	e.portal.h.opts.Hasher.inSlot = func() {
+		n := inFlight.Add(1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		time.Sleep(20 * time.Millisecond) // hold the slot so the burst overlaps
+		inFlight.Add(-1)
+	}
+	bs := atSignIn(e, s, bob, 24)
+	rs := make([]response, len(bs))
+	burst(len(bs), func(i int) { rs[i] = bs[i].post("/signin", url.Values{"password": {"wrong password here"}}) })
+	if p := peak.Load(); p != 1 {
+		t.Errorf("%d checks ran at once for one client, want 1", p)
+	}
+	st := statuses(rs)
+	if st[http.StatusUnauthorized]+st[http.StatusServiceUnavailable]+st[http.StatusTooManyRequests] != len(bs) || st[http.StatusServiceUnavailable] == 0 {
+		t.Errorf("answers %v", st)
+	}
+	for _, r := range rs {
+		if r.status == http.StatusServiceUnavailable && !strings.Contains(r.body, "busy") {
+			t.Fatalf("busy page:\n%s", r.body)
+		}
+	}
+	th, _ := e.store.Throttle(context.Background(), "acct:"+bob)
+	if th.InWindow != st[http.StatusUnauthorized] {
+		t.Errorf("%d failures counted, %d checked", th.InWindow, st[http.StatusUnauthorized])
+	}
+}
+
+// Finding 1: 104 wrong passwords at once, from many clients, cannot reach
+// the 30-day lock: it counts only checked failures, and each client's
+// and the address's budgets stand in front of it.
+func TestSignInBurstCannotLockTheOwnerOut(t *testing.T) {
+	e := newTestEnv(t, func(o *Options) {
+		o.TrustedProxies = trustLoopback
+		o.Limits.UploadsPerClient = Rate{1000, time.Hour} // the setup opens the message 104 times
+	})
+	s := e.seal(alice, []string{bob}, plainMessage)
+	e.browser().register(s, bob)
+	bs := atSignIn(e, s, bob, maxFailuresInWindow+4)
+	for i, b := range bs {
+		b.forwardedFor = "198.51.100." + itoa(i%250+1)
+	}
+	burst(len(bs), func(i int) { bs[i].post("/signin", url.Values{"password": {"wrong password here"}}) })
+	th, _ := e.store.Throttle(context.Background(), "acct:"+bob)
+	if th.InWindow >= maxFailuresInWindow {
+		t.Fatalf("one burst locked the owner out: %+v", th)
+	}
+	e.clock.Advance(DefaultLimits.SignInPerAddress.Per)
+	if r := atSignIn(e, s, bob, 1)[0].post("/signin", url.Values{"password": {testPassword}}); r.status != http.StatusSeeOther {
+		t.Fatalf("the owner after the burst's window: %d\n%s", r.status, r.body)
+	}
+}
+
+// Finding 1: past the argon2 wait queue the answer is an immediate 503
+// page in words, not a 20-second wait.
+func TestSignInBusyWhenTheQueueIsFull(t *testing.T) {
+	e := newTestEnv(t, func(o *Options) {
+		o.Hasher = NewHasher(handlerArgon2, 1)
+		o.Hasher.SetMaxWaiting(0)
+		o.TrustedProxies = trustLoopback
+	})
+	s := e.seal(alice, []string{bob}, plainMessage)
+	e.browser().register(s, bob)
+	hold, entered := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	e.portal.h.opts.Hasher.inSlot = func() { once.Do(func() { close(entered); <-hold }) }
+	first := atSignIn(e, s, bob, 1)[0]
+	done := make(chan response)
+	go func() { done <- first.post("/signin", url.Values{"password": {testPassword}}) }()
+	<-entered
+	b := atSignIn(e, s, carol, 1)[0]
+	b.forwardedFor = "198.51.100.9"
+	start := time.Now()
+	r := b.post("/signin", url.Values{"password": {"whatever whatever"}})
+	if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, "busy") || r.header.Get("Retry-After") == "" {
+		t.Errorf("sign-in with every slot taken and no queue: %d %v\n%s", r.status, r.header, r.body)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("the busy answer took %v", d)
+	}
+	close(hold)
+	if r := <-done; r.status != http.StatusSeeOther {
+		t.Errorf("the sign-in holding the slot: %d", r.status)
+	}
+}
+
+// Finding 2: 12 simultaneous sets of wrong answers are checked no more
+// often than 3 sequential ones, and the reset ends.
+func TestAnswersBurstIsCheckedOnlyWithinBudget(t *testing.T) {
+	e := newTestEnv(t, func(o *Options) { o.TrustedProxies = trustLoopback })
+	s := e.seal(alice, []string{bob}, plainMessage)
+	e.browser().register(s, bob)
+	b := atSignIn(e, s, bob, 1)[0]
+	b.follow(b.post("/reset/send-code", nil))
+	b.follow(b.post("/reset/code", url.Values{"code": {e.sink.code(t, bob)}}))
+	checks := countChecks(e)
+	rs := make([]response, 12)
+	burst(12, func(i int) {
+		bb := *b // the same browser, seen from 12 clients
+		bb.forwardedFor = "198.51.100." + itoa(i+1)
+		rs[i] = bb.post("/reset/answers", url.Values{"a1": {"x"}, "a2": {"y"}, "a3": {"z"}})
+	})
+	budget := DefaultLimits.AnswersPerReset.N
+	if n := int(checks.Load()); n != 3*budget {
+		t.Errorf("12 simultaneous wrong sets ran %d answer checks, want %d (%d sets of 3)", n, 3*budget, budget)
+	}
+	for _, r := range rs {
+		// 401 for a checked or refused set; a 303 back to the message
+		// once the reset has ended under a request's feet.
+		if r.status != http.StatusUnauthorized && !(r.status == http.StatusSeeOther && strings.HasPrefix(r.header.Get("Location"), "/m/")) {
+			t.Errorf("answer to a wrong set: %d %v", r.status, r.header.Get("Location"))
+		}
+	}
+	r := b.post("/reset/answers", url.Values{"a1": {"fluffy"}, "a2": {"springfield"}, "a3": {"blue"}})
+	if r.status == http.StatusSeeOther && r.header.Get("Location") == "/reset/password" {
+		t.Fatal("right answers accepted after the burst spent the reset")
+	}
+}
+
+// Finding 3: 12 simultaneous code requests mail 5 codes, not 12.
+func TestCodeSendBurstMailsOnlyTheBudget(t *testing.T) {
+	e := newTestEnv(t)
+	s := e.seal(alice, []string{bob}, plainMessage)
+	b := atSignIn(e, s, bob, 1)[0]
+	rs := make([]response, 12)
+	burst(12, func(i int) { rs[i] = b.post("/register/send-code", nil) })
+	budget := DefaultLimits.CodesPerAddress.N
+	if n := e.sink.countTo(bob); n != budget {
+		t.Errorf("12 simultaneous code requests mailed %d codes, want %d", n, budget)
+	}
+	if st := statuses(rs); st[http.StatusSeeOther] != budget || st[http.StatusTooManyRequests] != 12-budget {
+		t.Errorf("answers %v", st)
+	}
+}
+
+// Finding 4: a wrong code gets the same page, byte for byte, whether or
+// not the address has an account (reset) or a code (registration).
+func TestWrongCodePagesTellNothing(t *testing.T) {
+	e := newTestEnv(t)
+	s := e.seal(alice, []string{bob, carol}, plainMessage)
+	e.browser().register(s, bob)
+	const stranger = "dave@external.test" // not a recipient, no account
+	wrongCode := func(addr, sendPath, codePath string) string {
+		b := atSignIn(e, s, addr, 1)[0]
+		b.follow(b.post(sendPath, nil))
+		r := b.post(codePath, url.Values{"code": {"12345678"}})
+		return strings.ReplaceAll(r.body, addr, "ADDRESS")
+	}
+	holder := wrongCode(bob, "/reset/send-code", "/reset/code")
+	if other := wrongCode(carol, "/reset/send-code", "/reset/code"); other != holder {
+		t.Errorf("/reset/code: account holder and address without an account get different pages:\n%s\n---\n%s", holder, other)
+	}
+	withCode := wrongCode(carol, "/register/send-code", "/register/code")
+	if other := wrongCode(stranger, "/register/send-code", "/register/code"); other != withCode {
+		t.Errorf("/register/code: a recipient with a code and an address without one get different pages:\n%s\n---\n%s", withCode, other)
+	}
+	if strings.Contains(holder, "You can try") || strings.Contains(withCode, "You can try") {
+		t.Error("a wrong-code page still promises tries")
+	}
+}
+
+// Finding 4: send-code answers in the same time with and without an
+// account (reset) and for a recipient and a stranger (registration):
+// medians of 200 interleaved requests within 20 %.
+func TestSendCodeTimingTellsNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timing comparison: skipped with -short")
+	}
+	e := newTestEnv(t, func(o *Options) {
+		o.Limits.CodesPerAddress = Rate{1000, time.Hour}
+		o.Limits.CodesPerClient = Rate{1000, time.Hour}
+	})
+	s := e.seal(alice, []string{bob, carol}, plainMessage)
+	e.browser().register(s, bob)
+	const stranger = "dave@external.test" // not a recipient, no account
+	for _, tc := range []struct {
+		path                 string
+		mailed, silent       string // the address that gets mail, the one that gets none
+		mailedWhat, whatNote string
+	}{
+		{"/reset/send-code", bob, carol, "reset codes", "an account holder vs an address without one"},
+		{"/register/send-code", carol, stranger, "registration codes", "a recipient vs a stranger"},
+	} {
+		holder, other := atSignIn(e, s, tc.mailed, 1)[0], atSignIn(e, s, tc.silent, 1)[0]
+		mailedBefore := e.sink.countTo(tc.mailed)
+		const n = 200
+		var tHolder, tOther []time.Duration
+		measure := func(b *browser) time.Duration {
+			// Each answer is timed with the mail queue idle: what is
+			// compared is the answer itself, not the previous request's
+			// mail going out meanwhile.
+			e.portal.h.mail.wait()
+			start := time.Now()
+			if r := b.post(tc.path, nil); r.status != http.StatusSeeOther {
+				t.Fatalf("%s: %d\n%s", tc.path, r.status, r.body)
+			}
+			return time.Since(start)
+		}
+		for i := range n {
+			// Alternate the order so that drift of the machine hits both.
+			if i%2 == 0 {
+				tHolder = append(tHolder, measure(holder))
+				tOther = append(tOther, measure(other))
+			} else {
+				tOther = append(tOther, measure(other))
+				tHolder = append(tHolder, measure(holder))
+			}
+		}
+		mh, mo := median(tHolder), median(tOther)
+		ratio := float64(mh) / float64(mo)
+		t.Logf("%s median, %s: %v vs %v (ratio %.2f)", tc.path, tc.whatNote, mh, mo, ratio)
+		if ratio > 1.2 || ratio < 1/1.2 {
+			t.Errorf("%s medians differ by more than 20%%, %s: %v vs %v", tc.path, tc.whatNote, mh, mo)
+		}
+		if got := e.sink.countTo(tc.mailed) - mailedBefore; got != n {
+			t.Errorf("%d %s mailed to %s, want %d", got, tc.mailedWhat, tc.mailed, n)
+		}
+		if got := e.sink.countTo(tc.silent); got != 0 {
+			t.Errorf("%d %s mailed to %s, want none", got, tc.mailedWhat, tc.silent)
+		}
+	}
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+// Finding 8: 25 replies at once send 20, the account's budget; the rest
+// get a page in words.
+func TestReplyBurstSendsOnlyTheBudget(t *testing.T) {
+	e := newTestEnv(t, func(o *Options) { o.Uploads.PerClient = 100 }) // the budget, not the parallel cap
+
+	s := e.seal(alice, []string{bob}, plainMessage)
+	b := e.browser()
+	b.register(s, bob)
+	token := strings.TrimPrefix(b.open(s).header.Get("Location"), "/m/")
+	before := e.sink.countTo(alice)
+	rs := make([]response, 25)
+	burst(25, func(i int) { rs[i] = b.postMultipart("/m/"+token+"/reply", [][2]string{{"body", "reply " + itoa(i)}}) })
+	budget := DefaultLimits.RepliesPerAccount.N
+	if n := e.sink.countTo(alice) - before; n != budget {
+		t.Errorf("25 simultaneous replies delivered %d, want %d", n, budget)
+	}
+	st := statuses(rs)
+	if st[http.StatusOK] != budget || st[http.StatusTooManyRequests] != 25-budget {
+		t.Errorf("answers %v", st)
+	}
+	for _, r := range rs {
+		if r.status == http.StatusTooManyRequests && !strings.Contains(r.body, "was not sent") {
+			t.Errorf("the refusal does not say the reply was not sent:\n%s", r.body)
+			break
+		}
+	}
+}
+
+// Finding 9: bidi controls leave a reply attachment's name.
+func TestReplyAttachmentNameWithoutBidi(t *testing.T) {
+	e := newTestEnv(t)
+	s := e.seal(alice, []string{bob}, plainMessage)
+	b := e.browser()
+	b.register(s, bob)
+	token := strings.TrimPrefix(b.open(s).header.Get("Location"), "/m/")
+	name := "x\u202Egpj.exe\u2066\u200F"
+	r := b.postMultipart("/m/"+token+"/reply", [][2]string{{"body", "see file"}, {"file:files", name + "\x00MZ"}})
+	if r.status != http.StatusOK {
+		t.Fatalf("%d\n%s", r.status, r.body)
+	}
+	data := string(e.sink.last(t, alice).Data)
+	for _, c := range []string{"\u202E", "\u2066", "\u200F", "%E2%80%AE", "=E2=80=AE", "4oCu"} {
+		if strings.Contains(data, c) || strings.Contains(r.body, c) {
+			t.Errorf("bidi control %q kept in the reply or the page", c)
+		}
+	}
+	if !strings.Contains(data, "xgpj.exe") {
+		t.Errorf("the cleaned name is not xgpj.exe:\n%s", data)
+	}
+}
+
+// Finding 13: the session cookie lives as long as the browser session.
+func TestSessionCookieIsABrowserSessionCookie(t *testing.T) {
+	e := newTestEnv(t)
+	s := e.seal(alice, []string{bob}, plainMessage)
+	b := e.browser()
+	b.follow(b.open(s))
+	r := b.email(bob)
+	for _, c := range r.header.Values("Set-Cookie") {
+		if strings.Contains(strings.ToLower(c), "max-age") || strings.Contains(strings.ToLower(c), "expires") {
+			t.Errorf("session cookie with a lifetime: %s", c)
+		}
+	}
+	if len(r.header.Values("Set-Cookie")) == 0 {
+		t.Fatal("no cookie set")
+	}
+}
+
+// trustLoopback makes the test's own connections a trusted proxy, so each
+// browser's forwardedFor is its client address.
+var trustLoopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+
+func itoa(i int) string { return strconv.Itoa(i) }
