@@ -23,6 +23,10 @@ var (
 
 const boltSchema = "1"
 
+// reservedMap is the address space the read-write store maps at open: the
+// file itself still grows only as data is written.
+const reservedMap = 1 << 30
+
 // BoltOptions tunes the bbolt backend. The zero value is usable.
 type BoltOptions struct {
 	// LockTimeout bounds the wait for the file lock, so a second process
@@ -80,7 +84,14 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 			return nil, wrapf("open", err)
 		}
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly})
+	bopts := &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly}
+	if !opts.ReadOnly {
+		// A commit that must grow the map waits for every open read
+		// transaction; reserving address space up front keeps a long
+		// listing or an online backup from stalling the mail path.
+		bopts.InitialMmapSize = reservedMap
+	}
+	db, err := bolt.Open(path, 0o600, bopts)
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, ErrLocked
 	}
