@@ -260,6 +260,9 @@ func (b *Bolt) commitBatch(batch []createRequest) {
 }
 
 func (b *Bolt) Key(ctx context.Context, id KeyID) (KeyRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return KeyRecord{}, wrapf("read key", err)
+	}
 	var rec KeyRecord
 	err := b.db.View(func(tx *bolt.Tx) error {
 		keys := tx.Bucket(keysBucket)
@@ -281,6 +284,9 @@ func (b *Bolt) Key(ctx context.Context, id KeyID) (KeyRecord, error) {
 }
 
 func (b *Bolt) RevokeKey(ctx context.Context, id KeyID, at time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return wrapf("revoke key", err)
+	}
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		keys := tx.Bucket(keysBucket)
 		v := keys.Get(id[:])
@@ -308,6 +314,9 @@ func (b *Bolt) RevokeKey(ctx context.Context, id KeyID, at time.Time) error {
 }
 
 func (b *Bolt) SweepKeys(ctx context.Context, before time.Time) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, wrapf("sweep keys", err)
+	}
 	deleted := 0
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		keys := tx.Bucket(keysBucket)

@@ -47,6 +47,7 @@ import (
 
 	"github.com/securemail/securemail/envelope"
 	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/keystore/memstore"
 )
 
 // benchPattern is the body every benchmark message repeats: 840 lines of 76
@@ -394,7 +395,7 @@ func newBenchEnv(b *testing.B) benchEnv {
 		noop:       filepath.Join(sockDir, "n.sock"),
 	}
 	startBenchFilter(b, filepath.Join(dir, "bolt"), store, env.securemail)
-	startBenchFilter(b, filepath.Join(dir, "mem"), &memKeyStore{keys: map[keystore.KeyID]keystore.KeyRecord{}}, env.memKeys)
+	startBenchFilter(b, filepath.Join(dir, "mem"), memstore.New(), env.memKeys)
 
 	nln, err := net.Listen("unix", env.noop)
 	if err != nil {
@@ -467,41 +468,6 @@ func startBenchFilter(b *testing.B, dir string, store keystore.KeyStore, sock st
 		}
 	})
 }
-
-// memKeyStore keeps key records in memory: not durable, so never what
-// users run. It is a diagnostic target only: the difference between it
-// and the bbolt store is what the durable commit costs.
-type memKeyStore struct {
-	mu   sync.Mutex
-	keys map[keystore.KeyID]keystore.KeyRecord
-}
-
-func (s *memKeyStore) CreateKey(ctx context.Context, rec keystore.KeyRecord) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.keys[rec.ID] = rec
-	return nil
-}
-
-func (s *memKeyStore) Key(ctx context.Context, id keystore.KeyID) (keystore.KeyRecord, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	rec, ok := s.keys[id]
-	if !ok {
-		return keystore.KeyRecord{}, keystore.ErrNotFound
-	}
-	return rec, nil
-}
-
-func (s *memKeyStore) RevokeKey(ctx context.Context, id keystore.KeyID, at time.Time) error {
-	return errors.New("memKeyStore: revoke not supported")
-}
-
-func (s *memKeyStore) SweepKeys(ctx context.Context, before time.Time) (int, error) {
-	return 0, nil
-}
-
-func (s *memKeyStore) Close() error { return nil }
 
 // delivery is what the MTA got back for one message.
 type delivery struct {
