@@ -58,6 +58,9 @@ type Config struct {
 	Keystore struct {
 		MasterKeyFile string        `mapstructure:"master_key_file"`
 		KeyLifetime   time.Duration `mapstructure:"key_lifetime"`
+
+		// keystore.backend and keystore.postgres.*: store.go
+		StoreConfig `mapstructure:",squash"`
 	} `mapstructure:"keystore"`
 	SMTP struct {
 		Relay string `mapstructure:"relay"`
@@ -236,6 +239,7 @@ func (c *Config) validate() error {
 	if c.Keystore.KeyLifetime <= 0 {
 		errs = append(errs, errors.New("keystore.key_lifetime must be positive, e.g. 2160h (90 days)"))
 	}
+	errs = append(errs, c.Keystore.StoreConfig.validate()...)
 	return errors.Join(errs...)
 }
 
