@@ -17,6 +17,14 @@ func TestBoltAdminConformance(t *testing.T) {
 	})
 }
 
+func TestBoltDumpConformance(t *testing.T) {
+	storetest.RunDump(t, func(t *testing.T) storetest.DumpStore {
+		s := openBolt(t, filepath.Join(t.TempDir(), "keys.db"))
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
 // TestBoltExportImportsIntoMemstore checks the bbolt export against the
 // reference: imported into memstore it lists exactly what memstore lists
 // after the same writes.

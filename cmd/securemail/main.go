@@ -39,6 +39,7 @@ func newRootCommand() *cobra.Command {
 	load := func() (*Config, error) { return loadConfig(configPath) }
 	root.AddCommand(newServeCommand(load), newSealCommand(load), newOpenCommand(load))
 	root.AddCommand(newCheckConfigCommand())
+	root.AddCommand(newMigrateCommand(load))
 	return root
 }
 

@@ -150,3 +150,50 @@ func (s *Store) Import(ctx context.Context, items []keystore.Item) error {
 	})
 	return wrap("import", err)
 }
+
+// Missing counts the items whose record is not in the database, by key
+// (key id, address, session digest, ...); read events, which have no key,
+// are not counted. `securemail migrate` checks every batch with it.
+func (s *Store) Missing(ctx context.Context, items []keystore.Item) (int, error) {
+	if err := begin(ctx, "check import"); err != nil {
+		return 0, err
+	}
+	var (
+		keys, sessions                   [][]byte
+		accounts, throttles, limits      []string
+		codePurposes, codeEmails         []string
+		nKeys, nAccts, nSess, nThr, nLim int
+		nCodes                           int
+	)
+	for _, it := range items {
+		switch {
+		case it.Key != nil:
+			keys = append(keys, it.Key.ID[:])
+		case it.Account != nil:
+			accounts = append(accounts, strings.ToLower(it.Account.Email))
+		case it.Session != nil:
+			sessions = append(sessions, it.Session.Digest)
+		case it.Code != nil:
+			codePurposes = append(codePurposes, string(it.Code.Purpose))
+			codeEmails = append(codeEmails, strings.ToLower(it.Code.Email))
+		case it.Throttle != nil:
+			throttles = append(throttles, it.Throttle.Key)
+		case it.Limit != nil:
+			limits = append(limits, it.Limit.Key)
+		}
+	}
+	err := s.pool.QueryRow(ctx, `SELECT
+		(SELECT count(*) FROM keys WHERE id = ANY($1)),
+		(SELECT count(*) FROM accounts WHERE email = ANY($2)),
+		(SELECT count(*) FROM sessions WHERE digest = ANY($3)),
+		(SELECT count(*) FROM throttles WHERE key = ANY($4)),
+		(SELECT count(*) FROM limits WHERE key = ANY($5)),
+		(SELECT count(*) FROM codes c JOIN unnest($6::text[], $7::text[]) AS u(purpose, email)
+			ON c.purpose = u.purpose AND c.email = u.email)`,
+		keys, accounts, sessions, throttles, limits, codePurposes, codeEmails).Scan(&nKeys, &nAccts, &nSess, &nThr, &nLim, &nCodes)
+	if err != nil {
+		return 0, wrap("check import", err)
+	}
+	return len(keys) - nKeys + len(accounts) - nAccts + len(sessions) - nSess +
+		len(throttles) - nThr + len(limits) - nLim + len(codeEmails) - nCodes, nil
+}
