@@ -173,8 +173,13 @@ func benchRawSeal(b *testing.B, size int) {
 // target, ".../securemail-memkeys": the same Filter with a key store that
 // keeps records in memory without any fsync (not a configuration anyone
 // runs), to show how much of the time is the durable key commit.
+//
+// The tagged case also runs ".../securemail-postgres": the same Filter on
+// a private PostgreSQL (issue 12) with fsync and synchronous_commit on,
+// when PostgreSQL is installed.
 func BenchmarkMilterParallel8(b *testing.B) {
 	env := newBenchEnv(b)
+	pgSock := startPostgresBenchFilter(b)
 	for _, c := range benchCases {
 		if c.size != 1<<10 {
 			continue
@@ -183,6 +188,9 @@ func BenchmarkMilterParallel8(b *testing.B) {
 			targets := env.targets()
 			if c.tagged {
 				targets = append(targets, benchTarget{name: "securemail-memkeys", addr: env.memKeys, seals: true})
+				if pgSock != "" {
+					targets = append(targets, benchTarget{name: "securemail-postgres", addr: pgSock, seals: true})
+				}
 			}
 			for _, tg := range targets {
 				b.Run(tg.name, func(b *testing.B) { benchParallel(b, tg, c, 8) })

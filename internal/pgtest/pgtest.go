@@ -46,6 +46,7 @@ type Server struct {
 	bin     string
 	cred    *syscall.Credential
 	dbs     atomic.Int64
+	running bool
 }
 
 // SkipUnlessCI skips t with msg, or fails it when CI is set.
@@ -141,16 +142,36 @@ func Start(t testing.TB, opts Options) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logFile := filepath.Join(dir, "server.log")
-	s.run(t, "pg_ctl", "start", "-D", data, "-l", logFile, "-w", "-t", "60")
+	s.Restart(t)
 	t.Cleanup(func() {
+		if !s.running {
+			return
+		}
 		// Immediate: the files are deleted next, nothing needs a checkpoint.
-		cmd := s.command("pg_ctl", "stop", "-D", data, "-m", "immediate", "-w")
+		cmd := s.command("pg_ctl", "stop", "-D", s.data(), "-m", "immediate", "-w")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("pgtest: pg_ctl stop: %v\n%s", err, out)
 		}
 	})
 	return s
+}
+
+func (s *Server) data() string { return filepath.Join(s.Dir, "data") }
+
+// Stop stops the server at once, as a crash would (pg_ctl stop -m
+// immediate): clients see their connections drop and new ones refused.
+func (s *Server) Stop(t testing.TB) {
+	t.Helper()
+	s.run(t, "pg_ctl", "stop", "-D", s.data(), "-m", "immediate", "-w")
+	s.running = false
+}
+
+// Restart starts a stopped server again on the same files, socket and
+// port.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.run(t, "pg_ctl", "start", "-D", s.data(), "-l", filepath.Join(s.Dir, "server.log"), "-w", "-t", "60")
+	s.running = true
 }
 
 func (s *Server) command(name string, args ...string) *exec.Cmd {
