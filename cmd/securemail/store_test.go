@@ -59,6 +59,8 @@ keystore:
   backend: postgres
   postgres:
     dsn: %q
+smtp:
+  from: securemail@example.test
 `, dir, rtTag, masterKey, dsn)
 	path := filepath.Join(dir, "securemail.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
