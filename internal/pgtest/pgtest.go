@@ -242,3 +242,99 @@ func freePort(t testing.TB) int {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
 }
+
+// StartStandby makes a streaming standby of s (pg_basebackup -R) named
+// name, in its own folder with its own socket, starts it, and stops it
+// when t ends. The standby connects with application_name name, so
+// synchronous_standby_names on s can name it; see SetSynchronous.
+func (s *Server) StartStandby(t testing.TB, name string) *Server {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "pgs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	st := &Server{Dir: dir, Socket: dir, Port: s.Port, bin: s.bin, cred: s.cred}
+	if s.cred != nil {
+		if err := os.Chown(dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	st.run(t, "pg_basebackup", "-h", s.Socket, "-p", strconv.Itoa(s.Port), "-U", "postgres", "-D", st.data(), "-R", "-X", "stream", "-c", "fast", "--no-sync")
+	f, err := os.OpenFile(filepath.Join(st.data(), "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = fmt.Fprintf(f, "\n# pgtest standby\nunix_socket_directories = '%s'\ncluster_name = '%s'\n", dir, name)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Restart(t)
+	t.Cleanup(func() {
+		if st.running {
+			st.command("pg_ctl", "stop", "-D", st.data(), "-m", "immediate", "-w").Run()
+		}
+	})
+	return st
+}
+
+// SetSynchronous makes s wait for the standby named name at every commit
+// (synchronous_standby_names) and waits until that standby streams in
+// sync.
+func (s *Server) SetSynchronous(t testing.TB, name string) {
+	t.Helper()
+	s.Exec(t, "postgres", "ALTER SYSTEM SET synchronous_standby_names = '"+name+"'")
+	s.Exec(t, "postgres", "SELECT pg_reload_conf()")
+	ctx := context.Background()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		conn, err := pgx.Connect(ctx, s.DSN("postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		err = conn.QueryRow(ctx, "SELECT count(*) FROM pg_stat_replication WHERE application_name = $1 AND sync_state = 'sync'", name).Scan(&n)
+		conn.Close(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pgtest: standby %s is not in sync after 60s\n%s", name, s.Log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Kill sends SIGKILL to the postmaster, by the PID in postmaster.pid: a
+// crash, with no shutdown of any kind.
+func (s *Server) Kill(t testing.TB) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.data(), "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	s.running = false
+}
+
+// Promote turns a standby into a primary (pg_ctl promote) and waits for it
+// to accept writes.
+func (s *Server) Promote(t testing.TB) {
+	t.Helper()
+	s.run(t, "pg_ctl", "promote", "-D", s.data(), "-w", "-t", "60")
+}
