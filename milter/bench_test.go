@@ -176,10 +176,12 @@ func benchRawSeal(b *testing.B, size int) {
 //
 // The tagged case also runs ".../securemail-postgres": the same Filter on
 // a private PostgreSQL (issue 12) with fsync and synchronous_commit on,
-// when PostgreSQL is installed.
+// and ".../securemail-postgres-sync" on one that also waits for a
+// synchronous standby, when PostgreSQL is installed.
 func BenchmarkMilterParallel8(b *testing.B) {
 	env := newBenchEnv(b)
-	pgSock := startPostgresBenchFilter(b)
+	pgSock := startPostgresBenchFilter(b, false)
+	pgSyncSock := startPostgresBenchFilter(b, true)
 	for _, c := range benchCases {
 		if c.size != 1<<10 {
 			continue
@@ -189,7 +191,8 @@ func BenchmarkMilterParallel8(b *testing.B) {
 			if c.tagged {
 				targets = append(targets, benchTarget{name: "securemail-memkeys", addr: env.memKeys, seals: true})
 				if pgSock != "" {
-					targets = append(targets, benchTarget{name: "securemail-postgres", addr: pgSock, seals: true})
+					targets = append(targets, benchTarget{name: "securemail-postgres", addr: pgSock, seals: true},
+						benchTarget{name: "securemail-postgres-sync", addr: pgSyncSock, seals: true})
 				}
 			}
 			for _, tg := range targets {
