@@ -23,6 +23,10 @@ var (
 
 const boltSchema = "1"
 
+// reservedMap is the address space the read-write store maps at open: the
+// file itself still grows only as data is written.
+const reservedMap = 1 << 30
+
 // BoltOptions tunes the bbolt backend. The zero value is usable.
 type BoltOptions struct {
 	// LockTimeout bounds the wait for the file lock, so a second process
@@ -80,7 +84,14 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 			return nil, wrapf("open", err)
 		}
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly})
+	bopts := &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly}
+	if !opts.ReadOnly {
+		// A commit that must grow the map waits for every open read
+		// transaction; reserving address space up front keeps a long
+		// listing or an online backup from stalling the mail path.
+		bopts.InitialMmapSize = reservedMap
+	}
+	db, err := bolt.Open(path, 0o600, bopts)
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, ErrLocked
 	}
@@ -249,6 +260,9 @@ func (b *Bolt) commitBatch(batch []createRequest) {
 }
 
 func (b *Bolt) Key(ctx context.Context, id KeyID) (KeyRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return KeyRecord{}, wrapf("read key", err)
+	}
 	var rec KeyRecord
 	err := b.db.View(func(tx *bolt.Tx) error {
 		keys := tx.Bucket(keysBucket)
@@ -270,6 +284,9 @@ func (b *Bolt) Key(ctx context.Context, id KeyID) (KeyRecord, error) {
 }
 
 func (b *Bolt) RevokeKey(ctx context.Context, id KeyID, at time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return wrapf("revoke key", err)
+	}
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		keys := tx.Bucket(keysBucket)
 		v := keys.Get(id[:])
@@ -297,6 +314,9 @@ func (b *Bolt) RevokeKey(ctx context.Context, id KeyID, at time.Time) error {
 }
 
 func (b *Bolt) SweepKeys(ctx context.Context, before time.Time) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, wrapf("sweep keys", err)
+	}
 	deleted := 0
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		keys := tx.Bucket(keysBucket)

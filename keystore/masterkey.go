@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,20 +30,44 @@ const (
 var ErrWrongMasterKey = errors.New("keystore: record was wrapped under a different master key")
 
 // MasterKey wraps and unwraps data keys. It never leaves memory.
+//
+// During a master-key rotation it holds two keys: new data keys are wrapped
+// under the next key, and records wrapped under either key unwrap, so mail
+// and the portal go on while the records are rewrapped (see StartRotation).
 type MasterKey struct {
+	ring atomic.Pointer[keyRing]
+}
+
+// keyRing is replaced as a whole, so a reader sees one consistent pair.
+type keyRing struct {
+	current  *wrapKey
+	previous *wrapKey // nil unless a rotation is under way
+}
+
+type wrapKey struct {
 	id   string
 	aead cipher.AEAD
 }
 
 func newMasterKey(secret []byte) (*MasterKey, error) {
-	if len(secret) != MasterKeySize {
-		return nil, fmt.Errorf("keystore: master key must be %d bytes, got %d", MasterKeySize, len(secret))
-	}
-	wrapKey, err := hkdf.Key(sha256.New, secret, nil, wrapLabel, 32)
+	k, err := newWrapKey(secret)
 	if err != nil {
 		return nil, err
 	}
-	block, err := aes.NewCipher(wrapKey)
+	m := &MasterKey{}
+	m.ring.Store(&keyRing{current: k})
+	return m, nil
+}
+
+func newWrapKey(secret []byte) (*wrapKey, error) {
+	if len(secret) != MasterKeySize {
+		return nil, fmt.Errorf("keystore: master key must be %d bytes, got %d", MasterKeySize, len(secret))
+	}
+	wrapSecret, err := hkdf.Key(sha256.New, secret, nil, wrapLabel, 32)
+	if err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(wrapSecret)
 	if err != nil {
 		return nil, err
 	}
@@ -52,31 +77,47 @@ func newMasterKey(secret []byte) (*MasterKey, error) {
 	}
 	mac := hmac.New(sha256.New, secret)
 	mac.Write([]byte(keyIDLabel))
-	return &MasterKey{id: hex.EncodeToString(mac.Sum(nil)[:8]), aead: aead}, nil
+	return &wrapKey{id: hex.EncodeToString(mac.Sum(nil)[:8]), aead: aead}, nil
 }
 
-// ID names the master key without revealing it; records carry it so a
-// rotation knows what to rewrap.
-func (m *MasterKey) ID() string { return m.id }
+// ID names the master key that wraps new data keys, without revealing it;
+// records carry it so a rotation knows what to rewrap.
+func (m *MasterKey) ID() string { return m.ring.Load().current.id }
 
-// Wrap encrypts dek for the record id. The result is nonce || ciphertext.
+// Wrap encrypts dek for the record id under the current key. The result is
+// nonce || ciphertext. Use WrapKey when the record is being built: it
+// names the key that wrapped, even if a rotation starts meanwhile.
 func (m *MasterKey) Wrap(id KeyID, dek []byte, rand io.Reader) ([]byte, error) {
-	out := make([]byte, wrapNonce, wrapNonce+len(dek)+m.aead.Overhead())
-	if _, err := io.ReadFull(rand, out); err != nil {
-		return nil, fmt.Errorf("keystore: wrap nonce: %w", err)
-	}
-	return m.aead.Seal(out, out[:wrapNonce], dek, id[:]), nil
+	wrapped, _, err := m.WrapKey(id, dek, rand)
+	return wrapped, err
 }
 
-// Unwrap returns the data key of rec.
-func (m *MasterKey) Unwrap(rec KeyRecord) ([]byte, error) {
-	if rec.MasterKeyID != m.id {
-		return nil, ErrWrongMasterKey
+// WrapKey encrypts dek for the record id and returns the wrapped key and
+// the id of the master key that wrapped it.
+func (m *MasterKey) WrapKey(id KeyID, dek []byte, rand io.Reader) (wrapped []byte, masterKeyID string, err error) {
+	k := m.ring.Load().current
+	out := make([]byte, wrapNonce, wrapNonce+len(dek)+k.aead.Overhead())
+	if _, err := io.ReadFull(rand, out); err != nil {
+		return nil, "", fmt.Errorf("keystore: wrap nonce: %w", err)
 	}
-	if len(rec.WrappedDEK) < wrapNonce+m.aead.Overhead() {
+	return k.aead.Seal(out, out[:wrapNonce], dek, id[:]), k.id, nil
+}
+
+// Unwrap returns the data key of rec, wrapped under the current key or,
+// during a rotation, the previous one.
+func (m *MasterKey) Unwrap(rec KeyRecord) ([]byte, error) {
+	ring := m.ring.Load()
+	k := ring.current
+	if rec.MasterKeyID != k.id {
+		if ring.previous == nil || rec.MasterKeyID != ring.previous.id {
+			return nil, ErrWrongMasterKey
+		}
+		k = ring.previous
+	}
+	if len(rec.WrappedDEK) < wrapNonce+k.aead.Overhead() {
 		return nil, errors.New("keystore: wrapped key too short")
 	}
-	dek, err := m.aead.Open(nil, rec.WrappedDEK[:wrapNonce], rec.WrappedDEK[wrapNonce:], rec.ID[:])
+	dek, err := k.aead.Open(nil, rec.WrappedDEK[:wrapNonce], rec.WrappedDEK[wrapNonce:], rec.ID[:])
 	if err != nil {
 		return nil, errors.New("keystore: wrapped key does not authenticate")
 	}

@@ -47,6 +47,7 @@ import (
 
 	"github.com/securemail/securemail/envelope"
 	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/keystore/memstore"
 )
 
 // benchPattern is the body every benchmark message repeats: 840 lines of 76
@@ -172,8 +173,15 @@ func benchRawSeal(b *testing.B, size int) {
 // target, ".../securemail-memkeys": the same Filter with a key store that
 // keeps records in memory without any fsync (not a configuration anyone
 // runs), to show how much of the time is the durable key commit.
+//
+// The tagged case also runs ".../securemail-postgres": the same Filter on
+// a private PostgreSQL (issue 12) with fsync and synchronous_commit on,
+// and ".../securemail-postgres-sync" on one that also waits for a
+// synchronous standby, when PostgreSQL is installed.
 func BenchmarkMilterParallel8(b *testing.B) {
 	env := newBenchEnv(b)
+	pgSock := startPostgresBenchFilter(b, false)
+	pgSyncSock := startPostgresBenchFilter(b, true)
 	for _, c := range benchCases {
 		if c.size != 1<<10 {
 			continue
@@ -182,6 +190,10 @@ func BenchmarkMilterParallel8(b *testing.B) {
 			targets := env.targets()
 			if c.tagged {
 				targets = append(targets, benchTarget{name: "securemail-memkeys", addr: env.memKeys, seals: true})
+				if pgSock != "" {
+					targets = append(targets, benchTarget{name: "securemail-postgres", addr: pgSock, seals: true},
+						benchTarget{name: "securemail-postgres-sync", addr: pgSyncSock, seals: true})
+				}
 			}
 			for _, tg := range targets {
 				b.Run(tg.name, func(b *testing.B) { benchParallel(b, tg, c, 8) })
@@ -394,7 +406,7 @@ func newBenchEnv(b *testing.B) benchEnv {
 		noop:       filepath.Join(sockDir, "n.sock"),
 	}
 	startBenchFilter(b, filepath.Join(dir, "bolt"), store, env.securemail)
-	startBenchFilter(b, filepath.Join(dir, "mem"), &memKeyStore{keys: map[keystore.KeyID]keystore.KeyRecord{}}, env.memKeys)
+	startBenchFilter(b, filepath.Join(dir, "mem"), memstore.New(), env.memKeys)
 
 	nln, err := net.Listen("unix", env.noop)
 	if err != nil {
@@ -471,41 +483,6 @@ func startBenchFilter(b *testing.B, dir string, store keystore.KeyStore, sock st
 		}
 	})
 }
-
-// memKeyStore keeps key records in memory: not durable, so never what
-// users run. It is a diagnostic target only: the difference between it
-// and the bbolt store is what the durable commit costs.
-type memKeyStore struct {
-	mu   sync.Mutex
-	keys map[keystore.KeyID]keystore.KeyRecord
-}
-
-func (s *memKeyStore) CreateKey(ctx context.Context, rec keystore.KeyRecord) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.keys[rec.ID] = rec
-	return nil
-}
-
-func (s *memKeyStore) Key(ctx context.Context, id keystore.KeyID) (keystore.KeyRecord, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	rec, ok := s.keys[id]
-	if !ok {
-		return keystore.KeyRecord{}, keystore.ErrNotFound
-	}
-	return rec, nil
-}
-
-func (s *memKeyStore) RevokeKey(ctx context.Context, id keystore.KeyID, at time.Time) error {
-	return errors.New("memKeyStore: revoke not supported")
-}
-
-func (s *memKeyStore) SweepKeys(ctx context.Context, before time.Time) (int, error) {
-	return 0, nil
-}
-
-func (s *memKeyStore) Close() error { return nil }
 
 // delivery is what the MTA got back for one message.
 type delivery struct {

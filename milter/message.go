@@ -235,14 +235,14 @@ func (m *message) finish(ed editor, lf bool) error {
 		return fmt.Errorf("seal: %w", err)
 	}
 	now := m.f.cfg.Now()
-	wrapped, err := m.f.cfg.MasterKey.Wrap(s.keyID, s.dek, m.f.cfg.Rand)
+	wrapped, masterKeyID, err := m.f.cfg.MasterKey.WrapKey(s.keyID, s.dek, m.f.cfg.Rand)
 	if err != nil {
 		return err
 	}
 	rec := keystore.KeyRecord{
 		ID:          s.keyID,
 		WrappedDEK:  wrapped,
-		MasterKeyID: m.f.cfg.MasterKey.ID(),
+		MasterKeyID: masterKeyID,
 		Sender:      m.sender,
 		Recipients:  m.rcpts,
 		Created:     now,

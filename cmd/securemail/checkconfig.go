@@ -214,6 +214,7 @@ func runCheckConfig(opts checkConfigOptions) *checkReport {
 	}
 	checkMasterKeyFile(r, cfg)
 	checkDataDir(r, cfg)
+	checkStore(r, cfg)
 	checkPostfix(r, cfg, opts)
 	checkSendmail(r, cfg, opts)
 	return r

@@ -66,6 +66,9 @@ type Config struct {
 	Keystore struct {
 		MasterKeyFile string        `mapstructure:"master_key_file"`
 		KeyLifetime   time.Duration `mapstructure:"key_lifetime"`
+
+		// keystore.backend and keystore.postgres.*: store.go
+		StoreConfig `mapstructure:",squash"`
 	} `mapstructure:"keystore"`
 	SMTP struct {
 		Relay string `mapstructure:"relay"`
@@ -276,6 +279,7 @@ func (c *Config) validate() error {
 	if err := c.validateMetrics(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.Keystore.StoreConfig.validate()...)
 	return errors.Join(errs...)
 }
 

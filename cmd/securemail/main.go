@@ -41,6 +41,7 @@ func newRootCommand() *cobra.Command {
 	load := func() (*Config, error) { return loadConfig(configPath) }
 	root.AddCommand(newServeCommand(load), newSealCommand(load), newOpenCommand(load))
 	root.AddCommand(newCheckConfigCommand())
+	root.AddCommand(newMigrateCommand(load))
 	return root
 }
 
@@ -78,20 +79,23 @@ func openMasterKey(cfg *Config, log *slog.Logger, create bool) (*keystore.Master
 	return mk, nil
 }
 
-// openKeys opens the master key and the key database. Writable (serve,
+// openKeys opens the master key and the key store. Writable (serve,
 // seal) prepares the data folder and creates a missing master key;
-// otherwise (open) both must exist and the database opens read-only.
-func openKeys(cfg *Config, log *slog.Logger, writable bool) (*keystore.MasterKey, *keystore.Bolt, error) {
+// otherwise (open) both must exist and a bbolt database opens read-only.
+func openKeys(cfg *Config, log *slog.Logger, writable bool) (*keystore.MasterKey, keystore.Store, error) {
 	if writable {
 		if err := prepareDataDir(cfg); err != nil {
 			return nil, nil, fmt.Errorf("data directory: %w", err)
 		}
 	}
+	if cfg.Keystore.Backend == backendPostgres {
+		return openPostgresKeys(cfg, log, writable)
+	}
 	mk, err := openMasterKey(cfg, log, writable)
 	if err != nil {
 		return nil, nil, err
 	}
-	store, err := keystore.OpenBolt(keystorePath(cfg), keystore.BoltOptions{ReadOnly: !writable})
+	store, err := openStore(cfg, writable)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -148,13 +152,13 @@ func portalSpoolPath(cfg *Config) string {
 
 // newPortal builds the recipient portal on the same key store the milter
 // writes.
-func newPortal(cfg *Config, store *keystore.Bolt, mk *keystore.MasterKey, log *slog.Logger) (*portal.Handler, error) {
+func newPortal(cfg *Config, store keystore.Store, mk *keystore.MasterKey, log *slog.Logger) (*portal.Handler, error) {
 	return newBrandedPortal(cfg, store, mk, log, newPortalBrands(cfg), nil)
 }
 
 // newBrandedPortal is newPortal with the branding that brands serves, and
 // its store counted by mets (nil: not counted).
-func newBrandedPortal(cfg *Config, store *keystore.Bolt, mk *keystore.MasterKey, log *slog.Logger, brands *portalBrands, mets *metrics.Metrics) (*portal.Handler, error) {
+func newBrandedPortal(cfg *Config, store keystore.Store, mk *keystore.MasterKey, log *slog.Logger, brands *portalBrands, mets *metrics.Metrics) (*portal.Handler, error) {
 	var portalStore keystore.PortalStore = store
 	if mets != nil {
 		portalStore = mets.PortalStore(store)

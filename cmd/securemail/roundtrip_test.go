@@ -65,7 +65,7 @@ keystore:
 // rtEnv is what "securemail seal" and "securemail open" build, in process.
 type rtEnv struct {
 	cfg    *Config
-	store  *keystore.Bolt
+	store  keystore.Store
 	master *keystore.MasterKey
 	filter *milter.Filter
 }
