@@ -63,6 +63,11 @@ type Config struct {
 		Relay string `mapstructure:"relay"`
 		From  string `mapstructure:"from"`
 	} `mapstructure:"smtp"`
+	Admin struct {
+		// Socket is the control socket of the admin commands;
+		// empty means data_dir/admin.sock.
+		Socket string `mapstructure:"socket"`
+	} `mapstructure:"admin"`
 }
 
 // defaults is the embedded default: everything on loopback, data in a
@@ -93,6 +98,7 @@ var defaults = map[string]any{
 	"keystore.key_lifetime":      "2160h",
 	"smtp.relay":                 "127.0.0.1:25",
 	"smtp.from":                  "",
+	"admin.socket":               "",
 }
 
 // loadConfig reads path (none: the embedded default), applies the
@@ -146,6 +152,9 @@ func configDecodeHook() viper.DecoderConfigOption {
 func (c *Config) fillDerived() {
 	if c.Keystore.MasterKeyFile == "" {
 		c.Keystore.MasterKeyFile = filepath.Join(c.DataDir, "master.key")
+	}
+	if c.Admin.Socket == "" {
+		c.Admin.Socket = filepath.Join(c.DataDir, "admin.sock")
 	}
 }
 

@@ -39,6 +39,10 @@ func newRootCommand() *cobra.Command {
 	load := func() (*Config, error) { return loadConfig(configPath) }
 	root.AddCommand(newServeCommand(load), newSealCommand(load), newOpenCommand(load))
 	root.AddCommand(newCheckConfigCommand())
+	root.AddCommand(newKeysCommand(load), newAccountsCommand(load), newBackupCommand(load), newRestoreCommand(load),
+		newMasterKeyCommand(load), newVersionCommand())
+	root.Version = readVersion().String()
+	root.SetVersionTemplate("{{.Version}}\n")
 	return root
 }
 
@@ -51,7 +55,7 @@ func newLogger(cfg *Config) *slog.Logger {
 // and the file does not exist yet.
 func openMasterKey(cfg *Config, log *slog.Logger, create bool) (*keystore.MasterKey, error) {
 	path := cfg.Keystore.MasterKeyFile
-	mk, err := keystore.LoadMasterKey(path)
+	mk, err := loadMasterKeyRing(cfg, log)
 	if err == nil || !create || !errors.Is(err, fs.ErrNotExist) {
 		return mk, err
 	}

@@ -27,7 +27,8 @@ const (
 )
 
 func newServeCommand(load func() (*Config, error)) *cobra.Command {
-	return &cobra.Command{
+	var opts serveOptions
+	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the milter and the portal until SIGTERM",
 		Args:  cobra.NoArgs,
@@ -36,12 +37,14 @@ func newServeCommand(load func() (*Config, error)) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return serve(cfg, newLogger(cfg))
+			return serve(cfg, newLogger(cfg), opts)
 		},
 	}
+	cmd.Flags().BoolVar(&opts.allowMasterKeyMismatch, "allow-master-key-mismatch", false, "start even if the master key wraps none of the existing key records (they stay unreadable)")
+	return cmd
 }
 
-func serve(cfg *Config, log *slog.Logger) error {
+func serve(cfg *Config, log *slog.Logger, opts serveOptions) error {
 	// go-milter reports connection errors through the standard logger.
 	slog.SetDefault(log)
 	mk, store, err := openKeys(cfg, log, true)
@@ -53,10 +56,18 @@ func serve(cfg *Config, log *slog.Logger) error {
 			log.Error("closing the keystore failed", "err", err)
 		}
 	}()
+	if err := checkStore(cfg, store, mk, log, opts); err != nil {
+		return err
+	}
 	filter, err := newFilter(cfg, store, mk, log)
 	if err != nil {
 		return err
 	}
+	admin, err := startAdmin(cfg, store, mk, filter, log)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
 
 	milterLn, err := listenMilter(cfg)
 	if err != nil {
@@ -92,7 +103,8 @@ func serve(cfg *Config, log *slog.Logger) error {
 		}
 	}()
 	log.Info("securemail started", "milter", cfg.Milter.Listen, "portal", cfg.Portal.Listen,
-		"portal_url", cfg.Portal.URL, "data_dir", cfg.DataDir, "master_key_id", mk.ID())
+		"portal_url", cfg.Portal.URL, "data_dir", cfg.DataDir, "master_key_id", mk.ID(), "admin_socket", adminSocketPath(cfg),
+		"version", readVersion().Version)
 
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	defer stopSweep()
