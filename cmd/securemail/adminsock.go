@@ -225,6 +225,7 @@ func (s *adminServer) handle(conn *net.UnixConn) {
 	}
 	env := s.env
 	env.who = "uid " + strconv.Itoa(uid)
+	log.Info("admin: command", "who", env.who, "op", req.Op)
 	in := &frameReader{r: br}
 	result, opErr := op.run(s.ctx, &env, req.Args, in, fw)
 	if opErr == nil {

@@ -172,8 +172,8 @@ func restore(ctx context.Context, cfg *Config, from string, force bool, out io.W
 		return fmt.Errorf("restore: %s exists; pass --force to replace it (it is kept as %s.replaced-TIME)", dst, dst)
 	}
 	if exists {
-		// Holding the lock proves no serve uses the file.
-		b, err := keystore.OpenBolt(dst, keystore.BoltOptions{LockTimeout: time.Second})
+		// Getting the lock, even shared, proves no serve uses the file.
+		b, err := keystore.OpenBolt(dst, keystore.BoltOptions{ReadOnly: true, LockTimeout: time.Second})
 		if err != nil {
 			return fmt.Errorf("restore: %w", err)
 		}
