@@ -299,7 +299,9 @@ func TestAdminAgainstLiveServe(t *testing.T) {
 	const flow = 200
 	flowDone := make(chan error, 4)
 	for w := range 4 {
-		go func() { flowDone <- sender.send(fmt.Sprintf("flow%d@example.test", w), flow/4, time.Now().Add(3*time.Minute)) }()
+		go func() {
+			flowDone <- sender.send(fmt.Sprintf("flow%d@example.test", w), flow/4, time.Now().Add(3*time.Minute))
+		}()
 	}
 	for sender.sent.Load() < 3+flow/4 {
 		time.Sleep(10 * time.Millisecond)

@@ -303,7 +303,7 @@ func (f *frameReader) Read(p []byte) (int, error) {
 		}
 		var hdr [4]byte
 		if _, err := io.ReadFull(f.r, hdr[:]); err != nil {
-			return 0, fmt.Errorf("admin socket: connection ended early: %w", err)
+			return 0, fmt.Errorf("admin socket: the connection ended early (did the service stop?): %w", err)
 		}
 		f.left = binary.BigEndian.Uint32(hdr[:])
 		if f.left > maxFrame {
@@ -373,7 +373,7 @@ func callAdminSocket(ctx context.Context, path, op string, args any, in io.Reade
 	br := bufio.NewReader(conn)
 	fr := &frameReader{r: br}
 	if _, err := io.Copy(out, fr); err != nil {
-		return fmt.Errorf("admin socket: %w", err)
+		return err
 	}
 	tline, err := readLimitedLine(br, 64<<20)
 	if err != nil {
