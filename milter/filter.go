@@ -74,6 +74,10 @@ type Config struct {
 	// KeystoreTimeout bounds a key commit; past it the message is refused
 	// with a temporary failure.
 	KeystoreTimeout time.Duration
+	// PeerTimeout is how long the MTA may stay silent while a message is
+	// in flight before the filter takes it for gone (see conn.go).
+	// Default DefaultPeerTimeout.
+	PeerTimeout time.Duration
 
 	Store     keystore.KeyStore
 	MasterKey *keystore.MasterKey
@@ -96,7 +100,7 @@ type Filter struct {
 	inflight  int
 	draining  bool
 	idle      chan struct{} // closed when draining and inflight reaches 0
-	conns     map[net.Conn]struct{}
+	conns     map[*trackedConn]struct{}
 	listeners []net.Listener
 }
 
@@ -123,6 +127,9 @@ func NewFilter(cfg Config) (*Filter, error) {
 	if cfg.KeystoreTimeout <= 0 {
 		cfg.KeystoreTimeout = 15 * time.Second
 	}
+	if cfg.PeerTimeout <= 0 {
+		cfg.PeerTimeout = DefaultPeerTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -132,7 +139,7 @@ func NewFilter(cfg Config) (*Filter, error) {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
 	}
-	f := &Filter{cfg: cfg, internal: map[string]bool{}, conns: map[net.Conn]struct{}{}}
+	f := &Filter{cfg: cfg, internal: map[string]bool{}, conns: map[*trackedConn]struct{}{}}
 	if cfg.Policy.SubjectTag != "" {
 		f.tag = newTagMatcher(cfg.Policy.SubjectTag)
 	}
@@ -210,8 +217,10 @@ func (f *Filter) Server() *gomilter.Server {
 }
 
 // Serve runs sessions for connections from ln until Shutdown, which closes
-// ln. (go-milter's Server.Close is not safe to call while Serve runs, so
-// the filter closes its listeners itself.)
+// ln. Each connection gets its own go-milter server (see serveConn), so the
+// filter knows which connection a message came on and can end it when the
+// MTA goes away. (go-milter's Server.Close is not safe to call while Serve
+// runs, so the filter closes its listeners itself.)
 func (f *Filter) Serve(srv *gomilter.Server, ln net.Listener) error {
 	f.mu.Lock()
 	if f.draining {
@@ -220,11 +229,17 @@ func (f *Filter) Serve(srv *gomilter.Server, ln net.Listener) error {
 	}
 	f.listeners = append(f.listeners, ln)
 	f.mu.Unlock()
-	err := srv.Serve(&trackingListener{Listener: ln, f: f})
-	if f.isDraining() && errors.Is(err, net.ErrClosed) {
-		return nil
+	defer ln.Close()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if f.isDraining() && errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		go f.serveConn(srv, c)
 	}
-	return err
 }
 
 // Shutdown closes the listeners, refuses new messages (451 4.3.2), waits
@@ -254,20 +269,20 @@ func (f *Filter) Shutdown(ctx context.Context) error {
 		err = fmt.Errorf("milter: %d message(s) still in flight at shutdown: %w", f.inFlight(), ctx.Err())
 	}
 	f.mu.Lock()
-	open := make([]net.Conn, 0, len(f.conns))
+	open := make([]*trackedConn, 0, len(f.conns))
 	for c := range f.conns {
 		open = append(open, c)
 	}
 	f.mu.Unlock()
 	for _, c := range open {
 		if err != nil {
-			c.Close()
+			c.forceClose()
 			continue
 		}
 		// The last message's final reply may still be on its way out: a
 		// read deadline in the past ends the session at its next read,
 		// after that reply is written, and frees idle connections at once.
-		c.SetReadDeadline(time.Now())
+		c.expire()
 	}
 	return err
 }
@@ -306,40 +321,6 @@ func (f *Filter) endMessage() {
 			close(f.idle)
 		}
 	}
-}
-
-// trackingListener remembers open connections so Shutdown can close the
-// idle ones that go-milter's Server.Close leaves running.
-type trackingListener struct {
-	net.Listener
-	f *Filter
-}
-
-func (l *trackingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	tc := &trackedConn{Conn: c, f: l.f}
-	l.f.mu.Lock()
-	l.f.conns[tc] = struct{}{}
-	l.f.mu.Unlock()
-	return tc, nil
-}
-
-type trackedConn struct {
-	net.Conn
-	f    *Filter
-	once sync.Once
-}
-
-func (c *trackedConn) Close() error {
-	c.once.Do(func() {
-		c.f.mu.Lock()
-		delete(c.f.conns, c)
-		c.f.mu.Unlock()
-	})
-	return c.Conn.Close()
 }
 
 // commitKey stores rec durably within the keystore timeout.

@@ -78,8 +78,13 @@ func openMasterKey(cfg *Config, log *slog.Logger, create bool) (*keystore.Master
 // otherwise (open) both must exist and the database opens read-only.
 func openKeys(cfg *Config, log *slog.Logger, writable bool) (*keystore.MasterKey, *keystore.Bolt, error) {
 	if writable {
-		if err := prepareDataDir(cfg); err != nil {
+		removed, err := prepareDataDir(cfg)
+		if err != nil {
 			return nil, nil, fmt.Errorf("data directory: %w", err)
+		}
+		if removed > 0 {
+			log.Warn("removed spool files a previous run left behind (messages that were never answered; their MTA kept or retried them)",
+				"count", removed, "spool", spoolPath(cfg))
 		}
 	}
 	mk, err := openMasterKey(cfg, log, writable)
@@ -99,20 +104,21 @@ func spoolPath(cfg *Config) string    { return filepath.Join(cfg.DataDir, "spool
 // prepareDataDir creates the data and spool folders and removes spool files
 // a previous run left behind (ciphertext of messages that were never
 // accepted).
-func prepareDataDir(cfg *Config) error {
+func prepareDataDir(cfg *Config) (removed int, err error) {
 	if err := os.MkdirAll(spoolPath(cfg), 0o700); err != nil {
-		return err
+		return 0, err
 	}
 	stale, err := filepath.Glob(filepath.Join(spoolPath(cfg), "spool-*"))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for _, f := range stale {
 		if err := os.Remove(f); err != nil {
-			return err
+			return removed, err
 		}
+		removed++
 	}
-	return nil
+	return removed, nil
 }
 
 // newFilter builds the milter's filter from cfg.
