@@ -212,8 +212,14 @@ func runCheckConfig(opts checkConfigOptions) *checkReport {
 	if os.Geteuid() == 0 {
 		r.infof("running as root: the file checks show what root may do, not what the user securemail serve runs as may do")
 	}
+	if opts.config == "" && fileExists(systemConfigPath) {
+		r.warnf("", "pass --config "+systemConfigPath+" (securemail serve as installed reads it)",
+			"no --config given, so this checked the embedded default, but %s exists", systemConfigPath)
+	}
 	checkMasterKeyFile(r, cfg)
 	checkDataDir(r, cfg)
+	checkMilterSocketDir(r, cfg)
+	checkMasterKeyRecords(r, cfg)
 	checkPostfix(r, cfg, opts)
 	checkSendmail(r, cfg, opts)
 	return r
@@ -1083,8 +1089,8 @@ func checkPostfixMilters(r *checkReport, pc *postfixConf, ours milterEndpoint, s
 			mainCF, pc.params["smtpd_milters"], want)
 	}
 	if _, ok := ourMilter(ours, pc.params["non_smtpd_milters"], queueDir); !ok {
-		r.warnf("", "set non_smtpd_milters = $smtpd_milters in "+mainCF,
-			"%s: non_smtpd_milters = %q does not name securemail's %s: mail submitted with the sendmail command (webmail, scripts) bypasses encryption",
+		r.errorf("", "set non_smtpd_milters = $smtpd_milters in "+mainCF,
+			"%s: non_smtpd_milters = %q does not name securemail's %s: mail submitted with the sendmail command (webmail, scripts) bypasses encryption and [encrypt] messages leave in plaintext",
 			mainCF, pc.params["non_smtpd_milters"], want)
 	}
 	if noMilters(pc.params["receive_override_options"]) {

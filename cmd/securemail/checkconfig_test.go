@@ -434,6 +434,10 @@ func ccPostconf(t *testing.T) string {
 }
 
 func TestCheckConfigPostfix(t *testing.T) {
+	// These cases are about the MTA's settings; their socket folders
+	// need not exist here (TestCheckConfigMilterSocketFolder checks that).
+	checkSocketFolder = false
+	t.Cleanup(func() { checkSocketFolder = true })
 	postconf := ccPostconf(t)
 	const queue = "@DIR@/spool" // queue_directory of every case
 	cases := []struct {
@@ -452,14 +456,14 @@ func TestCheckConfigPostfix(t *testing.T) {
 		}},
 		{name: "milter missing", edits: [][]string{{"-e", "smtpd_milters=inet:127.0.0.1:8891"}}, code: 2, wants: []ccWant{
 			`error: @DIR@/main.cf: smtpd_milters = "inet:127.0.0.1:8891" does not name securemail's inet:127.0.0.1:8894 (milter.listen): mail sent over SMTP bypasses encryption and [encrypt] messages leave in plaintext — add inet:127.0.0.1:8894 to smtpd_milters in @DIR@/main.cf`,
-			`warning: @DIR@/main.cf: non_smtpd_milters = "inet:127.0.0.1:8891" does not name securemail's inet:127.0.0.1:8894`,
+			`error: @DIR@/main.cf: non_smtpd_milters = "inet:127.0.0.1:8891" does not name securemail's inet:127.0.0.1:8894`,
 		}},
 		{name: "milter on another port", listen: "inet:127.0.0.1:9000", code: 2, wants: []ccWant{
 			`error: @DIR@/main.cf: smtpd_milters = "inet:127.0.0.1:8894" does not name securemail's inet:127.0.0.1:9000`,
-			`warning: @DIR@/main.cf: non_smtpd_milters = "inet:127.0.0.1:8894" does not name securemail's inet:127.0.0.1:9000`,
+			`error: @DIR@/main.cf: non_smtpd_milters = "inet:127.0.0.1:8894" does not name securemail's inet:127.0.0.1:9000`,
 		}},
-		{name: "non_smtpd_milters empty", edits: [][]string{{"-e", "non_smtpd_milters="}}, code: 1, wants: []ccWant{
-			`warning: @DIR@/main.cf: non_smtpd_milters = "" does not name securemail's inet:127.0.0.1:8894: mail submitted with the sendmail command (webmail, scripts) bypasses encryption — set non_smtpd_milters = $smtpd_milters`,
+		{name: "non_smtpd_milters empty", edits: [][]string{{"-e", "non_smtpd_milters="}}, code: 2, wants: []ccWant{
+			`error: @DIR@/main.cf: non_smtpd_milters = "" does not name securemail's inet:127.0.0.1:8894: mail submitted with the sendmail command (webmail, scripts) bypasses encryption and [encrypt] messages leave in plaintext — set non_smtpd_milters = $smtpd_milters`,
 		}},
 		{name: "milter only on submission", code: 1, edits: [][]string{
 			{"-e", "smtpd_milters=", "non_smtpd_milters=inet:127.0.0.1:8894"},
@@ -622,6 +626,10 @@ func TestCheckConfigWithoutPostconf(t *testing.T) {
 // --- Sendmail ------------------------------------------------------------
 
 func TestCheckConfigSendmail(t *testing.T) {
+	// These cases are about the MTA's settings; their socket folders
+	// need not exist here (TestCheckConfigMilterSocketFolder checks that).
+	checkSocketFolder = false
+	t.Cleanup(func() { checkSocketFolder = true })
 	cases := []struct {
 		name    string
 		cf      string // in testdata/checkconfig/sendmail

@@ -96,14 +96,20 @@ func checkMasterKeyMatches(ctx context.Context, cfg *Config, store keystore.Admi
 	if err != nil {
 		return err
 	}
-	total, ours := 0, use[mk.ID()]
-	if p := mk.PreviousID(); p != "" {
-		ours += use[p]
+	return masterKeyMismatch(cfg, use, mk.ID(), mk.PreviousID())
+}
+
+// masterKeyMismatch is the one sentence serve and check-config use: nil
+// unless there are records and none is wrapped under current or previous.
+func masterKeyMismatch(cfg *Config, use map[string]int, current, previous string) error {
+	total, ours := 0, use[current]
+	if previous != "" {
+		ours += use[previous]
 	}
 	var others []string
 	for id, n := range use {
 		total += n
-		if id != mk.ID() && id != mk.PreviousID() {
+		if id != current && id != previous {
 			others = append(others, fmt.Sprintf("%s (%d record(s))", id, n))
 		}
 	}
@@ -112,7 +118,7 @@ func checkMasterKeyMatches(ctx context.Context, cfg *Config, store keystore.Admi
 	}
 	sort.Strings(others)
 	return fmt.Errorf("%w: the master key %s has id %s, but the %d key record(s) in %s are wrapped under %s, so no message sealed so far could be opened: put back the master key file that belongs to this database (from your backup), or pass --allow-master-key-mismatch to start anyway",
-		errMasterKeyMismatch, cfg.Keystore.MasterKeyFile, mk.ID(), total, keystorePath(cfg), strings.Join(others, ", "))
+		errMasterKeyMismatch, cfg.Keystore.MasterKeyFile, current, total, keystorePath(cfg), strings.Join(others, ", "))
 }
 
 type masterKeyStatus struct {
