@@ -185,9 +185,8 @@ type listArgs struct {
 
 // jsonList writes a JSON array one element at a time.
 type jsonList struct {
-	w     io.Writer
-	n     int
-	ended bool
+	w io.Writer
+	n int
 }
 
 func (l *jsonList) add(v any) error {
