@@ -197,11 +197,37 @@ func parseClientAddr(s string) netip.Addr {
 	return a
 }
 
+// MacroNeed is a macro the filter reads at MAIL FROM and what goes wrong
+// when the MTA does not send it (empty: nothing, it is only logged).
+type MacroNeed struct {
+	Name    string
+	Without string
+}
+
+// MailMacros are the macros the filter asks the MTA for at MAIL FROM (in
+// the milter handshake's symbol list). check-config compares the MTA's own
+// macro settings with this list.
+var MailMacros = []MacroNeed{
+	{"{auth_authen}", "authenticated submissions look like mail from the internet and pass unencrypted"},
+	{"{tls_version}", "every submission counts as plaintext and policy.require_tls refuses it"},
+	{"{cipher}", ""},
+	{"{client_addr}", "policy.trusted_networks and policy.tls_exempt_networks never match"},
+	{"i", "log lines carry no queue id"},
+}
+
 // Macros the filter asks the MTA for at MAIL FROM and at end of message.
 var (
-	mailMacros = []string{"{auth_authen}", "{tls_version}", "{cipher}", "{client_addr}", "i"}
+	mailMacros = macroNames(MailMacros)
 	eomMacros  = []string{"i"}
 )
+
+func macroNames(needs []MacroNeed) []string {
+	names := make([]string, len(needs))
+	for i, n := range needs {
+		names[i] = n.Name
+	}
+	return names
+}
 
 // Server returns a go-milter server whose sessions use f.
 func (f *Filter) Server() *gomilter.Server {

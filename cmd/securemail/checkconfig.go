@@ -36,6 +36,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/milter"
 )
 
 // checkConfigExit ends the process with check-config's exit status; tests
@@ -53,14 +54,17 @@ var defaultSendmailCF = "/etc/mail/sendmail.cf"
 // skipCheck is the flag value that turns an MTA check off.
 const skipCheck = "none"
 
-// neededMailMacros are the macros securemail reads at MAIL FROM (see
-// milter/session.go), with what goes wrong without each.
-var neededMailMacros = []struct{ name, without string }{
-	{"{auth_authen}", "authenticated submissions look like mail from the internet and pass unencrypted"},
-	{"{tls_version}", "every submission counts as plaintext and policy.require_tls refuses it"},
-	{"{client_addr}", "policy.trusted_networks and policy.tls_exempt_networks never match"},
-	{"i", "log lines carry no queue id"},
-}
+// neededMailMacros are the macros securemail reads at MAIL FROM, with what
+// goes wrong without each: the milter's own list, less those it only logs.
+var neededMailMacros = func() []struct{ name, without string } {
+	var out []struct{ name, without string }
+	for _, m := range milter.MailMacros {
+		if m.Without != "" {
+			out = append(out, struct{ name, without string }{m.Name, m.Without})
+		}
+	}
+	return out
+}()
 
 type severity int
 
