@@ -35,6 +35,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/securemail/securemail/cmd/securemail/internal/mtaconf"
 	"github.com/securemail/securemail/keystore"
 	"github.com/securemail/securemail/milter"
 )
@@ -885,52 +886,6 @@ func splitLast(s string) (string, string) {
 	return s[:i], s[i+1:]
 }
 
-// postfixMilter is one entry of a Postfix milter list: an address, or
-// "{ address, name=value, ... }".
-type postfixMilter struct {
-	addr     string
-	settings map[string]string
-}
-
-var spacedEquals = regexp.MustCompile(`\s*=\s*`)
-
-func parsePostfixMilters(v string) []postfixMilter {
-	var out []postfixMilter
-	isSep := func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' || r == '\r' }
-	for len(v) > 0 {
-		v = strings.TrimLeftFunc(v, isSep)
-		if v == "" {
-			break
-		}
-		if v[0] == '{' {
-			end := strings.IndexByte(v, '}')
-			if end < 0 {
-				end = len(v)
-			}
-			words := strings.FieldsFunc(spacedEquals.ReplaceAllString(v[1:end], "="), isSep)
-			v = v[min(end+1, len(v)):]
-			if len(words) == 0 {
-				continue
-			}
-			m := postfixMilter{addr: words[0], settings: map[string]string{}}
-			for _, w := range words[1:] {
-				if k, val, ok := strings.Cut(w, "="); ok {
-					m.settings[strings.ToLower(k)] = val
-				}
-			}
-			out = append(out, m)
-			continue
-		}
-		end := strings.IndexFunc(v, isSep)
-		if end < 0 {
-			end = len(v)
-		}
-		out = append(out, postfixMilter{addr: v[:end]})
-		v = v[end:]
-	}
-	return out
-}
-
 // postfixResolve is the socket path a Postfix service opens for the milter
 // address unix:p. Postfix services work in queue_directory, and a chrooted
 // one has it as its root.
@@ -965,13 +920,13 @@ func postfixReaches(ours milterEndpoint, addr, queueDir string) bool {
 }
 
 // ourMilter returns the entry of list that reaches securemail.
-func ourMilter(ours milterEndpoint, list, queueDir string) (postfixMilter, bool) {
-	for _, m := range parsePostfixMilters(list) {
-		if postfixReaches(ours, m.addr, queueDir) {
+func ourMilter(ours milterEndpoint, list, queueDir string) (mtaconf.PostfixMilter, bool) {
+	for _, m := range mtaconf.ParsePostfixMilters(list) {
+		if postfixReaches(ours, m.Addr, queueDir) {
 			return m, true
 		}
 	}
-	return postfixMilter{}, false
+	return mtaconf.PostfixMilter{}, false
 }
 
 func lookSbin(name string) (string, error) {
@@ -1133,7 +1088,7 @@ func checkPostfixChroot(r *checkReport, pc *postfixConf, ours milterEndpoint, ma
 			continue // reported above, or a service without securemail
 		}
 		chrooted := s.fields["chroot"] == "y"
-		_, p, _ := strings.Cut(m.addr, ":")
+		_, p, _ := strings.Cut(m.Addr, ":")
 		if got := postfixResolve(p, queueDir, chrooted); got != ours.path {
 			how := "unchrooted"
 			if chrooted {
@@ -1191,11 +1146,11 @@ func checkPostfixDefaultActions(r *checkReport, pc *postfixConf, ours milterEndp
 	seen := map[string]bool{}
 	for _, l := range lists {
 		m, ok := ourMilter(ours, l.value, queueDir)
-		act, set := m.settings["default_action"]
+		act, set := m.Settings["default_action"]
 		if !ok || !set {
 			continue
 		}
-		key := m.addr + "|" + act
+		key := m.Addr + "|" + act
 		if seen[key] {
 			continue
 		}
@@ -1325,63 +1280,6 @@ func orNone(s string) string {
 
 // --- Sendmail ------------------------------------------------------------
 
-// sendmailFilter is an X line of sendmail.cf.
-type sendmailFilter struct {
-	name   string
-	fields map[string]string // S, F, T
-	line   string
-}
-
-type sendmailCF struct {
-	filters      []sendmailFilter
-	inputFilters []string
-	envfrom      []string
-	envfromSet   bool
-}
-
-// parseSendmailCF reads what check-config needs from a sendmail.cf: the X
-// lines, O InputMailFilters and O Milter.macros.envfrom. A line that
-// starts with white space continues the one before.
-func parseSendmailCF(data []byte) sendmailCF {
-	var lines []string
-	for _, l := range strings.Split(strings.ReplaceAll(string(data), "\r\n", "\n"), "\n") {
-		if (strings.HasPrefix(l, " ") || strings.HasPrefix(l, "\t")) && len(lines) > 0 && strings.TrimSpace(l) != "" {
-			lines[len(lines)-1] += " " + strings.TrimSpace(l)
-			continue
-		}
-		lines = append(lines, l)
-	}
-	splitList := func(v string) []string {
-		return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
-	}
-	var cf sendmailCF
-	for _, l := range lines {
-		switch {
-		case strings.HasPrefix(l, "X"):
-			name, rest, _ := strings.Cut(l[1:], ",")
-			f := sendmailFilter{name: strings.TrimSpace(name), fields: map[string]string{}, line: strings.TrimSpace(l)}
-			for _, part := range strings.Split(rest, ",") {
-				if k, v, ok := strings.Cut(strings.TrimSpace(part), "="); ok {
-					f.fields[strings.ToUpper(strings.TrimSpace(k))] = strings.TrimSpace(v)
-				}
-			}
-			cf.filters = append(cf.filters, f)
-		case strings.HasPrefix(l, "O "):
-			k, v, ok := strings.Cut(strings.TrimSpace(l[2:]), "=")
-			if !ok {
-				continue
-			}
-			switch strings.TrimSpace(k) {
-			case "InputMailFilters":
-				cf.inputFilters = splitList(v)
-			case "Milter.macros.envfrom":
-				cf.envfrom, cf.envfromSet = splitList(v), true
-			}
-		}
-	}
-	return cf
-}
-
 func checkSendmail(r *checkReport, c *Config, opts checkConfigOptions) {
 	path := opts.sendmailCF
 	if path == skipCheck {
@@ -1402,7 +1300,7 @@ func checkSendmail(r *checkReport, c *Config, opts checkConfigOptions) {
 		return
 	}
 	r.checked = append(r.checked, "Sendmail "+path)
-	cf := parseSendmailCF(data)
+	cf := mtaconf.ParseSendmailCF(data)
 	ours, ok := parseEndpoint(c.Milter.Listen)
 	if !ok {
 		r.infof("the milter checks for Sendmail were skipped: milter.listen is not valid")
@@ -1410,43 +1308,43 @@ func checkSendmail(r *checkReport, c *Config, opts checkConfigOptions) {
 	}
 	want := ours.sendmail()
 	mcLine := "INPUT_MAIL_FILTER(`securemail', `S=" + want + ", F=T, T=C:5s;S:10s;R:10s;E:30s')"
-	if len(cf.filters) == 0 {
+	if len(cf.Filters) == 0 {
 		r.errorf("", "add "+mcLine+" to sendmail.mc (contrib/sendmail/securemail.mc) and rebuild sendmail.cf",
 			"%s defines no milter (no X line): Sendmail never calls securemail and [encrypt] messages leave in plaintext", path)
 		return
 	}
-	var f *sendmailFilter
+	var f *mtaconf.SendmailFilter
 	var others []string
-	for i := range cf.filters {
-		other, ok := parseEndpoint(cf.filters[i].fields["S"])
+	for i := range cf.Filters {
+		other, ok := parseEndpoint(cf.Filters[i].Fields["S"])
 		if ok && (ours.matchesTCP(other) || (ours.network == "unix" && other.network == "unix" && ours.path == other.path)) {
-			f = &cf.filters[i]
+			f = &cf.Filters[i]
 			break
 		}
-		others = append(others, "X"+cf.filters[i].name+" (S="+cf.filters[i].fields["S"]+")")
+		others = append(others, "X"+cf.Filters[i].Name+" (S="+cf.Filters[i].Fields["S"]+")")
 	}
 	if f == nil {
 		r.errorf("", "make S= of securemail's INPUT_MAIL_FILTER line in sendmail.mc "+want+" (or correct milter.listen) and rebuild sendmail.cf",
 			"%s has no milter that connects to securemail's %s (milter.listen); it defines %s", path, want, strings.Join(others, ", "))
 		return
 	}
-	if !containsString(cf.inputFilters, f.name) {
+	if !containsString(cf.InputFilters, f.Name) {
 		r.errorf("", "define it with INPUT_MAIL_FILTER, not MAIL_FILTER, in sendmail.mc and rebuild sendmail.cf",
 			"%s: milter X%s is defined but not in O InputMailFilters (%s): Sendmail never calls it and [encrypt] messages leave in plaintext",
-			path, f.name, orNone(strings.Join(cf.inputFilters, ", ")))
+			path, f.Name, orNone(strings.Join(cf.InputFilters, ", ")))
 	}
-	flags := f.fields["F"]
+	flags := f.Fields["F"]
 	switch {
 	case strings.ContainsAny(flags, "T4"):
 	case strings.Contains(flags, "R"):
 		r.warnf("", "use F=T in securemail's INPUT_MAIL_FILTER line in sendmail.mc and rebuild sendmail.cf",
-			"%s: milter X%s has F=R: this fails closed, but while securemail is down every sender gets a permanent error and must send again (F=T lets mail programs retry)", path, f.name)
+			"%s: milter X%s has F=R: this fails closed, but while securemail is down every sender gets a permanent error and must send again (F=T lets mail programs retry)", path, f.Name)
 	default:
 		r.errorf("", "add F=T to securemail's INPUT_MAIL_FILTER line in sendmail.mc and rebuild sendmail.cf",
-			"%s: milter X%s has no F=T: while securemail is down Sendmail passes mail through unfiltered, so [encrypt] messages leave in plaintext (fail-open)", path, f.name)
+			"%s: milter X%s has no F=T: while securemail is down Sendmail passes mail through unfiltered, so [encrypt] messages leave in plaintext (fail-open)", path, f.Name)
 	}
 	have := map[string]bool{}
-	for _, m := range cf.envfrom {
+	for _, m := range cf.Envfrom {
 		have[m] = true
 	}
 	var lacking, why []string
@@ -1458,7 +1356,7 @@ func checkSendmail(r *checkReport, c *Config, opts checkConfigOptions) {
 	}
 	if len(lacking) > 0 {
 		current := "is not set"
-		if cf.envfromSet {
+		if cf.EnvfromSet {
 			current = "lacks " + strings.Join(lacking, " ")
 		}
 		// A warning, as for Postfix: Sendmail 8.14 and later also honour the

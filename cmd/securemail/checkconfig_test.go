@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/securemail/securemail/cmd/securemail/internal/mtaconf"
 	"github.com/securemail/securemail/cmd/securemail/internal/mtatest"
 )
 
@@ -748,18 +749,18 @@ func TestCheckConfigSendmailFromContribMC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, want := parseSendmailCF(cf), parseSendmailCF(fixture)
-	if len(got.filters) != 1 || got.filters[0].fields["S"] != want.filters[0].fields["S"] ||
-		got.filters[0].fields["F"] != want.filters[0].fields["F"] ||
-		strings.Join(got.inputFilters, " ") != strings.Join(want.inputFilters, " ") {
+	got, want := mtaconf.ParseSendmailCF(cf), mtaconf.ParseSendmailCF(fixture)
+	if len(got.Filters) != 1 || got.Filters[0].Fields["S"] != want.Filters[0].Fields["S"] ||
+		got.Filters[0].Fields["F"] != want.Filters[0].Fields["F"] ||
+		strings.Join(got.InputFilters, " ") != strings.Join(want.InputFilters, " ") {
 		t.Errorf("generated sendmail.cf and testdata good.cf differ:\ngenerated %+v\nfixture   %+v", got, want)
 	}
 }
 
 func TestCheckConfigParsePostfixMilters(t *testing.T) {
-	got := parsePostfixMilters("inet:127.0.0.1:8891,{ inet:127.0.0.1:8894, connect_timeout = 10s, default_action=accept }  unix:/x.sock")
-	if len(got) != 3 || got[0].addr != "inet:127.0.0.1:8891" || got[1].addr != "inet:127.0.0.1:8894" ||
-		got[1].settings["default_action"] != "accept" || got[1].settings["connect_timeout"] != "10s" || got[2].addr != "unix:/x.sock" {
-		t.Errorf("parsePostfixMilters: %+v", got)
+	got := mtaconf.ParsePostfixMilters("inet:127.0.0.1:8891,{ inet:127.0.0.1:8894, connect_timeout = 10s, default_action=accept }  unix:/x.sock")
+	if len(got) != 3 || got[0].Addr != "inet:127.0.0.1:8891" || got[1].Addr != "inet:127.0.0.1:8894" ||
+		got[1].Settings["default_action"] != "accept" || got[1].Settings["connect_timeout"] != "10s" || got[2].Addr != "unix:/x.sock" {
+		t.Errorf("ParsePostfixMilters: %+v", got)
 	}
 }
