@@ -22,13 +22,15 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
+	"net/mail"
 	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -113,6 +115,17 @@ func (r *checkReport) add(sev severity, key, what, fix string) {
 		}
 		r.keys[key] = true
 	}
+}
+
+// errors returns the error findings.
+func (r *checkReport) errors() []finding {
+	var out []finding
+	for _, f := range r.findings {
+		if f.sev == sevError {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func (r *checkReport) errorf(key, fix, format string, args ...any) {
@@ -232,21 +245,9 @@ func runCheckConfig(opts checkConfigOptions) *checkReport {
 
 // --- the YAML file -------------------------------------------------------
 
-var decodeLineRe = regexp.MustCompile(`(?m)^'([^']*)' (.*)$`)
-
-// decodeFixes says how to write a value that did not decode, by key.
-var decodeFixes = map[string]string{
-	"policy.max_message_size":    "write a size such as 20MiB, 512KiB, 20MB or 1048576",
-	"keystore.key_lifetime":      "write a Go duration such as 2160h (90 days); d is not a unit",
-	"policy.require_tls":         "write true or false",
-	"policy.internal_domains":    "write a list such as [example.com, .example.org]",
-	"policy.trusted_networks":    "write a list such as [127.0.0.0/8, ::1/128]",
-	"policy.tls_exempt_networks": "write a list such as [127.0.0.0/8, ::1/128]",
-}
-
-// checkConfigFile loads the configuration like loadConfig, but reports every
-// problem instead of the first kind. It returns nil when the file cannot be
-// read at all.
+// checkConfigFile loads the configuration as loadConfig does, with the same
+// validator, and reports every finding. It returns nil when the file cannot
+// be read at all.
 func checkConfigFile(r *checkReport, path string) *Config {
 	name := orDefault(path)
 	checkEnvironment(r)
@@ -263,65 +264,7 @@ func checkConfigFile(r *checkReport, path string) *Config {
 		return nil
 	}
 	r.checked = append(r.checked, "configuration "+name)
-	var cfg Config
-	bad := map[string]bool{}
-	if err := v.UnmarshalExact(&cfg, configDecodeHook()); err != nil {
-		before := len(r.findings)
-		text := err.Error()
-		for _, m := range invalidKeysRe.FindAllStringSubmatch(text, -1) {
-			for _, k := range strings.Split(m[2], ", ") {
-				if m[1] != "" {
-					k = m[1] + "." + k
-				}
-				fix := "remove it; contrib/securemail.example.yaml lists every key"
-				if s := closestKey(k); s != "" {
-					fix = "did you mean " + s + "? contrib/securemail.example.yaml lists every key"
-				}
-				r.errorf(k, fix, "unknown key %s in %s", k, name)
-			}
-		}
-		for _, m := range decodeLineRe.FindAllStringSubmatch(text, -1) {
-			if strings.HasPrefix(m[2], "has invalid keys: ") {
-				continue
-			}
-			key := m[1]
-			if i := strings.IndexByte(key, '['); i >= 0 {
-				key = key[:i]
-			}
-			bad[key] = true
-			fix, ok := decodeFixes[key]
-			if !ok {
-				fix = "contrib/securemail.example.yaml shows the expected form"
-			}
-			r.errorf(key, fix, "%s = %v: %s", m[1], v.Get(key), m[2])
-		}
-		if len(r.findings) == before { // a form the two patterns above do not know
-			r.errorf("", "contrib/securemail.example.yaml shows the expected form of every key", "configuration %s does not decode: %s", name, explainDecodeError(err))
-		}
-		// Decode again without the unknown-key check: what did decode is
-		// checked below, and mapstructure has left the rest at zero.
-		cfg = Config{}
-		_ = v.Unmarshal(&cfg, configDecodeHook())
-	}
-	cfg.fillDerived()
-	checkConfigValues(r, &cfg, bad)
-	// Whatever validate refuses (serve would not start) and the checks
-	// above did not report in their own words is reported as it stands.
-	if err := cfg.validate(); err != nil {
-		errs := []error{err}
-		if j, ok := err.(interface{ Unwrap() []error }); ok {
-			errs = j.Unwrap()
-		}
-		for _, e := range errs {
-			key, _, _ := strings.Cut(e.Error(), " ")
-			key = strings.TrimSuffix(key, ":")
-			if r.keys[key] || bad[key] {
-				continue
-			}
-			r.errorf(key, "contrib/securemail.example.yaml explains every key", "%v", e)
-		}
-	}
-	return &cfg
+	return validateConfig(v, name, r)
 }
 
 // checkEnvironment names the SECUREMAIL_* variables in effect: they override
@@ -435,6 +378,48 @@ func checkConfigValues(r *checkReport, c *Config, bad map[string]bool) {
 	}
 	if ok("keystore.key_lifetime") && c.Keystore.KeyLifetime <= 0 {
 		r.errorf("keystore.key_lifetime", "set a Go duration such as 2160h (90 days)", "keystore.key_lifetime is %v, not a positive duration", c.Keystore.KeyLifetime)
+	}
+	if ok("portal.trusted_proxies") {
+		for _, p := range c.Portal.TrustedProxies {
+			if _, err := parsePrefixes("portal.trusted_proxies", []string{p}); err != nil {
+				r.errorf("portal.trusted_proxies", "write an address such as 127.0.0.1 or a CIDR network such as 10.0.0.0/8",
+					"portal.trusted_proxies: %q is neither an address nor a CIDR network", strings.TrimSpace(p))
+			}
+		}
+	}
+	if ok("portal.spool_ttl") && c.Portal.SpoolTTL <= 0 {
+		r.errorf("portal.spool_ttl", "set a Go duration such as 24h", "portal.spool_ttl is %v, not a positive duration", c.Portal.SpoolTTL)
+	}
+	if ok("portal.min_password_length") && (c.Portal.MinPasswordLength < 8 || c.Portal.MinPasswordLength > 64) {
+		r.errorf("portal.min_password_length", "set a length between 8 and 64 (NIST 800-63B asks for at least 8; 12 is the default)",
+			"portal.min_password_length %d is out of range", c.Portal.MinPasswordLength)
+	}
+	a := c.Portal.Argon2
+	for _, n := range []struct {
+		key   string
+		value int64
+	}{{"portal.argon2.time", int64(a.Time)}, {"portal.argon2.threads", int64(a.Threads)}, {"portal.argon2.concurrency", int64(a.Concurrency)}} {
+		if ok(n.key) && n.value < 1 {
+			r.errorf(n.key, "set at least 1 (defaults: time 3, threads 4, concurrency 2)", "%s is %d", n.key, n.value)
+		}
+	}
+	if ok("portal.argon2.memory") && (a.Memory < 8<<10 || a.Memory > 4<<30) {
+		r.errorf("portal.argon2.memory", "set a size between 8KiB and 4GiB (default 64MiB)", "portal.argon2.memory is %d bytes, out of range", a.Memory)
+	}
+	for _, n := range []struct{ key, value, example string }{
+		{"portal.listen", c.Portal.Listen, "127.0.0.1:8080"},
+		{"smtp.relay", c.SMTP.Relay, "127.0.0.1:25"},
+	} {
+		if _, port, err := net.SplitHostPort(n.value); err != nil || port == "" {
+			r.errorf(n.key, "write HOST:PORT, such as "+n.example, "%s %q is not a HOST:PORT address", n.key, n.value)
+		} else if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			r.errorf(n.key, "write HOST:PORT, such as "+n.example, "%s %q has no valid port", n.key, n.value)
+		}
+	}
+	if from := strings.TrimSpace(c.SMTP.From); from != "" {
+		if _, err := mail.ParseAddress(from); err != nil {
+			r.errorf("smtp.from", "write an address such as securemail@example.com", "smtp.from %q is not a mail address", c.SMTP.From)
+		}
 	}
 	if ok("policy.internal_domains") && len(nonEmpty(c.Policy.InternalDomains)) == 0 {
 		r.warnf("policy.internal_domains", "list your own domains, e.g. internal_domains: [example.com, .example.com]",

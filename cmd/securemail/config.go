@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -108,15 +107,12 @@ func loadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	var cfg Config
-	if err := v.UnmarshalExact(&cfg, configDecodeHook()); err != nil {
-		return nil, fmt.Errorf("config %s: %s", orDefault(path), explainDecodeError(err))
+	r := &checkReport{}
+	cfg := validateConfig(v, orDefault(path), r)
+	if errs := r.errors(); len(errs) > 0 {
+		return nil, &configErrors{name: orDefault(path), problems: errs}
 	}
-	cfg.fillDerived()
-	if err := cfg.validate(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
-	}
-	return &cfg, nil
+	return cfg, nil
 }
 
 // newConfigViper holds the defaults, the environment and the file at path
@@ -138,14 +134,6 @@ func newConfigViper(path string) (*viper.Viper, error) {
 		}
 	}
 	return v, nil
-}
-
-func configDecodeHook() viper.DecoderConfigOption {
-	return viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
-		byteSizeHook,
-		mapstructure.StringToTimeDurationHookFunc(),
-		mapstructure.StringToSliceHookFunc(","),
-	))
 }
 
 // fillDerived sets the values whose defaults depend on other keys.
@@ -180,75 +168,7 @@ func orDefault(path string) string {
 	return path
 }
 
-var invalidKeysRe = regexp.MustCompile(`'([^']*)' has invalid keys: ([^\n]*)`)
-
-// explainDecodeError turns mapstructure's "'policy' has invalid keys: x"
-// lines into one sentence naming each unknown key in full.
-func explainDecodeError(err error) string {
-	var unknown []string
-	for _, m := range invalidKeysRe.FindAllStringSubmatch(err.Error(), -1) {
-		for _, k := range strings.Split(m[2], ", ") {
-			if m[1] != "" {
-				k = m[1] + "." + k
-			}
-			unknown = append(unknown, k)
-		}
-	}
-	if len(unknown) == 0 {
-		return err.Error()
-	}
-	return "unknown key(s): " + strings.Join(unknown, ", ") + " (contrib/securemail.example.yaml lists every key)"
-}
-
-func (c *Config) validate() error {
-	var errs []error
-	if c.DataDir == "" {
-		errs = append(errs, errors.New("data_dir must not be empty"))
-	}
-	if _, err := parseLevel(c.Log.Level); err != nil {
-		errs = append(errs, err)
-	}
-	if _, _, err := parseListen(c.Milter.Listen); err != nil {
-		errs = append(errs, err)
-	}
-	if _, err := parseSocketMode(c.Milter.SocketMode); err != nil {
-		errs = append(errs, err)
-	}
-	if u, err := url.Parse(c.Portal.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("portal.url %q must be an http:// or https:// URL", c.Portal.URL))
-	} else if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
-		// Plain HTTP is for loopback tests only: recipients type
-		// passwords into the portal, and its cookie is Secure only over
-		// https.
-		errs = append(errs, fmt.Errorf("portal.url %s is plain HTTP on a host that is not loopback; use https:// (the portal behind a TLS reverse proxy)", c.Portal.URL))
-	}
-	for _, n := range [][2]any{{"policy.trusted_networks", c.Policy.TrustedNetworks}, {"policy.tls_exempt_networks", c.Policy.TLSExemptNetworks}, {"portal.trusted_proxies", c.Portal.TrustedProxies}} {
-		if _, err := parsePrefixes(n[0].(string), n[1].([]string)); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if c.Policy.MaxMessageSize <= 0 {
-		errs = append(errs, errors.New("policy.max_message_size must be positive"))
-	}
-	if c.Policy.SubjectTag == "" && c.Policy.TriggerHeader == "" {
-		errs = append(errs, errors.New("policy.subject_tag and policy.trigger_header are both empty: nothing could ever be encrypted"))
-	}
-	if c.Portal.SpoolTTL <= 0 {
-		errs = append(errs, errors.New("portal.spool_ttl must be positive, e.g. 24h"))
-	}
-	if c.Portal.MinPasswordLength < 8 || c.Portal.MinPasswordLength > 64 {
-		errs = append(errs, fmt.Errorf("portal.min_password_length %d must be between 8 and 64 (NIST 800-63B asks for at least 8; 12 is the default)", c.Portal.MinPasswordLength))
-	}
-	if a := c.Portal.Argon2; a.Time < 1 || a.Threads < 1 || a.Concurrency < 1 || a.Memory < 8<<10 || a.Memory > 4<<30 {
-		errs = append(errs, errors.New("portal.argon2: time, threads and concurrency must be at least 1 and memory between 8KiB and 4GiB (defaults: 3, 4, 2, 64MiB)"))
-	}
-	if c.Keystore.KeyLifetime <= 0 {
-		errs = append(errs, errors.New("keystore.key_lifetime must be positive, e.g. 2160h (90 days)"))
-	}
-	return errors.Join(errs...)
-}
-
-// policy converts the policy section for the milter; validate has run.
+// policy converts the policy section for the milter; the validator has run.
 func (c *Config) policy() milter.Policy {
 	trusted, _ := parsePrefixes("", c.Policy.TrustedNetworks)
 	exempt, _ := parsePrefixes("", c.Policy.TLSExemptNetworks)

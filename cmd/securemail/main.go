@@ -140,7 +140,7 @@ func portalSpoolPath(cfg *Config) string { return filepath.Join(cfg.DataDir, "po
 // writes.
 func newPortal(cfg *Config, store *keystore.Bolt, mk *keystore.MasterKey, log *slog.Logger) (*portal.Handler, error) {
 	a := cfg.Portal.Argon2
-	proxies, _ := parsePrefixes("", cfg.Portal.TrustedProxies) // validate checked them
+	proxies, _ := parsePrefixes("", cfg.Portal.TrustedProxies) // the validator checked them
 	return portal.New(portal.Options{
 		PortalURL:       cfg.Portal.URL,
 		Keys:            store,
