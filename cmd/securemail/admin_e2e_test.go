@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -285,6 +286,23 @@ func TestAdminAgainstLiveServe(t *testing.T) {
 	show := aeRun(t, bin, config, nil, "keys", "show", "--message-id", "<one@example.test-0>")
 	if !strings.Contains(show, "state       revoked at") || !strings.Contains(show, "sender      one@example.test") {
 		t.Fatalf("keys show after revoke:\n%s", show)
+	}
+	// A user who may not use the admin socket is told so in one line,
+	// with the fix. (The config must be readable to get that far.)
+	if err := os.Chmod(config, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{filepath.Dir(config)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nobody := exec.Command(bin, "keys", "list", "--config", config)
+	nobody.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	denied, err := nobody.CombinedOutput()
+	if err == nil || strings.Count(strings.TrimSpace(string(denied)), "\n") != 0 ||
+		!strings.Contains(string(denied), "cannot reach the admin socket") || !strings.Contains(string(denied), "run this command as root or as the user securemail serve runs as") {
+		t.Fatalf("keys list as nobody: %v\n%s", err, denied)
 	}
 	if out := aeRun(t, bin, config, nil, "accounts", "list"); !strings.Contains(out, "erase-me@external.test") {
 		t.Fatalf("accounts list:\n%s", out)
