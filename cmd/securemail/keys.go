@@ -20,8 +20,8 @@ import (
 	"github.com/securemail/securemail/keystore"
 )
 
-// now is the clock of the admin operations; tests override it.
-var now = time.Now
+// adminNow is the clock of the admin operations; tests override it.
+var adminNow = time.Now
 
 func init() {
 	registerAdminOp("keys.list", adminOp{run: opKeysList})
@@ -54,7 +54,7 @@ func (s keySelection) filter(at time.Time) keystore.KeyFilter {
 // exist), or the records the filter selects.
 func (s keySelection) each(ctx context.Context, store keystore.AdminStore, keys keystore.KeyStore, fn func(keystore.KeyRecord) error) error {
 	if len(s.IDs) == 0 {
-		return store.EachKey(ctx, s.filter(now()), fn)
+		return store.EachKey(ctx, s.filter(adminNow()), fn)
 	}
 	for _, raw := range s.IDs {
 		id, err := parseKeyID(raw)
@@ -225,7 +225,7 @@ func opKeysList(ctx context.Context, env *adminEnv, raw json.RawMessage, _ io.Re
 	if err := decodeArgs(raw, &a); err != nil {
 		return nil, err
 	}
-	at := now()
+	at := adminNow()
 	bw := bufio.NewWriterSize(out, 64<<10)
 	list := &jsonList{w: bw}
 	n := 0
@@ -264,7 +264,7 @@ func opKeysShow(ctx context.Context, env *adminEnv, raw json.RawMessage, _ io.Re
 	if a.ID != "" {
 		sel = keySelection{IDs: []string{a.ID}}
 	}
-	at := now()
+	at := adminNow()
 	var views []keyView
 	err := sel.each(ctx, env.store, env.store, func(rec keystore.KeyRecord) error {
 		reads, err := env.store.Reads(ctx, rec.ID)
@@ -337,7 +337,7 @@ func opKeysRevoke(ctx context.Context, env *adminEnv, raw json.RawMessage, _ io.
 	if err := decodeArgs(raw, &a); err != nil {
 		return nil, err
 	}
-	at := now()
+	at := adminNow()
 	res := countResult{IDs: []string{}}
 	bw := bufio.NewWriter(out)
 	err := a.Select.each(ctx, env.store, env.store, func(rec keystore.KeyRecord) error {
@@ -376,7 +376,7 @@ func opKeysExpire(ctx context.Context, env *adminEnv, raw json.RawMessage, _ io.
 	if err := decodeArgs(raw, &a); err != nil {
 		return nil, err
 	}
-	at := now()
+	at := adminNow()
 	var ids []keystore.KeyID
 	err := env.store.EachKey(ctx, keystore.KeyFilter{Before: a.Before}, func(rec keystore.KeyRecord) error {
 		if rec.Usable(at) == nil {
@@ -411,7 +411,7 @@ func opKeysSweep(ctx context.Context, env *adminEnv, raw json.RawMessage, _ io.R
 	if err := decodeArgs(raw, &a); err != nil {
 		return nil, err
 	}
-	n, err := env.store.SweepKeys(ctx, now().Add(-a.Grace))
+	n, err := env.store.SweepKeys(ctx, adminNow().Add(-a.Grace))
 	if err != nil {
 		return nil, err
 	}
@@ -535,7 +535,7 @@ func newKeysCommand(load func() (*Config, error)) *cobra.Command {
 			if expireBefore == "" {
 				return errors.New("keys expire: --before is required")
 			}
-			b, err := parseWhen(expireBefore, now())
+			b, err := parseWhen(expireBefore, adminNow())
 			if err != nil {
 				return fmt.Errorf("keys expire: --before: %w", err)
 			}
@@ -574,7 +574,7 @@ func addSelectFlags(cmd *cobra.Command, sel *keySelection, since, before *string
 }
 
 func parseWhenFlags(sel *keySelection, since, before string) error {
-	at := now()
+	at := adminNow()
 	if since != "" {
 		t, err := parseWhen(since, at)
 		if err != nil {

@@ -42,7 +42,7 @@ func opSeal(ctx context.Context, env *adminEnv, raw json.RawMessage, in io.Reade
 }
 
 func opOpen(ctx context.Context, env *adminEnv, _ json.RawMessage, in io.Reader, out io.Writer) (any, error) {
-	plain, id, err := openSealed(ctx, in, env.store, env.mk, now())
+	plain, id, err := openSealed(ctx, in, env.store, env.mk, adminNow())
 	if err != nil {
 		if id != "" {
 			env.log.Info("admin: open refused", "who", env.who, "key_id", id, "err", err)
