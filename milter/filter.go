@@ -106,6 +106,10 @@ type Config struct {
 	// KeystoreTimeout bounds a key commit; past it the message is refused
 	// with a temporary failure.
 	KeystoreTimeout time.Duration
+	// PeerTimeout is how long the MTA may stay silent while a message is
+	// in flight before the filter takes it for gone (see conn.go).
+	// Default DefaultPeerTimeout.
+	PeerTimeout time.Duration
 
 	Store     keystore.KeyStore
 	MasterKey *keystore.MasterKey
@@ -128,7 +132,7 @@ type Filter struct {
 	inflight  int
 	draining  bool
 	idle      chan struct{} // closed when draining and inflight reaches 0
-	conns     map[net.Conn]struct{}
+	conns     map[*trackedConn]struct{}
 	listeners []net.Listener
 }
 
@@ -153,6 +157,9 @@ func NewFilter(cfg Config) (*Filter, error) {
 	if cfg.KeystoreTimeout <= 0 {
 		cfg.KeystoreTimeout = 15 * time.Second
 	}
+	if cfg.PeerTimeout <= 0 {
+		cfg.PeerTimeout = DefaultPeerTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -165,7 +172,7 @@ func NewFilter(cfg Config) (*Filter, error) {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
 	}
-	f := &Filter{cfg: cfg, conns: map[net.Conn]struct{}{}}
+	f := &Filter{cfg: cfg, conns: map[*trackedConn]struct{}{}}
 	f.policy.Store(pol)
 	return f, nil
 }
@@ -194,11 +201,37 @@ func parseClientAddr(s string) netip.Addr {
 	return a
 }
 
+// MacroNeed is a macro the filter reads at MAIL FROM and what goes wrong
+// when the MTA does not send it (empty: nothing, it is only logged).
+type MacroNeed struct {
+	Name    string
+	Without string
+}
+
+// MailMacros are the macros the filter asks the MTA for at MAIL FROM (in
+// the milter handshake's symbol list). check-config compares the MTA's own
+// macro settings with this list.
+var MailMacros = []MacroNeed{
+	{"{auth_authen}", "authenticated submissions look like mail from the internet and pass unencrypted"},
+	{"{tls_version}", "every submission counts as plaintext and policy.require_tls refuses it"},
+	{"{cipher}", ""},
+	{"{client_addr}", "policy.trusted_networks and policy.tls_exempt_networks never match"},
+	{"i", "log lines carry no queue id"},
+}
+
 // Macros the filter asks the MTA for at MAIL FROM and at end of message.
 var (
-	mailMacros = []string{"{auth_authen}", "{tls_version}", "{cipher}", "{client_addr}", "i"}
+	mailMacros = macroNames(MailMacros)
 	eomMacros  = []string{"i"}
 )
+
+func macroNames(needs []MacroNeed) []string {
+	names := make([]string, len(needs))
+	for i, n := range needs {
+		names[i] = n.Name
+	}
+	return names
+}
 
 // Server returns a go-milter server whose sessions use f.
 func (f *Filter) Server() *gomilter.Server {
@@ -214,8 +247,10 @@ func (f *Filter) Server() *gomilter.Server {
 }
 
 // Serve runs sessions for connections from ln until Shutdown, which closes
-// ln. (go-milter's Server.Close is not safe to call while Serve runs, so
-// the filter closes its listeners itself.)
+// ln. Each connection gets its own go-milter server (see serveConn), so the
+// filter knows which connection a message came on and can end it when the
+// MTA goes away. (go-milter's Server.Close is not safe to call while Serve
+// runs, so the filter closes its listeners itself.)
 func (f *Filter) Serve(srv *gomilter.Server, ln net.Listener) error {
 	f.mu.Lock()
 	if f.draining {
@@ -224,11 +259,17 @@ func (f *Filter) Serve(srv *gomilter.Server, ln net.Listener) error {
 	}
 	f.listeners = append(f.listeners, ln)
 	f.mu.Unlock()
-	err := srv.Serve(&trackingListener{Listener: ln, f: f})
-	if f.isDraining() && errors.Is(err, net.ErrClosed) {
-		return nil
+	defer ln.Close()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if f.isDraining() && errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		go f.serveConn(srv, c)
 	}
-	return err
 }
 
 // Shutdown closes the listeners, refuses new messages (451 4.3.2), waits
@@ -258,20 +299,20 @@ func (f *Filter) Shutdown(ctx context.Context) error {
 		err = fmt.Errorf("milter: %d message(s) still in flight at shutdown: %w", f.inFlight(), ctx.Err())
 	}
 	f.mu.Lock()
-	open := make([]net.Conn, 0, len(f.conns))
+	open := make([]*trackedConn, 0, len(f.conns))
 	for c := range f.conns {
 		open = append(open, c)
 	}
 	f.mu.Unlock()
 	for _, c := range open {
 		if err != nil {
-			c.Close()
+			c.forceClose()
 			continue
 		}
 		// The last message's final reply may still be on its way out: a
 		// read deadline in the past ends the session at its next read,
 		// after that reply is written, and frees idle connections at once.
-		c.SetReadDeadline(time.Now())
+		c.expire()
 	}
 	return err
 }
@@ -310,42 +351,6 @@ func (f *Filter) endMessage() {
 			close(f.idle)
 		}
 	}
-}
-
-// trackingListener remembers open connections so Shutdown can close the
-// idle ones that go-milter's Server.Close leaves running.
-type trackingListener struct {
-	net.Listener
-	f *Filter
-}
-
-func (l *trackingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	tc := &trackedConn{Conn: c, f: l.f}
-	l.f.cfg.Events.SessionOpened()
-	l.f.mu.Lock()
-	l.f.conns[tc] = struct{}{}
-	l.f.mu.Unlock()
-	return tc, nil
-}
-
-type trackedConn struct {
-	net.Conn
-	f    *Filter
-	once sync.Once
-}
-
-func (c *trackedConn) Close() error {
-	c.once.Do(func() {
-		c.f.mu.Lock()
-		delete(c.f.conns, c)
-		c.f.mu.Unlock()
-		c.f.cfg.Events.SessionClosed()
-	})
-	return c.Conn.Close()
 }
 
 // commitKey stores rec durably within the keystore timeout.

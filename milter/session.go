@@ -15,8 +15,9 @@ import (
 // backend after every final reply but keeps it after a custom reply code,
 // so every MAIL FROM starts a new message here whatever came before.
 type session struct {
-	f   *Filter
-	msg *message // nil between messages
+	f    *Filter
+	conn *connState // shared by the sessions of one MTA connection
+	msg  *message   // nil between messages
 	// counted is true while the current message counts as in flight.
 	counted bool
 }
@@ -53,6 +54,9 @@ func (s *session) refuse(r *Reply) gomilter.Response {
 }
 
 func (s *session) endMessage() {
+	if s.conn != nil {
+		s.conn.end(s)
+	}
 	if s.msg != nil {
 		s.msg.close()
 		s.msg = nil
@@ -78,6 +82,9 @@ func (s *session) MailFrom(from string, m *gomilter.Modifier) (gomilter.Response
 			return replyShuttingDown.response(), nil
 		}
 		s.counted = true
+		if s.conn != nil {
+			s.conn.begin(s)
+		}
 		macros := m.Macros
 		s.msg = s.f.newMessage(from, macros["i"])
 		s.msg.auth = macros["{auth_authen}"]

@@ -102,7 +102,11 @@ func (h *handler) signin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ok = false
-	if found {
+	if found && acct.PasswordHash == "" {
+		// An administrator required a reset (securemail accounts
+		// reset): no password signs in until the owner sets a new one.
+		err = h.opts.Hasher.DummyVerify(ctx, NormalizePassword(password))
+	} else if found {
 		ok, err = h.opts.Hasher.Verify(ctx, acct.PasswordHash, NormalizePassword(password))
 		if err != nil && !errors.Is(err, ErrBusy) && ctx.Err() == nil {
 			h.log.Error("portal: stored password hash unusable", "err", err)

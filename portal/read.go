@@ -374,7 +374,7 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, s *keystore.Sessi
 		return
 	}
 	msg.Subject = h.withoutTag(msg.Subject)
-	h.log.Info("portal: message read", "key_id", rec.ID.String(), "remote", h.clientIP(r))
+	h.log.Info("portal: message read", "key_id", rec.ID.String(), "reader", s.Email, "remote", h.clientIP(r))
 	v := view{Title: "Your secure message", Email: s.Email, SignedIn: true, Token: token, Msg: msg, ReplyAll: h.opts.ReplyAll}
 	if r.URL.Query().Get("changed") != "" {
 		v.Notice = "Your password was changed. Every other browser signed in to your account was signed out."

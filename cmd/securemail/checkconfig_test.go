@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/securemail/securemail/cmd/securemail/internal/mtaconf"
 	"github.com/securemail/securemail/cmd/securemail/internal/mtatest"
 )
 
@@ -434,6 +435,10 @@ func ccPostconf(t *testing.T) string {
 }
 
 func TestCheckConfigPostfix(t *testing.T) {
+	// These cases are about the MTA's settings; their socket folders
+	// need not exist here (TestCheckConfigMilterSocketFolder checks that).
+	checkSocketFolder = false
+	t.Cleanup(func() { checkSocketFolder = true })
 	postconf := ccPostconf(t)
 	const queue = "@DIR@/spool" // queue_directory of every case
 	cases := []struct {
@@ -452,14 +457,14 @@ func TestCheckConfigPostfix(t *testing.T) {
 		}},
 		{name: "milter missing", edits: [][]string{{"-e", "smtpd_milters=inet:127.0.0.1:8891"}}, code: 2, wants: []ccWant{
 			`error: @DIR@/main.cf: smtpd_milters = "inet:127.0.0.1:8891" does not name securemail's inet:127.0.0.1:8894 (milter.listen): mail sent over SMTP bypasses encryption and [encrypt] messages leave in plaintext — add inet:127.0.0.1:8894 to smtpd_milters in @DIR@/main.cf`,
-			`warning: @DIR@/main.cf: non_smtpd_milters = "inet:127.0.0.1:8891" does not name securemail's inet:127.0.0.1:8894`,
+			`error: @DIR@/main.cf: non_smtpd_milters = "inet:127.0.0.1:8891" does not name securemail's inet:127.0.0.1:8894`,
 		}},
 		{name: "milter on another port", listen: "inet:127.0.0.1:9000", code: 2, wants: []ccWant{
 			`error: @DIR@/main.cf: smtpd_milters = "inet:127.0.0.1:8894" does not name securemail's inet:127.0.0.1:9000`,
-			`warning: @DIR@/main.cf: non_smtpd_milters = "inet:127.0.0.1:8894" does not name securemail's inet:127.0.0.1:9000`,
+			`error: @DIR@/main.cf: non_smtpd_milters = "inet:127.0.0.1:8894" does not name securemail's inet:127.0.0.1:9000`,
 		}},
-		{name: "non_smtpd_milters empty", edits: [][]string{{"-e", "non_smtpd_milters="}}, code: 1, wants: []ccWant{
-			`warning: @DIR@/main.cf: non_smtpd_milters = "" does not name securemail's inet:127.0.0.1:8894: mail submitted with the sendmail command (webmail, scripts) bypasses encryption — set non_smtpd_milters = $smtpd_milters`,
+		{name: "non_smtpd_milters empty", edits: [][]string{{"-e", "non_smtpd_milters="}}, code: 2, wants: []ccWant{
+			`error: @DIR@/main.cf: non_smtpd_milters = "" does not name securemail's inet:127.0.0.1:8894: mail submitted with the sendmail command (webmail, scripts) bypasses encryption and [encrypt] messages leave in plaintext — set non_smtpd_milters = $smtpd_milters`,
 		}},
 		{name: "milter only on submission", code: 1, edits: [][]string{
 			{"-e", "smtpd_milters=", "non_smtpd_milters=inet:127.0.0.1:8894"},
@@ -622,6 +627,10 @@ func TestCheckConfigWithoutPostconf(t *testing.T) {
 // --- Sendmail ------------------------------------------------------------
 
 func TestCheckConfigSendmail(t *testing.T) {
+	// These cases are about the MTA's settings; their socket folders
+	// need not exist here (TestCheckConfigMilterSocketFolder checks that).
+	checkSocketFolder = false
+	t.Cleanup(func() { checkSocketFolder = true })
 	cases := []struct {
 		name    string
 		cf      string // in testdata/checkconfig/sendmail
@@ -740,18 +749,18 @@ func TestCheckConfigSendmailFromContribMC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, want := parseSendmailCF(cf), parseSendmailCF(fixture)
-	if len(got.filters) != 1 || got.filters[0].fields["S"] != want.filters[0].fields["S"] ||
-		got.filters[0].fields["F"] != want.filters[0].fields["F"] ||
-		strings.Join(got.inputFilters, " ") != strings.Join(want.inputFilters, " ") {
+	got, want := mtaconf.ParseSendmailCF(cf), mtaconf.ParseSendmailCF(fixture)
+	if len(got.Filters) != 1 || got.Filters[0].Fields["S"] != want.Filters[0].Fields["S"] ||
+		got.Filters[0].Fields["F"] != want.Filters[0].Fields["F"] ||
+		strings.Join(got.InputFilters, " ") != strings.Join(want.InputFilters, " ") {
 		t.Errorf("generated sendmail.cf and testdata good.cf differ:\ngenerated %+v\nfixture   %+v", got, want)
 	}
 }
 
 func TestCheckConfigParsePostfixMilters(t *testing.T) {
-	got := parsePostfixMilters("inet:127.0.0.1:8891,{ inet:127.0.0.1:8894, connect_timeout = 10s, default_action=accept }  unix:/x.sock")
-	if len(got) != 3 || got[0].addr != "inet:127.0.0.1:8891" || got[1].addr != "inet:127.0.0.1:8894" ||
-		got[1].settings["default_action"] != "accept" || got[1].settings["connect_timeout"] != "10s" || got[2].addr != "unix:/x.sock" {
-		t.Errorf("parsePostfixMilters: %+v", got)
+	got := mtaconf.ParsePostfixMilters("inet:127.0.0.1:8891,{ inet:127.0.0.1:8894, connect_timeout = 10s, default_action=accept }  unix:/x.sock")
+	if len(got) != 3 || got[0].Addr != "inet:127.0.0.1:8891" || got[1].Addr != "inet:127.0.0.1:8894" ||
+		got[1].Settings["default_action"] != "accept" || got[1].Settings["connect_timeout"] != "10s" || got[2].Addr != "unix:/x.sock" {
+		t.Errorf("ParsePostfixMilters: %+v", got)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -17,7 +16,6 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/securemail/securemail/milter"
-	"github.com/securemail/securemail/portal"
 )
 
 // Config is the operator interface: one YAML file, every key overridable by
@@ -86,6 +84,11 @@ type Config struct {
 
 	// lists holds the policy lists with their files read (lists.go).
 	lists policyLists
+	Admin struct {
+		// Socket is the control socket of the admin commands;
+		// empty means data_dir/admin.sock.
+		Socket string `mapstructure:"socket"`
+	} `mapstructure:"admin"`
 }
 
 // defaults is the embedded default: everything on loopback, data in a
@@ -122,6 +125,7 @@ var defaults = map[string]any{
 	"keystore.key_lifetime":         "2160h",
 	"smtp.relay":                    "127.0.0.1:25",
 	"smtp.from":                     "",
+	"admin.socket":                  "",
 }
 
 // loadConfig reads path (none: the embedded default), applies the
@@ -131,18 +135,12 @@ func loadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	var cfg Config
-	if err := v.UnmarshalExact(&cfg, configDecodeHook()); err != nil {
-		return nil, fmt.Errorf("config %s: %s", orDefault(path), explainDecodeError(err))
+	r := &checkReport{}
+	cfg := validateConfig(v, orDefault(path), r)
+	if errs := r.errors(); len(errs) > 0 {
+		return nil, &configErrors{name: orDefault(path), problems: errs}
 	}
-	cfg.fillDerived()
-	if err := cfg.validate(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
-	}
-	if cfg.lists, err = cfg.readPolicyLists(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
-	}
-	return &cfg, nil
+	return cfg, nil
 }
 
 // newConfigViper holds the defaults, the environment and the file at path
@@ -166,18 +164,13 @@ func newConfigViper(path string) (*viper.Viper, error) {
 	return v, nil
 }
 
-func configDecodeHook() viper.DecoderConfigOption {
-	return viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
-		byteSizeHook,
-		mapstructure.StringToTimeDurationHookFunc(),
-		mapstructure.StringToSliceHookFunc(","),
-	))
-}
-
 // fillDerived sets the values whose defaults depend on other keys.
 func (c *Config) fillDerived() {
 	if c.Keystore.MasterKeyFile == "" {
 		c.Keystore.MasterKeyFile = filepath.Join(c.DataDir, "master.key")
+	}
+	if c.Admin.Socket == "" {
+		c.Admin.Socket = filepath.Join(c.DataDir, "admin.sock")
 	}
 }
 
@@ -203,87 +196,7 @@ func orDefault(path string) string {
 	return path
 }
 
-var invalidKeysRe = regexp.MustCompile(`'([^']*)' has invalid keys: ([^\n]*)`)
-
-// explainDecodeError turns mapstructure's "'policy' has invalid keys: x"
-// lines into one sentence naming each unknown key in full.
-func explainDecodeError(err error) string {
-	var unknown []string
-	for _, m := range invalidKeysRe.FindAllStringSubmatch(err.Error(), -1) {
-		for _, k := range strings.Split(m[2], ", ") {
-			if m[1] != "" {
-				k = m[1] + "." + k
-			}
-			unknown = append(unknown, k)
-		}
-	}
-	if len(unknown) == 0 {
-		return err.Error()
-	}
-	return "unknown key(s): " + strings.Join(unknown, ", ") + " (contrib/securemail.example.yaml lists every key)"
-}
-
-func (c *Config) validate() error {
-	var errs []error
-	if c.DataDir == "" {
-		errs = append(errs, errors.New("data_dir must not be empty"))
-	}
-	if _, err := parseLevel(c.Log.Level); err != nil {
-		errs = append(errs, err)
-	}
-	if _, _, err := parseListen(c.Milter.Listen); err != nil {
-		errs = append(errs, err)
-	}
-	if _, err := parseSocketMode(c.Milter.SocketMode); err != nil {
-		errs = append(errs, err)
-	}
-	if u, err := url.Parse(c.Portal.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("portal.url %q must be an http:// or https:// URL", c.Portal.URL))
-	} else if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
-		// Plain HTTP is for loopback tests only: recipients type
-		// passwords into the portal, and its cookie is Secure only over
-		// https.
-		errs = append(errs, fmt.Errorf("portal.url %s is plain HTTP on a host that is not loopback; use https:// (the portal behind a TLS reverse proxy)", c.Portal.URL))
-	}
-	for _, n := range [][2]any{{"policy.trusted_networks", c.Policy.TrustedNetworks}, {"policy.tls_exempt_networks", c.Policy.TLSExemptNetworks}, {"portal.trusted_proxies", c.Portal.TrustedProxies}} {
-		if _, err := parsePrefixes(n[0].(string), n[1].([]string)); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if c.Policy.MaxMessageSize <= 0 {
-		errs = append(errs, errors.New("policy.max_message_size must be positive"))
-	}
-	if c.Policy.SubjectTag == "" && c.Policy.TriggerHeader == "" {
-		errs = append(errs, errors.New("policy.subject_tag and policy.trigger_header are both empty: nothing could ever be encrypted"))
-	}
-	if c.Portal.SpoolTTL <= 0 {
-		errs = append(errs, errors.New("portal.spool_ttl must be positive, e.g. 24h"))
-	}
-	if min := portal.MinSpoolMax(int64(c.Policy.MaxMessageSize)); int64(c.Portal.SpoolMax) < min {
-		errs = append(errs, fmt.Errorf("portal.spool_max %d bytes must hold at least one upload of the largest envelope (%d bytes for policy.max_message_size); the default is 2GiB", int64(c.Portal.SpoolMax), min))
-	}
-	if c.Portal.RepliesPerHour < 1 {
-		errs = append(errs, errors.New("portal.replies_per_hour must be at least 1 (default 20)"))
-	}
-	if c.Portal.MinPasswordLength < 8 || c.Portal.MinPasswordLength > 64 {
-		errs = append(errs, fmt.Errorf("portal.min_password_length %d must be between 8 and 64 (NIST 800-63B asks for at least 8; 12 is the default)", c.Portal.MinPasswordLength))
-	}
-	if a := c.Portal.Argon2; a.Concurrency < 1 {
-		errs = append(errs, errors.New("portal.argon2.concurrency must be at least 1 (default 2)"))
-	} else if err := portal.ValidateArgon2Config(a.Time, uint64(a.Memory), a.Threads); err != nil {
-		errs = append(errs, err)
-	}
-	if c.Keystore.KeyLifetime <= 0 {
-		errs = append(errs, errors.New("keystore.key_lifetime must be positive, e.g. 2160h (90 days)"))
-	}
-	if err := c.validateMetrics(); err != nil {
-		errs = append(errs, err)
-	}
-	errs = append(errs, c.Keystore.StoreConfig.validate()...)
-	return errors.Join(errs...)
-}
-
-// policy converts the policy section for the milter; validate has run.
+// policy converts the policy section for the milter; the validator has run.
 func (c *Config) policy() milter.Policy {
 	trusted, _ := parsePrefixes("", c.Policy.TrustedNetworks)
 	exempt, _ := parsePrefixes("", c.Policy.TLSExemptNetworks)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -44,5 +45,35 @@ func TestMissingMasterKeyIsNotReplacedWhenKeysExist(t *testing.T) {
 	store.Close()
 	if again.ID() != mk.ID() {
 		t.Fatal("the restored master key has another id")
+	}
+}
+
+// Spool files left by a crash are removed at start, and the start says so.
+func TestStartRemovesStaleSpoolFiles(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("SECUREMAIL_DATA_DIR", dir)
+	cfg, err := loadConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(spoolPath(cfg), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := os.WriteFile(filepath.Join(spoolPath(cfg), "spool-crash"+strconv.Itoa(i)), []byte("ciphertext"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logBuf strings.Builder
+	_, store, err := openKeys(cfg, slog.New(slog.NewTextHandler(&logBuf, nil)), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+	if left, _ := filepath.Glob(filepath.Join(spoolPath(cfg), "*")); len(left) != 0 {
+		t.Fatalf("spool files left: %v", left)
+	}
+	if !strings.Contains(logBuf.String(), "removed spool files a previous run left behind") || !strings.Contains(logBuf.String(), "count=3") {
+		t.Fatalf("log:\n%s", logBuf.String())
 	}
 }

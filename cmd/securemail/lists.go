@@ -74,12 +74,3 @@ func joinList(inlineKey string, inline []string, filesKey string, files []string
 	}
 	return out, nil
 }
-
-// checkPolicyLists reports, for check-config, a list file that serve or a
-// reload would refuse.
-func checkPolicyLists(r *checkReport, c *Config) {
-	if _, err := c.readPolicyLists(); err != nil {
-		key, _, _ := strings.Cut(err.Error(), ":")
-		r.errorf(key, "correct the entry or the file named; serve refuses the whole configuration (and a reload keeps the old one) until then", "%v", err)
-	}
-}

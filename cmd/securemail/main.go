@@ -42,6 +42,10 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newServeCommand(load), newSealCommand(load), newOpenCommand(load))
 	root.AddCommand(newCheckConfigCommand())
 	root.AddCommand(newMigrateCommand(load))
+	root.AddCommand(newKeysCommand(load), newAccountsCommand(load), newBackupCommand(load), newRestoreCommand(load),
+		newMasterKeyCommand(load), newVersionCommand())
+	root.Version = readVersion().String()
+	root.SetVersionTemplate("{{.Version}}\n")
 	return root
 }
 
@@ -61,7 +65,7 @@ func newLevelLogger(cfg *Config, level *slog.LevelVar) *slog.Logger {
 // and the file does not exist yet.
 func openMasterKey(cfg *Config, log *slog.Logger, create bool) (*keystore.MasterKey, error) {
 	path := cfg.Keystore.MasterKeyFile
-	mk, err := keystore.LoadMasterKey(path)
+	mk, err := loadMasterKeyRing(cfg, log)
 	if err == nil || !create || !errors.Is(err, fs.ErrNotExist) {
 		return mk, err
 	}
@@ -84,8 +88,13 @@ func openMasterKey(cfg *Config, log *slog.Logger, create bool) (*keystore.Master
 // otherwise (open) both must exist and a bbolt database opens read-only.
 func openKeys(cfg *Config, log *slog.Logger, writable bool) (*keystore.MasterKey, keystore.Store, error) {
 	if writable {
-		if err := prepareDataDir(cfg); err != nil {
+		removed, err := prepareDataDir(cfg)
+		if err != nil {
 			return nil, nil, fmt.Errorf("data directory: %w", err)
+		}
+		if removed > 0 {
+			log.Warn("removed spool files a previous run left behind (messages that were never answered; their MTA kept or retried them)",
+				"count", removed, "spool", spoolPath(cfg))
 		}
 	}
 	if cfg.Keystore.Backend == backendPostgres {
@@ -108,20 +117,21 @@ func spoolPath(cfg *Config) string    { return filepath.Join(cfg.DataDir, "spool
 // prepareDataDir creates the data and spool folders and removes spool files
 // a previous run left behind (ciphertext of messages that were never
 // accepted).
-func prepareDataDir(cfg *Config) error {
+func prepareDataDir(cfg *Config) (removed int, err error) {
 	if err := os.MkdirAll(spoolPath(cfg), 0o700); err != nil {
-		return err
+		return 0, err
 	}
 	stale, err := filepath.Glob(filepath.Join(spoolPath(cfg), "spool-*"))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for _, f := range stale {
 		if err := os.Remove(f); err != nil {
-			return err
+			return removed, err
 		}
+		removed++
 	}
-	return nil
+	return removed, nil
 }
 
 // newFilter builds the milter's filter from cfg.
@@ -164,7 +174,7 @@ func newBrandedPortal(cfg *Config, store keystore.Store, mk *keystore.MasterKey,
 		portalStore = mets.PortalStore(store)
 	}
 	a := cfg.Portal.Argon2
-	proxies, _ := parsePrefixes("", cfg.Portal.TrustedProxies) // validate checked them
+	proxies, _ := parsePrefixes("", cfg.Portal.TrustedProxies) // the validator checked them
 	return portal.New(portal.Options{
 		PortalURL:      cfg.Portal.URL,
 		Keys:           store,

@@ -142,7 +142,7 @@ func TestMigrateToPostgres(t *testing.T) {
 	}
 	t.Logf("PostgreSQL keys table with indexes: %d bytes per key record", perKey)
 	for i, m := range msgs {
-		plain, err := openSealed(bytes.NewReader(m.sealed), pg, e.master, time.Now())
+		plain, _, err := openSealed(context.Background(), bytes.NewReader(m.sealed), pg, e.master, time.Now())
 		if err != nil || !bytes.Equal(plain, m.plain) {
 			t.Fatalf("sealed message %d from PostgreSQL: %v", i, err)
 		}

@@ -61,7 +61,7 @@ func newReloadFixture(t *testing.T) *reloadFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := prepareDataDir(cfg); err != nil {
+	if _, err := prepareDataDir(cfg); err != nil {
 		t.Fatal(err)
 	}
 	store, err := keystore.OpenBolt(keystorePath(cfg), keystore.BoltOptions{})

@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"mime"
 	"net/mail"
@@ -103,7 +104,7 @@ func (e *rtEnv) roundTrip(t *testing.T, msg []byte, marker string) {
 		t.Fatalf("seal: %v", err)
 	}
 	rtCheckSealed(t, msg, sealed.Bytes(), marker)
-	plain, err := openSealed(bytes.NewReader(sealed.Bytes()), e.store, e.master, time.Now())
+	plain, _, err := openSealed(context.Background(), bytes.NewReader(sealed.Bytes()), e.store, e.master, time.Now())
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
@@ -319,8 +320,16 @@ func TestCLISealOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	sealed := filepath.Join(dir, "sealed.eml")
+	// seal never creates a master key: without a data directory it
+	// says so. serve's first start creates both.
 	r := rtRun(t, bin, orig, "seal", "--config", config, "--from", rtFrom, "--rcpt", rtRcpt)
+	if r.code != 1 || !strings.Contains(string(r.stderr), "no key database at") {
+		t.Fatalf("seal before the first start: exit %d\n%s", r.code, r.stderr)
+	}
+	rtInitStore(t, config)
+
+	sealed := filepath.Join(dir, "sealed.eml")
+	r = rtRun(t, bin, orig, "seal", "--config", config, "--from", rtFrom, "--rcpt", rtRcpt)
 	if r.code != 0 {
 		t.Fatalf("seal: exit %d\n%s", r.code, r.stderr)
 	}
@@ -368,7 +377,7 @@ func TestCLISealOpen(t *testing.T) {
 		{name: "seal without --rcpt", stdin: orig, args: []string{"seal", "--config", config, "--from", rtFrom},
 			want: "give at least one --rcpt"},
 		{name: "open while the keystore is in use", args: []string{"open", "--config", config, sealed},
-			want: "database is in use", setup: func(t *testing.T) {
+			want: "is in use, but nothing answers on the admin socket", setup: func(t *testing.T) {
 				cfg, err := loadConfig(config)
 				if err != nil {
 					t.Fatal(err)
@@ -402,6 +411,23 @@ func TestCLISealOpen(t *testing.T) {
 				t.Errorf("stderr holds plaintext:\n%s", r.stderr)
 			}
 		})
+	}
+}
+
+// rtInitStore creates the master key and the key database as serve's
+// first start does.
+func rtInitStore(t *testing.T, config string) {
+	t.Helper()
+	cfg, err := loadConfig(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, store, err := openKeys(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 

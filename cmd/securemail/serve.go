@@ -27,7 +27,8 @@ const (
 )
 
 func newServeCommand(load func() (*Config, error)) *cobra.Command {
-	return &cobra.Command{
+	var opts serveOptions
+	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the milter and the portal until SIGTERM",
 		Args:  cobra.NoArgs,
@@ -38,12 +39,14 @@ func newServeCommand(load func() (*Config, error)) *cobra.Command {
 			}
 			level := new(slog.LevelVar)
 			log := newLevelLogger(cfg, level)
-			return serve(cfg, log, &reloader{load: load, level: level, cur: cfg, log: log})
+			return serve(cfg, log, &reloader{load: load, level: level, cur: cfg, log: log}, opts)
 		},
 	}
+	cmd.Flags().BoolVar(&opts.allowMasterKeyMismatch, "allow-master-key-mismatch", false, "start even if the master key wraps none of the existing key records (they stay unreadable)")
+	return cmd
 }
 
-func serve(cfg *Config, log *slog.Logger, reload *reloader) error {
+func serve(cfg *Config, log *slog.Logger, reload *reloader, opts serveOptions) error {
 	// go-milter reports connection errors through the standard logger.
 	slog.SetDefault(log)
 	mk, store, err := openKeys(cfg, log, true)
@@ -55,12 +58,20 @@ func serve(cfg *Config, log *slog.Logger, reload *reloader) error {
 			log.Error("closing the keystore failed", "err", err)
 		}
 	}()
+	if err := refuseForeignMasterKey(cfg, store, mk, log, opts); err != nil {
+		return err
+	}
 	mets := newMetrics(cfg)
 	filter, err := newFilterEvents(cfg, store, mk, log, mets.Milter())
 	if err != nil {
 		return err
 	}
 	reload.filter, reload.onReload = filter, mets.Reloaded
+	admin, err := startAdmin(cfg, store, mk, filter, log)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
 
 	milterLn, err := listenMilter(cfg)
 	if err != nil {
@@ -103,7 +114,8 @@ func serve(cfg *Config, log *slog.Logger, reload *reloader) error {
 		}
 	}()
 	log.Info("securemail started", "milter", cfg.Milter.Listen, "portal", cfg.Portal.Listen,
-		"portal_url", cfg.Portal.URL, "data_dir", cfg.DataDir, "master_key_id", mk.ID())
+		"portal_url", cfg.Portal.URL, "data_dir", cfg.DataDir, "master_key_id", mk.ID(), "admin_socket", adminSocketPath(cfg),
+		"version", readVersion().Version)
 
 	metricsSrv, err := startMetrics(cfg, mets, readinessChecks(cfg, store, mk, &up), log, errc)
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -89,7 +90,7 @@ func TestPostgresBackendSharedByTwoHosts(t *testing.T) {
 	}
 
 	second := newRTEnvFrom(t, pgConfig(t, t.TempDir(), keyFile, dsn))
-	plain, err := openSealed(bytes.NewReader(sealed.Bytes()), second.store, second.master, time.Now())
+	plain, _, err := openSealed(context.Background(), bytes.NewReader(sealed.Bytes()), second.store, second.master, time.Now())
 	if err != nil || !bytes.Equal(plain, msg) {
 		t.Fatalf("open on the second host: %v\n%s", err, plain)
 	}

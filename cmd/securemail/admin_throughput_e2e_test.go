@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/securemail/securemail/cmd/securemail/internal/mtatest"
+)
+
+// TestPostfixThroughputDuringKeysList measures the milter's tagged
+// throughput through a real Postfix (as TestPostfixThroughput's D) on a
+// store of 100 000 keys, alone and while "securemail keys list" lists the
+// whole store back to back, interleaved in rounds. Only with
+// SECUREMAIL_BENCH_E2E=1; BENCHMARKS.md (issue 10) reports it. Nothing
+// asserts a time.
+func TestPostfixThroughputDuringKeysList(t *testing.T) {
+	if os.Getenv(tpEnv) != "1" {
+		t.Skipf("throughput benchmark: set %s=1 to run it (root, Postfix, smtp-source, smtp-sink)", tpEnv)
+	}
+	mtatest.RequireTools(t, append([]string{"smtp-source", "smtp-sink"}, mtatest.PostfixTools...)...)
+	mtatest.RequireRoot(t)
+	msgs := tpEnvInt(t, tpMsgsEnv, 600)
+	rounds := tpEnvInt(t, tpRoundsEnv, 3)
+	nKeys := tpEnvInt(t, "SECUREMAIL_ADMIN_E2E_KEYS", 100000)
+
+	bin := e2eBuild(t)
+	sink := tpStartSmtpSink(t)
+	pf := mtatest.NewPostfix(t, mtatest.PostfixOptions{
+		RelayHost: sink.addr,
+		MainCF:    e2eReadSnippet(t, "main.cf.snippet"),
+	})
+	milterAddr := fmt.Sprintf("127.0.0.1:%d", mtatest.FreePort(t))
+	pf.Postconf(t, "-e", "smtpd_milters=inet:"+milterAddr)
+	config := tpWriteConfig(t, milterAddr, pf.SMTPAddr())
+	cfg, err := loadConfig(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aeFillStore(t, cfg, nKeys)
+	srv := e2eStartServe(t, bin, config, milterAddr)
+	pf.Start(t)
+	tagged := tpConfig{key: "D", name: "securemail, [encrypt]", addr: pf.SMTPAddr(), subject: e2eTag + " " + tpSubject, verdict: "sealed"}
+	tpRun(t, pf, sink, srv, tagged, tpWarmup)
+
+	var alone, during []float64
+	listings := 0
+	for r := 1; r <= rounds; r++ {
+		a := tpRun(t, pf, sink, srv, tagged, msgs)
+		ctx, stop := context.WithCancel(context.Background())
+		var lists atomic.Int64
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for ctx.Err() == nil {
+				cmd := exec.CommandContext(ctx, bin, "keys", "list", "--config", config)
+				if err := cmd.Run(); err != nil {
+					if ctx.Err() == nil {
+						t.Errorf("keys list: %v", err)
+					}
+					return
+				}
+				lists.Add(1)
+			}
+		}()
+		time.Sleep(200 * time.Millisecond) // the first listing is under way
+		d := tpRun(t, pf, sink, srv, tagged, msgs)
+		stop()
+		<-done
+		listings += int(lists.Load())
+		alone, during = append(alone, a.rate), append(during, d.rate)
+		t.Logf("round %d: alone %.1f msgs/s, during keys list %.1f msgs/s (%d listings)", r, a.rate, d.rate, lists.Load())
+	}
+	ma, md := tpMedian(alone), tpMedian(during)
+	t.Logf("tagged throughput, median of %d rounds of %d messages: alone %.1f msgs/s, during back-to-back keys list of %d keys %.1f msgs/s, ratio %.2f (%d listings in all)",
+		rounds, msgs, ma, nKeys, md, md/ma, listings)
+}

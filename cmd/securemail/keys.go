@@ -1,0 +1,593 @@
+package main
+
+// securemail keys: list, show, revoke, expire and sweep key records, in
+// the running service or, when it is down, on the store directly.
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/securemail/securemail/keystore"
+)
+
+// adminNow is the clock of the admin operations; tests override it.
+var adminNow = time.Now
+
+func init() {
+	registerAdminOp("keys.list", adminOp{run: opKeysList})
+	registerAdminOp("keys.show", adminOp{run: opKeysShow})
+	registerAdminOp("keys.revoke", adminOp{run: opKeysRevoke, writable: true})
+	registerAdminOp("keys.expire", adminOp{run: opKeysExpire, writable: true})
+	registerAdminOp("keys.sweep", adminOp{run: opKeysSweep, writable: true})
+}
+
+// keySelection is how the commands name key records.
+type keySelection struct {
+	IDs       []string  `json:"ids,omitempty"`
+	MessageID string    `json:"message_id,omitempty"`
+	Sender    string    `json:"sender,omitempty"`
+	Recipient string    `json:"recipient,omitempty"`
+	Since     time.Time `json:"since,omitzero"`
+	Before    time.Time `json:"before,omitzero"`
+	Expired   bool      `json:"expired,omitempty"`
+}
+
+func (s keySelection) filter(at time.Time) keystore.KeyFilter {
+	f := keystore.KeyFilter{Sender: s.Sender, Recipient: s.Recipient, MessageID: s.MessageID, Since: s.Since, Before: s.Before}
+	if s.Expired {
+		f.ExpiredAt = at
+	}
+	return f
+}
+
+// each calls fn for every selected record: the named ids (each must
+// exist), or the records the filter selects.
+func (s keySelection) each(ctx context.Context, store keystore.AdminStore, keys keystore.KeyStore, fn func(keystore.KeyRecord) error) error {
+	if len(s.IDs) == 0 {
+		return store.EachKey(ctx, s.filter(adminNow()), fn)
+	}
+	for _, raw := range s.IDs {
+		id, err := parseKeyID(raw)
+		if err != nil {
+			return err
+		}
+		rec, err := keys.Key(ctx, id)
+		if errors.Is(err, keystore.ErrNotFound) {
+			return fmt.Errorf("no key %s", id)
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func parseKeyID(s string) (keystore.KeyID, error) {
+	var id keystore.KeyID
+	b, err := hex.DecodeString(strings.TrimSpace(s))
+	if err != nil || len(b) != len(id) {
+		return id, fmt.Errorf("%q is not a key id (32 hex digits, as keys list prints them)", s)
+	}
+	copy(id[:], b)
+	return id, nil
+}
+
+// parseWhen reads a point in time: RFC 3339, a date (2026-12-01, UTC), or
+// a duration back from now (36h, 7d).
+func parseWhen(s string, at time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse("2006-01-02", s); err == nil {
+		return t, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.Atoi(days); err == nil && n >= 0 {
+			return at.Add(-time.Duration(n) * 24 * time.Hour), nil
+		}
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return at.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("%q is not a time: give 2026-12-01, 2026-12-01T15:04:05Z, or an age such as 36h or 7d", s)
+}
+
+// keyView is a key record as the commands print it; its JSON field names
+// are the --json output format.
+type keyView struct {
+	ID          string     `json:"id"`
+	Sender      string     `json:"sender"`
+	Recipients  []string   `json:"recipients"`
+	MessageID   string     `json:"message_id"`
+	Size        int64      `json:"size"`
+	Created     time.Time  `json:"created"`
+	Expires     time.Time  `json:"expires"`
+	Revoked     *time.Time `json:"revoked,omitempty"`
+	State       string     `json:"state"`
+	MasterKeyID string     `json:"master_key_id,omitempty"`
+	Shredded    bool       `json:"shredded"`
+	Reads       []readView `json:"reads,omitempty"`
+}
+
+type readView struct {
+	Reader string    `json:"reader"`
+	At     time.Time `json:"at"`
+	Remote string    `json:"remote"`
+}
+
+func viewKey(rec keystore.KeyRecord, at time.Time) keyView {
+	v := keyView{
+		ID: rec.ID.String(), Sender: rec.Sender, Recipients: rec.Recipients, MessageID: rec.MessageID,
+		Size: rec.Size, Created: rec.Created, Expires: rec.Expires, State: "live",
+		MasterKeyID: rec.MasterKeyID, Shredded: len(rec.WrappedDEK) == 0,
+	}
+	if !rec.Revoked.IsZero() {
+		r := rec.Revoked
+		v.Revoked = &r
+	}
+	switch err := rec.Usable(at); {
+	case errors.Is(err, keystore.ErrRevoked):
+		v.State = "revoked"
+	case errors.Is(err, keystore.ErrExpired):
+		v.State = "expired"
+	}
+	if v.Shredded {
+		v.MasterKeyID = ""
+	}
+	return v
+}
+
+const timeFmt = "2006-01-02T15:04:05Z"
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(timeFmt)
+}
+
+// keyLine is one line of keys list: id, created, expires, state, sender,
+// recipients, message-id.
+func keyLine(v keyView) string {
+	mid := v.MessageID
+	if mid == "" {
+		mid = "-"
+	}
+	return fmt.Sprintf("%s  %s  %s  %-7s  %s -> %s  %s\n", v.ID, fmtTime(v.Created), fmtTime(v.Expires), v.State,
+		orDash(v.Sender), strings.Join(v.Recipients, ","), mid)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+type listArgs struct {
+	Select keySelection `json:"select"`
+	JSON   bool         `json:"json"`
+}
+
+// jsonList writes a JSON array one element at a time.
+type jsonList struct {
+	w io.Writer
+	n int
+}
+
+func (l *jsonList) add(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	sep := ",\n"
+	if l.n == 0 {
+		sep = "[\n"
+	}
+	l.n++
+	if _, err := io.WriteString(l.w, sep); err != nil {
+		return err
+	}
+	_, err = l.w.Write(b)
+	return err
+}
+
+func (l *jsonList) end() error {
+	if l.n == 0 {
+		_, err := io.WriteString(l.w, "[]\n")
+		return err
+	}
+	_, err := io.WriteString(l.w, "\n]\n")
+	return err
+}
+
+type countResult struct {
+	Count int      `json:"count"`
+	IDs   []string `json:"ids,omitempty"`
+}
+
+func opKeysList(ctx context.Context, env *adminEnv, raw json.RawMessage, _ io.Reader, out io.Writer) (any, error) {
+	var a listArgs
+	if err := decodeArgs(raw, &a); err != nil {
+		return nil, err
+	}
+	at := adminNow()
+	bw := bufio.NewWriterSize(out, 64<<10)
+	list := &jsonList{w: bw}
+	n := 0
+	err := a.Select.each(ctx, env.store, env.store, func(rec keystore.KeyRecord) error {
+		n++
+		v := viewKey(rec, at)
+		if a.JSON {
+			return list.add(v)
+		}
+		_, err := io.WriteString(bw, keyLine(v))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if a.JSON {
+		if err := list.end(); err != nil {
+			return nil, err
+		}
+	}
+	return countResult{Count: n}, bw.Flush()
+}
+
+type showArgs struct {
+	ID        string `json:"id"`
+	MessageID string `json:"message_id"`
+	JSON      bool   `json:"json"`
+}
+
+func opKeysShow(ctx context.Context, env *adminEnv, raw json.RawMessage, _ io.Reader, out io.Writer) (any, error) {
+	var a showArgs
+	if err := decodeArgs(raw, &a); err != nil {
+		return nil, err
+	}
+	sel := keySelection{MessageID: a.MessageID}
+	if a.ID != "" {
+		sel = keySelection{IDs: []string{a.ID}}
+	}
+	at := adminNow()
+	var views []keyView
+	err := sel.each(ctx, env.store, env.store, func(rec keystore.KeyRecord) error {
+		reads, err := env.store.Reads(ctx, rec.ID)
+		if err != nil {
+			return err
+		}
+		v := viewKey(rec, at)
+		v.Reads = []readView{}
+		for _, r := range reads {
+			v.Reads = append(v.Reads, readView{Reader: r.Reader, At: r.At, Remote: r.Remote})
+		}
+		views = append(views, v)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(views) == 0 {
+		return nil, fmt.Errorf("no key with message-id %s", a.MessageID)
+	}
+	if a.JSON {
+		list := &jsonList{w: out}
+		for _, v := range views {
+			if err := list.add(v); err != nil {
+				return nil, err
+			}
+		}
+		return countResult{Count: len(views)}, list.end()
+	}
+	var b strings.Builder
+	for i, v := range views {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		fmt.Fprintf(&b, "key         %s\n", v.ID)
+		fmt.Fprintf(&b, "sender      %s\n", orDash(v.Sender))
+		fmt.Fprintf(&b, "recipients  %s\n", strings.Join(v.Recipients, ", "))
+		fmt.Fprintf(&b, "message-id  %s\n", orDash(v.MessageID))
+		fmt.Fprintf(&b, "size        %d\n", v.Size)
+		fmt.Fprintf(&b, "created     %s\n", fmtTime(v.Created))
+		fmt.Fprintf(&b, "expires     %s\n", fmtTime(v.Expires))
+		state := v.State
+		if v.Revoked != nil {
+			state += " at " + fmtTime(*v.Revoked)
+		}
+		fmt.Fprintf(&b, "state       %s\n", state)
+		if v.Shredded {
+			fmt.Fprintf(&b, "data key    deleted (no copy of the message can be opened)\n")
+		} else {
+			fmt.Fprintf(&b, "data key    wrapped by master key %s\n", v.MasterKeyID)
+		}
+		fmt.Fprintf(&b, "reads       %d\n", len(v.Reads))
+		for _, r := range v.Reads {
+			fmt.Fprintf(&b, "  %s  %s  from %s\n", fmtTime(r.At), r.Reader, orDash(r.Remote))
+		}
+	}
+	_, err = io.WriteString(out, b.String())
+	return countResult{Count: len(views)}, err
+}
+
+type revokeArgs struct {
+	Select keySelection `json:"select"`
+	DryRun bool         `json:"dry_run"`
+}
+
+// opKeysRevoke crypto-shreds the selected keys; a dry run lists them and
+// returns their ids, so the confirmed run revokes exactly those.
+func opKeysRevoke(ctx context.Context, env *adminEnv, raw json.RawMessage, _ io.Reader, out io.Writer) (any, error) {
+	var a revokeArgs
+	if err := decodeArgs(raw, &a); err != nil {
+		return nil, err
+	}
+	at := adminNow()
+	res := countResult{IDs: []string{}}
+	bw := bufio.NewWriter(out)
+	err := a.Select.each(ctx, env.store, env.store, func(rec keystore.KeyRecord) error {
+		res.IDs = append(res.IDs, rec.ID.String())
+		if a.DryRun {
+			_, err := io.WriteString(bw, keyLine(viewKey(rec, at)))
+			return err
+		}
+		if err := env.store.ShredKey(ctx, rec.ID, at); err != nil {
+			return err
+		}
+		env.log.Info("admin: key revoked, its data key deleted", "who", env.who, "key_id", rec.ID.String(), "sender", rec.Sender)
+		_, err := fmt.Fprintf(bw, "revoked %s\n", rec.ID)
+		return err
+	})
+	res.Count = len(res.IDs)
+	if ferr := bw.Flush(); err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if a.DryRun {
+		return res, nil
+	}
+	_, err = fmt.Fprintf(out, "revoked %d key(s): their messages can no longer be opened\n", res.Count)
+	return res, err
+}
+
+type expireArgs struct {
+	Before time.Time `json:"before"`
+}
+
+func opKeysExpire(ctx context.Context, env *adminEnv, raw json.RawMessage, _ io.Reader, out io.Writer) (any, error) {
+	var a expireArgs
+	if err := decodeArgs(raw, &a); err != nil {
+		return nil, err
+	}
+	at := adminNow()
+	var ids []keystore.KeyID
+	err := env.store.EachKey(ctx, keystore.KeyFilter{Before: a.Before}, func(rec keystore.KeyRecord) error {
+		if rec.Usable(at) == nil {
+			ids = append(ids, rec.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	n := 0
+	for _, id := range ids {
+		changed, err := env.store.ExpireKey(ctx, id, at)
+		if err != nil && !errors.Is(err, keystore.ErrNotFound) {
+			return nil, err
+		}
+		if changed {
+			n++
+		}
+	}
+	env.log.Info("admin: keys expired", "who", env.who, "created_before", a.Before.UTC().Format(timeFmt), "count", n)
+	_, err = fmt.Fprintf(out, "expired %d key(s) created before %s\n", n, fmtTime(a.Before))
+	return countResult{Count: n}, err
+}
+
+type sweepArgs struct {
+	Grace time.Duration `json:"grace"`
+}
+
+func opKeysSweep(ctx context.Context, env *adminEnv, raw json.RawMessage, _ io.Reader, out io.Writer) (any, error) {
+	var a sweepArgs
+	if err := decodeArgs(raw, &a); err != nil {
+		return nil, err
+	}
+	n, err := env.store.SweepKeys(ctx, adminNow().Add(-a.Grace))
+	if err != nil {
+		return nil, err
+	}
+	env.log.Info("admin: expired keys swept", "who", env.who, "deleted", n, "grace", a.Grace.String())
+	_, err = fmt.Fprintf(out, "swept %d key(s) that expired more than %s ago\n", n, a.Grace)
+	return countResult{Count: n}, err
+}
+
+// adminContext ends when the command is interrupted.
+func adminContext(cmd *cobra.Command) context.Context {
+	if ctx := cmd.Context(); ctx != nil {
+		return ctx
+	}
+	return context.Background()
+}
+
+func newKeysCommand(load func() (*Config, error)) *cobra.Command {
+	keys := &cobra.Command{Use: "keys", Short: "List, show, revoke, expire and sweep the keys of sealed messages (works while serve runs)"}
+
+	var sel keySelection
+	var since, before string
+	var asJSON bool
+	list := &cobra.Command{
+		Use:   "list [--sender A] [--recipient A] [--since D] [--expired] [--json]",
+		Short: "List key records: id, created, expires, state, sender -> recipients, message-id",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := load()
+			if err != nil {
+				return err
+			}
+			if err := parseWhenFlags(&sel, since, before); err != nil {
+				return err
+			}
+			return runAdmin(adminContext(cmd), cfg, "keys.list", listArgs{Select: sel, JSON: asJSON}, nil, cmd.OutOrStdout(), nil)
+		},
+	}
+	addSelectFlags(list, &sel, &since, &before)
+	list.Flags().BoolVar(&sel.Expired, "expired", false, "only keys that are expired or revoked")
+	list.Flags().BoolVar(&asJSON, "json", false, "print a JSON array, for scripts")
+
+	var showMID string
+	var showJSON bool
+	show := &cobra.Command{
+		Use:   "show ID | --message-id ID",
+		Short: "Show one key: sender, recipients, created, expires, revoked, and every read (who, when, from which address)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := load()
+			if err != nil {
+				return err
+			}
+			a := showArgs{MessageID: showMID, JSON: showJSON}
+			if len(args) == 1 {
+				a.ID = args[0]
+			}
+			if (a.ID == "") == (a.MessageID == "") {
+				return errors.New("keys show: give a key id or --message-id, not both")
+			}
+			return runAdmin(adminContext(cmd), cfg, "keys.show", a, nil, cmd.OutOrStdout(), nil)
+		},
+	}
+	show.Flags().StringVar(&showMID, "message-id", "", "the Message-ID header of the sealed message, with its angle brackets")
+	show.Flags().BoolVar(&showJSON, "json", false, "print JSON, for scripts")
+
+	var rsel keySelection
+	var rsince string
+	var yes bool
+	revoke := &cobra.Command{
+		Use:   "revoke ID... | --message-id ID | --sender A [--since D]",
+		Short: "Revoke keys for good: the data key is deleted, every copy of the message becomes unreadable and the portal says the sender withdrew it",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := load()
+			if err != nil {
+				return err
+			}
+			rsel.IDs = args
+			if err := parseWhenFlags(&rsel, rsince, ""); err != nil {
+				return err
+			}
+			if len(args) == 0 && rsel.MessageID == "" && rsel.Sender == "" {
+				return errors.New("keys revoke: name the keys: ids, --message-id or --sender")
+			}
+			if len(args) > 0 && (rsel.MessageID != "" || rsel.Sender != "") {
+				return errors.New("keys revoke: give ids or a selection (--message-id, --sender), not both")
+			}
+			ctx := adminContext(cmd)
+			if !yes {
+				var dry countResult
+				if err := runAdmin(ctx, cfg, "keys.revoke", revokeArgs{Select: rsel, DryRun: true}, nil, cmd.ErrOrStderr(), &dry); err != nil {
+					return err
+				}
+				if dry.Count == 0 {
+					return errors.New("keys revoke: no key matches")
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "Revoke these %d key(s)? Their messages can never be opened again. [y/N] ", dry.Count)
+				answer, _ := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+				if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+					return errors.New("keys revoke: nothing revoked")
+				}
+				rsel = keySelection{IDs: dry.IDs}
+			}
+			return runAdmin(ctx, cfg, "keys.revoke", revokeArgs{Select: rsel}, nil, cmd.OutOrStdout(), nil)
+		},
+	}
+	revoke.Flags().StringVar(&rsel.MessageID, "message-id", "", "revoke the key of the message with this Message-ID")
+	revoke.Flags().StringVar(&rsel.Sender, "sender", "", "revoke every key of this sender")
+	revoke.Flags().StringVar(&rsince, "since", "", "with --sender: only keys created since (2026-12-01, 36h, 7d)")
+	revoke.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+
+	var expireBefore string
+	expire := &cobra.Command{
+		Use:   "expire --before D",
+		Short: "Expire now every live key created before D (2026-12-01, 2026-12-01T15:04:05Z, or an age such as 90d)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := load()
+			if err != nil {
+				return err
+			}
+			if expireBefore == "" {
+				return errors.New("keys expire: --before is required")
+			}
+			b, err := parseWhen(expireBefore, adminNow())
+			if err != nil {
+				return fmt.Errorf("keys expire: --before: %w", err)
+			}
+			return runAdmin(adminContext(cmd), cfg, "keys.expire", expireArgs{Before: b}, nil, cmd.OutOrStdout(), nil)
+		},
+	}
+	expire.Flags().StringVar(&expireBefore, "before", "", "expire keys created before this time")
+
+	var grace time.Duration
+	sweep := &cobra.Command{
+		Use:   "sweep [--grace 720h]",
+		Short: "Delete now the keys that expired more than --grace ago (serve does this every hour)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := load()
+			if err != nil {
+				return err
+			}
+			if grace < 0 {
+				return errors.New("keys sweep: --grace must not be negative")
+			}
+			return runAdmin(adminContext(cmd), cfg, "keys.sweep", sweepArgs{Grace: grace}, nil, cmd.OutOrStdout(), nil)
+		},
+	}
+	sweep.Flags().DurationVar(&grace, "grace", sweepGrace, "keep expired keys this long, so the portal can say \"expired\" rather than \"unknown\"")
+
+	keys.AddCommand(list, show, revoke, expire, sweep)
+	return keys
+}
+
+func addSelectFlags(cmd *cobra.Command, sel *keySelection, since, before *string) {
+	cmd.Flags().StringVar(&sel.Sender, "sender", "", "only keys of this envelope sender")
+	cmd.Flags().StringVar(&sel.Recipient, "recipient", "", "only keys with this envelope recipient")
+	cmd.Flags().StringVar(since, "since", "", "only keys created since (2026-12-01, 2026-12-01T15:04:05Z, 36h, 7d)")
+	cmd.Flags().StringVar(before, "before", "", "only keys created before (same forms as --since)")
+}
+
+func parseWhenFlags(sel *keySelection, since, before string) error {
+	at := adminNow()
+	if since != "" {
+		t, err := parseWhen(since, at)
+		if err != nil {
+			return fmt.Errorf("--since: %w", err)
+		}
+		sel.Since = t
+	}
+	if before != "" {
+		t, err := parseWhen(before, at)
+		if err != nil {
+			return fmt.Errorf("--before: %w", err)
+		}
+		sel.Before = t
+	}
+	return nil
+}
