@@ -138,6 +138,11 @@ func opAccountsUnlock(ctx context.Context, env *adminEnv, raw json.RawMessage, _
 	if err := env.store.DeleteThrottle(ctx, "acct:"+acct.Email); err != nil {
 		return nil, err
 	}
+	// The portal's sign-in budget for the address (portal/limits.go)
+	// goes too, or the owner would still wait out its window.
+	if err := env.store.ResetHits(ctx, "signin-acct:"+acct.Email); err != nil {
+		return nil, err
+	}
 	env.log.Info("admin: account unlocked", "who", env.who, "account", acct.Email)
 	_, err = fmt.Fprintf(out, "unlocked %s: its failed sign-ins are forgotten\n", acct.Email)
 	return nil, err

@@ -67,6 +67,8 @@ type adminEnv struct {
 	live   bool   // inside the running service
 	// rotateMu serialises master-key rotations within one process.
 	rotateMu *sync.Mutex
+	// reload is serve's configuration reloader; nil outside serve.
+	reload *reloader
 }
 
 // adminOp runs one operation: it reads args and the input body, writes
@@ -433,14 +435,16 @@ func serveRunning(ctx context.Context, path string) error {
 
 func runAdminLocal(ctx context.Context, cfg *Config, op string, def adminOp, args any, in io.Reader, out io.Writer, result any) error {
 	log := newLogger(cfg)
-	if _, err := os.Stat(keystorePath(cfg)); err != nil {
-		return fmt.Errorf("no key database at %s (%v): check --config and data_dir; securemail serve creates it on its first start", keystorePath(cfg), errors.Unwrap(err))
+	if cfg.Keystore.Backend != backendPostgres {
+		if _, err := os.Stat(keystorePath(cfg)); err != nil {
+			return fmt.Errorf("no key database at %s (%v): check --config and data_dir; securemail serve creates it on its first start", keystorePath(cfg), errors.Unwrap(err))
+		}
 	}
 	mk, err := loadMasterKeyRing(cfg, log)
 	if err != nil {
 		return err
 	}
-	store, err := keystore.OpenBolt(keystorePath(cfg), keystore.BoltOptions{ReadOnly: !def.writable})
+	store, err := openStore(cfg, def.writable)
 	if errors.Is(err, keystore.ErrLocked) {
 		return fmt.Errorf("the key database %s is in use, but nothing answers on the admin socket %s: is serve running with another admin.socket or data_dir? (or another admin command is running)", keystorePath(cfg), adminSocketPath(cfg))
 	}

@@ -114,6 +114,9 @@ func newBackupCommand(load func() (*Config, error)) *cobra.Command {
 			if to == "" {
 				return errors.New("backup: --to FILE is required")
 			}
+			if cfg.Keystore.Backend == backendPostgres {
+				return errPostgresBackup
+			}
 			ctx := adminContext(cmd)
 			var use map[string]int
 			err = writeFileAtomic(to, func(w io.Writer) error {
@@ -153,6 +156,9 @@ func newRestoreCommand(load func() (*Config, error)) *cobra.Command {
 			}
 			if from == "" {
 				return errors.New("restore: --from FILE is required")
+			}
+			if cfg.Keystore.Backend == backendPostgres {
+				return errPostgresBackup
 			}
 			return restore(adminContext(cmd), cfg, from, force, cmd.OutOrStdout())
 		},
@@ -229,3 +235,7 @@ func restore(ctx context.Context, cfg *Config, from string, force bool, out io.W
 	_, err = fmt.Fprintf(out, "restored %s from %s: %d key(s) under master key %s; start securemail serve\n", dst, from, sumUse(use), mk.ID())
 	return err
 }
+
+// errPostgresBackup: backup and restore copy the bbolt file; a PostgreSQL
+// store is backed up by PostgreSQL's own tools.
+var errPostgresBackup = errors.New("keystore.backend is postgres: back up and restore with PostgreSQL's tools (pg_dump, or a base backup with WAL archiving; docs/scaling.md), and keep the master key file apart")

@@ -43,7 +43,7 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newCheckConfigCommand())
 	root.AddCommand(newMigrateCommand(load))
 	root.AddCommand(newKeysCommand(load), newAccountsCommand(load), newBackupCommand(load), newRestoreCommand(load),
-		newMasterKeyCommand(load), newVersionCommand())
+		newMasterKeyCommand(load), newVersionCommand(), newReloadCommand(load))
 	root.Version = readVersion().String()
 	root.SetVersionTemplate("{{.Version}}\n")
 	return root

@@ -90,11 +90,11 @@ func (r *reloader) reloadLocked() (reloadResult, error) {
 }
 
 // reloadAndLog runs reload and writes what happened to the log.
-func (r *reloader) reloadAndLog(trigger string) {
+func (r *reloader) reloadAndLog(trigger string) (reloadResult, error) {
 	res, err := r.reload()
 	if err != nil {
 		r.log.Error("reload refused: the configuration in force is unchanged", "trigger", trigger, "err", err)
-		return
+		return res, err
 	}
 	if len(res.NeedRestart) > 0 {
 		r.log.Warn("reload: these changes need a restart and were not applied", "trigger", trigger, "keys", strings.Join(res.NeedRestart, ","))
@@ -105,6 +105,7 @@ func (r *reloader) reloadAndLog(trigger string) {
 	}
 	r.log.Info("configuration reloaded", "trigger", trigger, "internal_domains", res.Policy.InternalDomains,
 		"sender_entries", senders, "log_level", r.cur.Log.Level, "took", res.Took.Round(time.Microsecond))
+	return res, nil
 }
 
 // keepRestartOnly copies every key of cur that needs a restart into next
@@ -118,6 +119,11 @@ func keepRestartOnly(cur, next *Config) []string {
 			f := t.Field(i)
 			name := f.Tag.Get("mapstructure")
 			if name == "" || !f.IsExported() {
+				continue
+			}
+			if strings.HasPrefix(name, ",") && f.Type.Kind() == reflect.Struct {
+				// ",squash": its keys belong to the enclosing section.
+				walk(prefix, a.Field(i), b.Field(i))
 				continue
 			}
 			key := prefix + name

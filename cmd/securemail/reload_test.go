@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -219,5 +221,45 @@ func writeBigLists(t testing.TB, senders, domains string, n int) {
 		if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestReloadCommandThroughTheAdminSocket runs `securemail reload` against a
+// live admin socket: the new sender list is in force afterwards and the
+// command prints what was applied; a bad list is refused with the reason
+// and the old policy stays.
+func TestReloadCommandThroughTheAdminSocket(t *testing.T) {
+	f := newReloadFixture(t)
+	cfg := f.r.cur
+	ln, err := listenAdmin(adminSocketPath(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startAdminServer(ln, adminEnv{cfg: cfg, store: nil, log: f.r.log, live: true, rotateMu: &sync.Mutex{}, reload: f.r})
+	t.Cleanup(func() { srv.Close() })
+
+	writeFile(t, f.senders, "zoe@example.test\nnew@example.test\n")
+	var out strings.Builder
+	if err := runAdmin(context.Background(), cfg, "reload", struct{}{}, nil, &out, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); !strings.Contains(got, "reloaded: 3 internal domain entries, 3 sender entries") {
+		t.Errorf("reload printed %q", got)
+	}
+	if st := f.r.filter.PolicyStats(); st.Senders != 3 {
+		t.Errorf("sender entries in force %d after reload, want 3", st.Senders)
+	}
+
+	writeFile(t, f.senders, "not an entry at all\n")
+	out.Reset()
+	err = runAdmin(context.Background(), cfg, "reload", struct{}{}, nil, &out, nil)
+	if err == nil || !strings.Contains(err.Error(), "reload refused") || !strings.Contains(err.Error(), "senders_files") {
+		t.Fatalf("reload of a bad list: %v (printed %q)", err, out.String())
+	}
+	if st := f.r.filter.PolicyStats(); st.Senders != 3 {
+		t.Errorf("sender entries in force %d after a refused reload, want the old 3", st.Senders)
+	}
+	if !strings.Contains(f.logs.String(), "reload refused") {
+		t.Errorf("log does not say the reload was refused:\n%s", f.logs)
 	}
 }

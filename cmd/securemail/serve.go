@@ -67,7 +67,7 @@ func serve(cfg *Config, log *slog.Logger, reload *reloader, opts serveOptions) e
 		return err
 	}
 	reload.filter, reload.onReload = filter, mets.Reloaded
-	admin, err := startAdmin(cfg, store, mk, filter, log)
+	admin, err := startAdmin(cfg, store, mk, filter, log, reload)
 	if err != nil {
 		return err
 	}
