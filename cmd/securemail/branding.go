@@ -140,6 +140,14 @@ func portalHosts(c *Config) map[string]bool {
 	add := func(raw string) {
 		if u, err := url.Parse(raw); err == nil && u.Hostname() != "" {
 			hosts[strings.ToLower(u.Hostname())] = true
+			if isLoopbackHost(u.Hostname()) {
+				// A loopback site (the embedded default, a test) is
+				// the same site under each of loopback's names, and no
+				// other machine can reach it.
+				for _, name := range []string{"localhost", "127.0.0.1", "::1"} {
+					hosts[name] = true
+				}
+			}
 		}
 	}
 	add(c.Portal.URL)

@@ -110,3 +110,30 @@ func TestPortalHostCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestPortalHostCheckLoopback: with a loopback portal.url (the embedded
+// default) the portal answers under every loopback name, so a newcomer's
+// http://localhost:8080 works; other names are still refused.
+func TestPortalHostCheckLoopback(t *testing.T) {
+	cfg, err := loadConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHostCheck(cfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	for host, want := range map[string]int{
+		"127.0.0.1:8080":   http.StatusNoContent,
+		"localhost:8080":   http.StatusNoContent,
+		"[::1]:8080":       http.StatusNoContent,
+		"example.test":     http.StatusMisdirectedRequest,
+		"127.0.0.2:8080":   http.StatusMisdirectedRequest,
+		"localhost.evil.x": http.StatusMisdirectedRequest,
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Host = host
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if rec.Code != want {
+			t.Errorf("Host %q: %d, want %d", host, rec.Code, want)
+		}
+	}
+}
