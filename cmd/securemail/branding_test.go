@@ -70,7 +70,7 @@ func TestPortalHostCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := newHostCheck(cfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
-	for host, want := range map[string]int{
+	expectHosts(t, "", h, map[string]int{
 		"secure.example.test":      http.StatusNoContent,
 		"SECURE.example.test:443":  http.StatusNoContent,
 		"secure.examplebank.test":  http.StatusNoContent,
@@ -78,15 +78,7 @@ func TestPortalHostCheck(t *testing.T) {
 		"evil.test":                http.StatusMisdirectedRequest,
 		"127.0.0.1:8080":           http.StatusMisdirectedRequest,
 		"":                         http.StatusMisdirectedRequest,
-	} {
-		r := httptest.NewRequest("GET", "/", nil)
-		r.Host = host
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, r)
-		if rec.Code != want {
-			t.Errorf("Host %q: %d, want %d", host, rec.Code, want)
-		}
-	}
+	})
 	r := httptest.NewRequest("GET", "/healthz", nil)
 	r.Host = "127.0.0.1:8080"
 	rec := httptest.NewRecorder()
@@ -100,15 +92,7 @@ func TestPortalHostCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.set(cfg2)
-	for host, want := range map[string]int{"read.examplebank.test": http.StatusNoContent, "secure.examplebank.test": http.StatusMisdirectedRequest} {
-		r := httptest.NewRequest("GET", "/", nil)
-		r.Host = host
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, r)
-		if rec.Code != want {
-			t.Errorf("after reload, Host %q: %d, want %d", host, rec.Code, want)
-		}
-	}
+	expectHosts(t, "after reload, ", h, map[string]int{"read.examplebank.test": http.StatusNoContent, "secure.examplebank.test": http.StatusMisdirectedRequest})
 }
 
 // TestPortalHostCheckLoopback: with a loopback portal.url (the embedded
@@ -120,20 +104,26 @@ func TestPortalHostCheckLoopback(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := newHostCheck(cfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
-	for host, want := range map[string]int{
+	expectHosts(t, "", h, map[string]int{
 		"127.0.0.1:8080":   http.StatusNoContent,
 		"localhost:8080":   http.StatusNoContent,
 		"[::1]:8080":       http.StatusNoContent,
 		"example.test":     http.StatusMisdirectedRequest,
 		"127.0.0.2:8080":   http.StatusMisdirectedRequest,
 		"localhost.evil.x": http.StatusMisdirectedRequest,
-	} {
+	})
+}
+
+// expectHosts asks h for / under each host name and checks the status.
+func expectHosts(t *testing.T, when string, h http.Handler, want map[string]int) {
+	t.Helper()
+	for host, code := range want {
 		r := httptest.NewRequest("GET", "/", nil)
 		r.Host = host
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, r)
-		if rec.Code != want {
-			t.Errorf("Host %q: %d, want %d", host, rec.Code, want)
+		if rec.Code != code {
+			t.Errorf("%sHost %q: %d, want %d", when, host, rec.Code, code)
 		}
 	}
 }
