@@ -149,38 +149,34 @@ func opAccountsUnlock(ctx context.Context, env *adminEnv, raw json.RawMessage, _
 }
 
 func opAccountsDelete(ctx context.Context, env *adminEnv, raw json.RawMessage, _ io.Reader, out io.Writer) (any, error) {
-	var a accountArgs
-	if err := decodeArgs(raw, &a); err != nil {
-		return nil, err
-	}
-	email := strings.ToLower(a.Email)
-	ended, err := env.store.DeleteAccount(ctx, email)
-	if errors.Is(err, keystore.ErrNotFound) {
-		return nil, fmt.Errorf("no account for %s", email)
-	}
-	if err != nil {
-		return nil, err
-	}
-	env.log.Info("admin: account deleted", "who", env.who, "account", email, "sessions_ended", ended)
-	_, err = fmt.Fprintf(out, "deleted %s: its password and answer hashes are erased and %d session(s) ended\n", email, ended)
-	return nil, err
+	return endSessionsOp(ctx, env, raw, out, env.store.DeleteAccount, "admin: account deleted",
+		"deleted %s: its password and answer hashes are erased and %d session(s) ended\n")
 }
 
 func opAccountsReset(ctx context.Context, env *adminEnv, raw json.RawMessage, _ io.Reader, out io.Writer) (any, error) {
+	return endSessionsOp(ctx, env, raw, out, env.store.RequirePasswordReset, "admin: password reset required",
+		"%s must reset the password at the next sign-in (\"Forgot your password?\"); %d session(s) ended\n")
+}
+
+// endSessionsOp runs one of the account changes that end the account's
+// sessions (delete, reset), logs it under logMsg and prints format with
+// the address and the number of sessions ended.
+func endSessionsOp(ctx context.Context, env *adminEnv, raw json.RawMessage, out io.Writer,
+	change func(context.Context, string) (int, error), logMsg, format string) (any, error) {
 	var a accountArgs
 	if err := decodeArgs(raw, &a); err != nil {
 		return nil, err
 	}
 	email := strings.ToLower(a.Email)
-	ended, err := env.store.RequirePasswordReset(ctx, email)
+	ended, err := change(ctx, email)
 	if errors.Is(err, keystore.ErrNotFound) {
 		return nil, fmt.Errorf("no account for %s", email)
 	}
 	if err != nil {
 		return nil, err
 	}
-	env.log.Info("admin: password reset required", "who", env.who, "account", email, "sessions_ended", ended)
-	_, err = fmt.Fprintf(out, "%s must reset the password at the next sign-in (\"Forgot your password?\"); %d session(s) ended\n", email, ended)
+	env.log.Info(logMsg, "who", env.who, "account", email, "sessions_ended", ended)
+	_, err = fmt.Fprintf(out, format, email, ended)
 	return nil, err
 }
 
