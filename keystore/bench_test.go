@@ -1,12 +1,10 @@
 package keystore_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -66,34 +64,7 @@ func BenchmarkCommit(b *testing.B) {
 					b.Error(err)
 				}
 			})
-			var (
-				next     atomic.Int64
-				errOnce  sync.Once
-				firstErr error
-				wg       sync.WaitGroup
-			)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range writers {
-				wg.Go(func() {
-					for {
-						n := next.Add(1)
-						if n > int64(b.N) {
-							return
-						}
-						if err := s.CreateKey(context.Background(), storetest.Record(int(n))); err != nil {
-							errOnce.Do(func() { firstErr = err })
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
-			b.StopTimer()
-			if firstErr != nil {
-				b.Fatal(firstErr)
-			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+			storetest.BenchCreate(b, s, writers)
 		})
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -31,7 +30,7 @@ func BenchmarkCommit(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer s.Close()
-			benchCreate(b, s, writers)
+			storetest.BenchCreate(b, s, writers)
 		})
 		b.Run(fmt.Sprintf("postgres-%d-writers", writers), func(b *testing.B) {
 			s, err := pgstore.Open(context.Background(), pgstore.Options{DSN: srv.DSN(srv.NewDatabase(b)), MaxConns: 32})
@@ -39,38 +38,7 @@ func BenchmarkCommit(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer s.Close()
-			benchCreate(b, s, writers)
+			storetest.BenchCreate(b, s, writers)
 		})
 	}
-}
-
-func benchCreate(b *testing.B, s keystore.KeyStore, writers int) {
-	var (
-		next     atomic.Int64
-		errOnce  sync.Once
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range writers {
-		wg.Go(func() {
-			for {
-				n := next.Add(1)
-				if n > int64(b.N) {
-					return
-				}
-				if err := s.CreateKey(context.Background(), storetest.Record(int(n))); err != nil {
-					errOnce.Do(func() { firstErr = err })
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	b.StopTimer()
-	if firstErr != nil {
-		b.Fatal(firstErr)
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }
