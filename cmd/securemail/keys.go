@@ -162,13 +162,39 @@ func fmtTime(t time.Time) string {
 
 // keyLine is one line of keys list: id, created, expires, state, sender,
 // recipients, message-id.
-func keyLine(v keyView) string {
-	mid := v.MessageID
-	if mid == "" {
-		mid = "-"
+func keyLine(v keyView) string { return string(appendKeyLine(nil, v)) }
+
+// appendKeyLine appends keyLine's line to buf without fmt, so a listing of
+// 100 000 keys formats into one reused buffer.
+func appendKeyLine(buf []byte, v keyView) []byte {
+	appendTime := func(buf []byte, t time.Time) []byte {
+		if t.IsZero() {
+			return append(buf, '-')
+		}
+		return t.UTC().AppendFormat(buf, timeFmt)
 	}
-	return fmt.Sprintf("%s  %s  %s  %-7s  %s -> %s  %s\n", v.ID, fmtTime(v.Created), fmtTime(v.Expires), v.State,
-		orDash(v.Sender), strings.Join(v.Recipients, ","), mid)
+	buf = append(buf, v.ID...)
+	buf = append(buf, "  "...)
+	buf = appendTime(buf, v.Created)
+	buf = append(buf, "  "...)
+	buf = appendTime(buf, v.Expires)
+	buf = append(buf, "  "...)
+	buf = append(buf, v.State...)
+	for i := len(v.State); i < 7; i++ {
+		buf = append(buf, ' ')
+	}
+	buf = append(buf, "  "...)
+	buf = append(buf, orDash(v.Sender)...)
+	buf = append(buf, " -> "...)
+	for i, r := range v.Recipients {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, r...)
+	}
+	buf = append(buf, "  "...)
+	buf = append(buf, orDash(v.MessageID)...)
+	return append(buf, '\n')
 }
 
 func orDash(s string) string {
@@ -229,13 +255,15 @@ func opKeysList(ctx context.Context, env *adminEnv, raw json.RawMessage, _ io.Re
 	bw := bufio.NewWriterSize(out, 64<<10)
 	list := &jsonList{w: bw}
 	n := 0
+	var line []byte
 	err := a.Select.each(ctx, env.store, env.store, func(rec keystore.KeyRecord) error {
 		n++
 		v := viewKey(rec, at)
 		if a.JSON {
 			return list.add(v)
 		}
-		_, err := io.WriteString(bw, keyLine(v))
+		line = appendKeyLine(line[:0], v)
+		_, err := bw.Write(line)
 		return err
 	})
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A lost master key must never be replaced silently by a new one: the new
@@ -75,5 +77,26 @@ func TestStartRemovesStaleSpoolFiles(t *testing.T) {
 	}
 	if !strings.Contains(logBuf.String(), "removed spool files a previous run left behind") || !strings.Contains(logBuf.String(), "count=3") {
 		t.Fatalf("log:\n%s", logBuf.String())
+	}
+}
+
+// TestKeyLineSameAsFormatted: the fmt-free line of keys list is the one
+// the fmt format gave (scripts read it by columns).
+func TestKeyLineSameAsFormatted(t *testing.T) {
+	t0 := time.Date(2026, 12, 4, 18, 30, 0, 5, time.FixedZone("x", 3600))
+	for _, v := range []keyView{
+		{ID: "k1", Sender: "alice@example.test", Recipients: []string{"b@example.org", "c@example.net"}, MessageID: "<m@x>", Created: t0, Expires: t0.Add(time.Hour), State: "live"},
+		{ID: "k2", State: "revoked"},
+		{ID: "k3", Recipients: []string{"b@example.org"}, State: "expired", Created: t0},
+	} {
+		mid := v.MessageID
+		if mid == "" {
+			mid = "-"
+		}
+		want := fmt.Sprintf("%s  %s  %s  %-7s  %s -> %s  %s\n", v.ID, fmtTime(v.Created), fmtTime(v.Expires), v.State,
+			orDash(v.Sender), strings.Join(v.Recipients, ","), mid)
+		if got := keyLine(v); got != want {
+			t.Errorf("keyLine = %q, want %q", got, want)
+		}
 	}
 }
