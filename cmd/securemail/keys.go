@@ -241,6 +241,38 @@ func (l *jsonList) end() error {
 	return err
 }
 
+// listPaceEvery is how many listed records a listPacer lets through
+// between pauses.
+const listPaceEvery = 1024
+
+// listPacer keeps a long listing to about half of one core: after every
+// listPaceEvery records it sleeps as long as it worked since its last
+// pause. A listing runs inside serve when serve is up, and the milter
+// shares that CPU (BENCHMARKS.md, issue 10); 100 000 keys still list in
+// well under the issue's 2 s.
+type listPacer struct {
+	n     int
+	since time.Time
+}
+
+func newListPacer() *listPacer { return &listPacer{since: time.Now()} }
+
+func (p *listPacer) tick(ctx context.Context) error {
+	p.n++
+	if p.n%listPaceEvery != 0 {
+		return nil
+	}
+	t := time.NewTimer(time.Since(p.since))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	p.since = time.Now()
+	return nil
+}
+
 type countResult struct {
 	Count int      `json:"count"`
 	IDs   []string `json:"ids,omitempty"`
@@ -256,8 +288,12 @@ func opKeysList(ctx context.Context, env *adminEnv, raw json.RawMessage, _ io.Re
 	list := &jsonList{w: bw}
 	n := 0
 	var line []byte
+	pace := newListPacer()
 	err := a.Select.each(ctx, env.store, env.store, func(rec keystore.KeyRecord) error {
 		n++
+		if err := pace.tick(ctx); err != nil {
+			return err
+		}
 		v := viewKey(rec, at)
 		if a.JSON {
 			return list.add(v)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -98,5 +99,34 @@ func TestKeyLineSameAsFormatted(t *testing.T) {
 		if got := keyLine(v); got != want {
 			t.Errorf("keyLine = %q, want %q", got, want)
 		}
+	}
+}
+
+// TestListPacerPausesAndStops: a pacer lets listPaceEvery records through,
+// then pauses about as long as they took; a cancelled listing ends at
+// that pause instead of sleeping it out.
+func TestListPacerPausesAndStops(t *testing.T) {
+	p := newListPacer()
+	p.since = time.Now().Add(-50 * time.Millisecond) // 50 ms of "work"
+	start := time.Now()
+	for range listPaceEvery {
+		if err := p.tick(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := time.Since(start); d < 40*time.Millisecond {
+		t.Errorf("paused %v after %d records that took 50 ms, want about 50 ms", d, listPaceEvery)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	p.since = time.Now().Add(-time.Hour)
+	var err error
+	for range listPaceEvery {
+		if err = p.tick(ctx); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		t.Error("a cancelled listing slept out its pause")
 	}
 }
