@@ -152,9 +152,12 @@ func encodeKeyRecord(r KeyRecord) ([]byte, error) {
 }
 
 func decodeKeyRecord(id KeyID, b []byte) (KeyRecord, error) {
-	var s boltKeyRecord
-	if err := json.Unmarshal(b, &s); err != nil {
-		return KeyRecord{}, fmt.Errorf("key record %s is damaged: %w", id, err)
+	s, ok := decodeBoltKeyRecordFast(b)
+	if !ok {
+		s = boltKeyRecord{}
+		if err := json.Unmarshal(b, &s); err != nil {
+			return KeyRecord{}, fmt.Errorf("key record %s is damaged: %w", id, err)
+		}
 	}
 	return KeyRecord{
 		ID: id, WrappedDEK: s.WrappedDEK, MasterKeyID: s.MasterKeyID, Sender: s.Sender,

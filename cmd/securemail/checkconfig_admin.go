@@ -20,8 +20,8 @@ var checkSocketFolder = true
 // boot and be writable by the service user (it is usually under /run or
 // Postfix's queue directory, created by a tmpfiles.d entry).
 func checkMilterSocketDir(r *checkReport, c *Config) {
-	network, address, err := parseListen(c.Milter.Listen)
-	if err != nil || network != "unix" || !checkSocketFolder {
+	network, address := c.Milter.Listen.Network, c.Milter.Listen.Address
+	if network != "unix" || !checkSocketFolder {
 		return
 	}
 	dir := filepath.Dir(address)

@@ -387,7 +387,7 @@ func checkPostfix(r *checkReport, c *Config, opts checkConfigOptions) {
 		r.infof("%s defines no submission service (submission/inet on 587, submissions/inet on 465): if your users submit on port 25 with SMTP AUTH that works too; otherwise add contrib/postfix/master.cf.snippet", masterCF)
 	}
 
-	ours, ok := parseEndpoint(c.Milter.Listen)
+	ours, ok := parseEndpoint(c.Milter.Listen.Spec)
 	if !ok {
 		r.infof("the milter address checks for Postfix were skipped: milter.listen is not valid")
 	} else {

@@ -32,7 +32,7 @@ func checkSendmail(r *checkReport, c *Config, opts checkConfigOptions) {
 	}
 	r.checked = append(r.checked, "Sendmail "+path)
 	cf := mtaconf.ParseSendmailCF(data)
-	ours, ok := parseEndpoint(c.Milter.Listen)
+	ours, ok := parseEndpoint(c.Milter.Listen.Spec)
 	if !ok {
 		r.infof("the milter checks for Sendmail were skipped: milter.listen is not valid")
 		return

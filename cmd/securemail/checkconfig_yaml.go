@@ -115,31 +115,7 @@ func checkConfigValues(r *checkReport, c *Config, bad map[string]bool) {
 	if c.DataDir == "" {
 		r.errorf("data_dir", "set it to the folder for the key database and the spool, e.g. /var/lib/securemail", "data_dir is empty")
 	}
-	if _, err := parseLevel(c.Log.Level); err != nil {
-		r.errorf("log.level", "use debug, info, warn or error", "log.level %q is not a log level", c.Log.Level)
-	}
-	if _, _, err := parseListen(c.Milter.Listen); err != nil {
-		r.errorf("milter.listen", "write inet:127.0.0.1:8894 (or Sendmail's form inet:8894@127.0.0.1) or unix:/run/securemail/milter.sock",
-			"milter.listen %q is not a milter socket address", c.Milter.Listen)
-	}
-	if _, err := parseSocketMode(c.Milter.SocketMode); err != nil {
-		r.errorf("milter.socket_mode", `write an octal mode in quotes, such as "0660"`, "milter.socket_mode %q is not an octal file mode", c.Milter.SocketMode)
-	}
 	checkPortalURL(r, c.Portal.URL)
-	for _, n := range []struct {
-		key  string
-		list []string
-	}{{"policy.trusted_networks", c.Policy.TrustedNetworks}, {"policy.tls_exempt_networks", c.Policy.TLSExemptNetworks}} {
-		if !ok(n.key) {
-			continue
-		}
-		for _, s := range n.list {
-			if _, err := parsePrefixes(n.key, []string{s}); err != nil {
-				r.errorf(n.key, "write an address such as 192.0.2.7 or a CIDR network such as 192.0.2.0/24",
-					"%s: %q is neither an address nor a CIDR network", n.key, strings.TrimSpace(s))
-			}
-		}
-	}
 	if ok("policy.max_message_size") && c.Policy.MaxMessageSize <= 0 {
 		r.errorf("policy.max_message_size", "set a size such as 20MiB", "policy.max_message_size is %d, not a positive size", c.Policy.MaxMessageSize)
 	}
@@ -149,14 +125,6 @@ func checkConfigValues(r *checkReport, c *Config, bad map[string]bool) {
 	}
 	if ok("keystore.key_lifetime") && c.Keystore.KeyLifetime <= 0 {
 		r.errorf("keystore.key_lifetime", "set a Go duration such as 2160h (90 days)", "keystore.key_lifetime is %v, not a positive duration", c.Keystore.KeyLifetime)
-	}
-	if ok("portal.trusted_proxies") {
-		for _, p := range c.Portal.TrustedProxies {
-			if _, err := parsePrefixes("portal.trusted_proxies", []string{p}); err != nil {
-				r.errorf("portal.trusted_proxies", "write an address such as 127.0.0.1 or a CIDR network such as 10.0.0.0/8",
-					"portal.trusted_proxies: %q is neither an address nor a CIDR network", strings.TrimSpace(p))
-			}
-		}
 	}
 	if ok("portal.spool_ttl") && c.Portal.SpoolTTL <= 0 {
 		r.errorf("portal.spool_ttl", "set a Go duration such as 24h", "portal.spool_ttl is %v, not a positive duration", c.Portal.SpoolTTL)

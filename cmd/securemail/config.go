@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"net/url"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -25,22 +26,22 @@ import (
 type Config struct {
 	DataDir string `mapstructure:"data_dir"`
 	Log     struct {
-		Level string `mapstructure:"level"`
+		Level slog.Level `mapstructure:"level"`
 	} `mapstructure:"log"`
 	Milter struct {
-		Listen     string `mapstructure:"listen"`
-		SocketMode string `mapstructure:"socket_mode"`
+		Listen     MilterListen `mapstructure:"listen"`
+		SocketMode os.FileMode  `mapstructure:"socket_mode"`
 	} `mapstructure:"milter"`
 	Portal struct {
-		Listen            string        `mapstructure:"listen"`
-		URL               string        `mapstructure:"url"`
-		SpoolTTL          time.Duration `mapstructure:"spool_ttl"`
-		SpoolDir          string        `mapstructure:"spool_dir"`
-		SpoolMax          ByteSize      `mapstructure:"spool_max"`
-		RepliesPerHour    int           `mapstructure:"replies_per_hour"`
-		ReplyAll          bool          `mapstructure:"reply_all"`
-		MinPasswordLength int           `mapstructure:"min_password_length"`
-		TrustedProxies    []string      `mapstructure:"trusted_proxies"`
+		Listen            string         `mapstructure:"listen"`
+		URL               string         `mapstructure:"url"`
+		SpoolTTL          time.Duration  `mapstructure:"spool_ttl"`
+		SpoolDir          string         `mapstructure:"spool_dir"`
+		SpoolMax          ByteSize       `mapstructure:"spool_max"`
+		RepliesPerHour    int            `mapstructure:"replies_per_hour"`
+		ReplyAll          bool           `mapstructure:"reply_all"`
+		MinPasswordLength int            `mapstructure:"min_password_length"`
+		TrustedProxies    []netip.Prefix `mapstructure:"trusted_proxies"`
 		Argon2            struct {
 			Time        uint32   `mapstructure:"time"`
 			Memory      ByteSize `mapstructure:"memory"`
@@ -49,13 +50,13 @@ type Config struct {
 		} `mapstructure:"argon2"`
 	} `mapstructure:"portal"`
 	Policy struct {
-		InternalDomains   []string `mapstructure:"internal_domains"`
-		TrustedNetworks   []string `mapstructure:"trusted_networks"`
-		TLSExemptNetworks []string `mapstructure:"tls_exempt_networks"`
-		RequireTLS        bool     `mapstructure:"require_tls"`
-		MaxMessageSize    ByteSize `mapstructure:"max_message_size"`
-		SubjectTag        string   `mapstructure:"subject_tag"`
-		TriggerHeader     string   `mapstructure:"trigger_header"`
+		InternalDomains   []string       `mapstructure:"internal_domains"`
+		TrustedNetworks   []netip.Prefix `mapstructure:"trusted_networks"`
+		TLSExemptNetworks []netip.Prefix `mapstructure:"tls_exempt_networks"`
+		RequireTLS        bool           `mapstructure:"require_tls"`
+		MaxMessageSize    ByteSize       `mapstructure:"max_message_size"`
+		SubjectTag        string         `mapstructure:"subject_tag"`
+		TriggerHeader     string         `mapstructure:"trigger_header"`
 		// Entitlement and list files (lists.go).
 		InternalDomainsFiles []string `mapstructure:"internal_domains_files"`
 		Senders              []string `mapstructure:"senders"`
@@ -198,15 +199,13 @@ func orDefault(path string) string {
 
 // policy converts the policy section for the milter; the validator has run.
 func (c *Config) policy() milter.Policy {
-	trusted, _ := parsePrefixes("", c.Policy.TrustedNetworks)
-	exempt, _ := parsePrefixes("", c.Policy.TLSExemptNetworks)
 	return milter.Policy{
 		InternalDomains:   c.lists.internalDomains,
 		RestrictSenders:   c.lists.restrictSenders,
 		Brands:            c.lists.brands,
 		Senders:           c.lists.senders,
-		TrustedNetworks:   trusted,
-		TLSExemptNetworks: exempt,
+		TrustedNetworks:   c.Policy.TrustedNetworks,
+		TLSExemptNetworks: c.Policy.TLSExemptNetworks,
 		RequireTLS:        c.Policy.RequireTLS,
 		MaxMessageSize:    int64(c.Policy.MaxMessageSize),
 		SubjectTag:        c.Policy.SubjectTag,
@@ -214,32 +213,17 @@ func (c *Config) policy() milter.Policy {
 	}
 }
 
-func parsePrefixes(key string, list []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, s := range list {
-		s = strings.TrimSpace(s)
-		if s == "" {
-			continue
-		}
-		if p, err := netip.ParsePrefix(s); err == nil {
-			out = append(out, p.Masked())
-			continue
-		}
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %q is neither an address nor a CIDR network such as 192.0.2.0/24", key, s)
-		}
-		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+// parsePrefix reads one network of a CIDR list: a CIDR network, or a bare
+// address meaning just that host.
+func parsePrefix(s string) (netip.Prefix, bool) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), true
 	}
-	return out, nil
-}
-
-func parseLevel(s string) (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return 0, fmt.Errorf("log.level %q must be debug, info, warn or error", s)
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, false
 	}
-	return l, nil
+	return netip.PrefixFrom(a, a.BitLen()), true
 }
 
 // parseListen reads a milter socket spec: inet:HOST:PORT, inet:PORT@HOST
@@ -276,13 +260,16 @@ func splitHostPort(hp string) (string, int, error) {
 	return hp[:i], port, nil
 }
 
-func parseSocketMode(s string) (uint32, error) {
-	m, err := strconv.ParseUint(s, 8, 32)
-	if err != nil || m > 0o777 {
-		return 0, fmt.Errorf("milter.socket_mode %q must be an octal mode such as 0660", s)
-	}
-	return uint32(m), nil
+// MilterListen is milter.listen decoded once: the operator's words (Spec,
+// what the MTA checks compare with main.cf or sendmail.cf) and what serve
+// listens on.
+type MilterListen struct {
+	Spec    string // as written, e.g. unix:/run/securemail/milter.sock
+	Network string // "tcp" or "unix"
+	Address string // host:port or the socket's path
 }
+
+func (m MilterListen) String() string { return m.Spec }
 
 // ByteSize is a size in bytes, written as a number or with a unit:
 // 20MiB, 512KiB, 20MB (decimal), 1048576.
@@ -318,4 +305,103 @@ var byteSizeHook mapstructure.DecodeHookFuncType = func(from, to reflect.Type, d
 		return data, nil
 	}
 	return parseByteSize(data.(string))
+}
+
+// The typed keys' decode hooks. Each turns the operator's text into the
+// value the service uses, once, at load; a value that does not parse is a
+// valueErrors in the validator's words, so nothing later re-parses a
+// string or ignores an error.
+var (
+	prefixListType   = reflect.TypeOf([]netip.Prefix(nil))
+	logLevelType     = reflect.TypeOf(slog.Level(0))
+	milterListenType = reflect.TypeOf(MilterListen{})
+	fileModeType     = reflect.TypeOf(os.FileMode(0))
+)
+
+// prefixListHook decodes a CIDR list (YAML list, or a comma-separated
+// environment variable), reporting every entry that is neither an address
+// nor a network.
+var prefixListHook mapstructure.DecodeHookFuncType = func(from, to reflect.Type, data any) (any, error) {
+	if to != prefixListType {
+		return data, nil
+	}
+	var entries []any
+	switch v := data.(type) {
+	case string:
+		for _, s := range strings.Split(v, ",") {
+			entries = append(entries, s)
+		}
+	case []string:
+		for _, s := range v {
+			entries = append(entries, s)
+		}
+	case []any:
+		entries = v
+	default:
+		return data, nil // not a list: the generic "is not a list" error
+	}
+	out := []netip.Prefix{}
+	var bad valueErrors
+	for _, e := range entries {
+		s, isString := e.(string)
+		s = strings.TrimSpace(s)
+		if isString && s == "" {
+			continue
+		}
+		if p, ok := parsePrefix(s); ok && isString {
+			out = append(out, p)
+			continue
+		}
+		if !isString {
+			s = fmt.Sprint(e)
+		}
+		bad = append(bad, &valueError{format: "%s: %q is neither an address nor a CIDR network", value: s,
+			fix: "write an address such as 192.0.2.7 or a CIDR network such as 192.0.2.0/24"})
+	}
+	if len(bad) > 0 {
+		return nil, bad
+	}
+	return out, nil
+}
+
+var logLevelHook mapstructure.DecodeHookFuncType = func(from, to reflect.Type, data any) (any, error) {
+	if to != logLevelType {
+		return data, nil
+	}
+	var l slog.Level
+	s, ok := data.(string)
+	if !ok || l.UnmarshalText([]byte(strings.TrimSpace(s))) != nil {
+		return nil, valueErrors{{format: "%s %q is not a log level", value: fmt.Sprint(data), fix: "use debug, info, warn or error"}}
+	}
+	return l, nil
+}
+
+var milterListenHook mapstructure.DecodeHookFuncType = func(from, to reflect.Type, data any) (any, error) {
+	if to != milterListenType {
+		return data, nil
+	}
+	s, ok := data.(string)
+	if ok {
+		s = strings.TrimSpace(s)
+		if network, address, err := parseListen(s); err == nil {
+			return MilterListen{Spec: s, Network: network, Address: address}, nil
+		}
+	}
+	return nil, valueErrors{{format: "%s %q is not a milter socket address", value: fmt.Sprint(data),
+		fix: "write inet:127.0.0.1:8894 (or Sendmail's form inet:8894@127.0.0.1) or unix:/run/securemail/milter.sock"}}
+}
+
+// socketModeHook reads an octal mode written as a string. A YAML number
+// is refused: unquoted, 0660 reaches us as 432 and 660 as six hundred
+// sixty, and neither is safe to guess.
+var socketModeHook mapstructure.DecodeHookFuncType = func(from, to reflect.Type, data any) (any, error) {
+	if to != fileModeType {
+		return data, nil
+	}
+	if s, ok := data.(string); ok {
+		if m, err := strconv.ParseUint(strings.TrimSpace(s), 8, 32); err == nil && m <= 0o777 {
+			return os.FileMode(m), nil
+		}
+	}
+	return nil, valueErrors{{format: "%s %q is not an octal file mode", value: fmt.Sprint(data), fix: `write an octal mode in quotes, such as "0660"`}}
 }

@@ -22,7 +22,7 @@ func TestEmbeddedDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Milter.Listen != "inet:127.0.0.1:8894" || cfg.Portal.Listen != "127.0.0.1:8080" {
+	if cfg.Milter.Listen.Spec != "inet:127.0.0.1:8894" || cfg.Portal.Listen != "127.0.0.1:8080" {
 		t.Errorf("default listeners %q %q are not on loopback", cfg.Milter.Listen, cfg.Portal.Listen)
 	}
 	if cfg.Policy.MaxMessageSize != 20<<20 || !cfg.Policy.RequireTLS || cfg.Policy.SubjectTag != "[encrypt]" || cfg.Policy.TriggerHeader != "X-Secure-Send" {

@@ -9,6 +9,7 @@ package main
 // under its key without reading any library's error text.
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -30,6 +31,33 @@ type configField struct {
 var leafTypes = map[reflect.Type]bool{
 	reflect.TypeOf(time.Duration(0)): true,
 	reflect.TypeOf(ByteSize(0)):      true,
+	milterListenType:                 true,
+}
+
+// valueError is a value that a typed key's decode hook refused, in the
+// validator's words: format takes the key and the value.
+type valueError struct {
+	format string
+	value  string
+	fix    string
+}
+
+// valueErrors are a key's refused values (a CIDR list reports each bad
+// entry), one finding each.
+type valueErrors []*valueError
+
+func (e valueErrors) Error() string {
+	var s []string
+	for _, v := range e {
+		s = append(s, fmt.Sprintf(v.format, "value", v.value))
+	}
+	return strings.Join(s, "; ")
+}
+
+// entryFixes overrides a typed hook's fix where the key wants its own
+// example.
+var entryFixes = map[string]string{
+	"portal.trusted_proxies": "write an address such as 127.0.0.1 or a CIDR network such as 10.0.0.0/8",
 }
 
 // configFields lists the leaf keys of Config from its mapstructure tags.
@@ -120,6 +148,10 @@ func decodeValue(raw any, dst reflect.Value) error {
 		Result:           dst.Interface(),
 		WeaklyTypedInput: true,
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
+			prefixListHook,
+			logLevelHook,
+			milterListenHook,
+			socketModeHook,
 			byteSizeHook,
 			mapstructure.StringToTimeDurationHookFunc(),
 			mapstructure.StringToSliceHookFunc(","),
@@ -129,6 +161,10 @@ func decodeValue(raw any, dst reflect.Value) error {
 		return err
 	}
 	if err := dec.Decode(raw); err != nil {
+		var refused valueErrors
+		if errors.As(err, &refused) {
+			return refused
+		}
 		return fmt.Errorf("%v is not a %s", raw, describeType(dst.Elem().Type()))
 	}
 	return nil
@@ -205,6 +241,17 @@ func decodeConfig(v *viper.Viper, name string, r *checkReport) (*Config, map[str
 		dst := root.FieldByIndex(f.index).Addr()
 		if err := decodeValue(raw, dst); err != nil {
 			bad[f.key] = true
+			var refused valueErrors
+			if errors.As(err, &refused) {
+				for _, e := range refused {
+					fix := e.fix
+					if own, ok := entryFixes[f.key]; ok {
+						fix = own
+					}
+					r.errorf(f.key, fix, e.format, f.key, e.value)
+				}
+				continue
+			}
 			fix, ok := decodeFixes[f.key]
 			if !ok {
 				fix = "contrib/securemail.example.yaml shows the expected form"

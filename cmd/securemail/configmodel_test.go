@@ -2,8 +2,11 @@ package main
 
 import (
 	"errors"
+	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -101,5 +104,69 @@ func TestConfigValidatorSameWordsEverywhere(t *testing.T) {
 	}
 	if !strings.HasPrefix(err.Error(), "config "+path+": ") || strings.Count(err.Error(), "\n") != len(serveLines) {
 		t.Errorf("serve's error does not list one problem per line:\n%v", err)
+	}
+}
+
+// TestTypedValuesDecodedOnce: the typed keys reach the service as typed
+// values from the file and from the environment, and a list with several
+// bad entries reports each one under its key.
+func TestTypedValuesDecodedOnce(t *testing.T) {
+	cfg, err := loadConfig(writeConfig(t, "log:\n  level: warn\nmilter:\n  listen: inet:8894@127.0.0.1\n  socket_mode: \"0640\"\n"+
+		"policy:\n  trusted_networks: [10.1.2.3/16, 192.0.2.7, \"::1\"]\nportal:\n  trusted_proxies: [127.0.0.1]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Log.Level != slog.LevelWarn {
+		t.Errorf("log.level %v, want WARN", cfg.Log.Level)
+	}
+	if l := cfg.Milter.Listen; l.Spec != "inet:8894@127.0.0.1" || l.Network != "tcp" || l.Address != "127.0.0.1:8894" {
+		t.Errorf("milter.listen %+v", l)
+	}
+	if cfg.Milter.SocketMode != 0o640 {
+		t.Errorf("milter.socket_mode %o, want 640", cfg.Milter.SocketMode)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("192.0.2.7/32"), netip.MustParsePrefix("::1/128")}
+	if !slices.Equal(cfg.policy().TrustedNetworks, want) {
+		t.Errorf("policy.trusted_networks %v, want %v (masked, bare addresses as hosts)", cfg.policy().TrustedNetworks, want)
+	}
+	if !slices.Equal(cfg.Portal.TrustedProxies, []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}) {
+		t.Errorf("portal.trusted_proxies %v", cfg.Portal.TrustedProxies)
+	}
+
+	t.Setenv("SECUREMAIL_POLICY_TLS_EXEMPT_NETWORKS", "10.0.0.0/8, 192.0.2.1")
+	t.Setenv("SECUREMAIL_LOG_LEVEL", "debug")
+	t.Setenv("SECUREMAIL_MILTER_LISTEN", "unix:/run/securemail/milter.sock")
+	cfg, err = loadConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Log.Level != slog.LevelDebug || cfg.Milter.Listen.Network != "unix" || cfg.Milter.Listen.Address != "/run/securemail/milter.sock" {
+		t.Errorf("from the environment: level %v listen %+v", cfg.Log.Level, cfg.Milter.Listen)
+	}
+	if len(cfg.Policy.TLSExemptNetworks) != 2 {
+		t.Errorf("tls_exempt_networks from the environment: %v", cfg.Policy.TLSExemptNetworks)
+	}
+
+	t.Setenv("SECUREMAIL_POLICY_TLS_EXEMPT_NETWORKS", "")
+	t.Setenv("SECUREMAIL_LOG_LEVEL", "")
+	t.Setenv("SECUREMAIL_MILTER_LISTEN", "")
+	_, err = loadConfig(writeConfig(t, "policy:\n  trusted_networks: [10.0.0.0/33, 10.0.0.0/8, mail.example.test]\nmilter:\n  socket_mode: 0660\n"))
+	var ce *configErrors
+	if !errors.As(err, &ce) {
+		t.Fatalf("accepted: %v", err)
+	}
+	var got []string
+	for _, p := range ce.problems {
+		got = append(got, p.key+": "+p.sentence())
+	}
+	for _, w := range []string{
+		`policy.trusted_networks: policy.trusted_networks: "10.0.0.0/33" is neither an address nor a CIDR network — write an address`,
+		`policy.trusted_networks: policy.trusted_networks: "mail.example.test" is neither`,
+		// Unquoted, YAML reads 0660 as the number 432: refused, not guessed.
+		`milter.socket_mode: milter.socket_mode "432" is not an octal file mode — write an octal mode in quotes`,
+	} {
+		if !slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, w) }) {
+			t.Errorf("no finding %q in\n%s", w, strings.Join(got, "\n"))
+		}
 	}
 }

@@ -162,13 +162,39 @@ func fmtTime(t time.Time) string {
 
 // keyLine is one line of keys list: id, created, expires, state, sender,
 // recipients, message-id.
-func keyLine(v keyView) string {
-	mid := v.MessageID
-	if mid == "" {
-		mid = "-"
+func keyLine(v keyView) string { return string(appendKeyLine(nil, v)) }
+
+// appendKeyLine appends keyLine's line to buf without fmt, so a listing of
+// 100 000 keys formats into one reused buffer.
+func appendKeyLine(buf []byte, v keyView) []byte {
+	appendTime := func(buf []byte, t time.Time) []byte {
+		if t.IsZero() {
+			return append(buf, '-')
+		}
+		return t.UTC().AppendFormat(buf, timeFmt)
 	}
-	return fmt.Sprintf("%s  %s  %s  %-7s  %s -> %s  %s\n", v.ID, fmtTime(v.Created), fmtTime(v.Expires), v.State,
-		orDash(v.Sender), strings.Join(v.Recipients, ","), mid)
+	buf = append(buf, v.ID...)
+	buf = append(buf, "  "...)
+	buf = appendTime(buf, v.Created)
+	buf = append(buf, "  "...)
+	buf = appendTime(buf, v.Expires)
+	buf = append(buf, "  "...)
+	buf = append(buf, v.State...)
+	for i := len(v.State); i < 7; i++ {
+		buf = append(buf, ' ')
+	}
+	buf = append(buf, "  "...)
+	buf = append(buf, orDash(v.Sender)...)
+	buf = append(buf, " -> "...)
+	for i, r := range v.Recipients {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, r...)
+	}
+	buf = append(buf, "  "...)
+	buf = append(buf, orDash(v.MessageID)...)
+	return append(buf, '\n')
 }
 
 func orDash(s string) string {
@@ -215,6 +241,38 @@ func (l *jsonList) end() error {
 	return err
 }
 
+// listPaceEvery is how many listed records a listPacer lets through
+// between pauses.
+const listPaceEvery = 1024
+
+// listPacer keeps a long listing to about half of one core: after every
+// listPaceEvery records it sleeps as long as it worked since its last
+// pause. A listing runs inside serve when serve is up, and the milter
+// shares that CPU (BENCHMARKS.md, issue 10); 100 000 keys still list in
+// well under the issue's 2 s.
+type listPacer struct {
+	n     int
+	since time.Time
+}
+
+func newListPacer() *listPacer { return &listPacer{since: time.Now()} }
+
+func (p *listPacer) tick(ctx context.Context) error {
+	p.n++
+	if p.n%listPaceEvery != 0 {
+		return nil
+	}
+	t := time.NewTimer(time.Since(p.since))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	p.since = time.Now()
+	return nil
+}
+
 type countResult struct {
 	Count int      `json:"count"`
 	IDs   []string `json:"ids,omitempty"`
@@ -229,13 +287,19 @@ func opKeysList(ctx context.Context, env *adminEnv, raw json.RawMessage, _ io.Re
 	bw := bufio.NewWriterSize(out, 64<<10)
 	list := &jsonList{w: bw}
 	n := 0
+	var line []byte
+	pace := newListPacer()
 	err := a.Select.each(ctx, env.store, env.store, func(rec keystore.KeyRecord) error {
 		n++
+		if err := pace.tick(ctx); err != nil {
+			return err
+		}
 		v := viewKey(rec, at)
 		if a.JSON {
 			return list.add(v)
 		}
-		_, err := io.WriteString(bw, keyLine(v))
+		line = appendKeyLine(line[:0], v)
+		_, err := bw.Write(line)
 		return err
 	})
 	if err != nil {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -8,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A lost master key must never be replaced silently by a new one: the new
@@ -75,5 +78,55 @@ func TestStartRemovesStaleSpoolFiles(t *testing.T) {
 	}
 	if !strings.Contains(logBuf.String(), "removed spool files a previous run left behind") || !strings.Contains(logBuf.String(), "count=3") {
 		t.Fatalf("log:\n%s", logBuf.String())
+	}
+}
+
+// TestKeyLineSameAsFormatted: the fmt-free line of keys list is the one
+// the fmt format gave (scripts read it by columns).
+func TestKeyLineSameAsFormatted(t *testing.T) {
+	t0 := time.Date(2026, 12, 4, 18, 30, 0, 5, time.FixedZone("x", 3600))
+	for _, v := range []keyView{
+		{ID: "k1", Sender: "alice@example.test", Recipients: []string{"b@example.org", "c@example.net"}, MessageID: "<m@x>", Created: t0, Expires: t0.Add(time.Hour), State: "live"},
+		{ID: "k2", State: "revoked"},
+		{ID: "k3", Recipients: []string{"b@example.org"}, State: "expired", Created: t0},
+	} {
+		mid := v.MessageID
+		if mid == "" {
+			mid = "-"
+		}
+		want := fmt.Sprintf("%s  %s  %s  %-7s  %s -> %s  %s\n", v.ID, fmtTime(v.Created), fmtTime(v.Expires), v.State,
+			orDash(v.Sender), strings.Join(v.Recipients, ","), mid)
+		if got := keyLine(v); got != want {
+			t.Errorf("keyLine = %q, want %q", got, want)
+		}
+	}
+}
+
+// TestListPacerPausesAndStops: a pacer lets listPaceEvery records through,
+// then pauses about as long as they took; a cancelled listing ends at
+// that pause instead of sleeping it out.
+func TestListPacerPausesAndStops(t *testing.T) {
+	p := newListPacer()
+	p.since = time.Now().Add(-50 * time.Millisecond) // 50 ms of "work"
+	start := time.Now()
+	for range listPaceEvery {
+		if err := p.tick(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := time.Since(start); d < 40*time.Millisecond {
+		t.Errorf("paused %v after %d records that took 50 ms, want about 50 ms", d, listPaceEvery)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	p.since = time.Now().Add(-time.Hour)
+	var err error
+	for range listPaceEvery {
+		if err = p.tick(ctx); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		t.Error("a cancelled listing slept out its pause")
 	}
 }

@@ -56,8 +56,7 @@ func newLogger(cfg *Config) *slog.Logger {
 // newLevelLogger logs at level, which it first sets to log.level; a reload
 // changes it.
 func newLevelLogger(cfg *Config, level *slog.LevelVar) *slog.Logger {
-	l, _ := parseLevel(cfg.Log.Level)
-	level.Set(l)
+	level.Set(cfg.Log.Level)
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
@@ -174,7 +173,6 @@ func newBrandedPortal(cfg *Config, store keystore.Store, mk *keystore.MasterKey,
 		portalStore = mets.PortalStore(store)
 	}
 	a := cfg.Portal.Argon2
-	proxies, _ := parsePrefixes("", cfg.Portal.TrustedProxies) // the validator checked them
 	return portal.New(portal.Options{
 		PortalURL:      cfg.Portal.URL,
 		Keys:           store,
@@ -194,7 +192,7 @@ func newBrandedPortal(cfg *Config, store keystore.Store, mk *keystore.MasterKey,
 			Time: a.Time, MemoryKiB: uint32(a.Memory / 1024), Threads: a.Threads,
 		}, a.Concurrency),
 		MinPassword:    cfg.Portal.MinPasswordLength,
-		TrustedProxies: proxies,
+		TrustedProxies: cfg.Portal.TrustedProxies,
 		Brands:         brands,
 		Logger:         log,
 	})

@@ -73,12 +73,11 @@ func (r *reloader) reloadLocked() (reloadResult, error) {
 		return reloadResult{}, err
 	}
 	changed := keepRestartOnly(r.cur, next)
-	level, _ := parseLevel(next.Log.Level) // validated by load
 	stats, err := r.filter.SetPolicy(next.policy())
 	if err != nil {
 		return reloadResult{}, err
 	}
-	r.level.Set(level)
+	r.level.Set(next.Log.Level)
 	r.cur = next
 	if r.hosts != nil {
 		r.hosts.set(next)
@@ -127,7 +126,7 @@ func keepRestartOnly(cur, next *Config) []string {
 				continue
 			}
 			key := prefix + name
-			if f.Type.Kind() == reflect.Struct {
+			if f.Type.Kind() == reflect.Struct && !leafTypes[f.Type] {
 				walk(key+".", a.Field(i), b.Field(i))
 				continue
 			}

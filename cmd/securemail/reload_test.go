@@ -150,7 +150,7 @@ func TestReloadAppliesListsLevelAndKeepsRestartOnlyKeys(t *testing.T) {
 	if got := strings.Join(res.NeedRestart, ","); got != "milter.listen,portal.listen" {
 		t.Errorf("keys needing a restart %q", got)
 	}
-	if f.r.cur.Milter.Listen != "inet:127.0.0.1:18894" {
+	if f.r.cur.Milter.Listen.Spec != "inet:127.0.0.1:18894" {
 		t.Errorf("milter.listen in force %q: a restart-only key was applied", f.r.cur.Milter.Listen)
 	}
 	f.r.reloadAndLog("test")

@@ -113,7 +113,7 @@ func serve(cfg *Config, log *slog.Logger, reload *reloader, opts serveOptions) e
 			errc <- fmt.Errorf("portal: %w", err)
 		}
 	}()
-	log.Info("securemail started", "milter", cfg.Milter.Listen, "portal", cfg.Portal.Listen,
+	log.Info("securemail started", "milter", cfg.Milter.Listen.Spec, "portal", cfg.Portal.Listen,
 		"portal_url", cfg.Portal.URL, "data_dir", cfg.DataDir, "master_key_id", mk.ID(), "admin_socket", adminSocketPath(cfg),
 		"version", readVersion().Version)
 
@@ -164,10 +164,7 @@ wait:
 // listenMilter opens the milter socket. A unix socket left by a previous
 // run is replaced, and gets milter.socket_mode so the MTA can connect.
 func listenMilter(cfg *Config) (net.Listener, error) {
-	network, address, err := parseListen(cfg.Milter.Listen)
-	if err != nil {
-		return nil, err
-	}
+	network, address := cfg.Milter.Listen.Network, cfg.Milter.Listen.Address
 	if network == "unix" {
 		if st, err := os.Lstat(address); err == nil && st.Mode()&os.ModeSocket != 0 {
 			if err := os.Remove(address); err != nil {
@@ -180,8 +177,7 @@ func listenMilter(cfg *Config) (net.Listener, error) {
 		return nil, fmt.Errorf("milter.listen: %w", err)
 	}
 	if network == "unix" {
-		mode, _ := parseSocketMode(cfg.Milter.SocketMode)
-		if err := os.Chmod(address, os.FileMode(mode)); err != nil {
+		if err := os.Chmod(address, cfg.Milter.SocketMode); err != nil {
 			ln.Close()
 			return nil, fmt.Errorf("milter.socket_mode: %w", err)
 		}

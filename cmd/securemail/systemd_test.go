@@ -18,6 +18,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -382,8 +383,8 @@ func TestSystemdGuideConfig(t *testing.T) {
 		if !strings.HasPrefix(cfg.Portal.URL, "https://") {
 			t.Errorf("the guide's securemail.yaml has portal.url %q, want an https:// URL", cfg.Portal.URL)
 		}
-		for _, n := range [][]string{cfg.Policy.TrustedNetworks, cfg.Policy.TLSExemptNetworks} {
-			if !slices.Contains(n, "127.0.0.0/8") {
+		for _, n := range [][]netip.Prefix{cfg.Policy.TrustedNetworks, cfg.Policy.TLSExemptNetworks} {
+			if !slices.Contains(n, netip.MustParsePrefix("127.0.0.0/8")) {
 				t.Errorf("the guide's securemail.yaml drops loopback from %v; sendmail(1) mail depends on it", n)
 			}
 		}
