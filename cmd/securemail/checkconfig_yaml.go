@@ -126,6 +126,7 @@ func checkConfigValues(r *checkReport, c *Config, bad map[string]bool) {
 		r.errorf("milter.socket_mode", `write an octal mode in quotes, such as "0660"`, "milter.socket_mode %q is not an octal file mode", c.Milter.SocketMode)
 	}
 	checkPortalURL(r, c.Portal.URL)
+	checkRoles(r, c, bad)
 	for _, n := range []struct {
 		key  string
 		list []string
@@ -259,4 +260,18 @@ func isLoopbackHost(h string) bool {
 	}
 	a, err := netip.ParseAddr(h)
 	return err == nil && a.Unmap().IsLoopback()
+}
+
+// checkRoles refuses a host that would run nothing and says which role
+// runs, so an operator sees at once what a host will expose.
+func checkRoles(r *checkReport, c *Config, bad map[string]bool) {
+	if bad["milter.enabled"] || bad["portal.enabled"] {
+		return
+	}
+	if !c.Milter.Enabled && !c.Portal.Enabled {
+		r.errorf("portal.enabled", "set milter.enabled or portal.enabled (or both) to true",
+			"milter.enabled and portal.enabled are both false: this host would run nothing")
+		return
+	}
+	r.infof("%s", c.roleSentence())
 }
