@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 
@@ -114,6 +115,11 @@ func (h *handler) uploadFailed(w http.ResponseWriter, r *http.Request, token str
 	case errors.Is(err, errSpoolFull):
 		h.spoolFull(w, r)
 		return
+	case errors.Is(err, keystore.ErrUnavailable):
+		// The shared spool's database is down: nothing was wrong with
+		// the upload, so do not call it damaged.
+		h.storeFailed(w, r, "spool", err)
+		return
 	}
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) || errors.Is(err, errSpoolTooLarge) {
@@ -162,8 +168,12 @@ func (h *handler) checkEnvelope(ctx context.Context, token, wantID string) (keys
 // the file at the payload. The caller closes the file.
 func (h *handler) spooled(ctx context.Context, token string) (io.ReadCloser, envelope.Header, error) {
 	f, err := h.spool.get(ctx, token, h.now())
-	if err != nil {
+	if errors.Is(err, os.ErrNotExist) {
 		return nil, envelope.Header{}, errEnvelopeGone
+	}
+	if err != nil {
+		// The shared spool's database, not the envelope: a store failure.
+		return nil, envelope.Header{}, err
 	}
 	hdr, err := envelope.ReadHeader(f)
 	if err != nil {

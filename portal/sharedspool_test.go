@@ -23,7 +23,7 @@ import (
 // pool to one PostgreSQL database, as separate portal machines would
 // have, sharing one master key, one SMTP sink and one clock. The first
 // host's filter seals messages into the same database.
-func newPostgresHosts(t *testing.T, n int) []*testEnv {
+func newPostgresHosts(t *testing.T, n int) ([]*testEnv, *pgtest.Server) {
 	t.Helper()
 	srv := pgtest.Start(t, pgtest.Options{Settings: map[string]string{"fsync": "off", "full_page_writes": "off"}})
 	dsn := srv.DSN(srv.NewDatabase(t))
@@ -85,7 +85,7 @@ func newPostgresHosts(t *testing.T, n int) []*testEnv {
 			h.portal.h.mail.wait()
 		}
 	}
-	return hosts
+	return hosts, srv
 }
 
 // TestSharedSpoolAnyHostServesAnyStep: with the PostgreSQL spool, a
@@ -93,7 +93,7 @@ func newPostgresHosts(t *testing.T, n int) []*testEnv {
 // one before opens, registers, reads and signs in again; what is stored
 // is ciphertext only.
 func TestSharedSpoolAnyHostServesAnyStep(t *testing.T) {
-	hosts := newPostgresHosts(t, 2)
+	hosts, _ := newPostgresHosts(t, 2)
 	a, b := hosts[0], hosts[1]
 	s := a.seal(alice, []string{bob}, plainMessage)
 	br := a.browser()
@@ -166,5 +166,28 @@ func TestSharedSpoolAnyHostServesAnyStep(t *testing.T) {
 	store.Pool().QueryRow(context.Background(), "SELECT count(*) FROM spool_chunks").Scan(&chunks)
 	if chunks != 0 {
 		t.Fatalf("%d chunks left after the sweep", chunks)
+	}
+}
+
+// TestSharedSpoolDatabaseDown: with the database gone, an upload and a
+// read answer 503 "try again", not "damaged" nor "open it again".
+func TestSharedSpoolDatabaseDown(t *testing.T) {
+	hosts, srv := newPostgresHosts(t, 1)
+	e := hosts[0]
+	s := e.seal(alice, []string{bob}, plainMessage)
+	br := e.browser()
+	opened := br.open(s)
+	if opened.status != http.StatusSeeOther {
+		t.Fatalf("open: %d", opened.status)
+	}
+	srv.Stop(t)
+	if r := br.get(opened.header.Get("Location")); r.status != http.StatusServiceUnavailable {
+		t.Errorf("read with the database down: %d, want 503\n%s", r.status, r.body)
+	}
+	if r := e.browser().open(s); r.status != http.StatusServiceUnavailable {
+		t.Errorf("upload with the database down: %d, want 503\n%s", r.status, r.body)
+	}
+	if strings.Contains(e.logs.String(), "Quarterly") {
+		t.Error("plaintext in the log")
 	}
 }
