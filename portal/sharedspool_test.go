@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,11 +24,20 @@ import (
 // pool to one PostgreSQL database, as separate portal machines would
 // have, sharing one master key, one SMTP sink and one clock. The first
 // host's filter seals messages into the same database.
-func newPostgresHosts(t *testing.T, n int) ([]*testEnv, *pgtest.Server) {
+func newPostgresHosts(t testing.TB, n int, opts ...envOption) ([]*testEnv, *pgtest.Server) {
+	return newPostgresHostsOn(t, pgtest.Options{Settings: map[string]string{"fsync": "off", "full_page_writes": "off"}}, n, opts...)
+}
+
+// newPostgresHostsOn is newPostgresHosts on a server started with pgOpts.
+func newPostgresHostsOn(t testing.TB, pgOpts pgtest.Options, n int, opts ...envOption) ([]*testEnv, *pgtest.Server) {
 	t.Helper()
-	srv := pgtest.Start(t, pgtest.Options{Settings: map[string]string{"fsync": "off", "full_page_writes": "off"}})
+	srv := pgtest.Start(t, pgOpts)
 	dsn := srv.DSN(srv.NewDatabase(t))
 	dir := t.TempDir()
+	// The milter spools a large message here while sealing it.
+	if err := os.MkdirAll(filepath.Join(dir, "spool"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	mk, err := keystore.CreateMasterKey(filepath.Join(dir, "master.key"), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +70,7 @@ func newPostgresHosts(t *testing.T, n int) ([]*testEnv, *pgtest.Server) {
 				t.Fatal(err)
 			}
 		}
-		if e.portal, err = New(Options{
+		o := Options{
 			PortalURL:      e.srv.URL,
 			Keys:           store,
 			Store:          store,
@@ -73,7 +83,11 @@ func newPostgresHosts(t *testing.T, n int) ([]*testEnv, *pgtest.Server) {
 			Hasher:         NewHasher(handlerArgon2, 2),
 			Logger:         logger,
 			Now:            clk.Now,
-		}); err != nil {
+		}
+		for _, f := range opts {
+			f(&o)
+		}
+		if e.portal, err = New(o); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { e.portal.Close() })
@@ -189,5 +203,43 @@ func TestSharedSpoolDatabaseDown(t *testing.T) {
 	}
 	if strings.Contains(e.logs.String(), "Quarterly") {
 		t.Error("plaintext in the log")
+	}
+}
+
+// BenchmarkOpenRead1MiB: a signed-in recipient posts the attachment of a
+// 1 MiB message and reads it, on bbolt with the local spool and on
+// PostgreSQL (fsync on, as in production) with the shared spool.
+func BenchmarkOpenRead1MiB(b *testing.B) {
+	unlimited := func(o *Options) {
+		o.Uploads.PerClient = 1000
+		o.Limits.UploadsPerClient = Rate{1 << 30, time.Hour}
+	}
+	body := strings.Repeat("The quarterly figures, line after line of them.\n", (1<<20)/49)
+	msg := strings.Replace(plainMessage, "Revenue is up", body+"Revenue is up", 1)
+	for _, backend := range []string{"bolt", "postgres"} {
+		b.Run(backend, func(b *testing.B) {
+			var e *testEnv
+			if backend == "bolt" {
+				e = newTestEnv(b, unlimited)
+				if err := os.MkdirAll(filepath.Join(e.dir, "spool"), 0o700); err != nil {
+					b.Fatal(err)
+				}
+			} else {
+				hosts, _ := newPostgresHostsOn(b, pgtest.Options{}, 1, unlimited)
+				e = hosts[0]
+			}
+			s := e.seal(alice, []string{bob}, msg)
+			br := e.browser()
+			if page := br.register(s, bob); !strings.Contains(page.body, "Quarterly") {
+				b.Fatalf("not signed in:\n%.500s", page.body)
+			}
+			b.SetBytes(int64(len(s.form.Envelope)))
+			b.ResetTimer()
+			for range b.N {
+				if page := br.follow(br.open(s)); page.status != http.StatusOK || len(page.body) < 1_000_000 {
+					b.Fatalf("read: %d, %d bytes", page.status, len(page.body))
+				}
+			}
+		})
 	}
 }

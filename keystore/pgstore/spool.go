@@ -60,9 +60,22 @@ func (s *Store) WriteChunk(ctx context.Context, upload int64, seq int, data []by
 	if err := begin(ctx, "spool write"); err != nil {
 		return err
 	}
-	tag, err := s.pool.Exec(ctx, `INSERT INTO spool_chunks (upload_id, seq, data)
-		SELECT id, $2, $3 FROM spool_uploads WHERE id = $1`, upload, seq, data)
-	if err == nil && tag.RowsAffected() == 0 {
+	// A chunk's commit does not wait for its WAL flush: CommitUpload's
+	// commit, which does, flushes the WAL up to it and every chunk before
+	// it (WAL is written in order, and so reaches a standby), so an
+	// envelope is never filed with a chunk a crash could lose. Until then
+	// a lost chunk costs only an upload the recipient posts again.
+	var missing bool
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit TO off"); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO spool_chunks (upload_id, seq, data)
+			SELECT id, $2, $3 FROM spool_uploads WHERE id = $1`, upload, seq, data)
+		missing = err == nil && tag.RowsAffected() == 0
+		return err
+	})
+	if missing {
 		return fmt.Errorf("keystore: spool write: upload %d: %w", upload, keystore.ErrNotFound)
 	}
 	return wrap("spool write", err)
