@@ -168,7 +168,9 @@ func (h *handler) checkEnvelope(ctx context.Context, token, wantID string) (keys
 // the file at the payload. The caller closes the file.
 func (h *handler) spooled(ctx context.Context, token string) (io.ReadCloser, envelope.Header, error) {
 	f, err := h.spool.get(ctx, token, h.now())
-	if errors.Is(err, os.ErrNotExist) {
+	// Unavailable first: a database that cannot be dialled on its unix
+	// socket reports ENOENT, which is os.ErrNotExist too.
+	if errors.Is(err, os.ErrNotExist) && !errors.Is(err, keystore.ErrUnavailable) {
 		return nil, envelope.Header{}, errEnvelopeGone
 	}
 	if err != nil {
