@@ -26,3 +26,5 @@ CREATE TABLE spool_chunks (
     data      bytea NOT NULL,
     PRIMARY KEY (upload_id, seq)
 );
+-- Ciphertext does not compress: store it out of line without trying.
+ALTER TABLE spool_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
