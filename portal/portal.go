@@ -70,7 +70,11 @@ type Options struct {
 	// SpoolDir holds uploaded envelopes (ciphertext only) for SpoolTTL
 	// (default 24 h).
 	SpoolDir string
-	SpoolTTL time.Duration
+	// SharedSpool, when set, holds the uploaded envelopes instead of
+	// SpoolDir, in a store every portal host reaches (PostgreSQL), so a
+	// browser's next step may land on any portal host.
+	SharedSpool keystore.SpoolStore
+	SpoolTTL    time.Duration
 	// SpoolMax bounds the spool's size, uploads in progress included
 	// (default 2 GiB); past it /open answers 503 with a page in words.
 	SpoolMax int64
@@ -143,7 +147,7 @@ type handler struct {
 	routed  http.Handler // mux behind csrf
 	secure  bool
 	cookie  string
-	spool   *spool
+	spool   envelopeSpool // nil: no spool configured
 	uploads sync.WaitGroup
 	mail    *mailQueue
 
@@ -228,11 +232,23 @@ func New(opts Options) (*Handler, error) {
 	if h.secure {
 		h.cookie = "__Host-securemail_session"
 	}
-	if opts.SpoolDir != "" {
-		if h.spool, err = newSpool(opts.SpoolDir, opts.SpoolTTL, maxUpload(opts.MaxMessageSize), opts.SpoolMax); err != nil {
+	switch {
+	case opts.SharedSpool != nil:
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		shared, err := newSharedSpool(ctx, opts.SharedSpool, opts.SpoolTTL, maxUpload(opts.MaxMessageSize), opts.SpoolMax)
+		cancel()
+		if err != nil {
 			h.mail.close()
 			return nil, err
 		}
+		h.spool = shared
+	case opts.SpoolDir != "":
+		local, err := newSpool(opts.SpoolDir, opts.SpoolTTL, maxUpload(opts.MaxMessageSize), opts.SpoolMax)
+		if err != nil {
+			h.mail.close()
+			return nil, err
+		}
+		h.spool = local
 	}
 	// /open is posted from a file:// page (Origin: null): the one
 	// cross-origin endpoint. It creates only a spool entry.
@@ -398,7 +414,7 @@ func (h *handler) sweepLoop(ctx context.Context) {
 
 func (h *handler) sweep(ctx context.Context) {
 	if h.spool != nil {
-		if n, err := h.spool.sweep(h.now()); err != nil {
+		if n, err := h.spool.sweepOld(ctx, h.now()); err != nil {
 			h.log.Warn("portal: spool sweep failed", "err", err)
 		} else if n > 0 {
 			h.log.Info("portal: spool swept", "removed", n)

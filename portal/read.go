@@ -38,7 +38,7 @@ func (h *handler) open(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer done()
-	r.Body = http.MaxBytesReader(w, r.Body, maxUploadBody(h.spool.max))
+	r.Body = http.MaxBytesReader(w, r.Body, maxUploadBody(h.spool.maxEnvelope()))
 	mr, err := r.MultipartReader()
 	if err != nil {
 		h.damaged(w, r, "not a multipart form", err)
@@ -64,7 +64,7 @@ func (h *handler) open(w http.ResponseWriter, r *http.Request) {
 				err = errors.New("two envelopes in one form")
 				break
 			}
-			token, err = h.spool.store(part, h.now())
+			token, err = h.spool.put(r.Context(), part, h.now())
 		default:
 			_, err = io.Copy(io.Discard, io.LimitReader(part, 1<<10))
 		}
@@ -75,14 +75,14 @@ func (h *handler) open(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if token == "" || strings.TrimSpace(version) != "1" {
-		h.spool.remove(token)
+		h.spool.drop(r.Context(), token)
 		h.damaged(w, r, "form fields missing or unknown version", nil)
 		return
 	}
 	keep := false
 	defer func() {
 		if !keep {
-			h.spool.remove(token)
+			h.spool.drop(r.Context(), token)
 		}
 	}()
 	rec, err := h.checkEnvelope(r.Context(), token, strings.TrimSpace(id))
@@ -107,13 +107,18 @@ func readSmall(r io.Reader, max int64) (string, error) {
 }
 
 func (h *handler) uploadFailed(w http.ResponseWriter, r *http.Request, token string, err error) {
-	h.spool.remove(token)
+	h.spool.drop(r.Context(), token)
 	switch {
 	case errors.Is(err, errTooSlow):
 		h.uploadTooSlow(w, r)
 		return
 	case errors.Is(err, errSpoolFull):
 		h.spoolFull(w, r)
+		return
+	case errors.Is(err, keystore.ErrUnavailable):
+		// The shared spool's database is down: nothing was wrong with
+		// the upload, so do not call it damaged.
+		h.storeFailed(w, r, "spool", err)
 		return
 	}
 	var tooBig *http.MaxBytesError
@@ -161,10 +166,16 @@ func (h *handler) checkEnvelope(ctx context.Context, token, wantID string) (keys
 
 // spooled opens token's spool file and reads the envelope header, leaving
 // the file at the payload. The caller closes the file.
-func (h *handler) spooled(token string) (*os.File, envelope.Header, error) {
-	f, err := h.spool.open(token, h.now())
-	if err != nil {
+func (h *handler) spooled(ctx context.Context, token string) (io.ReadCloser, envelope.Header, error) {
+	f, err := h.spool.get(ctx, token, h.now())
+	// Unavailable first: a database that cannot be dialled on its unix
+	// socket reports ENOENT, which is os.ErrNotExist too.
+	if errors.Is(err, os.ErrNotExist) && !errors.Is(err, keystore.ErrUnavailable) {
 		return nil, envelope.Header{}, errEnvelopeGone
+	}
+	if err != nil {
+		// The shared spool's database, not the envelope: a store failure.
+		return nil, envelope.Header{}, err
 	}
 	hdr, err := envelope.ReadHeader(f)
 	if err != nil {
@@ -200,7 +211,7 @@ func (h *handler) envelopeProblem(w http.ResponseWriter, r *http.Request, err er
 
 // tokenRecord returns the key record of the envelope spooled under token.
 func (h *handler) tokenRecord(ctx context.Context, token string) (keystore.KeyRecord, error) {
-	f, hdr, err := h.spooled(token)
+	f, hdr, err := h.spooled(ctx, token)
 	if err != nil {
 		return keystore.KeyRecord{}, err
 	}
@@ -214,7 +225,7 @@ func (h *handler) tokenRecord(ctx context.Context, token string) (keystore.KeyRe
 
 // plaintext opens the spooled envelope for reading. The caller closes it.
 func (h *handler) plaintext(ctx context.Context, token string) (io.ReadCloser, keystore.KeyRecord, error) {
-	f, hdr, err := h.spooled(token)
+	f, hdr, err := h.spooled(ctx, token)
 	if err != nil {
 		return nil, keystore.KeyRecord{}, err
 	}

@@ -51,7 +51,7 @@ func TestSameEnvelopeReusesItsSpoolFile(t *testing.T) {
 	if len(envs) != 1 || len(temps) != 0 {
 		t.Fatalf("spool after 30 uploads of one envelope: %v %v, want one file", envs, temps)
 	}
-	if stored, inUse := e.portal.h.spool.used(); stored != int64(len(s.form.Envelope)) || inUse != stored {
+	if stored, inUse := e.portal.h.spool.(*spool).used(); stored != int64(len(s.form.Envelope)) || inUse != stored {
 		t.Errorf("spool counts %d stored, %d in use; want %d both", stored, inUse, len(s.form.Envelope))
 	}
 	// A second, different envelope gets its own file.
@@ -100,7 +100,7 @@ func TestSpoolQuota(t *testing.T) {
 		default:
 			t.Fatalf("upload %d: %d\n%s", i, r.status, r.body)
 		}
-		if stored, _ := e.portal.h.spool.used(); stored > quota {
+		if stored, _ := e.portal.h.spool.(*spool).used(); stored > quota {
 			t.Fatalf("spool holds %d bytes, quota %d", stored, quota)
 		}
 	}
@@ -126,7 +126,7 @@ func TestSpoolQuota(t *testing.T) {
 			t.Errorf("burst upload %d: %d\n%s\n%s", i, r.status, r.body, e.logs.String()[max(0, len(e.logs.String())-3000):])
 		}
 	}
-	if stored, inUse := e.portal.h.spool.used(); stored > quota || inUse != stored {
+	if stored, inUse := e.portal.h.spool.(*spool).used(); stored > quota || inUse != stored {
 		t.Errorf("after the burst: %d stored, %d in use, quota %d", stored, inUse, quota)
 	}
 }
@@ -200,7 +200,7 @@ func TestSlowUploadsAreCutOff(t *testing.T) {
 	if envs, temps := spoolFiles(t, e); len(envs)+len(temps) != 0 {
 		t.Errorf("slow uploads left files: %v %v", envs, temps)
 	}
-	if stored, inUse := e.portal.h.spool.used(); stored != 0 || inUse != 0 {
+	if stored, inUse := e.portal.h.spool.(*spool).used(); stored != 0 || inUse != 0 {
 		t.Errorf("spool counts after cut-off uploads: %d %d", stored, inUse)
 	}
 }

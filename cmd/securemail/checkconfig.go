@@ -221,8 +221,12 @@ func runCheckConfig(opts checkConfigOptions) *checkReport {
 	checkMasterKeyFile(r, cfg)
 	checkDataDir(r, cfg)
 	checkStore(r, cfg)
-	checkMilterSocketDir(r, cfg)
 	checkMasterKeyRecords(r, cfg)
+	if !cfg.Milter.Enabled {
+		r.infof("the milter socket and MTA checks were skipped: milter.enabled is false on this host")
+		return r
+	}
+	checkMilterSocketDir(r, cfg)
 	checkPostfix(r, cfg, opts)
 	checkSendmail(r, cfg, opts)
 	return r

@@ -116,6 +116,7 @@ func checkConfigValues(r *checkReport, c *Config, bad map[string]bool) {
 		r.errorf("data_dir", "set it to the folder for the key database and the spool, e.g. /var/lib/securemail", "data_dir is empty")
 	}
 	checkPortalURL(r, c.Portal.URL)
+	checkRoles(r, c, bad)
 	if ok("policy.max_message_size") && c.Policy.MaxMessageSize <= 0 {
 		r.errorf("policy.max_message_size", "set a size such as 20MiB", "policy.max_message_size is %d, not a positive size", c.Policy.MaxMessageSize)
 	}
@@ -227,4 +228,18 @@ func isLoopbackHost(h string) bool {
 	}
 	a, err := netip.ParseAddr(h)
 	return err == nil && a.Unmap().IsLoopback()
+}
+
+// checkRoles refuses a host that would run nothing and says which role
+// runs, so an operator sees at once what a host will expose.
+func checkRoles(r *checkReport, c *Config, bad map[string]bool) {
+	if bad["milter.enabled"] || bad["portal.enabled"] {
+		return
+	}
+	if !c.Milter.Enabled && !c.Portal.Enabled {
+		r.errorf("portal.enabled", "set milter.enabled or portal.enabled (or both) to true",
+			"milter.enabled and portal.enabled are both false: this host would run nothing")
+		return
+	}
+	r.infof("%s", c.roleSentence())
 }

@@ -29,10 +29,16 @@ type Config struct {
 		Level slog.Level `mapstructure:"level"`
 	} `mapstructure:"log"`
 	Milter struct {
+		// Enabled runs the milter on this host (roles: a portal-only
+		// host sets it false).
+		Enabled    bool         `mapstructure:"enabled"`
 		Listen     MilterListen `mapstructure:"listen"`
 		SocketMode os.FileMode  `mapstructure:"socket_mode"`
 	} `mapstructure:"milter"`
 	Portal struct {
+		// Enabled serves the portal on this host (roles: a submission
+		// host sets it false and exposes no web port).
+		Enabled           bool           `mapstructure:"enabled"`
 		Listen            string         `mapstructure:"listen"`
 		URL               string         `mapstructure:"url"`
 		SpoolTTL          time.Duration  `mapstructure:"spool_ttl"`
@@ -97,8 +103,10 @@ type Config struct {
 var defaults = map[string]any{
 	"data_dir":                      "securemail-data",
 	"log.level":                     "info",
+	"milter.enabled":                true,
 	"milter.listen":                 "inet:127.0.0.1:8894",
 	"milter.socket_mode":            "0660",
+	"portal.enabled":                true,
 	"portal.listen":                 "127.0.0.1:8080",
 	"portal.url":                    "http://127.0.0.1:8080",
 	"portal.spool_ttl":              "24h",
@@ -166,6 +174,30 @@ func newConfigViper(path string) (*viper.Viper, error) {
 }
 
 // fillDerived sets the values whose defaults depend on other keys.
+// roles names what this host runs: "milter+portal", "milter" or "portal".
+func (c *Config) roles() string {
+	switch {
+	case c.Milter.Enabled && c.Portal.Enabled:
+		return "milter+portal"
+	case c.Milter.Enabled:
+		return "milter"
+	case c.Portal.Enabled:
+		return "portal"
+	}
+	return "none"
+}
+
+// roleSentence says in words which role runs, for check-config.
+func (c *Config) roleSentence() string {
+	switch c.roles() {
+	case "milter":
+		return "roles: this host runs only the milter (portal.enabled: false): it seals mail and serves no web page"
+	case "portal":
+		return "roles: this host runs only the portal (milter.enabled: false): it serves recipients and seals no mail"
+	}
+	return "roles: this host runs the milter and the portal"
+}
+
 func (c *Config) fillDerived() {
 	if c.Keystore.MasterKeyFile == "" {
 		c.Keystore.MasterKeyFile = filepath.Join(c.DataDir, "master.key")

@@ -113,6 +113,8 @@ var decodeFixes = map[string]string{
 	"portal.spool_ttl":           "write a Go duration such as 24h",
 	"policy.require_tls":         "write true or false",
 	"portal.reply_all":           "write true or false",
+	"milter.enabled":             "write true or false",
+	"portal.enabled":             "write true or false",
 	"policy.internal_domains":    "write a list such as [example.com, .example.org]",
 	"policy.trusted_networks":    "write a list such as [127.0.0.0/8, ::1/128]",
 	"policy.tls_exempt_networks": "write a list such as [127.0.0.0/8, ::1/128]",

@@ -172,8 +172,19 @@ func newBrandedPortal(cfg *Config, store keystore.Store, mk *keystore.MasterKey,
 	if mets != nil {
 		portalStore = mets.PortalStore(store)
 	}
+	// On PostgreSQL every portal host shares the uploaded envelopes, so a
+	// browser's steps may land on any of them; bbolt keeps the folder.
+	var shared keystore.SpoolStore
+	if cfg.Keystore.Backend == backendPostgres {
+		ss, ok := store.(keystore.SpoolStore)
+		if !ok {
+			return nil, fmt.Errorf("portal: the %s key store cannot hold the shared upload spool", cfg.Keystore.Backend)
+		}
+		shared = ss
+	}
 	a := cfg.Portal.Argon2
 	return portal.New(portal.Options{
+		SharedSpool:    shared,
 		PortalURL:      cfg.Portal.URL,
 		Keys:           store,
 		Store:          portalStore,

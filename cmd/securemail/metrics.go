@@ -37,7 +37,7 @@ type listening struct{ milter, portal atomic.Bool }
 
 // readinessChecks are what /readyz checks.
 func readinessChecks(cfg *Config, store keystore.KeyStore, mk *keystore.MasterKey, up *listening) []metrics.Check {
-	return []metrics.Check{
+	checks := []metrics.Check{
 		{Name: "keystore", Fn: func(ctx context.Context) error {
 			// The database answers, and its file can be written.
 			if _, err := store.Key(ctx, keystore.KeyID{}); err != nil && !errors.Is(err, keystore.ErrNotFound) {
@@ -56,19 +56,25 @@ func readinessChecks(cfg *Config, store keystore.KeyStore, mk *keystore.MasterKe
 			}
 			return nil
 		}},
-		{Name: "milter", Fn: func(context.Context) error {
+	}
+	// A role this host does not run is not waited for (roles, serve.go).
+	if cfg.Milter.Enabled {
+		checks = append(checks, metrics.Check{Name: "milter", Fn: func(context.Context) error {
 			if !up.milter.Load() {
 				return errors.New("milter listener not serving")
 			}
 			return nil
-		}},
-		{Name: "portal", Fn: func(context.Context) error {
+		}})
+	}
+	if cfg.Portal.Enabled {
+		checks = append(checks, metrics.Check{Name: "portal", Fn: func(context.Context) error {
 			if !up.portal.Load() {
 				return errors.New("portal listener not serving")
 			}
 			return nil
-		}},
+		}})
 	}
+	return checks
 }
 
 // startMetrics serves /metrics, /healthz and /readyz on metrics.listen;

@@ -73,47 +73,71 @@ func serve(cfg *Config, log *slog.Logger, reload *reloader, opts serveOptions) e
 	}
 	defer admin.Close()
 
-	milterLn, err := listenMilter(cfg)
-	if err != nil {
-		return err
+	// Roles: a submission host may run only the milter, a portal host
+	// only the portal (milter.enabled, portal.enabled). The filter is
+	// built either way: reload and the admin socket use its policy.
+	var milterLn, httpLn net.Listener
+	closeListeners := func() {
+		for _, ln := range []net.Listener{milterLn, httpLn} {
+			if ln != nil {
+				ln.Close()
+			}
+		}
 	}
-	httpLn, err := net.Listen("tcp", cfg.Portal.Listen)
-	if err != nil {
-		milterLn.Close()
-		return fmt.Errorf("portal.listen: %w", err)
+	if cfg.Milter.Enabled {
+		if milterLn, err = listenMilter(cfg); err != nil {
+			return err
+		}
 	}
-	reload.brands = newPortalBrands(cfg)
-	web, err := newBrandedPortal(cfg, store, mk, log, reload.brands, mets)
-	if err != nil {
-		milterLn.Close()
-		httpLn.Close()
-		return err
+	var httpSrv *http.Server
+	if cfg.Portal.Enabled {
+		if httpLn, err = net.Listen("tcp", cfg.Portal.Listen); err != nil {
+			closeListeners()
+			return fmt.Errorf("portal.listen: %w", err)
+		}
+		reload.brands = newPortalBrands(cfg)
+		web, err := newBrandedPortal(cfg, store, mk, log, reload.brands, mets)
+		if err != nil {
+			closeListeners()
+			return err
+		}
+		defer web.Close()
+		reload.hosts = newHostCheck(cfg, web)
+		if strings.TrimSpace(cfg.SMTP.From) == "" {
+			log.Warn("smtp.from is empty: the portal's codes and notices come from a made-up address; set smtp.from", "from", cfg.portalFrom())
+		}
+		httpSrv = &http.Server{
+			Handler:           mets.Portal(reload.hosts),
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
 	}
-	defer web.Close()
-	reload.hosts = newHostCheck(cfg, web)
-	if strings.TrimSpace(cfg.SMTP.From) == "" {
-		log.Warn("smtp.from is empty: the portal's codes and notices come from a made-up address; set smtp.from", "from", cfg.portalFrom())
-	}
-	httpSrv := &http.Server{
-		Handler:           mets.Portal(reload.hosts),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	milterSrv := filter.Server()
 	errc := make(chan error, 3)
 	var up listening
-	up.milter.Store(true)
-	up.portal.Store(true)
-	go func() { errc <- filter.Serve(milterSrv, milterLn); up.milter.Store(false) }()
-	go func() {
-		err := httpSrv.Serve(httpLn)
-		up.portal.Store(false)
-		if !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("portal: %w", err)
-		}
-	}()
-	log.Info("securemail started", "milter", cfg.Milter.Listen.Spec, "portal", cfg.Portal.Listen,
+	var milterSrv = filter.Server()
+	if milterLn != nil {
+		up.milter.Store(true)
+		go func() { errc <- filter.Serve(milterSrv, milterLn); up.milter.Store(false) }()
+	}
+	if httpSrv != nil {
+		up.portal.Store(true)
+		go func() {
+			err := httpSrv.Serve(httpLn)
+			up.portal.Store(false)
+			if !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("portal: %w", err)
+			}
+		}()
+	}
+	milterAddr, portalAddr := "off", "off"
+	if cfg.Milter.Enabled {
+		milterAddr = cfg.Milter.Listen.Spec
+	}
+	if cfg.Portal.Enabled {
+		portalAddr = cfg.Portal.Listen
+	}
+	log.Info("securemail started", "roles", cfg.roles(), "milter", milterAddr, "portal", portalAddr,
 		"portal_url", cfg.Portal.URL, "data_dir", cfg.DataDir, "master_key_id", mk.ID(), "admin_socket", adminSocketPath(cfg),
 		"version", readVersion().Version)
 
@@ -148,11 +172,15 @@ wait:
 
 	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
-	if err := httpSrv.Shutdown(ctx); err != nil {
-		log.Warn("portal shutdown", "err", err)
+	if httpSrv != nil {
+		if err := httpSrv.Shutdown(ctx); err != nil {
+			log.Warn("portal shutdown", "err", err)
+		}
 	}
-	if err := filter.Shutdown(ctx); err != nil {
-		log.Warn("milter shutdown", "err", err)
+	if milterLn != nil {
+		if err := filter.Shutdown(ctx); err != nil {
+			log.Warn("milter shutdown", "err", err)
+		}
 	}
 	if metricsSrv != nil {
 		metricsSrv.Close()

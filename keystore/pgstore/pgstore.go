@@ -60,6 +60,8 @@ const (
 	lockMigrate     int64 = 0x5ec0e3a1_00000001
 	lockSweepKeys   int64 = 0x5ec0e3a1_00000002
 	lockSweepPortal int64 = 0x5ec0e3a1_00000003
+	lockSpoolQuota  int64 = 0x5ec0e3a1_00000004
+	lockSweepSpool  int64 = 0x5ec0e3a1_00000005
 )
 
 // Options configures the backend.
@@ -83,9 +85,10 @@ type Store struct {
 }
 
 var (
-	_ keystore.Store    = (*Store)(nil)
-	_ keystore.Exporter = (*Store)(nil)
-	_ keystore.Importer = (*Store)(nil)
+	_ keystore.Store      = (*Store)(nil)
+	_ keystore.Exporter   = (*Store)(nil)
+	_ keystore.Importer   = (*Store)(nil)
+	_ keystore.SpoolStore = (*Store)(nil)
 )
 
 // Open connects, applies pending migrations and returns the store.
