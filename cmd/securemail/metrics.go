@@ -36,11 +36,17 @@ func newMetrics(cfg *Config) *metrics.Metrics {
 type listening struct{ milter, portal atomic.Bool }
 
 // readinessChecks are what /readyz checks.
-func readinessChecks(cfg *Config, store keystore.KeyStore, mk *keystore.MasterKey, up *listening) []metrics.Check {
+func readinessChecks(cfg *Config, store keystore.Store, mk *keystore.MasterKey, up *listening) []metrics.Check {
 	checks := []metrics.Check{
 		{Name: "keystore", Fn: func(ctx context.Context) error {
-			// The database answers, and its file can be written.
+			// The database answers, and can be written.
 			if _, err := store.Key(ctx, keystore.KeyID{}); err != nil && !errors.Is(err, keystore.ErrNotFound) {
+				return err
+			}
+			if cfg.Keystore.Backend == backendPostgres {
+				// A shared database has no file here; a standby or a
+				// read-only primary refuses this one-row write.
+				_, err := store.Hit(ctx, "readyz", time.Now(), time.Second, 1<<30)
 				return err
 			}
 			f, err := os.OpenFile(keystorePath(cfg), os.O_WRONLY, 0)

@@ -103,3 +103,30 @@ func TestPostgresBackendSharedByTwoHosts(t *testing.T) {
 		t.Fatalf("a host without the master key on a database with records: %v", err)
 	}
 }
+
+// TestReadinessOnPostgres: /readyz's keystore check on a PostgreSQL host
+// asks the database (there is no keys.db file to look at), and fails once
+// the database is gone.
+func TestReadinessOnPostgres(t *testing.T) {
+	srv := pgtest.Start(t, pgtest.Options{Settings: map[string]string{"fsync": "off"}})
+	dsn := srv.DSN(srv.NewDatabase(t))
+	env := newRTEnvFrom(t, pgConfig(t, t.TempDir(), filepath.Join(t.TempDir(), "master.key"), dsn))
+	var keystoreCheck func(context.Context) error
+	for _, c := range readinessChecks(env.cfg, env.store, env.master, &listening{}) {
+		if c.Name == "keystore" {
+			keystoreCheck = c.Fn
+		}
+	}
+	if keystoreCheck == nil {
+		t.Fatal("no keystore readiness check")
+	}
+	if err := keystoreCheck(context.Background()); err != nil {
+		t.Fatalf("keystore readiness on a healthy PostgreSQL: %v", err)
+	}
+	srv.Stop(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := keystoreCheck(ctx); err == nil {
+		t.Fatal("keystore readiness passed with PostgreSQL stopped")
+	}
+}
