@@ -1,33 +1,18 @@
 // Rendering a decrypted message for the read page.
 //
 // The portal gets the original RFC 5322 message as a stream of plaintext
-// (up to the envelope limit, 20 MiB) and reads it once per request:
-// ParseMessage to show it, OpenPart to send one part of it. Nothing is
-// held in memory beyond the header fields, at most RenderLimits bytes of
-// text and of HTML, and a few small buffers per nesting level; every other
-// body is decoded into a counter and dropped.
-//
-// Structure. The MIME tree is walked depth first. Every part that is not a
-// multipart (message/rfc822 included: it is not opened) is a leaf, numbered
-// from 0 in walk order; a message that is not multipart is leaf 0.
-// ParseMessage and OpenPart use the same walk, so a leaf index from one is
-// valid for the other on the same plaintext. Multiparts nested deeper than
-// maxNesting, and multiparts without a boundary, are leaves holding their
-// raw body. A multipart whose boundary never occurs yields no leaves, and
-// a part with nothing at all between two delimiters is skipped. At most
-// maxLeaves leaves are read; the rest of the message is ignored.
-//
-// The reader is lenient, as mail readers must be: header lines that are
-// not fields end the header and start the body, a missing close delimiter
-// ends the multipart at the end of input, unknown charsets are read as
-// UTF-8, invalid base64 characters are skipped, broken quoted-printable
-// escapes are kept literally, and every string handed out is valid UTF-8.
-// ParseMessage fails only when the input does not start with a header
-// (ErrMalformedMessage) or when reading the input fails (that error,
-// wrapped); it reads the input to its end, so a damaged or cut plaintext
-// stream is always reported. Parts with an unknown
-// Content-Transfer-Encoding are attachments served as they are, still
-// encoded.
+// (up to the envelope limit, 20 MiB) and reads it once per request with
+// internal/mailparse (whose package doc states the walk and its
+// leniency): ParseMessage to show it, OpenPart to send one part of it.
+// Nothing is held in memory beyond the header fields, at most
+// RenderLimits bytes of text and of HTML, and a few small buffers per
+// nesting level; every other body is decoded into a counter and dropped.
+// Leaf indexes are mailparse's. ParseMessage fails only when the input
+// does not start with a header (ErrMalformedMessage) or when reading the
+// input fails (that error, wrapped); it reads the input to its end, so a
+// damaged or cut plaintext stream is always reported. Every string handed
+// out is valid UTF-8. Parts with an unknown Content-Transfer-Encoding are
+// attachments served as they are, still encoded.
 //
 // Bodies. Text is the first text/plain leaf that is not an attachment (no
 // filename, disposition not "attachment", a known transfer encoding),

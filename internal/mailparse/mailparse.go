@@ -1,61 +1,31 @@
 // Package mailparse is the lenient streaming MIME reader behind the
-// portal's read page (portal.ParseMessage and portal.OpenPart).
+// portal's read page (portal.ParseMessage and portal.OpenPart). It reads
+// an RFC 5322 message once, as a stream: nothing is held in memory beyond
+// the header fields and a few small buffers per nesting level.
 //
-// The portal gets the original RFC 5322 message as a stream of plaintext
-// (up to the envelope limit, 20 MiB) and reads it once per request:
-// ParseMessage to show it, OpenPart to send one part of it. Nothing is
-// held in memory beyond the header fields, at most RenderLimits bytes of
-// text and of HTML, and a few small buffers per nesting level; every other
-// body is decoded into a counter and dropped.
+// Structure. Walk goes through the MIME tree depth first. Every part that
+// is not a multipart (message/rfc822 included: it is not opened) is a
+// leaf, numbered from 0 in walk order; a message that is not multipart is
+// leaf 0. Two walks of the same input number the leaves the same way, so
+// a leaf index from one is valid for the other. Multiparts nested deeper
+// than MaxNesting, and multiparts without a boundary, are leaves holding
+// their raw body. A multipart whose boundary never occurs yields no
+// leaves, and a part with nothing at all between two delimiters is
+// skipped. At most MaxLeaves leaves are read; the rest is ignored.
 //
-// Structure. The MIME tree is walked depth first. Every part that is not a
-// multipart (message/rfc822 included: it is not opened) is a leaf, numbered
-// from 0 in walk order; a message that is not multipart is leaf 0.
-// ParseMessage and OpenPart use the same walk, so a leaf index from one is
-// valid for the other on the same plaintext. Multiparts nested deeper than
-// maxNesting, and multiparts without a boundary, are leaves holding their
-// raw body. A multipart whose boundary never occurs yields no leaves, and
-// a part with nothing at all between two delimiters is skipped. At most
-// maxLeaves leaves are read; the rest of the message is ignored.
-//
-// The reader is lenient, as mail readers must be: header lines that are
-// not fields end the header and start the body, a missing close delimiter
-// ends the multipart at the end of input, unknown charsets are read as
-// UTF-8, invalid base64 characters are skipped, broken quoted-printable
-// escapes are kept literally, and every string handed out is valid UTF-8.
-// ParseMessage fails only when the input does not start with a header
-// (ErrMalformedMessage) or when reading the input fails (that error,
-// wrapped); it reads the input to its end, so a damaged or cut plaintext
-// stream is always reported. Parts with an unknown
-// Content-Transfer-Encoding are attachments served as they are, still
-// encoded.
-//
-// Bodies. Text is the first text/plain leaf that is not an attachment (no
-// filename, disposition not "attachment", a known transfer encoding),
-// decoded to UTF-8 with line ends as LF and cut at MaxInlineText bytes on a
-// rune boundary. HTML is the first such text/html leaf: if its decoded
-// body is at most MaxInlineHTML bytes it is sanitised (htmlPolicy, then
-// finishHTML) and shown; otherwise HTMLTooLarge is set and it is listed
-// as an attachment.
-//
-// Attachments lists every leaf except the shown Text and HTML bodies and
-// the image/* leaves that the shown HTML displays through a cid: URL
-// (unless their disposition is "attachment"). So a second text/plain part,
-// a text/calendar part or an HTML body too large to show is listed, and
-// nothing the sender sent is hidden. Sizes are of the body after the
-// transfer encoding is undone, which is exactly what OpenPart writes.
-//
-// HTML. The policy keeps text formatting, lists, tables and a fixed set of
-// CSS properties whose values are checked one by one (no url(), no
-// position); it drops scripts, event handlers, forms, frames, objects,
-// style sheets, <base>, <meta>, <link>, comments and relative URLs. Links
-// keep only http, https and mailto targets and get target="_blank"
-// rel="noopener noreferrer nofollow". An <img> keeps its src only if it is
-// a cid: URL naming an image/* leaf of this message; that src becomes
-// cidURL(contentID), with contentID as in the part's Content-ID without
-// angle brackets (the URL's %-escapes undone, RFC 2392). Every other src
-// (http, https, data:, //host, relative) is removed.
-
+// The reader is lenient, as mail readers must be, because a strict one
+// would hide parts the sender sent (go-message's readers stop at the
+// first malformed header line or bad parameter): header lines that are
+// not fields end the header and start the body, a missing close
+// delimiter ends the multipart at the end of input, unknown charsets are
+// read as UTF-8, invalid base64 characters are skipped and broken
+// quoted-printable escapes are kept literally. Walk fails only when the
+// input does not start with a header (ErrNoHeader) or when reading the
+// input fails (that error, wrapped). The standard library is used where
+// it is lenient enough: mime.ParseMediaType first for parameters,
+// mime.WordDecoder for RFC 2047 words. Quoted-printable keeps its own
+// decoder because mime/quotedprintable stops at a control byte (see
+// TestQPKeepsWhatTheStandardReaderStopsAt).
 package mailparse
 
 import (
@@ -223,6 +193,21 @@ func readLine(br *bufio.Reader, dst []byte, budget *int) ([]byte, error) {
 // are decoded, and win over the plain form; otherwise the first
 // occurrence of a name wins. Malformed parameters are skipped.
 func ParseValue(v string) (string, map[string]string) {
+	// The standard parser is strict, so its answer is taken only when it
+	// accepts the whole value. Values with RFC 2231 extended parameters
+	// ('*') always take the lenient path: the standard parser drops those
+	// in charsets other than UTF-8 and US-ASCII instead of converting them.
+	if !strings.Contains(v, "*") {
+		if value, params, err := mime.ParseMediaType(v); err == nil {
+			return value, params
+		}
+	}
+	return parseValueLenient(v)
+}
+
+// parseValueLenient is ParseValue for the values the standard parser
+// rejects.
+func parseValueLenient(v string) (string, map[string]string) {
 	value, rest, _ := strings.Cut(v, ";")
 	value = strings.ToLower(strings.TrimSpace(value))
 	params := map[string]string{}

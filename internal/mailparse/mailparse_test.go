@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"io"
+	"mime"
 	"mime/quotedprintable"
 	"reflect"
 	"strings"
@@ -123,3 +124,52 @@ func TestMultipartScannerFragments(t *testing.T) {
 	}
 }
 
+// FuzzParseValue checks that ParseValue gives the standard answer
+// whenever mime.ParseMediaType accepts a value, and that the lenient
+// parser agrees with it there too, except on a backslash before a
+// character that is not a tspecial: the standard parser keeps that
+// backslash (so an unescaped Windows path in a filename keeps its last
+// element), the lenient one drops it.
+func FuzzParseValue(f *testing.F) {
+	for _, s := range []string{
+		`text/plain; charset="us-ascii"`,
+		`multipart/mixed; boundary="=_b"; charset=utf-8`,
+		`attachment; filename="a \"b\".pdf"`,
+		`TEXT/HTML; Charset=ISO-8859-1`,
+		`inline`,
+		`text/plain; name*0="a"; name*1="b"`,
+		`text/plain; name*=utf-8''%C3%A9`,
+		`text/plain; a=1; a=2`,
+		`text/plain;; x`,
+		`attachment; filename="C:\dir\a.pdf"`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		value, params := ParseValue(v)
+		if strings.Contains(v, "*") {
+			return
+		}
+		stdValue, stdParams, err := mime.ParseMediaType(v)
+		if err != nil {
+			return
+		}
+		lenValue, lenParams := parseValueLenient(v)
+		if value != stdValue || !reflect.DeepEqual(params, stdParams) {
+			t.Fatalf("ParseValue(%q) = %q %q, want the standard %q %q", v, value, params, stdValue, stdParams)
+		}
+		if !strings.Contains(v, `\`) && (lenValue != stdValue || !reflect.DeepEqual(lenParams, stdParams)) {
+			t.Fatalf("lenient(%q) = %q %q, standard %q %q", v, lenValue, lenParams, stdValue, stdParams)
+		}
+	})
+}
+
+// TestParseValueWindowsPath: an unescaped Windows path, as some old
+// clients send it, keeps its backslashes, so the filename's last element
+// survives cleaning.
+func TestParseValueWindowsPath(t *testing.T) {
+	_, params := ParseValue(`attachment; filename="C:\dir\a.pdf"`)
+	if got := params["filename"]; got != `C:\dir\a.pdf` {
+		t.Errorf("filename %q", got)
+	}
+}
