@@ -76,7 +76,7 @@ func corpusFile(data []byte) []byte {
 }
 
 // seedFiles returns the committed seed files of each fuzz target: those
-// of fuzzSeeds and those of FuzzWriteBodyMatchesTemplate, whose inputs
+// of fuzzSeeds and those of FuzzWriteBody, whose inputs
 // are more than one value.
 func seedFiles(t testing.TB) map[string]map[string][]byte {
 	files := map[string]map[string][]byte{}
@@ -86,9 +86,9 @@ func seedFiles(t testing.TB) map[string]map[string][]byte {
 			files[target][name] = corpusFile(data)
 		}
 	}
-	files["FuzzWriteBodyMatchesTemplate"] = map[string][]byte{}
+	files["FuzzWriteBody"] = map[string][]byte{}
 	for name, s := range writeBodySeeds(t) {
-		files["FuzzWriteBodyMatchesTemplate"][name] = s.corpusFile()
+		files["FuzzWriteBody"][name] = s.corpusFile()
 	}
 	return files
 }

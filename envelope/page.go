@@ -1,10 +1,12 @@
 package envelope
 
 import (
-	"encoding/hex"
+	"bytes"
 	"fmt"
 	"html/template"
 	"io"
+	"mime/quotedprintable"
+	"net/url"
 	"strings"
 	"time"
 	"unicode"
@@ -50,9 +52,8 @@ func (n Notice) eol() string {
 	return "\r\n"
 }
 
-// pageData is what the templates are executed with: by newLayout, with
-// marks for the values that change, and by the template path that
-// page_ref_test.go keeps as the reference.
+// pageData is what the templates are executed with, once per message
+// (Notice.data).
 type pageData struct {
 	From       string
 	FromPieces []string // From cut for the page's short lines
@@ -147,7 +148,7 @@ func escapedWidth(r rune) int {
 			n++
 		}
 		return n
-	case r < utf8.RuneSelf && r >= 0 && htmlEscapes[r] != "":
+	case r >= 0 && strings.ContainsRune("\x00\"&'+<>", r):
 		return 8
 	}
 	return 1
@@ -247,61 +248,76 @@ To check that the message is genuine, make sure the reading site's
 address starts with %s/ before you type your password.
 `
 
+// dateLayout is the page's form of the date.
+const dateLayout = "Monday, 2 January 2006 at 15:04 UTC"
+
+// data is what the templates are executed with for n, or the error that
+// says n's portal URL or brand is unusable.
+func (n Notice) data() (pageData, error) {
+	u, err := url.Parse(n.PortalURL)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return pageData{}, fmt.Errorf("envelope: portal URL %q is not an http(s) URL", n.PortalURL)
+	}
+	from := n.sender()
+	d := pageData{
+		From:       from,
+		Date:       n.Date.UTC().Format(dateLayout),
+		PortalURL:  strings.TrimSuffix(n.PortalURL, "/"),
+		OpenURL:    strings.TrimSuffix(n.PortalURL, "/") + "/open",
+		PortalHost: u.Host,
+		Version:    Version,
+		KeyID:      n.KeyID.String(),
+	}
+	for s := from; s != ""; {
+		var piece string
+		piece, s = nextPiece(s, 60)
+		d.FromPieces = append(d.FromPieces, piece)
+	}
+	if err := n.Brand.Check(); err != nil {
+		return pageData{}, err
+	}
+	n.Brand.data(&d)
+	return d, nil
+}
+
+// lines gives s, written with LF or CRLF line ends, the notice's.
+func (n Notice) lines(s string) string {
+	s = crlf(s)
+	if n.LF {
+		s = strings.ReplaceAll(s, "\r\n", "\n")
+	}
+	return s
+}
+
 // WritePage writes SecureMessageATT.html with the envelope read from env.
 func WritePage(w io.Writer, n Notice, env io.Reader) error {
-	l, err := layoutFor(n.PortalURL, n.Brand)
+	d, err := n.data()
 	if err != nil {
 		return err
 	}
-	bb := bodyBufferPool.Get().(*bodyBuffers)
-	defer putBodyBuffers(bb)
-	return l.writePage(w, n, n.sender(), env, bb)
+	return writePage(w, n, d, env)
 }
 
 // writePage writes the page: its head up to the envelope, the envelope,
 // the rest, in three writes (the envelope's in blocks).
-func (l *layout) writePage(w io.Writer, n Notice, from string, env io.Reader, bb *bodyBuffers) error {
-	f := 0
-	if n.LF {
-		f = 1
+func writePage(w io.Writer, n Notice, d pageData, env io.Reader) error {
+	var buf bytes.Buffer
+	if err := pageTemplate.Execute(&buf, d); err != nil {
+		return fmt.Errorf("envelope: render page: %w", err)
 	}
-	// The values hold no CR or LF (shorten makes the sender one line), so
-	// they need no line-end change.
-	b := append(bb.a[:0], l.pageStart[f]...)
-	for s := from; s != ""; {
-		var piece string
-		piece, s = nextPiece(s, 60)
-		b = append(b, l.piecePrefix[f]...)
-		b = appendHTMLASCII(b, piece)
+	page := toASCII(buf.String())
+	cut := strings.Index(page, envelopeMark)
+	if cut < 0 {
+		return fmt.Errorf("envelope: page template lost its envelope mark")
 	}
-	b = append(b, l.afterFrom[f]...)
-	b = appendDate(b, n.Date)
-	b = append(b, l.afterDate[f]...)
-	b = hex.AppendEncode(b, n.KeyID[:]) // KeyID.String, which needs no escape
-	b = append(b, l.afterKeyID[f]...)
-	bb.a = b
-	if _, err := w.Write(b); err != nil {
+	if _, err := io.WriteString(w, n.lines(page[:cut])); err != nil {
 		return err
 	}
-	if err := writeArmorBuffers(w, env, n.eol(), bb); err != nil {
+	if err := writeArmor(w, env, n.eol()); err != nil {
 		return err
 	}
-	_, err := io.WriteString(w, l.tail[f])
+	_, err := io.WriteString(w, n.lines(page[cut:]))
 	return err
-}
-
-// appendDate appends t in the page's form, escaped and 7-bit.
-func appendDate(dst []byte, t time.Time) []byte {
-	n := len(dst)
-	dst = t.UTC().AppendFormat(dst, dateLayout)
-	// Names, digits, spaces, commas, colons and a year's minus sign: no
-	// character to escape. Were there one, this escapes it.
-	for _, c := range dst[n:] {
-		if c >= utf8.RuneSelf || htmlEscapes[c] != "" {
-			return appendHTMLASCII(dst[:n], string(dst[n:]))
-		}
-	}
-	return dst
 }
 
 // ContentType is the Content-Type header value of a replacement body
@@ -313,63 +329,46 @@ func ContentType(boundary string) string {
 // WriteBody writes the replacement body: the notice and the page carrying
 // the envelope read from env. Its Content-Type is ContentType(n.Boundary).
 func WriteBody(w io.Writer, n Notice, env io.Reader) error {
-	l, err := layoutFor(n.PortalURL, n.Brand)
+	d, err := n.data()
 	if err != nil {
 		return err
 	}
 	if n.Boundary == "" || len(n.Boundary) > 60 {
 		return fmt.Errorf("envelope: boundary must be 1 to 60 characters")
 	}
-	from := n.sender()
-	bb := bodyBufferPool.Get().(*bodyBuffers)
-	defer putBodyBuffers(bb)
-
-	// The notice, written with CRLF line ends and changed to the notice's
-	// where that changes anything: in LF form, or for a boundary with a
-	// CR or LF of its own.
-	outer := n.Boundary
-	lines := n.LF || strings.ContainsAny(outer, "\r\n")
-	b := append(bb.a[:0], "This is a securemail encrypted message in MIME format.\r\n\r\n--"...)
-	b = append(b, outer...)
-	b = append(b, "\r\nContent-Type: multipart/alternative;\r\n boundary=\"alt-"...)
-	b = append(b, outer...)
-	b = append(b, "\"\r\n\r\n--alt-"...)
-	b = append(b, outer...)
-	b = append(b, "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"...)
-	v := append(bb.b[:0], from...)
-	b = l.text.append(b, v)
-	b = append(b, "\r\n--alt-"...)
-	b = append(b, outer...)
-	b = append(b, "\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"...)
-	v = appendHTML(v[:0], from)
-	b = l.html.append(b, v)
-	b = append(b, "\r\n--alt-"...)
-	b = append(b, outer...)
-	b = append(b, "--\r\n\r\n--"...)
-	b = append(b, outer...)
-	b = append(b, "\r\nContent-Type: text/html; charset=us-ascii; name=\""+PageFileName+"\"\r\n"+
-		"Content-Disposition: attachment; filename=\""+PageFileName+"\"\r\n"+
-		"Content-Transfer-Encoding: 7bit\r\n\r\n"...)
-	if lines {
-		v, b = b, appendLines(v[:0], b, n.LF)
+	var html bytes.Buffer
+	if err := noticeHTMLTemplate.Execute(&html, d); err != nil {
+		return fmt.Errorf("envelope: render notice: %w", err)
 	}
-	bb.a, bb.b = b, v
-	if _, err := w.Write(b); err != nil {
+	outer, alt := n.Boundary, "alt-"+n.Boundary
+	var head bytes.Buffer
+	fmt.Fprintf(&head, "This is a securemail encrypted message in MIME format.\r\n\r\n")
+	fmt.Fprintf(&head, "--%s\r\nContent-Type: multipart/alternative;\r\n boundary=\"%s\"\r\n\r\n", outer, alt)
+	for _, part := range []struct{ ctype, body string }{
+		{"text/plain", noticeTextFor(d)},
+		{"text/html", html.String()},
+	} {
+		fmt.Fprintf(&head, "--%s\r\nContent-Type: %s; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n", alt, part.ctype)
+		qp := quotedprintable.NewWriter(&head)
+		if _, err := qp.Write([]byte(crlf(part.body))); err != nil {
+			return err
+		}
+		if err := qp.Close(); err != nil {
+			return err
+		}
+		head.WriteString("\r\n")
+	}
+	fmt.Fprintf(&head, "--%s--\r\n\r\n", alt)
+	fmt.Fprintf(&head, "--%s\r\nContent-Type: text/html; charset=us-ascii; name=\"%s\"\r\n", outer, PageFileName)
+	fmt.Fprintf(&head, "Content-Disposition: attachment; filename=\"%s\"\r\n", PageFileName)
+	fmt.Fprintf(&head, "Content-Transfer-Encoding: 7bit\r\n\r\n")
+	if _, err := io.WriteString(w, n.lines(head.String())); err != nil {
 		return err
 	}
-
-	if err := l.writePage(w, n, from, env, bb); err != nil {
+	if err := writePage(w, n, d, env); err != nil {
 		return err
 	}
-
-	b = append(bb.a[:0], "\r\n--"...)
-	b = append(b, outer...)
-	b = append(b, "--\r\n"...)
-	if lines {
-		bb.b, b = b, appendLines(bb.b[:0], b, n.LF)
-	}
-	bb.a = b
-	_, err = w.Write(b)
+	_, err = io.WriteString(w, n.lines("\r\n--"+outer+"--\r\n"))
 	return err
 }
 
@@ -386,23 +385,13 @@ func WriteArmor(w io.Writer, r io.Reader) error {
 const armorBlockLines = 840
 
 func writeArmor(w io.Writer, r io.Reader, eol string) error {
-	return writeArmorBuffers(w, r, eol, new(bodyBuffers))
-}
-
-// writeArmorBuffers is writeArmor with its buffers in bb.in and bb.out.
-func writeArmorBuffers(w io.Writer, r io.Reader, eol string, bb *bodyBuffers) error {
 	lines := armorBlockLines
 	if sized, ok := r.(interface{ Len() int }); ok {
 		// A small envelope in memory needs small buffers.
 		lines = min(lines, sized.Len()/armorLineBytes+1)
 	}
-	if n := armorLineBytes * lines; cap(bb.in) < n {
-		bb.in = make([]byte, n)
-	}
-	if n := (armorLineChars + len(eol)) * lines; cap(bb.out) < n {
-		bb.out = make([]byte, 0, n)
-	}
-	in, out := bb.in[:armorLineBytes*lines], bb.out
+	in := make([]byte, armorLineBytes*lines)
+	out := make([]byte, 0, (armorLineChars+len(eol))*lines)
 	for {
 		n, err := io.ReadFull(r, in)
 		if n > 0 {

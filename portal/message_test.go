@@ -1,7 +1,6 @@
 package portal
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/base64"
 	"errors"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/securemail/securemail/internal/mailparse"
 )
 
 // crlfJoin builds a message from lines, each ended by CRLF.
@@ -722,8 +723,8 @@ func deepBody(n int) string {
 // deepMessage(n) nests too deep to open: it becomes a leaf.
 func deepLeafSize(n int) int64 {
 	msg := deepMessage(n)
-	start := strings.Index(msg, fmt.Sprintf("boundary=b%d\r\n\r\n", maxNesting)) + len(fmt.Sprintf("boundary=b%d\r\n\r\n", maxNesting))
-	end := strings.Index(msg, fmt.Sprintf("\r\n--b%d--", maxNesting-1))
+	start := strings.Index(msg, fmt.Sprintf("boundary=b%d\r\n\r\n", mailparse.MaxNesting)) + len(fmt.Sprintf("boundary=b%d\r\n\r\n", mailparse.MaxNesting))
+	end := strings.Index(msg, fmt.Sprintf("\r\n--b%d--", mailparse.MaxNesting-1))
 	return int64(end - start)
 }
 
@@ -734,18 +735,18 @@ func deepMessage(n int) string {
 func TestParseMessageLeafLimit(t *testing.T) {
 	var b strings.Builder
 	b.WriteString(crlfJoin("From: a@b.test", "Content-Type: multipart/mixed; boundary=b", ""))
-	for i := 0; i < maxLeaves+10; i++ {
+	for i := 0; i < mailparse.MaxLeaves+10; i++ {
 		b.WriteString(crlfJoin("--b", "Content-Type: application/octet-stream", "", "x"))
 	}
 	b.WriteString("--b--\r\n")
 	m := parseString(t, b.String(), RenderLimits{})
-	if m.leaves != maxLeaves || len(m.Attachments) != maxLeaves {
+	if m.leaves != mailparse.MaxLeaves || len(m.Attachments) != mailparse.MaxLeaves {
 		t.Errorf("%d leaves, %d attachments", m.leaves, len(m.Attachments))
 	}
 }
 
 func TestParseMessageHeaderLimit(t *testing.T) {
-	big := "X-Big: " + strings.Repeat("x", 2*maxHeaderBytes) + "\r\n"
+	big := "X-Big: " + strings.Repeat("x", 2*mailparse.MaxHeaderBytes) + "\r\n"
 	many := strings.Repeat("X-Fold: a\r\n"+strings.Repeat(" b\r\n", 200000), 2)
 	for _, h := range []string{big, many} {
 		msg := "From: a@b.test\r\n" + h + "Subject: late\r\n\r\nbody"
@@ -796,31 +797,6 @@ func TestParseMessageReadError(t *testing.T) {
 	}
 }
 
-func TestParseMIMEValue(t *testing.T) {
-	tests := []struct {
-		in     string
-		value  string
-		params map[string]string
-	}{
-		{`Text/Plain; Charset="UTF-8"; format=flowed`, "text/plain", map[string]string{"charset": "UTF-8", "format": "flowed"}},
-		{`attachment; filename="a \"quoted\" name.txt"`, "attachment", map[string]string{"filename": `a "quoted" name.txt`}},
-		{`attachment; filename*=UTF-8''%E2%82%AC%zz.txt; filename=fallback.txt`, "attachment", map[string]string{"filename": "€%zz.txt"}},
-		{`attachment; filename*0="a"; filename*1="b"; filename*3="d"`, "attachment", map[string]string{"filename": "ab"}},
-		{`attachment; filename*1="b"; filename=plain.txt`, "attachment", map[string]string{"filename": "plain.txt"}},
-		{`attachment; filename*=windows-1252''%80.txt`, "attachment", map[string]string{"filename": "€.txt"}},
-		{`attachment; filename*=x-nonsense''%C3%A4.txt`, "attachment", map[string]string{"filename": "ä.txt"}},
-		{`attachment; filename*=no-quotes%41`, "attachment", map[string]string{"filename": "no-quotesA"}},
-		{`inline;;; ; = ; filename = spaced name.txt ;`, "inline", map[string]string{"filename": "spaced name.txt"}},
-		{``, "", map[string]string{}},
-	}
-	for _, tt := range tests {
-		value, params := parseMIMEValue(tt.in)
-		if value != tt.value || !reflect.DeepEqual(params, tt.params) {
-			t.Errorf("parseMIMEValue(%q) = %q %q, want %q %q", tt.in, value, params, tt.value, tt.params)
-		}
-	}
-}
-
 func TestCleanAttachmentName(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"report.pdf", "report.pdf"},
@@ -847,66 +823,6 @@ func TestCleanAttachmentName(t *testing.T) {
 	}
 }
 
-// TestTransforms checks the lenient decoders against the standard
-// library's encoders at every chunk size.
-func TestTransforms(t *testing.T) {
-	data := make([]byte, 5000)
-	for i := range data {
-		data[i] = byte(i*31 + i>>8)
-	}
-	b64 := base64.StdEncoding.EncodeToString(data)
-	var wrapped strings.Builder
-	for i := 0; i < len(b64); i += 76 {
-		wrapped.WriteString(b64[i:min(i+76, len(b64))] + "\r\n")
-	}
-	var qpb bytes.Buffer
-	qw := quotedprintable.NewWriter(&qpb)
-	qw.Binary = true
-	qw.Write(data)
-	qw.Close()
-	qp := qpb.String()
-	text := "a\r\nb\rc\n\r\n\r\r\n"
-	for _, chunk := range []int{1, 2, 3, 4, 5, 7, 64, 4096} {
-		if got := readAllChunked(t, &base64Transform{}, wrapped.String(), chunk); !bytes.Equal(got, data) {
-			t.Errorf("base64, chunk %d: differs", chunk)
-		}
-		if got := readAllChunked(t, &base64Transform{}, "QQ==Qg==", chunk); string(got) != "AB" {
-			t.Errorf("base64 concatenated, chunk %d: %q", chunk, got)
-		}
-		if got := readAllChunked(t, &qpTransform{}, qp, chunk); !bytes.Equal(got, data) {
-			t.Errorf("quoted-printable, chunk %d: differs", chunk)
-		}
-		if got := readAllChunked(t, &qpTransform{}, "soft=  \r\nbreak=\nx=4", chunk); string(got) != "softbreakx=4" {
-			t.Errorf("quoted-printable soft breaks, chunk %d: %q", chunk, got)
-		}
-		if got := readAllChunked(t, &crlfTransform{}, text, chunk); string(got) != "a\nb\rc\n\n\r\n" {
-			t.Errorf("crlf, chunk %d: %q", chunk, got)
-		}
-	}
-}
-
-// chunkReader returns at most n bytes per Read.
-type chunkReader struct {
-	r io.Reader
-	n int
-}
-
-func (c chunkReader) Read(p []byte) (int, error) {
-	if len(p) > c.n {
-		p = p[:c.n]
-	}
-	return c.r.Read(p)
-}
-
-func readAllChunked(t *testing.T, tr byteTransform, in string, chunk int) []byte {
-	t.Helper()
-	out, err := io.ReadAll(chunkReader{&transformReader{r: chunkReader{strings.NewReader(in), chunk}, t: tr}, chunk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 func TestMultipartScannerKeepsContent(t *testing.T) {
 	// A binary part keeps its CR, LF and CRLF bytes; only the line end
 	// before the delimiter goes.
@@ -916,33 +832,6 @@ func TestMultipartScannerKeepsContent(t *testing.T) {
 	_, got, err := openPart(t, msg, PartSelector{Index: 0})
 	if err != nil || string(got) != content {
 		t.Errorf("got %q, %v; want %q", got, err, content)
-	}
-}
-
-// TestMultipartScannerFragments puts line ends and delimiters at every
-// offset of a 16-byte buffer, so lines arrive in fragments.
-func TestMultipartScannerFragments(t *testing.T) {
-	for n := 0; n < 50; n++ {
-		for _, content := range []string{
-			strings.Repeat("x", n),
-			strings.Repeat("x", n) + "\r",
-			strings.Repeat("x", n) + "\r\n" + strings.Repeat("y", n) + "\r",
-			strings.Repeat("x", n) + "\r\r\n\n" + strings.Repeat("y", 50-n),
-		} {
-			body := "pre\r\n--b\r\n" + content + "\r\n--b\r\n" + content + "\r\n--b--\r\n"
-			sc := newMultipartScanner(bufio.NewReaderSize(strings.NewReader(body), 16), "b")
-			var parts []string
-			for sc.next() {
-				b, err := io.ReadAll(chunkReader{sc, 7})
-				if err != nil {
-					t.Fatal(err)
-				}
-				parts = append(parts, string(b))
-			}
-			if len(parts) != 2 || parts[0] != content || parts[1] != content {
-				t.Errorf("content %q: parts %q", content, parts)
-			}
-		}
 	}
 }
 
