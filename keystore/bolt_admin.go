@@ -264,29 +264,24 @@ func (b *Bolt) EachAccount(ctx context.Context, fn func(Account) error) error {
 
 // deleteSessionsOf deletes, inside tx, every session of email.
 func deleteSessionsOf(tx *bolt.Tx, email string) (int, error) {
-	sessions := tx.Bucket(sessionsBucket)
-	var doomed [][]byte
-	err := sessions.ForEach(func(k, v []byte) error {
+	return deleteSessionsExcept(tx, email, nil)
+}
+
+// deleteSessionsExcept deletes, inside tx, every session of email but the
+// one whose key is except (nil: none is spared).
+func deleteSessionsExcept(tx *bolt.Tx, email string, except []byte) (int, error) {
+	return deleteMatching(tx.Bucket(sessionsBucket), func(k, v []byte) (bool, error) {
+		if except != nil && bytes.Equal(k, except) {
+			return false, nil
+		}
 		var s struct {
 			Email string `json:"email"`
 		}
 		if err := json.Unmarshal(v, &s); err != nil {
-			return fmt.Errorf("session %x is damaged: %w", k, err)
+			return false, fmt.Errorf("session %x is damaged: %w", k, err)
 		}
-		if s.Email == email {
-			doomed = append(doomed, bytes.Clone(k))
-		}
-		return nil
+		return s.Email == email, nil
 	})
-	if err != nil {
-		return 0, err
-	}
-	for _, k := range doomed {
-		if err := sessions.Delete(k); err != nil {
-			return 0, err
-		}
-	}
-	return len(doomed), nil
 }
 
 func (b *Bolt) DeleteAccount(ctx context.Context, email string) (int, error) {

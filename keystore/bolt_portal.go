@@ -351,34 +351,9 @@ func (b *Bolt) DeleteSessionsFor(ctx context.Context, email string, except []byt
 	}
 	deleted := 0
 	err := b.update(ctx, "delete sessions", func(tx *bolt.Tx) error {
-		deleted = 0
-		sessions := tx.Bucket(sessionsBucket)
-		var doomed [][]byte
-		err := sessions.ForEach(func(k, v []byte) error {
-			if except != nil && bytes.Equal(k, except) {
-				return nil
-			}
-			var s struct {
-				Email string `json:"email"`
-			}
-			if err := json.Unmarshal(v, &s); err != nil {
-				return fmt.Errorf("session %x is damaged: %w", k, err)
-			}
-			if s.Email == email {
-				doomed = append(doomed, bytes.Clone(k))
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for _, k := range doomed {
-			if err := sessions.Delete(k); err != nil {
-				return err
-			}
-		}
-		deleted = len(doomed)
-		return nil
+		var err error
+		deleted, err = deleteSessionsExcept(tx, email, except)
+		return err
 	})
 	if err != nil {
 		return 0, err
@@ -565,27 +540,17 @@ func (b *Bolt) SweepPortal(ctx context.Context, now time.Time, window time.Durat
 			}, idleSince},
 		}
 		for _, sw := range sweeps {
-			bk := tx.Bucket(sw.bucket)
-			var doomed [][]byte
-			err := bk.ForEach(func(k, v []byte) error {
+			n, err := deleteMatching(tx.Bucket(sw.bucket), func(k, v []byte) (bool, error) {
 				at, err := sw.field(v)
 				if err != nil {
-					return fmt.Errorf("%s %x is damaged: %w", sw.what, k, err)
+					return false, fmt.Errorf("%s %x is damaged: %w", sw.what, k, err)
 				}
-				if at.Before(sw.before) {
-					doomed = append(doomed, bytes.Clone(k))
-				}
-				return nil
+				return at.Before(sw.before), nil
 			})
+			deleted += n
 			if err != nil {
 				return err
 			}
-			for _, k := range doomed {
-				if err := bk.Delete(k); err != nil {
-					return err
-				}
-			}
-			deleted += len(doomed)
 		}
 		n, err := sweepLimits(tx, now)
 		deleted += n
@@ -728,24 +693,34 @@ func sweepLimits(tx *bolt.Tx, now time.Time) (int, error) {
 	if bk == nil {
 		return 0, nil
 	}
-	var doomed [][]byte
-	err := bk.ForEach(func(k, v []byte) error {
+	return deleteMatching(bk, func(k, v []byte) (bool, error) {
 		var l boltLimit
 		if err := json.Unmarshal(v, &l); err != nil {
-			return fmt.Errorf("limit %q is damaged: %w", k, err)
+			return false, fmt.Errorf("limit %q is damaged: %w", k, err)
 		}
-		if l.End.Before(now) {
-			doomed = append(doomed, bytes.Clone(k))
+		return l.End.Before(now), nil
+	})
+}
+
+// deleteMatching deletes, inside the bucket's write transaction, every
+// entry for which doomed says true, and counts them. Keys are collected
+// first: bbolt's cursor must not see its bucket change under it.
+func deleteMatching(bk *bolt.Bucket, doomed func(k, v []byte) (bool, error)) (int, error) {
+	var keys [][]byte
+	err := bk.ForEach(func(k, v []byte) error {
+		yes, err := doomed(k, v)
+		if yes {
+			keys = append(keys, bytes.Clone(k))
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return 0, err
 	}
-	for _, k := range doomed {
+	for _, k := range keys {
 		if err := bk.Delete(k); err != nil {
 			return 0, err
 		}
 	}
-	return len(doomed), nil
+	return len(keys), nil
 }
