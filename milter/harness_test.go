@@ -21,6 +21,7 @@ import (
 	gomilter "github.com/emersion/go-milter"
 
 	"github.com/securemail/securemail/envelope"
+	"github.com/securemail/securemail/internal/syncbuf"
 	"github.com/securemail/securemail/keystore"
 )
 
@@ -33,25 +34,8 @@ type testEnv struct {
 	master *keystore.MasterKey
 	spool  string
 	addr   string
-	logBuf *syncBuffer
+	logBuf *syncbuf.Buffer
 	server *gomilter.Server
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 var testNow = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
@@ -90,7 +74,7 @@ func newTestEnv(t testing.TB, store keystore.KeyStore, mutate func(*Config)) *te
 	if err := os.Mkdir(spool, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	logBuf := &syncBuffer{}
+	logBuf := &syncbuf.Buffer{}
 	cfg := Config{
 		Policy:      testPolicy(),
 		PortalURL:   "https://secure.example.test",

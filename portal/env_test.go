@@ -1,15 +1,12 @@
 package portal
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
-	"fmt"
 	"io"
 	"log/slog"
 	"mime/multipart"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -23,30 +20,28 @@ import (
 	"time"
 
 	"github.com/securemail/securemail/envelope"
+	"github.com/securemail/securemail/internal/smtptest"
+	"github.com/securemail/securemail/internal/syncbuf"
 	"github.com/securemail/securemail/keystore"
 	"github.com/securemail/securemail/milter"
 )
 
-// smtpSink is a real SMTP server on loopback that keeps every message it
-// accepts, so the portal's SMTPMailer is tested over the wire.
-type smtpSink struct {
-	ln   net.Listener
-	mu   sync.Mutex
-	msgs []sinkMessage
-	// failData, when set, makes the sink answer the end of DATA with it.
-	failData string
+// sink is the shared test SMTP server, so the portal's SMTPMailer is
+// tested over the wire; its readers first let the portal finish sending
+// every mail it queued.
+type sink struct {
+	*smtptest.Server
 	// settle, when set, waits until the portal has sent every mail it
-	// queued; the readers below call it first.
+	// queued.
 	settle func()
 }
 
-type sinkMessage struct {
-	From string
-	To   []string
-	Data []byte
+func newSink(t testing.TB) *sink {
+	return &sink{Server: smtptest.Start(t, smtptest.Options{})}
 }
 
-func (m sinkMessage) parse(t *testing.T) *mail.Message {
+// parseMail parses a message the sink kept.
+func parseMail(t *testing.T, m smtptest.Message) *mail.Message {
 	t.Helper()
 	msg, err := mail.ReadMessage(bytes.NewReader(m.Data))
 	if err != nil {
@@ -55,122 +50,31 @@ func (m sinkMessage) parse(t *testing.T) *mail.Message {
 	return msg
 }
 
-func newSMTPSink(t testing.TB) *smtpSink {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &smtpSink{ln: ln}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go s.serve(c)
-		}
-	}()
-	return s
-}
-
-func (s *smtpSink) serve(c net.Conn) {
-	defer c.Close()
-	r := bufio.NewReader(c)
-	say := func(line string) { fmt.Fprintf(c, "%s\r\n", line) }
-	say("220 sink ESMTP")
-	var cur sinkMessage
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return
-		}
-		cmd := strings.ToUpper(strings.TrimSpace(line))
-		switch {
-		case strings.HasPrefix(cmd, "EHLO"), strings.HasPrefix(cmd, "HELO"):
-			say("250-sink\r\n250 8BITMIME")
-		case strings.HasPrefix(cmd, "MAIL FROM:"):
-			cur = sinkMessage{From: smtpPath(line[10:])}
-			say("250 ok")
-		case strings.HasPrefix(cmd, "RCPT TO:"):
-			cur.To = append(cur.To, smtpPath(line[8:]))
-			say("250 ok")
-		case cmd == "DATA":
-			say("354 go on")
-			var data bytes.Buffer
-			for {
-				l, err := r.ReadString('\n')
-				if err != nil {
-					return // connection dropped mid-DATA: nothing delivered
-				}
-				if l == ".\r\n" {
-					break
-				}
-				data.WriteString(strings.TrimPrefix(l, "."))
-			}
-			s.mu.Lock()
-			fail := s.failData
-			if fail == "" {
-				cur.Data = data.Bytes()
-				s.msgs = append(s.msgs, cur)
-			}
-			s.mu.Unlock()
-			if fail != "" {
-				say(fail)
-				continue
-			}
-			say("250 queued")
-		case cmd == "QUIT":
-			say("221 bye")
-			return
-		case cmd == "RSET", cmd == "NOOP":
-			say("250 ok")
-		default:
-			say("502 unknown")
-		}
-	}
-}
-
-// smtpPath returns the address of "<addr> PARAM=..." .
-func smtpPath(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '>'); i >= 0 {
-		s = s[:i]
-	}
-	return strings.TrimPrefix(s, "<")
-}
-
-func (s *smtpSink) messages() []sinkMessage {
+func (s *sink) messages() []smtptest.Message {
 	if s.settle != nil {
 		s.settle()
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]sinkMessage(nil), s.msgs...)
+	return s.Messages()
 }
 
 // last returns the newest message to addr.
-func (s *smtpSink) last(t testing.TB, addr string) sinkMessage {
+func (s *sink) last(t testing.TB, addr string) smtptest.Message {
 	t.Helper()
 	msgs := s.messages()
 	for i := len(msgs) - 1; i >= 0; i-- {
-		for _, to := range msgs[i].To {
-			if strings.EqualFold(to, addr) {
-				return msgs[i]
-			}
+		if msgs[i].To(addr) {
+			return msgs[i]
 		}
 	}
 	t.Fatalf("no mail to %s among %d messages", addr, len(msgs))
-	return sinkMessage{}
+	return smtptest.Message{}
 }
 
-func (s *smtpSink) countTo(addr string) int {
+func (s *sink) countTo(addr string) int {
 	n := 0
 	for _, m := range s.messages() {
-		for _, to := range m.To {
-			if strings.EqualFold(to, addr) {
-				n++
-			}
+		if m.To(addr) {
+			n++
 		}
 	}
 	return n
@@ -179,7 +83,7 @@ func (s *smtpSink) countTo(addr string) int {
 var codeRe = regexp.MustCompile(`\b(\d{8})\b`)
 
 // code returns the code in the newest mail to addr.
-func (s *smtpSink) code(t testing.TB, addr string) string {
+func (s *sink) code(t testing.TB, addr string) string {
 	t.Helper()
 	m := s.last(t, addr)
 	found := codeRe.FindSubmatch(m.Data)
@@ -217,26 +121,9 @@ type testEnv struct {
 	filter *milter.Filter
 	portal *Handler
 	srv    *httptest.Server
-	sink   *smtpSink
+	sink   *sink
 	clock  *clock
-	logs   *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs   *syncbuf.Buffer
 }
 
 // handlerArgon2 keeps handler tests fast; the cost settings themselves are
@@ -248,7 +135,7 @@ type envOption func(*Options)
 func newTestEnv(t testing.TB, opts ...envOption) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
-	e := &testEnv{t: t, dir: dir, sink: newSMTPSink(t), clock: &clock{now: time.Now().UTC().Truncate(time.Second)}, logs: &syncBuffer{}}
+	e := &testEnv{t: t, dir: dir, sink: newSink(t), clock: &clock{now: time.Now().UTC().Truncate(time.Second)}, logs: &syncbuf.Buffer{}}
 	var err error
 	if e.store, err = keystore.OpenBolt(filepath.Join(dir, "keys.db"), keystore.BoltOptions{}); err != nil {
 		t.Fatal(err)
@@ -280,7 +167,7 @@ func newTestEnv(t testing.TB, opts ...envOption) *testEnv {
 		MasterKey:      e.mk,
 		SpoolDir:       filepath.Join(dir, "portal-spool"),
 		MaxMessageSize: 20 << 20,
-		Mailer:         &SMTPMailer{Addr: e.sink.ln.Addr().String()},
+		Mailer:         &SMTPMailer{Addr: e.sink.Addr},
 		From:           "securemail@example.com",
 		SubjectTag:     "[encrypt]",
 		Hasher:         NewHasher(handlerArgon2, 2),

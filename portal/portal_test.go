@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
+
 	"github.com/securemail/securemail/keystore"
 )
 
@@ -777,9 +779,9 @@ func TestReply(t *testing.T) {
 			t.Fatalf("%d\n%s", r.status, r.body)
 		}
 		m := e.sink.last(t, alice)
-		msg := m.parse(t)
-		if m.From != bob || len(m.To) != 1 || m.To[0] != alice {
-			t.Errorf("envelope %s -> %v", m.From, m.To)
+		msg := parseMail(t, m)
+		if m.From != bob || len(m.Rcpts) != 1 || m.Rcpts[0] != alice {
+			t.Errorf("envelope %s -> %v", m.From, m.Rcpts)
 		}
 		h := msg.Header
 		if h.Get("From") != "<"+bob+">" || h.Get("To") != "<"+alice+">" {
@@ -807,10 +809,10 @@ func TestReply(t *testing.T) {
 			t.Fatalf("%d\n%s", r.status, r.body)
 		}
 		m := e.sink.last(t, carol)
-		if strings.Join(m.To, ",") != alice+","+carol {
-			t.Errorf("reply-all to %v", m.To)
+		if strings.Join(m.Rcpts, ",") != alice+","+carol {
+			t.Errorf("reply-all to %v", m.Rcpts)
 		}
-		msg := m.parse(t)
+		msg := parseMail(t, m)
 		if subj := msg.Header.Get("Subject"); subj != "Re: Quarterly numbers [encrypt]" {
 			t.Errorf("external reply subject %q: must carry the tag", subj)
 		}
@@ -824,10 +826,8 @@ func TestReply(t *testing.T) {
 		}
 	})
 	t.Run("relay refuses", func(t *testing.T) {
-		e.sink.mu.Lock()
-		e.sink.failData = "554 5.7.1 no"
-		e.sink.mu.Unlock()
-		defer func() { e.sink.mu.Lock(); e.sink.failData = ""; e.sink.mu.Unlock() }()
+		e.sink.FailData(&smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "no"})
+		defer e.sink.FailData(nil)
 		r := b.postMultipart("/m/"+token+"/reply", [][2]string{{"body", "hello"}})
 		if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, "Nothing was sent") {
 			t.Errorf("relay refusal: %d\n%s", r.status, r.body)
@@ -984,10 +984,10 @@ func TestSubjectShownWithoutTag(t *testing.T) {
 	}
 	token := strings.TrimPrefix(b.open(s).header.Get("Location"), "/m/")
 	b.postMultipart("/m/"+token+"/reply", [][2]string{{"body", "ok"}})
-	if subj := e.sink.last(t, alice).parse(t).Header.Get("Subject"); subj != "Re: Quarterly numbers [encrypt]" {
+	if subj := parseMail(t, e.sink.last(t, alice)).Header.Get("Subject"); subj != "Re: Quarterly numbers [encrypt]" {
 		t.Errorf("reply subject %q", subj)
 	}
-	if id := e.sink.last(t, alice).parse(t).Header.Get("Message-Id"); !strings.HasSuffix(id, "@external.test>") {
+	if id := parseMail(t, e.sink.last(t, alice)).Header.Get("Message-Id"); !strings.HasSuffix(id, "@external.test>") {
 		t.Errorf("reply Message-ID %q: want the sender's domain", id)
 	}
 }

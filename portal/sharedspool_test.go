@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/securemail/securemail/internal/pgtest"
+	"github.com/securemail/securemail/internal/syncbuf"
 	"github.com/securemail/securemail/keystore"
 	"github.com/securemail/securemail/keystore/pgstore"
 	"github.com/securemail/securemail/milter"
@@ -42,9 +43,9 @@ func newPostgresHostsOn(t testing.TB, pgOpts pgtest.Options, n int, opts ...envO
 	if err != nil {
 		t.Fatal(err)
 	}
-	sink := newSMTPSink(t)
+	sink := newSink(t)
 	clk := &clock{now: time.Now().UTC().Truncate(time.Second)}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var hosts []*testEnv
 	for i := range n {
@@ -77,7 +78,7 @@ func newPostgresHostsOn(t testing.TB, pgOpts pgtest.Options, n int, opts ...envO
 			MasterKey:      mk,
 			SharedSpool:    store,
 			MaxMessageSize: 20 << 20,
-			Mailer:         &SMTPMailer{Addr: sink.ln.Addr().String()},
+			Mailer:         &SMTPMailer{Addr: sink.Addr},
 			From:           "securemail@example.com",
 			SubjectTag:     "[encrypt]",
 			Hasher:         NewHasher(handlerArgon2, 2),

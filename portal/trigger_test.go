@@ -16,6 +16,7 @@ import (
 
 	gomilter "github.com/emersion/go-milter"
 
+	"github.com/securemail/securemail/internal/smtptest"
 	"github.com/securemail/securemail/milter"
 )
 
@@ -29,7 +30,7 @@ type milterResult struct {
 // runMilter passes m through a real milter.Filter over the milter
 // protocol, as Postfix would for a message the portal submitted over
 // loopback.
-func runMilter(t *testing.T, f *milter.Filter, m sinkMessage) milterResult {
+func runMilter(t *testing.T, f *milter.Filter, m smtptest.Message) milterResult {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "smp")
 	if err != nil {
@@ -71,7 +72,7 @@ func runMilter(t *testing.T, f *milter.Filter, m sinkMessage) milterResult {
 		t.Fatal(err)
 	}
 	must(s.Mail(m.From, nil))
-	for _, r := range m.To {
+	for _, r := range m.Rcpts {
 		must(s.Rcpt(r, nil))
 	}
 	tp := textproto.NewReader(bufio.NewReader(bytes.NewReader(m.Data)))
@@ -143,7 +144,7 @@ func TestReplySealedByTheMilter(t *testing.T) {
 		t.Fatalf("reply to everyone: %d\n%s", r.status, r.body)
 	}
 	out := e.sink.last(t, carol)
-	if got := out.parse(t).Header.Get("X-Secure-Send"); got != "yes" {
+	if got := parseMail(t, out).Header.Get("X-Secure-Send"); got != "yes" {
 		t.Fatalf("the reply is not marked with the trigger header: %q\n%s", got, out.Data)
 	}
 	res := runMilter(t, f, out)

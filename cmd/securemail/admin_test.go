@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/securemail/securemail/internal/syncbuf"
 	"github.com/securemail/securemail/keystore"
 	"github.com/securemail/securemail/keystore/storetest"
 )
@@ -24,26 +25,14 @@ type adminFixture struct {
 	sealed [][]byte // the sealed messages, in order
 	ids    []string
 	srv    *adminServer
-	log    *bytes.Buffer
-	logMu  *sync.Mutex
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
+	log    *syncbuf.Buffer
 }
 
 func newAdminFixture(t *testing.T) *adminFixture {
 	t.Helper()
 	env := newRTEnv(t)
 	ctx := context.Background()
-	f := &adminFixture{env: env, log: new(bytes.Buffer), logMu: new(sync.Mutex)}
+	f := &adminFixture{env: env, log: new(syncbuf.Buffer)}
 	for i := range 3 {
 		msg := fmt.Sprintf("From: <%s>\r\nTo: <%s>\r\nSubject: t%d\r\nMessage-ID: <adm-%d@example.test>\r\n\r\nADMIN-MARKER-%d\r\n", rtFrom, rtRcpt, i, i, i)
 		var sealed bytes.Buffer
@@ -72,7 +61,7 @@ func newAdminFixture(t *testing.T) *adminFixture {
 			t.Fatal(err)
 		}
 	}
-	log := slog.New(slog.NewTextHandler(lockedWriter{f.logMu, f.log}, nil))
+	log := slog.New(slog.NewTextHandler(f.log, nil))
 	f.srv = f.start(t, log)
 	return f
 }
@@ -88,8 +77,6 @@ func (f *adminFixture) start(t *testing.T, log *slog.Logger) *adminServer {
 }
 
 func (f *adminFixture) logText() string {
-	f.logMu.Lock()
-	defer f.logMu.Unlock()
 	return f.log.String()
 }
 

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/securemail/securemail/cmd/securemail/internal/mtatest"
+	"github.com/securemail/securemail/internal/syncbuf"
 )
 
 const (
@@ -407,7 +408,7 @@ type e2eServe struct {
 	cmd    *exec.Cmd
 	done   chan struct{}
 	err    error // from cmd.Wait, valid once done is closed
-	log    *mtatest.SyncBuffer
+	log    *syncbuf.Buffer
 }
 
 // e2eStartServe starts "securemail serve --config config" and waits until
@@ -422,7 +423,7 @@ func e2eStartServe(t *testing.T, bin, config, milterAddr string) *e2eServe {
 // and waits until its milter accepts connections on network/address.
 func e2eStartServeAs(t *testing.T, bin, config, network, address string, cred *syscall.Credential, env ...string) *e2eServe {
 	t.Helper()
-	s := &e2eServe{config: config, done: make(chan struct{}), log: new(mtatest.SyncBuffer)}
+	s := &e2eServe{config: config, done: make(chan struct{}), log: new(syncbuf.Buffer)}
 	s.cmd = exec.Command(bin, "serve", "--config", config)
 	if len(env) > 0 {
 		s.cmd.Env = append(os.Environ(), env...)

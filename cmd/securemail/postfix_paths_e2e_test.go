@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/securemail/securemail/cmd/securemail/internal/mtatest"
+	"github.com/securemail/securemail/internal/syncbuf"
 )
 
 // TestPostfixPathsSendmail sends mail with "sendmail -C DIR" into a private
@@ -539,7 +540,7 @@ func pathsHeader(data []byte, name string) string {
 type pathsDKIM struct {
 	dir          string
 	verifyConfig string
-	log          *mtatest.SyncBuffer
+	log          *syncbuf.Buffer
 }
 
 type pathsVerifyResult struct {
@@ -611,7 +612,7 @@ RequireSafeKeys false
 		}
 	}
 
-	d := &pathsDKIM{dir: dir, verifyConfig: verifyConf, log: new(mtatest.SyncBuffer)}
+	d := &pathsDKIM{dir: dir, verifyConfig: verifyConf, log: new(syncbuf.Buffer)}
 	bin, _ := mtatest.LookTool("opendkim")
 	cmd := exec.Command(bin, "-f", "-x", signConf)
 	cmd.Stdout, cmd.Stderr = d.log, d.log

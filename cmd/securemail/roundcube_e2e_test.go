@@ -47,6 +47,7 @@ import (
 	"github.com/securemail/securemail/cmd/securemail/internal/mtatest"
 	"github.com/securemail/securemail/cmd/securemail/internal/webmailtest"
 	"github.com/securemail/securemail/envelope"
+	"github.com/securemail/securemail/internal/syncbuf"
 )
 
 const (
@@ -712,7 +713,7 @@ func FuzzRoundcubePluginParsers(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	stderr := new(mtatest.SyncBuffer)
+	stderr := new(syncbuf.Buffer)
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		f.Fatal(err)

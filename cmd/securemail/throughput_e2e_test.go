@@ -31,6 +31,7 @@ import (
 	gomilter "github.com/emersion/go-milter"
 
 	"github.com/securemail/securemail/cmd/securemail/internal/mtatest"
+	"github.com/securemail/securemail/internal/syncbuf"
 )
 
 const (
@@ -323,7 +324,7 @@ func tpStartSmtpSink(t *testing.T) *tpSink {
 	}
 	// As root smtp-sink needs -u. Without -d or -D it writes no files.
 	cmd := exec.Command(bin, "-c", "-u", "nobody", s.addr, "1024")
-	var stderr mtatest.SyncBuffer
+	var stderr syncbuf.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

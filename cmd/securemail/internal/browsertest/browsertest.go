@@ -38,6 +38,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/securemail/securemail/cmd/securemail/internal/mtatest"
+	"github.com/securemail/securemail/internal/syncbuf"
 )
 
 // ArtifactsEnv names the directory screenshots go to.
@@ -76,7 +77,7 @@ type Browser struct {
 	Path    string // the binary
 	opts    Options
 	ctx     context.Context // the first tab's chromedp context
-	output  *syncBuffer     // what the browser printed
+	output  *syncbuf.Buffer // what the browser printed
 	started time.Time
 }
 
@@ -94,7 +95,7 @@ func New(t testing.TB, opts Options) *Browser {
 	if opts.Timeout == 0 {
 		opts.Timeout = 15 * time.Second
 	}
-	b := &Browser{Path: path, opts: opts, output: &syncBuffer{}, started: time.Now()}
+	b := &Browser{Path: path, opts: opts, output: &syncbuf.Buffer{Limit: 1 << 20}, started: time.Now()}
 	// Not t.TempDir: Chromium's helper processes may still write to the
 	// profile for a moment after the browser exited, which would fail
 	// the test in TempDir's cleanup.
@@ -123,7 +124,7 @@ func New(t testing.TB, opts Options) *Browser {
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), allocOpts...)
 	// chromedp reports CDP events newer than its protocol bindings as
 	// errors; they are noise here, so they go to the output buffer.
-	ctx, cancel := chromedp.NewContext(allocCtx, chromedp.WithErrorf(b.output.logf))
+	ctx, cancel := chromedp.NewContext(allocCtx, chromedp.WithErrorf(func(format string, args ...any) { fmt.Fprintf(b.output, "chromedp: "+format+"\n", args...) }))
 	t.Cleanup(func() {
 		// Close the browser through DevTools, so that it stops its helper
 		// processes, then kill whatever is left.
@@ -522,31 +523,4 @@ func removeProfile(t testing.TB, dir string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("browsertest: remove the profile: %v", err)
-}
-
-// syncBuffer collects the browser's output and chromedp's error reports,
-// which arrive from other goroutines, also after the test ended.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	const max = 1 << 20
-	if b.buf.Len() > max {
-		return len(p), nil
-	}
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) logf(format string, args ...any) {
-	fmt.Fprintf(b, "chromedp: "+format+"\n", args...)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

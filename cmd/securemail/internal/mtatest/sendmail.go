@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/securemail/securemail/internal/syncbuf"
 )
 
 // Sendmail cannot be installed next to Postfix (the Debian packages
@@ -132,7 +134,7 @@ type Sendmail struct {
 	logFile    *os.File
 
 	cmd     *exec.Cmd
-	out     SyncBuffer // the daemon's stdout and stderr
+	out     syncbuf.Buffer // the daemon's stdout and stderr
 	done    chan struct{}
 	waitErr error
 	started bool
@@ -752,23 +754,4 @@ func (s *Sendmail) WaitQueueEmpty(t testing.TB, timeout time.Duration) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// SyncBuffer collects a child process's output; it may be read while the
-// child still writes.
-type SyncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *SyncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *SyncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/securemail/securemail/cmd/securemail/internal/mtatest"
+	"github.com/securemail/securemail/internal/syncbuf"
 )
 
 // Dovecot is a private Dovecot IMAP server with one user.
@@ -144,7 +145,7 @@ service imap-login {
 	}
 
 	d.cmd = exec.Command(bin, "-F", "-c", confPath)
-	out := new(mtatest.SyncBuffer)
+	out := new(syncbuf.Buffer)
 	d.cmd.Stdout, d.cmd.Stderr = out, out
 	// Its own process group: a kill reaches every Dovecot child.
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/securemail/securemail/cmd/securemail/internal/mtatest"
+	"github.com/securemail/securemail/internal/syncbuf"
 )
 
 // Where Debian's roundcube-core package puts Roundcube.
@@ -59,7 +60,7 @@ type Roundcube struct {
 
 	cmd  *exec.Cmd
 	done chan struct{}
-	out  *mtatest.SyncBuffer
+	out  *syncbuf.Buffer
 }
 
 // StartRoundcube lays out a private installation under a temporary
@@ -81,7 +82,7 @@ func StartRoundcube(t testing.TB, opts RoundcubeOptions) *Roundcube {
 		ConfigFile: filepath.Join(dir, "config", "config.inc.php"),
 		LogDir:     filepath.Join(dir, "logs"),
 		done:       make(chan struct{}),
-		out:        new(mtatest.SyncBuffer),
+		out:        new(syncbuf.Buffer),
 	}
 	for _, d := range []string{"config", "logs", "temp", "plugins", "db"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
