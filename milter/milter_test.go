@@ -15,6 +15,7 @@ import (
 
 	gomilter "github.com/emersion/go-milter"
 
+	"github.com/securemail/securemail/internal/poll"
 	"github.com/securemail/securemail/keystore"
 )
 
@@ -261,7 +262,9 @@ func TestKeystoreFailureTempfails(t *testing.T) {
 		{"store error", func(s *failingStore) { s.createErr = errDiskFull }, nil},
 		{"store panics", func(s *failingStore) { s.panicMsg = "boom" }, nil},
 		{"store hangs past the timeout", func(s *failingStore) { s.block = make(chan struct{}) },
-			func(c *Config) { c.KeystoreTimeout = 200 * time.Millisecond }},
+			// Long enough that the healed store's next commit never meets
+			// it on a loaded machine.
+			func(c *Config) { c.KeystoreTimeout = 2 * time.Second }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -343,17 +346,17 @@ func TestShutdownDrainsInFlightMessages(t *testing.T) {
 		shutdownDone <- e.filter.Shutdown(ctx)
 	}()
 	// Wait until Shutdown has begun draining, then try a new message.
-	deadline := time.Now().Add(5 * time.Second)
-	for !e.filter.isDraining() && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Until(t, 10*time.Second, "Shutdown draining", e.filter.isDraining)
 	if o := e.send(t, other, tagged("New [encrypt]", "bob@external.test", secretBody())); o.action.SMTPCode != 451 || !strings.HasPrefix(o.action.SMTPText, "4.3.2") {
 		t.Fatalf("new message while draining: %+v", o.action)
 	}
+	// The in-flight message cannot end before fs.block closes, so a
+	// Shutdown that returned by now did not wait for it (no sleep needed:
+	// a correct one can never be ready here).
 	select {
 	case err := <-shutdownDone:
 		t.Fatalf("Shutdown returned (%v) with a message in flight", err)
-	case <-time.After(100 * time.Millisecond):
+	default:
 	}
 	close(fs.block)
 	assertSealed(t, e, m, <-results)

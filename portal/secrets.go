@@ -503,22 +503,22 @@ var SecurityQuestions = []string{
 	"What was the first name of your first manager?",
 }
 
-// randReader is the source of codes and session ids; tests replace it.
-var randReader io.Reader = rand.Reader
-
 // codeDigits is the length of a one-time code.
 const codeDigits = 8
 
 // NewCode returns a random 8-digit one-time code, uniform over
 // 00000000..99999999 (leading zeros kept).
-func NewCode() (string, error) {
+func NewCode() (string, error) { return newCode(rand.Reader) }
+
+// newCode is NewCode drawing from r (tests pass a seeded source).
+func newCode(r io.Reader) (string, error) {
 	const n = 100_000_000
 	// Rejection sampling: accept only values below the largest multiple of n
 	// that fits in 32 bits, so every code is equally likely.
 	const limit = (1 << 32) / n * n
 	var b [4]byte
 	for {
-		if _, err := io.ReadFull(randReader, b[:]); err != nil {
+		if _, err := io.ReadFull(r, b[:]); err != nil {
 			return "", fmt.Errorf("new code: %w", err)
 		}
 		if v := binary.BigEndian.Uint32(b[:]); v < limit {
@@ -548,9 +548,12 @@ const sessionIDBytes = 32
 
 // NewSessionID returns a random 256-bit session id as 43 characters of
 // unpadded base64url, for the cookie; the store keeps only SessionDigest(id).
-func NewSessionID() (string, error) {
+func NewSessionID() (string, error) { return newSessionID(rand.Reader) }
+
+// newSessionID is NewSessionID drawing from r.
+func newSessionID(r io.Reader) (string, error) {
 	b := make([]byte, sessionIDBytes)
-	if _, err := io.ReadFull(randReader, b); err != nil {
+	if _, err := io.ReadFull(r, b); err != nil {
 		return "", fmt.Errorf("new session id: %w", err)
 	}
 	return base64.RawURLEncoding.EncodeToString(b), nil

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/securemail/securemail/internal/poll"
 )
 
 // testArgon2 is cheap enough to run many times in tests.
@@ -219,12 +221,13 @@ func TestHashConcurrencyBound(t *testing.T) {
 			errs <- err
 		})
 	}
-	// Let the first `limit` in, give the others every chance to (wrongly)
-	// follow, then let them through one at a time.
+	// Let the first `limit` in and wait until every other job queues for a
+	// slot (with a broken bound they would hold one instead, and never
+	// queue), then let them through one at a time.
 	for range limit {
 		<-entered
 	}
-	time.Sleep(20 * time.Millisecond) // only lets a broken bound show
+	poll.Until(t, 10*time.Second, fmt.Sprintf("%d jobs queued for a slot", jobs-limit), func() bool { return h.waiting.Load() == jobs-limit })
 	if n := running.Load(); n != limit {
 		t.Errorf("%d derivations running, want %d", n, limit)
 	}
@@ -321,6 +324,7 @@ func TestHashContextWhileWaiting(t *testing.T) {
 // waiting; the ones already queued still run, and the queue frees up.
 func TestHashQueueBound(t *testing.T) {
 	h := NewHasher(testArgon2, 1) // waiting bound 2 by default
+	h.SetMaxWait(time.Minute)     // so that a call that waited would show
 	entered := make(chan struct{})
 	release := make(chan struct{})
 	var hold atomic.Bool
@@ -338,9 +342,7 @@ func TestHashQueueBound(t *testing.T) {
 	for i := range 2 {
 		go func() { _, err := h.Hash(context.Background(), fmt.Sprint("queued", i)); results <- err }()
 	}
-	for h.waiting.Load() != 2 {
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, 10*time.Second, "2 jobs queued", func() bool { return h.waiting.Load() == 2 })
 	if !h.Busy() {
 		t.Error("Busy() = false with the slot taken and the queue full")
 	}
@@ -351,7 +353,7 @@ func TestHashQueueBound(t *testing.T) {
 	if err := h.DummyVerify(context.Background(), "one too many"); !errors.Is(err, ErrBusy) {
 		t.Fatalf("DummyVerify past the queue bound = %v, want ErrBusy", err)
 	}
-	if d := time.Since(start); d > time.Second {
+	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("ErrBusy took %v; it must not wait", d)
 	}
 	close(release)
@@ -560,21 +562,14 @@ func TestSecurityQuestions(t *testing.T) {
 	}
 }
 
-// withRand makes codes and session ids come from a seeded generator.
-func withRand(t *testing.T, seed byte) {
-	t.Helper()
-	old := randReader
-	randReader = mrand.NewChaCha8([32]byte{seed})
-	t.Cleanup(func() { randReader = old })
-}
-
 func TestNewCode(t *testing.T) {
-	withRand(t, 1)
+	t.Parallel()
+	r := mrand.NewChaCha8([32]byte{1})
 	const draws = 20000
 	var counts [8][10]int
 	seen := map[string]bool{}
 	for range draws {
-		c, err := NewCode()
+		c, err := newCode(r)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -621,17 +616,14 @@ func (r *wordReader) Read(p []byte) (int, error) {
 }
 
 func TestNewCodeRejectsBiasedRange(t *testing.T) {
-	old := randReader
-	t.Cleanup(func() { randReader = old })
+	t.Parallel()
 	// 4294967295 is above the largest multiple of 10^8 and must be drawn again;
 	// 7 then gives "00000007".
-	randReader = &wordReader{words: []uint32{4294967295, 4200000000, 7}}
-	c, err := NewCode()
+	c, err := newCode(&wordReader{words: []uint32{4294967295, 4200000000, 7}})
 	if err != nil || c != "00000007" {
 		t.Errorf("NewCode = %q, %v; want 00000007", c, err)
 	}
-	randReader = &wordReader{words: []uint32{4199999999}}
-	if c, _ := NewCode(); c != "99999999" {
+	if c, _ := newCode(&wordReader{words: []uint32{4199999999}}); c != "99999999" {
 		t.Errorf("NewCode = %q; want 99999999", c)
 	}
 }
@@ -658,10 +650,11 @@ func TestCodeDigest(t *testing.T) {
 }
 
 func TestNewSessionID(t *testing.T) {
-	withRand(t, 2)
+	t.Parallel()
+	r := mrand.NewChaCha8([32]byte{2})
 	seen := map[string]bool{}
 	for range 1000 {
-		id, err := NewSessionID()
+		id, err := newSessionID(r)
 		if err != nil {
 			t.Fatal(err)
 		}

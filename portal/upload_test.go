@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/securemail/securemail/internal/poll"
 )
 
 // spoolFiles lists the envelope and temporary files in the spool.
@@ -216,19 +218,11 @@ func TestParallelUploadsPerClientCapped(t *testing.T) {
 	for range 3 {
 		slowUpload(t, addr, "/open", 20*time.Millisecond, stop)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	poll.Until(t, 30*time.Second, "3 uploads in progress", func() bool {
 		e.portal.h.uploadMu.Lock()
-		n := e.portal.h.uploading["127.0.0.1"]
-		e.portal.h.uploadMu.Unlock()
-		if n == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d uploads in progress, want 3", n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		defer e.portal.h.uploadMu.Unlock()
+		return e.portal.h.uploading["127.0.0.1"] == 3
+	})
 	s := e.seal(alice, []string{bob}, plainMessage)
 	if r := e.browser().open(s); r.status != http.StatusTooManyRequests || !strings.Contains(r.body, "several messages") {
 		t.Fatalf("a fourth upload: %d\n%s", r.status, r.body)

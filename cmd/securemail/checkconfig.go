@@ -26,17 +26,26 @@ import (
 	"github.com/securemail/securemail/milter"
 )
 
-// checkConfigExit ends the process with check-config's exit status; tests
-// replace it to run the command in-process.
-var checkConfigExit = os.Exit
+// checkHost is what check-config looks at on the host besides its flags;
+// tests pass their own to play another host and run in parallel.
+type checkHost struct {
+	lookPostconf func() (string, error) // finds Postfix's postconf
+	sendmailCF   string                 // checked when --sendmail-cf is not given and it exists
+	systemConfig string                 // where the packaged service reads its configuration
+	socketFolder bool                   // check the folder of a unix milter socket
+	exit         func(code int)         // ends the process with check-config's exit status
+}
 
-// lookPostconf finds Postfix's postconf; tests replace it to play a host
-// without Postfix.
-var lookPostconf = func() (string, error) { return lookSbin("postconf") }
-
-// defaultSendmailCF is checked when --sendmail-cf is not given and the file
-// exists.
-var defaultSendmailCF = "/etc/mail/sendmail.cf"
+// systemCheckHost is this host, as securemail check-config sees it.
+func systemCheckHost() *checkHost {
+	return &checkHost{
+		lookPostconf: func() (string, error) { return lookSbin("postconf") },
+		sendmailCF:   "/etc/mail/sendmail.cf",
+		systemConfig: "/etc/securemail/securemail.yaml",
+		socketFolder: true,
+		exit:         os.Exit,
+	}
+}
 
 // skipCheck is the flag value that turns an MTA check off.
 const skipCheck = "none"
@@ -148,12 +157,13 @@ type checkConfigOptions struct {
 	config      string // "" = embedded default
 	postfixDir  string // "" = the system's, if postconf exists; skipCheck = off
 	postfixSet  bool
-	sendmailCF  string // "" = defaultSendmailCF, if it exists; skipCheck = off
-	sendmailSet bool   // --sendmail-cf given
+	sendmailCF  string     // "" = defaultSendmailCF, if it exists; skipCheck = off
+	sendmailSet bool       // --sendmail-cf given
+	host        *checkHost // nil: systemCheckHost()
 }
 
-func newCheckConfigCommand() *cobra.Command {
-	var opts checkConfigOptions
+func newCheckConfigCommand(host *checkHost) *cobra.Command {
+	opts := checkConfigOptions{host: host}
 	cmd := &cobra.Command{
 		Use:                   "check-config [--config FILE] [--postfix-config DIR] [--sendmail-cf FILE]",
 		Short:                 "Check the configuration and the MTA's milter settings; explain every problem",
@@ -179,7 +189,7 @@ run it as the user securemail serve runs as.`,
 			out := cmd.OutOrStdout()
 			if len(args) > 0 {
 				fmt.Fprintf(out, "error: unexpected argument %q — check-config takes only flags (see securemail check-config --help)\n", args[0])
-				checkConfigExit(2)
+				host.exit(2)
 				return nil
 			}
 			opts.config, _ = cmd.Flags().GetString("config")
@@ -188,16 +198,16 @@ run it as the user securemail serve runs as.`,
 			r := runCheckConfig(opts)
 			r.write(out)
 			if code := r.exitCode(); code != 0 {
-				checkConfigExit(code)
+				host.exit(code)
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&opts.postfixDir, "postfix-config", "", `Postfix configuration directory, as for "postconf -c" (default: the system's, if postconf is installed; "none" skips Postfix)`)
-	cmd.Flags().StringVar(&opts.sendmailCF, "sendmail-cf", "", `Sendmail's sendmail.cf (default: `+defaultSendmailCF+` if it exists; "none" skips Sendmail)`)
+	cmd.Flags().StringVar(&opts.sendmailCF, "sendmail-cf", "", `Sendmail's sendmail.cf (default: `+host.sendmailCF+` if it exists; "none" skips Sendmail)`)
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		fmt.Fprintf(c.OutOrStdout(), "error: %v — see securemail check-config --help\n", err)
-		checkConfigExit(2)
+		host.exit(2)
 		return err
 	})
 	return cmd
@@ -205,6 +215,9 @@ run it as the user securemail serve runs as.`,
 
 // runCheckConfig runs every check and returns the findings.
 func runCheckConfig(opts checkConfigOptions) *checkReport {
+	if opts.host == nil {
+		opts.host = systemCheckHost()
+	}
 	r := &checkReport{}
 	cfg := checkConfigFile(r, opts.config)
 	if cfg == nil {
@@ -214,9 +227,9 @@ func runCheckConfig(opts checkConfigOptions) *checkReport {
 	if os.Geteuid() == 0 {
 		r.infof("running as root: the file checks show what root may do, not what the user securemail serve runs as may do")
 	}
-	if opts.config == "" && fileExists(systemConfigPath) {
-		r.warnf("", "pass --config "+systemConfigPath+" (securemail serve as installed reads it)",
-			"no --config given, so this checked the embedded default, but %s exists", systemConfigPath)
+	if sys := opts.host.systemConfig; opts.config == "" && fileExists(sys) {
+		r.warnf("", "pass --config "+sys+" (securemail serve as installed reads it)",
+			"no --config given, so this checked the embedded default, but %s exists", sys)
 	}
 	checkMasterKeyFile(r, cfg)
 	checkDataDir(r, cfg)
@@ -226,7 +239,9 @@ func runCheckConfig(opts checkConfigOptions) *checkReport {
 		r.infof("the milter socket and MTA checks were skipped: milter.enabled is false on this host")
 		return r
 	}
-	checkMilterSocketDir(r, cfg)
+	if opts.host.socketFolder {
+		checkMilterSocketDir(r, cfg)
+	}
 	checkPostfix(r, cfg, opts)
 	checkSendmail(r, cfg, opts)
 	return r

@@ -8,20 +8,12 @@ import (
 	"time"
 )
 
-// systemConfigPath is where the packaged service reads its configuration;
-// tests point it elsewhere.
-var systemConfigPath = "/etc/securemail/securemail.yaml"
-
-// checkSocketFolder turns checkMilterSocketDir off for tests of the MTA
-// checks, whose example socket paths need not exist on the test host.
-var checkSocketFolder = true
-
 // checkMilterSocketDir: a unix milter socket needs its folder to exist at
 // boot and be writable by the service user (it is usually under /run or
 // Postfix's queue directory, created by a tmpfiles.d entry).
 func checkMilterSocketDir(r *checkReport, c *Config) {
 	network, address := c.Milter.Listen.Network, c.Milter.Listen.Address
-	if network != "unix" || !checkSocketFolder {
+	if network != "unix" {
 		return
 	}
 	dir := filepath.Dir(address)

@@ -40,17 +40,16 @@ func TestCheckConfigMilterSocketFolder(t *testing.T) {
 
 func TestCheckConfigSystemConfigNotUsed(t *testing.T) {
 	dir := t.TempDir()
-	saved := systemConfigPath
-	systemConfigPath = filepath.Join(dir, "securemail.yaml")
-	t.Cleanup(func() { systemConfigPath = saved })
+	host := systemCheckHost()
+	host.systemConfig = filepath.Join(dir, "securemail.yaml")
 	t.Setenv("SECUREMAIL_DATA_DIR", filepath.Join(dir, "data"))
-	ccWriteFile(t, systemConfigPath, "data_dir: /var/lib/securemail\n", 0o600)
-	out, _ := ccRun(t, ccNoMTA...)
-	want := "warning: no --config given, so this checked the embedded default, but " + systemConfigPath + " exists"
+	ccWriteFile(t, host.systemConfig, "data_dir: /var/lib/securemail\n", 0o600)
+	out, _ := ccRunOn(t, host, ccNoMTA...)
+	want := "warning: no --config given, so this checked the embedded default, but " + host.systemConfig + " exists"
 	if !strings.Contains(out, want) {
 		t.Fatalf("want %q:\n%s", want, out)
 	}
-	out, _ = ccRun(t, append([]string{"--config", systemConfigPath}, ccNoMTA...)...)
+	out, _ = ccRunOn(t, host, append([]string{"--config", host.systemConfig}, ccNoMTA...)...)
 	if strings.Contains(out, "no --config given") {
 		t.Fatalf("warned with --config given:\n%s", out)
 	}

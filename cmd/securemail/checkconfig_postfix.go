@@ -335,7 +335,7 @@ func checkPostfix(r *checkReport, c *Config, opts checkConfigOptions) {
 		return
 	}
 	explicit := opts.postfixSet && opts.postfixDir != ""
-	bin, err := lookPostconf()
+	bin, err := opts.host.lookPostconf()
 	if err != nil {
 		if explicit {
 			r.errorf("", "install Postfix (postconf) on this host, or leave out --postfix-config",

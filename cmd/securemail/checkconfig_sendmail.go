@@ -19,7 +19,7 @@ func checkSendmail(r *checkReport, c *Config, opts checkConfigOptions) {
 	}
 	explicit := opts.sendmailSet && path != ""
 	if !explicit {
-		path = defaultSendmailCF
+		path = opts.host.sendmailCF
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {

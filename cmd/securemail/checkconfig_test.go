@@ -22,20 +22,24 @@ import (
 type ccWant = string
 
 // ccRun runs "securemail check-config args..." in-process, through cobra,
-// and returns its output and exit status.
+// looking at this host, and returns its output and exit status.
 func ccRun(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	return ccRunOn(t, systemCheckHost(), args...)
+}
+
+// ccRunOn is ccRun looking at host; it replaces host's exit.
+func ccRunOn(t *testing.T, host *checkHost, args ...string) (string, int) {
 	t.Helper()
 	code := 0
 	exited := false
-	saved := checkConfigExit
-	checkConfigExit = func(c int) {
+	host.exit = func(c int) {
 		if exited {
 			t.Errorf("check-config exited twice (%d, then %d)", code, c)
 		}
 		code, exited = c, true
 	}
-	defer func() { checkConfigExit = saved }()
-	root := newRootCommand()
+	root := newRootCommandOn(host)
 	var out bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&out)
@@ -435,10 +439,7 @@ func ccPostconf(t *testing.T) string {
 }
 
 func TestCheckConfigPostfix(t *testing.T) {
-	// These cases are about the MTA's settings; their socket folders
-	// need not exist here (TestCheckConfigMilterSocketFolder checks that).
-	checkSocketFolder = false
-	t.Cleanup(func() { checkSocketFolder = true })
+	t.Parallel()
 	postconf := ccPostconf(t)
 	const queue = "@DIR@/spool" // queue_directory of every case
 	cases := []struct {
@@ -581,7 +582,7 @@ func TestCheckConfigPostfix(t *testing.T) {
 				}
 			}
 			cfg := s.config(t, "good.yaml", subst.Replace(tc.listen))
-			out, code := ccRun(t, "--config", cfg, "--postfix-config", pfDir, "--sendmail-cf", "none")
+			out, code := ccRunOn(t, ccMTAHost(), "--config", cfg, "--postfix-config", pfDir, "--sendmail-cf", "none")
 			wants := make([]ccWant, len(tc.wants))
 			for i, w := range tc.wants {
 				wants[i] = subst.Replace(w)
@@ -610,27 +611,24 @@ func TestCheckConfigPostfixSnippetsUnchanged(t *testing.T) {
 }
 
 func TestCheckConfigWithoutPostconf(t *testing.T) {
-	saved := lookPostconf
-	lookPostconf = func() (string, error) { return "", exec.ErrNotFound }
-	defer func() { lookPostconf = saved }()
+	t.Parallel()
+	host := systemCheckHost()
+	host.lookPostconf = func() (string, error) { return "", exec.ErrNotFound }
 	s := newCCSetup(t)
 	cfg := s.config(t, "good.yaml", "")
 
-	out, code := ccRun(t, "--config", cfg, "--sendmail-cf", "none")
+	out, code := ccRunOn(t, host, "--config", cfg, "--sendmail-cf", "none")
 	ccCheck(t, out, code, 0, []ccWant{"info: postconf not found: Postfix not checked"})
 
 	pfDir := t.TempDir()
-	out, code = ccRun(t, "--config", cfg, "--sendmail-cf", "none", "--postfix-config", pfDir)
+	out, code = ccRunOn(t, host, "--config", cfg, "--sendmail-cf", "none", "--postfix-config", pfDir)
 	ccCheck(t, out, code, 2, []ccWant{"error: --postfix-config " + pfDir + " was given but postconf is not installed — install Postfix"})
 }
 
 // --- Sendmail ------------------------------------------------------------
 
 func TestCheckConfigSendmail(t *testing.T) {
-	// These cases are about the MTA's settings; their socket folders
-	// need not exist here (TestCheckConfigMilterSocketFolder checks that).
-	checkSocketFolder = false
-	t.Cleanup(func() { checkSocketFolder = true })
+	t.Parallel()
 	cases := []struct {
 		name    string
 		cf      string // in testdata/checkconfig/sendmail
@@ -681,7 +679,7 @@ func TestCheckConfigSendmail(t *testing.T) {
 				t.Fatalf("fixture %s: %v", tc.cf, err)
 			}
 			cfg := s.config(t, "good.yaml", tc.listen)
-			out, code := ccRun(t, "--config", cfg, "--postfix-config", "none", "--sendmail-cf", cf)
+			out, code := ccRunOn(t, ccMTAHost(), "--config", cfg, "--postfix-config", "none", "--sendmail-cf", cf)
 			wants := make([]ccWant, len(tc.wants))
 			for i, w := range tc.wants {
 				wants[i] = strings.ReplaceAll(w, "@CF@", cf)
@@ -692,18 +690,27 @@ func TestCheckConfigSendmail(t *testing.T) {
 }
 
 func TestCheckConfigSendmailDefaultPath(t *testing.T) {
-	saved := defaultSendmailCF
-	defer func() { defaultSendmailCF = saved }()
+	t.Parallel()
+	host := systemCheckHost()
 	s := newCCSetup(t)
 	cfg := s.config(t, "good.yaml", "")
 
-	defaultSendmailCF = filepath.Join(t.TempDir(), "sendmail.cf")
-	out, code := ccRun(t, "--config", cfg, "--postfix-config", "none")
-	ccCheck(t, out, code, 0, []ccWant{"info: no " + defaultSendmailCF + ": Sendmail not checked"})
+	host.sendmailCF = filepath.Join(t.TempDir(), "sendmail.cf")
+	out, code := ccRunOn(t, host, "--config", cfg, "--postfix-config", "none")
+	ccCheck(t, out, code, 0, []ccWant{"info: no " + host.sendmailCF + ": Sendmail not checked"})
 
-	defaultSendmailCF, _ = filepath.Abs(filepath.Join("testdata", "checkconfig", "sendmail", "no-tempfail.cf"))
-	out, code = ccRun(t, "--config", cfg, "--postfix-config", "none")
-	ccCheck(t, out, code, 2, []ccWant{"error: " + defaultSendmailCF + ": milter Xsecuremail has no F=T"})
+	host.sendmailCF, _ = filepath.Abs(filepath.Join("testdata", "checkconfig", "sendmail", "no-tempfail.cf"))
+	out, code = ccRunOn(t, host, "--config", cfg, "--postfix-config", "none")
+	ccCheck(t, out, code, 2, []ccWant{"error: " + host.sendmailCF + ": milter Xsecuremail has no F=T"})
+}
+
+// ccMTAHost is this host without the milter socket folder check: the MTA
+// cases' example socket paths need not exist here
+// (TestCheckConfigMilterSocketFolder checks that).
+func ccMTAHost() *checkHost {
+	h := systemCheckHost()
+	h.socketFolder = false
+	return h
 }
 
 // The sendmail.cf that contrib/sendmail/securemail.mc produces, built with

@@ -115,8 +115,8 @@ func TestDeadMTAPeerMidBody(t *testing.T) {
 		if len(left) == 0 {
 			break
 		}
-		if time.Since(killed) > 5*time.Second {
-			t.Fatalf("spool still holds %v 5 s after the MTA side was killed", left)
+		if time.Since(killed) > 30*time.Second {
+			t.Fatalf("spool still holds %v 30 s after the MTA side was killed", left)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -126,7 +126,8 @@ func TestDeadMTAPeerMidBody(t *testing.T) {
 	if err != nil || code != 0 {
 		t.Fatalf("serve after SIGTERM: exit %d, %v", code, err)
 	}
-	if took := time.Since(began); took > 3*time.Second {
+	// Generous: a drain that waited for the dead session meets stop's 10 s.
+	if took := time.Since(began); took > 8*time.Second {
 		t.Fatalf("SIGTERM took %v with the dead session's message gone", took)
 	}
 	if log := srv.log.String(); !strings.Contains(log, "the MTA went away in the middle of the message") || strings.Contains(log, "HALF-MTA-SECRET") {

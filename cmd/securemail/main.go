@@ -29,7 +29,10 @@ func main() {
 	}
 }
 
-func newRootCommand() *cobra.Command {
+func newRootCommand() *cobra.Command { return newRootCommandOn(systemCheckHost()) }
+
+// newRootCommandOn is the command tree with check-config looking at host.
+func newRootCommandOn(host *checkHost) *cobra.Command {
 	var configPath string
 	root := &cobra.Command{
 		Use:           "securemail",
@@ -40,7 +43,7 @@ func newRootCommand() *cobra.Command {
 	root.PersistentFlags().StringVar(&configPath, "config", "", "YAML configuration file (default: the embedded default, everything on loopback)")
 	load := func() (*Config, error) { return loadConfig(configPath) }
 	root.AddCommand(newServeCommand(load), newSealCommand(load), newOpenCommand(load))
-	root.AddCommand(newCheckConfigCommand())
+	root.AddCommand(newCheckConfigCommand(host))
 	root.AddCommand(newMigrateCommand(load))
 	root.AddCommand(newKeysCommand(load), newAccountsCommand(load), newBackupCommand(load), newRestoreCommand(load),
 		newMasterKeyCommand(load), newVersionCommand(), newReloadCommand(load))
