@@ -216,6 +216,7 @@ func FuzzWriteBody(f *testing.F) {
 // TestWriteBodySeeds runs the seeds and every sender of fromCases with
 // each of a few portal URLs.
 func TestWriteBodySeeds(t *testing.T) {
+	t.Parallel()
 	seeds := writeBodySeeds(t)
 	for name, s := range seeds {
 		t.Run(name, func(t *testing.T) { checkBody(t, s.notice(), s.env) })

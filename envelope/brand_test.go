@@ -20,6 +20,7 @@ func testBrand(t testing.TB) Brand {
 }
 
 func TestBrandCheck(t *testing.T) {
+	t.Parallel()
 	good := testBrand(t)
 	if err := good.Check(); err != nil {
 		t.Fatal(err)
@@ -46,6 +47,7 @@ func TestBrandCheck(t *testing.T) {
 }
 
 func TestLogoDataURI(t *testing.T) {
+	t.Parallel()
 	png := append([]byte("\x89PNG\r\n\x1a\n"), make([]byte, 100)...)
 	if u, err := LogoDataURI(png); err != nil || !strings.HasPrefix(u, "data:image/png;base64,") {
 		t.Errorf("png: %q %v", u[:min(len(u), 30)], err)
@@ -67,6 +69,7 @@ func TestLogoDataURI(t *testing.T) {
 // TestBrandedBodyProperties: every brand field alone and together gives a
 // body with checkBody's properties.
 func TestBrandedBodyProperties(t *testing.T) {
+	t.Parallel()
 	env := seal(t, testPayload("brand", 3000), testDEK, testHeader(), 0)
 	b := testBrand(t)
 	for _, brand := range []Brand{b, {Organisation: b.Organisation}, {Logo: b.Logo}, {Support: "Ring us"}, {Accent: "#000000"}} {
@@ -77,6 +80,7 @@ func TestBrandedBodyProperties(t *testing.T) {
 }
 
 func TestBrandedPageAndNotice(t *testing.T) {
+	t.Parallel()
 	env := seal(t, testPayload("brand", 100), testDEK, testHeader(), 0)
 	n := testNotice("Alice Example <alice@example.com>")
 	n.Brand = testBrand(t)

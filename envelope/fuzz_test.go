@@ -96,6 +96,7 @@ func seedFiles(t testing.TB) map[string]map[string][]byte {
 // TestFuzzSeeds checks that the committed seed corpora are what seedFiles
 // makes, or rewrites them with -update.
 func TestFuzzSeeds(t *testing.T) {
+	t.Parallel()
 	for target, seeds := range seedFiles(t) {
 		dir := filepath.Join("testdata", "fuzz", target)
 		if *update {
@@ -137,6 +138,7 @@ func FuzzOpen(f *testing.F) {
 // TestOpenProperty runs FuzzOpen's checks on multi-chunk envelopes, every
 // vector, and every vector cut at each chunk boundary and around it.
 func TestOpenProperty(t *testing.T) {
+	t.Parallel()
 	big := testPayload("fuzz open", 2*ChunkSize+5)
 	var inputs [][]byte
 	for _, n := range []int{ChunkSize, ChunkSize + 1, 2*ChunkSize + 5} {

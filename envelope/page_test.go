@@ -57,6 +57,7 @@ func writeBody(t testing.TB, n Notice, payload []byte) (body, env []byte) {
 }
 
 func TestBodyGolden(t *testing.T) {
+	t.Parallel()
 	body, _ := writeBody(t, testNotice("Alice Example <alice@example.com>"), []byte(goldenPayload))
 	const golden = "testdata/body.golden"
 	if *update {
@@ -124,6 +125,7 @@ var fromCases = []struct {
 }
 
 func TestBodyTransport(t *testing.T) {
+	t.Parallel()
 	payload := testPayload("transport", 3000)
 	for _, tc := range fromCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -333,6 +335,7 @@ func checkNotice(t *testing.T, body []byte, n Notice) {
 
 // TestFindPage finds the page in the forms it reaches a recipient.
 func TestFindPage(t *testing.T) {
+	t.Parallel()
 	n := testNotice("Alice Example <alice@example.com>")
 	payload := testPayload("find page", 5000)
 	body, env := writeBody(t, n, payload)
@@ -411,6 +414,7 @@ func TestFindPage(t *testing.T) {
 }
 
 func TestFindPageSizeLimit(t *testing.T) {
+	t.Parallel()
 	big := io.MultiReader(strings.NewReader("<!DOCTYPE html>"), io.LimitReader(zeros{}, maxPageSize))
 	if _, err := FindPage(big); err == nil {
 		t.Fatalf("FindPage read more than %d bytes", maxPageSize)
@@ -425,6 +429,7 @@ func (zeros) Read(p []byte) (int, error) {
 }
 
 func TestParsePageRejects(t *testing.T) {
+	t.Parallel()
 	n := testNotice("Alice <alice@example.com>")
 	var b bytes.Buffer
 	if err := WritePage(&b, n, strings.NewReader("SMENV\x01 not really an envelope")); err != nil {
@@ -462,6 +467,7 @@ func TestParsePageRejects(t *testing.T) {
 }
 
 func TestWriteBodyRejects(t *testing.T) {
+	t.Parallel()
 	for _, url := range []string{"", "secure.example.com", "ftp://secure.example.com", "https://", "javascript:alert(1)", "https://exa mple.com", "http://[::1"} {
 		n := testNotice("a")
 		n.PortalURL = url
@@ -502,6 +508,7 @@ func TestWriteBodyRejects(t *testing.T) {
 }
 
 func TestWriteArmor(t *testing.T) {
+	t.Parallel()
 	for _, n := range []int{0, 1, 56, 57, 58, 57 * 512, 57*512 + 1, 57*armorBlockLines - 1, 57 * armorBlockLines, 57*armorBlockLines + 1, 100000} {
 		data := testPayload("armor", n)
 		var b bytes.Buffer
@@ -545,6 +552,7 @@ func armorReference(src []byte, eol string) []byte {
 // length around a line and a block, every byte value in every position,
 // either line end, and readers with and without Len.
 func TestArmorLinesMatchBase64(t *testing.T) {
+	t.Parallel()
 	all := make([]byte, 3*256)
 	for i := range all {
 		all[i] = byte(i / 3 * 7) // each value in each position of a 3-byte group
@@ -597,6 +605,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // TestSizeRatio checks the design's target: the replacement body is at most
 // 1.37 times the original plus 16 KiB.
 func TestSizeRatio(t *testing.T) {
+	t.Parallel()
 	for _, size := range []int{1 << 10, 100 << 10, 20 << 20} {
 		payload := testPayload("ratio", size)
 		env := seal(t, payload, testDEK, testHeader(), 0)
@@ -615,6 +624,7 @@ func TestSizeRatio(t *testing.T) {
 // The bare-LF body is the CRLF body with its line ends changed, nothing
 // else: the milter path and the offline path write the same message.
 func TestWriteBodyLF(t *testing.T) {
+	t.Parallel()
 	n := Notice{From: "Zoë <zoe@example.test>", Sender: "zoe@example.test", Date: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC),
 		PortalURL: "https://secure.example.test", Boundary: "securemail-0123456789abcdef01234567"}
 	env := bytes.Repeat([]byte{0xa5}, 3*armorLineBytes*512+5)

@@ -119,6 +119,7 @@ func chunks(n int) int {
 var edgeSizes = []int{0, 1, ChunkSize - 1, ChunkSize, ChunkSize + 1, 2 * ChunkSize, 3*ChunkSize + 7}
 
 func TestRoundTrip(t *testing.T) {
+	t.Parallel()
 	writes := []struct {
 		name  string
 		write func(w *Writer, p []byte) error
@@ -214,6 +215,7 @@ func writeEach(w io.Writer, p []byte, n int) error {
 // TestReaderContract runs the standard io.Reader checks, and reads the
 // envelope from sources that return few bytes per call or data with io.EOF.
 func TestReaderContract(t *testing.T) {
+	t.Parallel()
 	for _, size := range edgeSizes {
 		payload := testPayload("reader", size)
 		env := seal(t, payload, testDEK, testHeader(), 0)
@@ -247,6 +249,7 @@ func TestReaderContract(t *testing.T) {
 }
 
 func TestCloseTwiceAndWriteAfterClose(t *testing.T) {
+	t.Parallel()
 	for _, size := range []int{0, 1, ChunkSize} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			payload := testPayload("close", size)
@@ -302,6 +305,7 @@ func (f *failingWriter) Write(p []byte) (int, error) {
 }
 
 func TestWriterErrorsStick(t *testing.T) {
+	t.Parallel()
 	// The header goes through, the first chunk does not.
 	fw := &failingWriter{limit: headerSize}
 	w, err := Seal(fw, testDEK, testHeader())
@@ -343,6 +347,7 @@ func TestWriterErrorsStick(t *testing.T) {
 }
 
 func TestDataKeySize(t *testing.T) {
+	t.Parallel()
 	for _, n := range []int{0, 16, 31, 33, 64} {
 		if _, err := Seal(io.Discard, make([]byte, n), testHeader()); err == nil {
 			t.Errorf("Seal with a %d-byte data key succeeded", n)
@@ -372,6 +377,7 @@ func (r *errAfterReader) Read(p []byte) (int, error) {
 // as an authentication failure, that it sticks, and that the chunk it cut
 // gives no plaintext.
 func TestSourceError(t *testing.T) {
+	t.Parallel()
 	payload := testPayload("source error", 2*ChunkSize+10)
 	env := seal(t, payload, testDEK, testHeader(), 0)
 	errSource := errors.New("connection reset")
@@ -405,6 +411,7 @@ func TestSourceError(t *testing.T) {
 // TestErrorsStick checks that after an authentication failure every later
 // Read fails the same way and returns nothing.
 func TestErrorsStick(t *testing.T) {
+	t.Parallel()
 	payload := testPayload("sticky", 3*ChunkSize)
 	env := seal(t, payload, testDEK, testHeader(), 0)
 	env[headerSize+encChunkSize+100] ^= 0x40 // chunk 1
@@ -426,6 +433,7 @@ func TestErrorsStick(t *testing.T) {
 }
 
 func TestHeader(t *testing.T) {
+	t.Parallel()
 	h := testHeader()
 	b := h.Marshal()
 	if len(b) != headerSize || headerSize != 38 {
@@ -466,6 +474,7 @@ func TestHeader(t *testing.T) {
 }
 
 func TestNewHeader(t *testing.T) {
+	t.Parallel()
 	h, err := NewHeader(testKeyID, bytes.NewReader(testSalt[:]))
 	if err != nil || h != testHeader() {
 		t.Fatalf("NewHeader = %+v, %v", h, err)
@@ -476,6 +485,7 @@ func TestNewHeader(t *testing.T) {
 }
 
 func TestKeyID(t *testing.T) {
+	t.Parallel()
 	s := testKeyID.String()
 	if s != "5ec0e3a11d0000000000000000000001" {
 		t.Fatalf("String = %q", s)
@@ -495,6 +505,7 @@ func TestKeyID(t *testing.T) {
 // changes the ciphertext: the header (key id, salt) is bound, the data key
 // is used, and no two chunks of a payload of equal chunks look alike.
 func TestCiphertextBinding(t *testing.T) {
+	t.Parallel()
 	payload := bytes.Repeat([]byte{'A'}, 3*ChunkSize)
 	base := seal(t, payload, testDEK, testHeader(), 0)
 	c0 := base[headerSize : headerSize+encChunkSize]

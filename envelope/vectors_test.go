@@ -329,6 +329,7 @@ func readVectorFiles(t *testing.T) map[string][]byte {
 // TestVectorFiles checks that the committed vectors are what the reference
 // sealer makes, or rewrites them with -update.
 func TestVectorFiles(t *testing.T) {
+	t.Parallel()
 	var vs []vector
 	for _, v := range makeVectors() {
 		if !v.extra {
@@ -376,6 +377,7 @@ func TestVectorFiles(t *testing.T) {
 // TestVectors opens every vector file with the package and checks the
 // outcome, and that no plaintext beyond what verified was released.
 func TestVectors(t *testing.T) {
+	t.Parallel()
 	files := readVectorFiles(t)
 	if len(files) < 25 {
 		t.Fatalf("only %d vectors in %s", len(files), vectorDir)
@@ -395,6 +397,7 @@ func TestVectors(t *testing.T) {
 
 // TestExtraVectors checks the cases kept out of testdata for size.
 func TestExtraVectors(t *testing.T) {
+	t.Parallel()
 	for _, v := range makeVectors() {
 		if v.extra {
 			t.Run(v.name, func(t *testing.T) { checkVector(t, v.marshal()) })

@@ -41,6 +41,7 @@ func mustNoErrors(t *testing.T, errs []error) {
 }
 
 func TestAdminBackupWhileWriting(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
 	s := openBolt(t, filepath.Join(dir, "keys.db"))

@@ -20,6 +20,7 @@ import (
 var portalBase = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 
 func TestBoltPortalConformance(t *testing.T) {
+	t.Parallel()
 	storetest.RunPortal(t, func(t *testing.T) keystore.PortalStore {
 		s := openBolt(t, filepath.Join(t.TempDir(), "keys.db"))
 		t.Cleanup(func() {
@@ -55,6 +56,7 @@ func fillPortal(t *testing.T, s *keystore.Bolt) {
 }
 
 func TestBoltPortalDurableAcrossReopen(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "keys.db")
 	s := openBolt(t, path)
@@ -102,6 +104,7 @@ func TestBoltPortalDurableAcrossReopen(t *testing.T) {
 }
 
 func TestBoltPortalClosedStore(t *testing.T) {
+	t.Parallel()
 	s := openBolt(t, filepath.Join(t.TempDir(), "keys.db"))
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -129,6 +132,7 @@ func TestBoltPortalClosedStore(t *testing.T) {
 }
 
 func TestBoltSweepKeysDeletesReads(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := openBolt(t, filepath.Join(t.TempDir(), "keys.db"))
 	defer s.Close()
@@ -172,6 +176,7 @@ func TestBoltSweepKeysDeletesReads(t *testing.T) {
 // TestBoltPortalFileFormat pins the bucket layout and the JSON field names:
 // they are the file format.
 func TestBoltPortalFileFormat(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "keys.db")
 	s := openBolt(t, path)
 	fillPortal(t, s)

@@ -10,6 +10,7 @@ import (
 )
 
 func TestBoltAdminConformance(t *testing.T) {
+	t.Parallel()
 	storetest.RunAdmin(t, func(t *testing.T) keystore.Store {
 		s := openBolt(t, filepath.Join(t.TempDir(), "keys.db"))
 		t.Cleanup(func() { s.Close() })
@@ -18,6 +19,7 @@ func TestBoltAdminConformance(t *testing.T) {
 }
 
 func TestBoltDumpConformance(t *testing.T) {
+	t.Parallel()
 	storetest.RunDump(t, func(t *testing.T) storetest.DumpStore {
 		s := openBolt(t, filepath.Join(t.TempDir(), "keys.db"))
 		t.Cleanup(func() { s.Close() })
@@ -29,6 +31,7 @@ func TestBoltDumpConformance(t *testing.T) {
 // reference: imported into memstore it lists exactly what memstore lists
 // after the same writes.
 func TestBoltExportImportsIntoMemstore(t *testing.T) {
+	t.Parallel()
 	b := openBolt(t, filepath.Join(t.TempDir(), "keys.db"))
 	defer b.Close()
 	ref := memstore.New()

@@ -24,12 +24,14 @@ func openBolt(t *testing.T, path string) *keystore.Bolt {
 }
 
 func TestBoltConformance(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T) keystore.KeyStore {
 		return openBolt(t, filepath.Join(t.TempDir(), "keys.db"))
 	})
 }
 
 func TestBoltDurableAcrossReopen(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "keys.db")
 	s := openBolt(t, path)
 	rec := storetest.Record(1)
@@ -51,6 +53,7 @@ func TestBoltDurableAcrossReopen(t *testing.T) {
 }
 
 func TestBoltSecondProcessFailsFast(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "keys.db")
 	s := openBolt(t, path)
 	defer s.Close()
@@ -65,6 +68,7 @@ func TestBoltSecondProcessFailsFast(t *testing.T) {
 }
 
 func TestBoltClosedStoreErrors(t *testing.T) {
+	t.Parallel()
 	s := openBolt(t, filepath.Join(t.TempDir(), "keys.db"))
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -75,6 +79,7 @@ func TestBoltClosedStoreErrors(t *testing.T) {
 }
 
 func TestMasterKeyWrapUnwrap(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "master.key")
 	mk, err := keystore.CreateMasterKey(path, rand.Reader)
@@ -126,6 +131,7 @@ func TestMasterKeyWrapUnwrap(t *testing.T) {
 }
 
 func TestMasterKeyFileChecks(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	open := filepath.Join(dir, "open.key")
 	if err := os.WriteFile(open, bytes.Repeat([]byte{1}, 32), 0o640); err != nil {

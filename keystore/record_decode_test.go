@@ -38,6 +38,7 @@ func recordSamples(t testing.TB) [][]byte {
 // writes without escapes is read by the fast path, and to the same value
 // as json.Unmarshal; the others fall back and still decode.
 func TestFastRecordDecodeTakesWhatEncodeWrites(t *testing.T) {
+	t.Parallel()
 	samples := recordSamples(t)
 	for i, b := range samples {
 		fast, ok := decodeBoltKeyRecordFast(b)

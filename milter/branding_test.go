@@ -9,6 +9,7 @@ import (
 )
 
 func TestBrandingPerSenderDomain(t *testing.T) {
+	t.Parallel()
 	brands := map[string]Branding{
 		"example.test": {Brand: envelope.Brand{Organisation: "Example Test Co", Accent: "#0b5d3b", Support: "Call 0800 1"},
 			PortalURL: "https://read.example.test/"},

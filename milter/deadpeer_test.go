@@ -118,6 +118,7 @@ func spoolFiles(t *testing.T, dir string) int {
 // their bodies, all at once: every message is dropped, its spool file
 // removed, and Shutdown returns at once.
 func TestDeadPeerMidBodyEndsMessages(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, nil, nil)
 	const n = 6
 	links := make([]*mtaLink, n)
@@ -167,6 +168,7 @@ func TestDeadPeerMidBodyEndsMessages(t *testing.T) {
 // closing is taken for gone after PeerTimeout; an idle connection between
 // messages is not.
 func TestSilentPeerTimesOut(t *testing.T) {
+	t.Parallel()
 	// Long enough that a loaded machine's pauses within a message never
 	// meet it; the idle wait below must exceed it.
 	const peerTimeout = 2 * time.Second

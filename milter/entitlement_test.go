@@ -41,6 +41,7 @@ func assertNotEntitled(t *testing.T, e *testEnv, o outcome) {
 }
 
 func TestEntitlement(t *testing.T) {
+	t.Parallel()
 	with := func(m testMsg, f func(*testMsg)) testMsg { m = m.clone(); f(&m); return m }
 	base := tagged("Lunch [encrypt] plans", "alice@external.test", secretBody())
 	auth := func(id string) func(*testMsg) { return func(m *testMsg) { m.macros["{auth_authen}"] = id } }
@@ -133,6 +134,7 @@ func TestEntitlement(t *testing.T) {
 }
 
 func TestEntitlementReplyWithoutSubjectTag(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, nil, func(c *Config) {
 		restricted("zoe@example.test")(c)
 		c.Policy.SubjectTag = ""
@@ -147,6 +149,7 @@ func TestEntitlementReplyWithoutSubjectTag(t *testing.T) {
 }
 
 func TestReadList(t *testing.T) {
+	t.Parallel()
 	in := "# written by billing\nZoe@Example.TEST\n  @shop.test   # a whole customer domain\n.corp.test.\nalice\n\n"
 	got, err := ReadList(strings.NewReader(in), SenderList)
 	if err != nil {
@@ -180,6 +183,7 @@ func TestReadList(t *testing.T) {
 }
 
 func TestNewFilterRefusesBadEntries(t *testing.T) {
+	t.Parallel()
 	for _, p := range []func(*Policy){
 		func(p *Policy) { p.InternalDomains = []string{"example.test", "bob@example.test"} },
 		func(p *Policy) { p.RestrictSenders, p.Senders = true, []string{"zoe example.test"} },
@@ -225,6 +229,7 @@ func FuzzReadList(f *testing.F) {
 // between a message's MAIL FROM and its headers: a message that re-read
 // the policy would be caught.
 func TestReloadUnderLoadNeverMixesPolicies(t *testing.T) {
+	t.Parallel()
 	polA := testPolicy()
 	polA.RestrictSenders, polA.Senders = true, []string{"zoe@example.test"}
 	polB := testPolicy()
@@ -301,6 +306,7 @@ func TestReloadUnderLoadNeverMixesPolicies(t *testing.T) {
 // MAIL FROM and its headers: the message is decided under the old policy,
 // the next one under the new.
 func TestMessageKeepsThePolicyOfItsMailFrom(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, nil, nil)
 	s := e.newSession(t)
 	m := tagged("Lunch [encrypt] plans", "alice@external.test", secretBody())

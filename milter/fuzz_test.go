@@ -130,6 +130,7 @@ func seedFile(target string, data []byte) []byte {
 // TestFuzzSeeds checks that the committed seed corpora are what fuzzSeeds
 // makes, or rewrites them with -update-seeds.
 func TestFuzzSeeds(t *testing.T) {
+	t.Parallel()
 	for target, seeds := range fuzzSeeds() {
 		dir := filepath.Join("testdata", "fuzz", target)
 		if *updateSeeds {

@@ -78,6 +78,7 @@ func assertUntouched(t *testing.T, o outcome, m testMsg) {
 }
 
 func TestPolicyTable(t *testing.T) {
+	t.Parallel()
 	type check func(t *testing.T, e *testEnv, m testMsg, o outcome)
 	sealed := func(t *testing.T, e *testEnv, m testMsg, o outcome) { assertSealed(t, e, m, o) }
 	untouched := func(t *testing.T, e *testEnv, m testMsg, o outcome) {
@@ -186,6 +187,7 @@ func TestPolicyTable(t *testing.T) {
 }
 
 func TestSubjectForms(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		subjects []string
@@ -224,6 +226,7 @@ func TestSubjectForms(t *testing.T) {
 // Two messages on one SMTP connection must be decided each on its own
 // macros and headers, whatever go-milter keeps between them.
 func TestTwoMessagesOnOneConnection(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, nil, nil)
 	s := e.newSession(t)
 
@@ -254,6 +257,7 @@ func TestTwoMessagesOnOneConnection(t *testing.T) {
 }
 
 func TestKeystoreFailureTempfails(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		store func(real *failingStore)
@@ -298,6 +302,7 @@ func TestKeystoreFailureTempfails(t *testing.T) {
 }
 
 func TestSpoolHoldsOnlyCiphertextAndIsCleaned(t *testing.T) {
+	t.Parallel()
 	fs := &failingStore{KeyStore: newBoltForTest(t)}
 	var spooled [][]byte
 	var e *testEnv
@@ -327,6 +332,7 @@ func TestSpoolHoldsOnlyCiphertextAndIsCleaned(t *testing.T) {
 }
 
 func TestShutdownDrainsInFlightMessages(t *testing.T) {
+	t.Parallel()
 	fs := &failingStore{KeyStore: newBoltForTest(t), block: make(chan struct{})}
 	entered := make(chan struct{})
 	var once sync.Once
@@ -366,6 +372,7 @@ func TestShutdownDrainsInFlightMessages(t *testing.T) {
 }
 
 func TestShutdownTimesOut(t *testing.T) {
+	t.Parallel()
 	fs := &failingStore{KeyStore: newBoltForTest(t), block: make(chan struct{})}
 	entered := make(chan struct{})
 	fs.onCreate = func() { close(entered) }
@@ -399,6 +406,7 @@ func TestShutdownTimesOut(t *testing.T) {
 }
 
 func TestPanicInSessionTempfails(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, nil, func(c *Config) { c.Rand = panicReader{} })
 	o := e.send(t, e.newSession(t), tagged("Boom [encrypt]", "alice@external.test", secretBody()))
 	if o.action.SMTPCode != 451 || !strings.HasPrefix(o.action.SMTPText, "4.3.0") {
@@ -414,6 +422,7 @@ type panicReader struct{}
 func (panicReader) Read([]byte) (int, error) { panic("entropy source exploded") }
 
 func TestSealMessageOfflineRoundTrip(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, nil, nil)
 	in := []byte("From: zoe@example.test\nSubject: offline [encrypt]\nX-Folded: a\n b\n\n" + secretBody())
 	var out bytes.Buffer

@@ -15,6 +15,7 @@ import (
 // primary lost before its standby is promoted) costs a tagged message a
 // 451 4.3.0, never plaintext, and mail seals again once it is back.
 func TestPostgresDownTempfails(t *testing.T) {
+	t.Parallel()
 	srv := pgtest.Start(t, pgtest.Options{Settings: map[string]string{"fsync": "off"}})
 	store, err := pgstore.Open(context.Background(), pgstore.Options{DSN: srv.DSN(srv.NewDatabase(t)), MaxConns: 4})
 	if err != nil {

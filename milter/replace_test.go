@@ -9,6 +9,7 @@ import (
 // The body goes back in pieces of at most 64 KiB that never end between
 // the CR and the LF of a line end, whatever sizes it is written in.
 func TestBodyReplacerChunks(t *testing.T) {
+	t.Parallel()
 	var body bytes.Buffer
 	for i := 0; body.Len() < 300<<10; i++ {
 		body.WriteString(strings.Repeat("x", i%97) + "\r\n")

@@ -9,6 +9,7 @@ import (
 
 // A read logs the key, the reader and the client, never content.
 func TestReadLogNamesKeyReaderAndClient(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob}, plainMessage)
 	b := e.browser()
@@ -33,6 +34,7 @@ func TestReadLogNamesKeyReaderAndClient(t *testing.T) {
 // After "securemail accounts reset" the old password no longer signs in,
 // and the portal treats it as a wrong password, not a broken hash.
 func TestAdminResetRefusesTheOldPassword(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob}, plainMessage)
 	b := e.browser()

@@ -65,6 +65,7 @@ func statuses(rs []response) map[int]int {
 // more often than the address's budget allows one after another, and the
 // right password after them is refused like after 5 sequential failures.
 func TestSignInBurstIsCheckedOnlyWithinBudget(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, func(o *Options) { o.TrustedProxies = trustLoopback })
 	s := e.seal(alice, []string{bob}, plainMessage)
 	e.browser().register(s, bob)
@@ -95,6 +96,7 @@ func TestSignInBurstIsCheckedOnlyWithinBudget(t *testing.T) {
 // others are told "busy" at once and spend no budget, so the right
 // password afterwards still works.
 func TestSignInBurstFromOneClientIsOneCheckAtATime(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob}, plainMessage)
 	e.browser().register(s, bob)
@@ -131,6 +133,7 @@ func TestSignInBurstFromOneClientIsOneCheckAtATime(t *testing.T) {
 // the 30-day lock: it counts only checked failures, and each client's
 // and the address's budgets stand in front of it.
 func TestSignInBurstCannotLockTheOwnerOut(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, func(o *Options) {
 		o.TrustedProxies = trustLoopback
 		o.Limits.UploadsPerClient = Rate{1000, time.Hour} // the setup opens the message 104 times
@@ -155,6 +158,7 @@ func TestSignInBurstCannotLockTheOwnerOut(t *testing.T) {
 // Finding 1: past the argon2 wait queue the answer is an immediate 503
 // page in words, not a 20-second wait.
 func TestSignInBusyWhenTheQueueIsFull(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, func(o *Options) {
 		o.Hasher = NewHasher(handlerArgon2, 1)
 		o.Hasher.SetMaxWaiting(0)
@@ -189,6 +193,7 @@ func TestSignInBusyWhenTheQueueIsFull(t *testing.T) {
 // Finding 2: 12 simultaneous sets of wrong answers are checked no more
 // often than 3 sequential ones, and the reset ends.
 func TestAnswersBurstIsCheckedOnlyWithinBudget(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, func(o *Options) { o.TrustedProxies = trustLoopback })
 	s := e.seal(alice, []string{bob}, plainMessage)
 	e.browser().register(s, bob)
@@ -221,6 +226,7 @@ func TestAnswersBurstIsCheckedOnlyWithinBudget(t *testing.T) {
 
 // Finding 3: 12 simultaneous code requests mail 5 codes, not 12.
 func TestCodeSendBurstMailsOnlyTheBudget(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob}, plainMessage)
 	b := atSignIn(e, s, bob, 1)[0]
@@ -238,6 +244,7 @@ func TestCodeSendBurstMailsOnlyTheBudget(t *testing.T) {
 // Finding 4: a wrong code gets the same page, byte for byte, whether or
 // not the address has an account (reset) or a code (registration).
 func TestWrongCodePagesTellNothing(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob, carol}, plainMessage)
 	e.browser().register(s, bob)
@@ -344,6 +351,7 @@ func median(ds []time.Duration) time.Duration {
 // Finding 8: 25 replies at once send 20, the account's budget; the rest
 // get a page in words.
 func TestReplyBurstSendsOnlyTheBudget(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, func(o *Options) { o.Uploads.PerClient = 100 }) // the budget, not the parallel cap
 
 	s := e.seal(alice, []string{bob}, plainMessage)
@@ -371,6 +379,7 @@ func TestReplyBurstSendsOnlyTheBudget(t *testing.T) {
 
 // Finding 9: bidi controls leave a reply attachment's name.
 func TestReplyAttachmentNameWithoutBidi(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob}, plainMessage)
 	b := e.browser()
@@ -394,6 +403,7 @@ func TestReplyAttachmentNameWithoutBidi(t *testing.T) {
 
 // Finding 13: the session cookie lives as long as the browser session.
 func TestSessionCookieIsABrowserSessionCookie(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob}, plainMessage)
 	b := e.browser()

@@ -28,6 +28,7 @@ func (t testBrands) ByID(id string) (envelope.Brand, bool) {
 const brandSVG = `<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10" fill="#0b5d3b"/></svg>`
 
 func TestPagesShowTheSendersBrand(t *testing.T) {
+	t.Parallel()
 	brand := envelope.Brand{Organisation: "Example Bank <EB>", Accent: "#0B5D3B", Support: "Questions? Call 0800 1",
 		Logo: "data:image/svg+xml;base64," + base64.StdEncoding.EncodeToString([]byte(brandSVG))}
 	e := newTestEnv(t, func(o *Options) { o.Brands = testBrands{brand} })

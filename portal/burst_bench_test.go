@@ -20,6 +20,7 @@ import (
 )
 
 func TestSignInLatencyDuringBurst(t *testing.T) {
+	t.Parallel()
 	if os.Getenv("SECUREMAIL_BENCH_BURST") != "1" {
 		t.Skip("set SECUREMAIL_BENCH_BURST=1 to measure sign-in latency during a burst (real argon2id cost)")
 	}

@@ -75,6 +75,7 @@ func outsideBox(t *testing.T, page, marker string) (outside []string, formWrappe
 // Finding 5: a message that closes its box and leaves elements open stays
 // inside its box on the read page, and the Reply form is nobody's child.
 func TestHostileHTMLStaysInItsBox(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob}, hostileMessage(hostileHTML))
 	page := e.browser().register(s, bob)
@@ -92,6 +93,7 @@ func TestHostileHTMLStaysInItsBox(t *testing.T) {
 
 // Finding 10: alt and title keep any text; they are escaped on output.
 func TestImageAltAndTitleKept(t *testing.T) {
+	t.Parallel()
 	alt := `Chart: Q3 revenue -5% & +3% (see "notes")`
 	m := parseString(t, relatedMessage(`<p title="Note: 50% off - today &amp; tomorrow">x</p><img src="cid:logo@example.test" alt="`+html.EscapeString(alt)+`">`), RenderLimits{})
 	got := string(m.HTML)
@@ -142,6 +144,7 @@ func FuzzFinishHTMLBalanced(f *testing.F) {
 // excepted, still says the address is confirmed, and names the field to
 // fix.
 func TestRegistrationMistakeKeepsWhatWasTyped(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob}, plainMessage)
 	b := e.browser()

@@ -62,6 +62,7 @@ func readCorpus(t testing.TB, name string) string {
 }
 
 func TestParseMessageCorpus(t *testing.T) {
+	t.Parallel()
 	pdf := func(t *testing.T) int64 {
 		// The size of contract.pdf, decoded independently of message.go.
 		msg := readCorpus(t, "attachments.eml")
@@ -155,6 +156,7 @@ func TestParseMessageCorpus(t *testing.T) {
 }
 
 func TestParseMessageLongLineCorpus(t *testing.T) {
+	t.Parallel()
 	m := parseString(t, readCorpus(t, "long-line.eml"), RenderLimits{})
 	lines := strings.Split(m.Text, "\n")
 	if len(lines[1]) != 5000 {
@@ -257,6 +259,7 @@ func qpEncode(s string) string {
 }
 
 func TestParseMessageHTMLSanitised(t *testing.T) {
+	t.Parallel()
 	m := parseString(t, relatedMessage(htmlSanitizeInput), RenderLimits{})
 	if string(m.HTML) != htmlSanitizeOutput {
 		t.Errorf("HTML =\n%s\nwant\n%s", m.HTML, htmlSanitizeOutput)
@@ -283,6 +286,7 @@ func TestParseMessageHTMLSanitised(t *testing.T) {
 }
 
 func TestParseMessageHTMLCharsets(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, contentType, body, want string
 	}{
@@ -330,6 +334,7 @@ var alternativeMessage = crlfJoin(
 )
 
 func TestParseMessageAlternative(t *testing.T) {
+	t.Parallel()
 	msg := alternativeMessage
 	m := parseString(t, msg, RenderLimits{})
 	want := &Message{
@@ -346,6 +351,7 @@ func TestParseMessageAlternative(t *testing.T) {
 }
 
 func TestParseMessageAddressFallback(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ in string }{
 		{"Broken <a@x.test>, =?x-nonsense?q?N=E4me?= <b@Y.TEST>, <<c@x.test>"},
 	}
@@ -442,6 +448,7 @@ func mixedMessage() (string, []byte) {
 }
 
 func TestParseMessageMixedAttachments(t *testing.T) {
+	t.Parallel()
 	msg, bin := mixedMessage()
 	m := parseString(t, msg, RenderLimits{})
 	want := []Attachment{
@@ -480,6 +487,7 @@ func TestParseMessageMixedAttachments(t *testing.T) {
 }
 
 func TestParseMessageRFC822Leaf(t *testing.T) {
+	t.Parallel()
 	inner := crlfJoin(
 		"From: inner@example.test",
 		"Subject: forwarded",
@@ -540,6 +548,7 @@ func TestParseMessageRFC822Leaf(t *testing.T) {
 }
 
 func TestOpenPart(t *testing.T) {
+	t.Parallel()
 	msg := relatedMessage("<p><img src=\"cid:logo@example.test\"></p>")
 	tests := []struct {
 		name string
@@ -582,6 +591,7 @@ type failingWriter struct{ err error }
 func (f failingWriter) Write([]byte) (int, error) { return 0, f.err }
 
 func TestParseMessageLimits(t *testing.T) {
+	t.Parallel()
 	t.Run("text cut on a rune boundary", func(t *testing.T) {
 		// "ab€" is 5 bytes; a limit of 4 must not split the euro sign.
 		m := parseString(t, crlfJoin("From: a@b.test", "Content-Type: text/plain; charset=utf-8", "", "ab€cd"), RenderLimits{MaxInlineText: 4})
@@ -693,6 +703,7 @@ var malformedMessages = []struct {
 // TestParseMessageMalformed feeds broken messages: none may panic, and
 // each shows what can be shown.
 func TestParseMessageMalformed(t *testing.T) {
+	t.Parallel()
 	for _, tt := range malformedMessages {
 		t.Run(tt.name, func(t *testing.T) {
 			m, err := ParseMessage(strings.NewReader(tt.msg), RenderLimits{}, testCIDURL)
@@ -733,6 +744,7 @@ func deepMessage(n int) string {
 }
 
 func TestParseMessageLeafLimit(t *testing.T) {
+	t.Parallel()
 	var b strings.Builder
 	b.WriteString(crlfJoin("From: a@b.test", "Content-Type: multipart/mixed; boundary=b", ""))
 	for i := 0; i < mailparse.MaxLeaves+10; i++ {
@@ -746,6 +758,7 @@ func TestParseMessageLeafLimit(t *testing.T) {
 }
 
 func TestParseMessageHeaderLimit(t *testing.T) {
+	t.Parallel()
 	big := "X-Big: " + strings.Repeat("x", 2*mailparse.MaxHeaderBytes) + "\r\n"
 	many := strings.Repeat("X-Fold: a\r\n"+strings.Repeat(" b\r\n", 200000), 2)
 	for _, h := range []string{big, many} {
@@ -777,6 +790,7 @@ func (e *errAfterReader) Read(p []byte) (int, error) {
 }
 
 func TestParseMessageReadError(t *testing.T) {
+	t.Parallel()
 	msg := relatedMessage("<p>x</p>")
 	errTag := errors.New("chunk tag mismatch")
 	for _, n := range []int{0, 10, 150, len(msg) - 5} {
@@ -798,6 +812,7 @@ func TestParseMessageReadError(t *testing.T) {
 }
 
 func TestCleanAttachmentName(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ in, want string }{
 		{"report.pdf", "report.pdf"},
 		{"../../etc/passwd", "passwd"},
@@ -824,6 +839,7 @@ func TestCleanAttachmentName(t *testing.T) {
 }
 
 func TestMultipartScannerKeepsContent(t *testing.T) {
+	t.Parallel()
 	// A binary part keeps its CR, LF and CRLF bytes; only the line end
 	// before the delimiter goes.
 	content := "a\r\nb\nc\r\r\n--bx\r\n-- b\r\n\r\n"

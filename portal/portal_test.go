@@ -70,6 +70,7 @@ JVBERi0xLjQKc2VjcmV0IHBsYW4K
 `
 
 func TestFirstVisitRegistersAndReads(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob, carol}, plainMessage)
 	b := e.browser()
@@ -101,6 +102,7 @@ func TestFirstVisitRegistersAndReads(t *testing.T) {
 }
 
 func TestSecondVisitSignsInWithoutRegistering(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	first := e.seal(alice, []string{bob}, plainMessage)
 	e.browser().register(first, bob)
@@ -120,6 +122,7 @@ func TestSecondVisitSignsInWithoutRegistering(t *testing.T) {
 // The page after "create an account" is the same for a recipient, an
 // address with an account and a stranger; only the recipient gets a code.
 func TestRegistrationRevealsNothing(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob, carol}, plainMessage)
 	e.browser().register(s, carol) // carol has an account now
@@ -153,6 +156,7 @@ func TestRegistrationRevealsNothing(t *testing.T) {
 // A forwarded envelope is useless: the holder can neither get a code
 // for their own address nor read with an account of their own.
 func TestForwardedEnvelopeCannotBeRead(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	forwarded := e.seal(alice, []string{bob}, plainMessage)
 	mine := e.seal(alice, []string{mallory}, "Subject: for mallory\n\nhi\n")
@@ -179,6 +183,7 @@ func TestForwardedEnvelopeCannotBeRead(t *testing.T) {
 }
 
 func TestCodeRules(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob}, plainMessage)
 	start := func() *browser {
@@ -262,6 +267,7 @@ func TestCodeRules(t *testing.T) {
 }
 
 func TestPasswordRules(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob}, plainMessage)
 	b := e.browser()
@@ -296,6 +302,7 @@ func TestPasswordRules(t *testing.T) {
 }
 
 func TestSignInFailuresAreThrottled(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob}, plainMessage)
 	e.browser().register(s, bob)
@@ -334,6 +341,7 @@ func TestSignInFailuresAreThrottled(t *testing.T) {
 }
 
 func TestSignInLockedAfterHundredFailures(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob}, plainMessage)
 	e.browser().register(s, bob)
@@ -357,6 +365,7 @@ func TestSignInLockedAfterHundredFailures(t *testing.T) {
 }
 
 func TestSignInThrottledPerIP(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob}, plainMessage)
 	e.browser().register(s, bob)
@@ -392,6 +401,7 @@ func resetPassword(t *testing.T, e *testEnv, b *browser, newPW string) {
 }
 
 func TestForgotPassword(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob}, plainMessage)
 	other := e.browser()
@@ -449,6 +459,7 @@ func template_escape(s string) string {
 }
 
 func TestWrongAnswersEndTheReset(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob}, plainMessage)
 	e.browser().register(s, bob)
@@ -470,6 +481,7 @@ func TestWrongAnswersEndTheReset(t *testing.T) {
 }
 
 func TestSessionCookieAndLifetime(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob}, plainMessage)
 	b := e.browser()
@@ -528,6 +540,7 @@ func TestSessionCookieAndLifetime(t *testing.T) {
 func base64Len(s string) (int, error) { return len(s) * 6 / 8, nil }
 
 func TestSecureCookieOverHTTPS(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, func(o *Options) { o.PortalURL = "https://secure.example.com" })
 	s := e.seal(alice, []string{bob}, plainMessage)
 	b := e.browser()
@@ -544,6 +557,7 @@ func TestSecureCookieOverHTTPS(t *testing.T) {
 }
 
 func TestCrossOriginPostsRefused(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob}, plainMessage)
 	b := e.browser()
@@ -568,6 +582,7 @@ func TestCrossOriginPostsRefused(t *testing.T) {
 }
 
 func TestSecurityHeadersOnEveryPage(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob}, richMessage)
 	b := e.browser()
@@ -607,6 +622,7 @@ func TestSecurityHeadersOnEveryPage(t *testing.T) {
 }
 
 func TestReadShowsSanitisedHTMLAndAttachments(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob}, richMessage)
 	b := e.browser()
@@ -653,6 +669,7 @@ func TestReadShowsSanitisedHTMLAndAttachments(t *testing.T) {
 }
 
 func TestEnvelopeProblemsArePagesInWords(t *testing.T) {
+	t.Parallel()
 	// The spool outlives the key here, to see the key's expiry.
 	e := newTestEnv(t, func(o *Options) { o.SpoolTTL = 100 * 24 * time.Hour })
 	ctx := context.Background()
@@ -713,6 +730,7 @@ func TestEnvelopeProblemsArePagesInWords(t *testing.T) {
 }
 
 func TestUploadTooLargeRefused(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, func(o *Options) { o.MaxMessageSize = 64 << 10 })
 	b := e.browser()
 	huge := bytes.Repeat([]byte{'A'}, int(maxUpload(64<<10))+4096)
@@ -730,6 +748,7 @@ func TestUploadTooLargeRefused(t *testing.T) {
 }
 
 func TestSpoolExpires(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob}, plainMessage)
 	b := e.browser()
@@ -764,6 +783,7 @@ func TestSpoolExpires(t *testing.T) {
 }
 
 func TestReply(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, func(o *Options) { o.ReplyAll = true })
 	s := e.seal(alice, []string{bob, carol}, plainMessage)
 	b := e.browser()
@@ -836,6 +856,7 @@ func TestReply(t *testing.T) {
 }
 
 func TestReplyTooLargeSendsNothing(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, func(o *Options) { o.MaxMessageSize = 2 << 20 })
 	s := e.seal(alice, []string{bob}, plainMessage)
 	b := e.browser()
@@ -855,6 +876,7 @@ func TestReplyTooLargeSendsNothing(t *testing.T) {
 }
 
 func TestChangePasswordAndSignOut(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob}, plainMessage)
 	b := e.browser()
@@ -890,6 +912,7 @@ func TestChangePasswordAndSignOut(t *testing.T) {
 // Nothing secret reaches the log: not the password, the code, the
 // answers, the session id or a byte of the message.
 func TestNoSecretsInLogs(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob}, plainMessage)
 	b := e.browser()
@@ -910,6 +933,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 }
 
 func TestStoreFailureIsAPage(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob}, plainMessage)
 	b := e.browser()
@@ -922,6 +946,7 @@ func TestStoreFailureIsAPage(t *testing.T) {
 }
 
 func TestNotConfiguredSaysSo(t *testing.T) {
+	t.Parallel()
 	h, err := New(Options{PortalURL: "https://secure.example.test"})
 	if err != nil {
 		t.Fatal(err)
@@ -948,6 +973,7 @@ func TestNotConfiguredSaysSo(t *testing.T) {
 // A spooled envelope damaged on disk after the upload shows an error and
 // releases nothing: not the page, not an attachment.
 func TestSpoolDamagedAfterUploadReleasesNothing(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	big := strings.Repeat("secret attachment line\n", 10000) // several chunks
 	msg := "From: alice@example.com\nTo: bob@external.test\nSubject: big\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nvisible text\n--b\nContent-Type: text/plain; name=a.txt\nContent-Disposition: attachment; filename=a.txt\n\n" + big + "--b--\n"
@@ -976,6 +1002,7 @@ func TestSpoolDamagedAfterUploadReleasesNothing(t *testing.T) {
 }
 
 func TestSubjectShownWithoutTag(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob}, strings.Replace(plainMessage, "Subject: Quarterly numbers", "Subject: Quarterly [ENCRYPT] numbers [encrypt]", 1))
 	b := e.browser()
@@ -994,6 +1021,7 @@ func TestSubjectShownWithoutTag(t *testing.T) {
 }
 
 func TestNotYouStartsOver(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	s := e.seal(alice, []string{bob}, plainMessage)
 	b := e.browser()
@@ -1017,6 +1045,7 @@ func TestNotYouStartsOver(t *testing.T) {
 }
 
 func TestReplyAllOnlyWhenOffered(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t) // ReplyAll off
 	s := e.seal(alice, []string{bob, carol}, plainMessage)
 	b := e.browser()
@@ -1034,6 +1063,7 @@ func TestReplyAllOnlyWhenOffered(t *testing.T) {
 // answer must not depend on the address, and the mail goes out after it)
 // and the failure is logged for the operator, without the code.
 func TestRelayDownWhileSendingACode(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, func(o *Options) { o.Mailer = &SMTPMailer{Addr: "127.0.0.1:1", Timeout: 2 * time.Second} })
 	s := e.seal(alice, []string{bob}, plainMessage)
 	b := e.browser()
@@ -1052,6 +1082,7 @@ func TestRelayDownWhileSendingACode(t *testing.T) {
 // Behind a trusted proxy, each client is throttled on its own address from
 // X-Forwarded-For; from anyone else, that header is ignored.
 func TestThrottlePerClientBehindProxy(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, func(o *Options) { o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} })
 	s := e.seal(alice, []string{bob}, plainMessage)
 	e.browser().register(s, bob)

@@ -23,6 +23,7 @@ import (
 var testArgon2 = Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1}
 
 func TestHashVerifyRoundTrip(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	h := NewHasher(testArgon2, 2)
 	phc, err := h.Hash(ctx, "correct horse battery staple")
@@ -88,6 +89,7 @@ func TestHashDefaultParams(t *testing.T) {
 // A hash made with other settings still verifies under the current ones,
 // and is flagged for rehashing.
 func TestVerifyReadsParamsFromHash(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	old := NewHasher(Argon2Params{Time: 2, MemoryKiB: 32, Threads: 2}, 1)
 	phc, err := old.Hash(ctx, "hunter2hunter2")
@@ -118,6 +120,7 @@ func TestVerifyReadsParamsFromHash(t *testing.T) {
 const knownVectorKey = "Gpj7qOY5RCXJvcMzqcdQqvgR3wcPX7SleI4c9NtXk6E"
 
 func TestVerifyKnownVector(t *testing.T) {
+	t.Parallel()
 	const phc = "$argon2id$v=19$m=64,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$" + knownVectorKey
 	h := NewHasher(testArgon2, 1)
 	if ok, err := h.Verify(context.Background(), phc, "password"); !ok || err != nil {
@@ -126,6 +129,7 @@ func TestVerifyKnownVector(t *testing.T) {
 }
 
 func TestVerifyMalformed(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	h := NewHasher(testArgon2, 1)
 	good, err := h.Hash(ctx, "secret")
@@ -171,6 +175,7 @@ func TestVerifyMalformed(t *testing.T) {
 }
 
 func TestHasherInvalidParams(t *testing.T) {
+	t.Parallel()
 	h := NewHasher(Argon2Params{Time: 0, MemoryKiB: 64, Threads: 1}, 1)
 	if _, err := h.Hash(context.Background(), "x"); err == nil {
 		t.Error("Hash with t=0 succeeded")
@@ -194,6 +199,7 @@ func TestHasherInvalidParams(t *testing.T) {
 
 // The hasher never runs more derivations at once than its concurrency.
 func TestHashConcurrencyBound(t *testing.T) {
+	t.Parallel()
 	const limit, jobs = 2, 8
 	h := NewHasher(testArgon2, limit)
 	h.SetMaxWaiting(jobs)
@@ -253,6 +259,7 @@ func TestHashConcurrencyBound(t *testing.T) {
 // A caller whose context ends while it waits for a slot gets ctx.Err(), and
 // the slot stays usable.
 func TestHashContextWhileWaiting(t *testing.T) {
+	t.Parallel()
 	h := NewHasher(testArgon2, 1)
 	h.SetMaxWaiting(3)
 	entered := make(chan struct{})
@@ -323,6 +330,7 @@ func TestHashContextWhileWaiting(t *testing.T) {
 // Past the queue bound a derivation fails at once with ErrBusy instead of
 // waiting; the ones already queued still run, and the queue frees up.
 func TestHashQueueBound(t *testing.T) {
+	t.Parallel()
 	h := NewHasher(testArgon2, 1) // waiting bound 2 by default
 	h.SetMaxWait(time.Minute)     // so that a call that waited would show
 	entered := make(chan struct{})
@@ -373,6 +381,7 @@ func TestHashQueueBound(t *testing.T) {
 // A derivation that waits longer than the wait bound gives up with
 // ErrBusy, and leaves the queue.
 func TestHashWaitBound(t *testing.T) {
+	t.Parallel()
 	h := NewHasher(testArgon2, 1)
 	h.SetMaxWait(50 * time.Millisecond)
 	entered, release := make(chan struct{}), make(chan struct{})
@@ -405,6 +414,7 @@ func TestHashWaitBound(t *testing.T) {
 // DummyVerify does the same work as a Verify of a hash made by the hasher:
 // it takes a slot once and runs one derivation.
 func TestDummyVerifyTakesSlot(t *testing.T) {
+	t.Parallel()
 	h := NewHasher(testArgon2, 1)
 	var calls atomic.Int32
 	h.inSlot = func() { calls.Add(1) }
@@ -415,6 +425,7 @@ func TestDummyVerifyTakesSlot(t *testing.T) {
 }
 
 func TestPasswordProblem(t *testing.T) {
+	t.Parallel()
 	const (
 		tooShort = "Use at least 12 characters."
 		common   = "This password is on a list of passwords that are often used or leaked. Choose another."
@@ -461,6 +472,7 @@ func TestPasswordProblem(t *testing.T) {
 }
 
 func TestIsCommonPassword(t *testing.T) {
+	t.Parallel()
 	for pw, want := range map[string]bool{
 		"password1234":      true,
 		"PASSWORD1234":      true,
@@ -481,6 +493,7 @@ func TestIsCommonPassword(t *testing.T) {
 // The embedded list is what the generator promises: at least 10,000 sorted,
 // unique, lowercase, NFKC entries of at least 8 code points.
 func TestCommonPasswordList(t *testing.T) {
+	t.Parallel()
 	zr, err := gzip.NewReader(bytes.NewReader(commonPasswordsGz))
 	if err != nil {
 		t.Fatal(err)
@@ -513,6 +526,7 @@ func TestCommonPasswordList(t *testing.T) {
 }
 
 func TestNormalizePassword(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"e\u0301":        "é",
 		"ＡＢＣ":            "ABC",
@@ -526,6 +540,7 @@ func TestNormalizePassword(t *testing.T) {
 }
 
 func TestNormalizeAnswer(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ a, b string }{
 		{" Fluffy  Cat ", "fluffy cat"},
 		{"Fluffy\tCat\n", "fluffy cat"},
@@ -550,6 +565,7 @@ func TestNormalizeAnswer(t *testing.T) {
 }
 
 func TestSecurityQuestions(t *testing.T) {
+	t.Parallel()
 	if n := len(SecurityQuestions); n < 8 || n > 10 {
 		t.Errorf("%d questions, want 8 to 10", n)
 	}
@@ -629,6 +645,7 @@ func TestNewCodeRejectsBiasedRange(t *testing.T) {
 }
 
 func TestCodeDigest(t *testing.T) {
+	t.Parallel()
 	d := CodeDigest("register", "Alice@Example.COM", "01234567")
 	if len(d) != 32 {
 		t.Fatalf("digest is %d bytes", len(d))
@@ -678,6 +695,7 @@ func TestNewSessionID(t *testing.T) {
 
 // With the real source, ids differ and use the whole alphabet.
 func TestNewSessionIDRealRandom(t *testing.T) {
+	t.Parallel()
 	a, err := NewSessionID()
 	if err != nil {
 		t.Fatal(err)

@@ -108,6 +108,7 @@ func newPostgresHostsOn(t testing.TB, pgOpts pgtest.Options, n int, opts ...envO
 // one before opens, registers, reads and signs in again; what is stored
 // is ciphertext only.
 func TestSharedSpoolAnyHostServesAnyStep(t *testing.T) {
+	t.Parallel()
 	hosts, _ := newPostgresHosts(t, 2)
 	a, b := hosts[0], hosts[1]
 	s := a.seal(alice, []string{bob}, plainMessage)
@@ -187,6 +188,7 @@ func TestSharedSpoolAnyHostServesAnyStep(t *testing.T) {
 // TestSharedSpoolDatabaseDown: with the database gone, an upload and a
 // read answer 503 "try again", not "damaged" nor "open it again".
 func TestSharedSpoolDatabaseDown(t *testing.T) {
+	t.Parallel()
 	hosts, srv := newPostgresHosts(t, 1)
 	e := hosts[0]
 	s := e.seal(alice, []string{bob}, plainMessage)

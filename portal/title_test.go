@@ -8,6 +8,7 @@ import (
 // TestPageTitleNamesTheServiceOnce: the home page's title was "Secure
 // messages · Secure messages".
 func TestPageTitleNamesTheServiceOnce(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	b := e.browser()
 	home := b.get("/")

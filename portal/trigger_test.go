@@ -112,6 +112,7 @@ func runMilter(t *testing.T, f *milter.Filter, m smtptest.Message) milterResult 
 // leaves the host's domains goes out sealed; one that stays inside is
 // delivered as written.
 func TestReplySealedByTheMilter(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, func(o *Options) {
 		o.SubjectTag = ""
 		o.TriggerHeader = "X-Secure-Send"

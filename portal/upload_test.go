@@ -35,6 +35,7 @@ func spoolFiles(t *testing.T, e *testEnv) (envs, temps []string) {
 
 // Finding 6: the same envelope posted 30 times at once is one spool file.
 func TestSameEnvelopeReusesItsSpoolFile(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, func(o *Options) { o.Uploads.PerClient = 100 })
 	s := e.seal(alice, []string{bob}, plainMessage)
 	rs := make([]response, 30)
@@ -65,6 +66,7 @@ func TestSameEnvelopeReusesItsSpoolFile(t *testing.T) {
 
 // Finding 6: one client may post at most its budget of envelopes.
 func TestUploadsPerClientBudget(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, func(o *Options) {
 		o.Uploads.PerClient = 100
 		o.Limits.UploadsPerClient = Rate{8, time.Hour}
@@ -80,6 +82,7 @@ func TestUploadsPerClientBudget(t *testing.T) {
 // Finding 6: past the quota /open answers 503 in words; expired files are
 // swept first, so an old file makes room.
 func TestSpoolQuota(t *testing.T) {
+	t.Parallel()
 	var quota int64
 	e := newTestEnv(t, func(o *Options) {
 		o.MaxMessageSize = 64 << 10
@@ -174,6 +177,7 @@ func slowUpload(t *testing.T, addr, path string, interval time.Duration, stop <-
 // Finding 7: uploads trickling 4 bytes at a time are cut off once the
 // grace is over, all of them, and leave nothing in the spool.
 func TestSlowUploadsAreCutOff(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, func(o *Options) {
 		o.Uploads = UploadGuard{PerClient: 100, Grace: 400 * time.Millisecond, MinRate: 1 << 10, Deadline: time.Minute}
 	})
@@ -210,6 +214,7 @@ func TestSlowUploadsAreCutOff(t *testing.T) {
 // Finding 7: one client has at most PerClient uploads open at once; the
 // next is refused at once.
 func TestParallelUploadsPerClientCapped(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, func(o *Options) {
 		o.Uploads = UploadGuard{PerClient: 3, Grace: 30 * time.Second, MinRate: 1, Deadline: time.Minute}
 	})

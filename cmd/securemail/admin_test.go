@@ -100,6 +100,7 @@ func (f *adminFixture) run(t *testing.T, op string, args any, in []byte) (string
 // TestAdminSameOutputLiveAndOffline: every read-only command prints the
 // same through the socket and on the store directly.
 func TestAdminSameOutputLiveAndOffline(t *testing.T) {
+	t.Parallel()
 	f := newAdminFixture(t)
 	cases := []struct {
 		op   string
@@ -155,6 +156,7 @@ func TestAdminSameOutputLiveAndOffline(t *testing.T) {
 // together all succeed; the key is shredded once and opens no more, the
 // others still open.
 func TestAdminRevokeRace(t *testing.T) {
+	t.Parallel()
 	f := newAdminFixture(t)
 	const n = 12
 	errs := make([]error, n)
@@ -202,6 +204,7 @@ func TestAdminRevokeRace(t *testing.T) {
 }
 
 func TestAdminAccountsCommands(t *testing.T) {
+	t.Parallel()
 	f := newAdminFixture(t)
 	ctx := context.Background()
 	now := time.Now()
@@ -238,6 +241,7 @@ func TestAdminAccountsCommands(t *testing.T) {
 }
 
 func TestAdminBackupRestoreAndOfflineOnly(t *testing.T) {
+	t.Parallel()
 	f := newAdminFixture(t)
 	dir := t.TempDir()
 	backup := filepath.Join(dir, "keys.backup")
@@ -303,6 +307,7 @@ func TestAdminBackupRestoreAndOfflineOnly(t *testing.T) {
 // TestServeRefusesForeignMasterKey: a master key that wraps none of the
 // records stops serve with both ids named, unless overridden.
 func TestServeRefusesForeignMasterKey(t *testing.T) {
+	t.Parallel()
 	f := newAdminFixture(t)
 	f.srv.Close()
 	cfg := f.env.cfg

@@ -19,6 +19,7 @@ import (
 // SECUREMAIL_BENCH_E2E=1; BENCHMARKS.md (issue 10) reports it. Nothing
 // asserts a time.
 func TestPostfixThroughputDuringKeysList(t *testing.T) {
+	t.Parallel()
 	if os.Getenv(tpEnv) != "1" {
 		t.Skipf("throughput benchmark: set %s=1 to run it (root, Postfix, smtp-source, smtp-sink)", tpEnv)
 	}

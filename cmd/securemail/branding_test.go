@@ -33,6 +33,7 @@ func brandingYAML(t *testing.T, dir string) string {
 }
 
 func TestBrandingConfig(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg, err := loadConfig(writeConfig(t, brandingYAML(t, dir)))
 	if err != nil {
@@ -64,6 +65,7 @@ func TestBrandingConfig(t *testing.T) {
 }
 
 func TestPortalHostCheck(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg, err := loadConfig(writeConfig(t, "portal:\n  url: https://secure.example.test\n"+brandingYAML(t, dir)))
 	if err != nil {
@@ -99,6 +101,7 @@ func TestPortalHostCheck(t *testing.T) {
 // default) the portal answers under every loopback name, so a newcomer's
 // http://localhost:8080 works; other names are still refused.
 func TestPortalHostCheckLoopback(t *testing.T) {
+	t.Parallel()
 	cfg, err := loadConfig("")
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ func ccLines(out, prefix string) []string {
 }
 
 func TestCheckConfigMilterSocketFolder(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	missingDir := filepath.Join(dir, "run", "securemail")
 	cfg := filepath.Join(dir, "securemail.yaml")
@@ -58,6 +59,7 @@ func TestCheckConfigSystemConfigNotUsed(t *testing.T) {
 // TestCheckConfigForeignMasterKey: check-config reports, in serve's words,
 // a master key that wraps none of the records, whether serve runs or not.
 func TestCheckConfigForeignMasterKey(t *testing.T) {
+	t.Parallel()
 	f := newAdminFixture(t)
 	cfg := f.env.cfg
 	config := filepath.Join(filepath.Dir(cfg.DataDir), "securemail.yaml")

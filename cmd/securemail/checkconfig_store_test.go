@@ -14,6 +14,7 @@ import (
 )
 
 func TestCheckConfigPostgres(t *testing.T) {
+	t.Parallel()
 	srv := pgtest.Start(t, pgtest.Options{Settings: map[string]string{"fsync": "off"}})
 	db := srv.NewDatabase(t)
 	dir := t.TempDir()

@@ -260,6 +260,7 @@ func TestCheckConfigYAML(t *testing.T) {
 }
 
 func TestCheckConfigMissingFile(t *testing.T) {
+	t.Parallel()
 	out, code := ccRun(t, append([]string{"--config", filepath.Join(t.TempDir(), "nope.yaml")}, ccNoMTA...)...)
 	ccCheck(t, out, code, 2, []ccWant{
 		"error: configuration ", // "... cannot be read: ... no such file ... — check the path given to --config"
@@ -429,6 +430,9 @@ func ccPostfixDir(t *testing.T) string {
 // CI set.
 func ccPostconf(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("skipped in -short: needs Postfix's postconf")
+	}
 	bin, err := lookSbin("postconf")
 	if err == nil {
 		return bin
@@ -595,6 +599,7 @@ func TestCheckConfigPostfix(t *testing.T) {
 // The snippets are checked as shipped: the good case above must be exactly
 // contrib's files plus the host's own lines.
 func TestCheckConfigPostfixSnippetsUnchanged(t *testing.T) {
+	t.Parallel()
 	ccPostconf(t)
 	dir := ccPostfixDir(t)
 	main, err := os.ReadFile(filepath.Join(dir, "main.cf"))
@@ -716,6 +721,7 @@ func ccMTAHost() *checkHost {
 // The sendmail.cf that contrib/sendmail/securemail.mc produces, built with
 // Sendmail's own m4 macros, passes clean.
 func TestCheckConfigSendmailFromContribMC(t *testing.T) {
+	t.Parallel()
 	mc, err := os.ReadFile(filepath.Join("..", "..", "contrib", "sendmail", "securemail.mc"))
 	if err != nil {
 		t.Skipf("contrib/sendmail/securemail.mc: %v", err)
@@ -765,6 +771,7 @@ func TestCheckConfigSendmailFromContribMC(t *testing.T) {
 }
 
 func TestCheckConfigParsePostfixMilters(t *testing.T) {
+	t.Parallel()
 	got := mtaconf.ParsePostfixMilters("inet:127.0.0.1:8891,{ inet:127.0.0.1:8894, connect_timeout = 10s, default_action=accept }  unix:/x.sock")
 	if len(got) != 3 || got[0].Addr != "inet:127.0.0.1:8891" || got[1].Addr != "inet:127.0.0.1:8894" ||
 		got[1].Settings["default_action"] != "accept" || got[1].Settings["connect_timeout"] != "10s" || got[2].Addr != "unix:/x.sock" {

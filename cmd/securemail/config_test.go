@@ -18,6 +18,7 @@ func writeConfig(t *testing.T, yaml string) string {
 }
 
 func TestEmbeddedDefault(t *testing.T) {
+	t.Parallel()
 	cfg, err := loadConfig("")
 	if err != nil {
 		t.Fatal(err)
@@ -40,6 +41,7 @@ func TestEmbeddedDefault(t *testing.T) {
 // The example file is the operator's documentation: it must load, and it
 // must name every key there is.
 func TestExampleConfigIsCompleteAndValid(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join("..", "..", "contrib", "securemail.example.yaml")
 	cfg, err := loadConfig(path)
 	if err != nil {
@@ -66,6 +68,7 @@ func TestExampleConfigIsCompleteAndValid(t *testing.T) {
 }
 
 func TestUnknownKeysAreNamed(t *testing.T) {
+	t.Parallel()
 	path := writeConfig(t, "data_dir: /tmp/x\npolicy:\n  requre_tls: false\nportl:\n  url: https://x\n")
 	_, err := loadConfig(path)
 	if err == nil {
@@ -107,6 +110,7 @@ func TestEnvironmentOverrides(t *testing.T) {
 }
 
 func TestInvalidValuesExplained(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		yaml, want string
 	}{
@@ -134,6 +138,7 @@ func TestInvalidValuesExplained(t *testing.T) {
 }
 
 func TestParseListen(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ spec, network, address string }{
 		{"inet:127.0.0.1:8894", "tcp", "127.0.0.1:8894"},
 		{"inet:8894@127.0.0.1", "tcp", "127.0.0.1:8894"},
@@ -155,6 +160,7 @@ func TestParseListen(t *testing.T) {
 }
 
 func TestParseByteSize(t *testing.T) {
+	t.Parallel()
 	tests := map[string]ByteSize{
 		"1048576": 1 << 20, "20MiB": 20 << 20, "512 KiB": 512 << 10, "20MB": 20_000_000, "1GiB": 1 << 30, "7B": 7,
 	}

@@ -17,6 +17,7 @@ import (
 // problem at once, and check-config reports exactly the same problems in
 // the same words, each with its key and its fix.
 func TestConfigValidatorSameWordsEverywhere(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	bad := []struct{ key, yaml, want string }{
 		{"data_dir", `data_dir: ""`, "data_dir is empty"},

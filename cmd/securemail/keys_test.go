@@ -84,6 +84,7 @@ func TestStartRemovesStaleSpoolFiles(t *testing.T) {
 // TestKeyLineSameAsFormatted: the fmt-free line of keys list is the one
 // the fmt format gave (scripts read it by columns).
 func TestKeyLineSameAsFormatted(t *testing.T) {
+	t.Parallel()
 	t0 := time.Date(2026, 12, 4, 18, 30, 0, 5, time.FixedZone("x", 3600))
 	for _, v := range []keyView{
 		{ID: "k1", Sender: "alice@example.test", Recipients: []string{"b@example.org", "c@example.net"}, MessageID: "<m@x>", Created: t0, Expires: t0.Add(time.Hour), State: "live"},
@@ -106,6 +107,7 @@ func TestKeyLineSameAsFormatted(t *testing.T) {
 // then pauses about as long as they took; a cancelled listing ends at
 // that pause instead of sleeping it out.
 func TestListPacerPausesAndStops(t *testing.T) {
+	t.Parallel()
 	p := newListPacer()
 	p.since = time.Now().Add(-50 * time.Millisecond) // 50 ms of "work"
 	start := time.Now()

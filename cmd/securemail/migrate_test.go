@@ -23,6 +23,7 @@ import (
 // once more: every message opens from PostgreSQL, every account's password
 // verifies as at sign-in, every session is found, and nothing is doubled.
 func TestMigrateToPostgres(t *testing.T) {
+	t.Parallel()
 	const n = 10000
 	ctx := context.Background()
 	srv := pgtest.Start(t, pgtest.Options{Settings: map[string]string{"fsync": "off"}})
@@ -190,6 +191,7 @@ func TestMigrateToPostgres(t *testing.T) {
 }
 
 func TestMigrateRefusesWhileServeHoldsTheFile(t *testing.T) {
+	t.Parallel()
 	cfgPath := rtWriteConfig(t, t.TempDir())
 	newRTEnvFrom(t, cfgPath) // holds keys.db open, as serve does
 	root := newRootCommand()

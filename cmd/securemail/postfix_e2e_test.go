@@ -272,6 +272,9 @@ func e2eRunPolicyCases(t *testing.T, bin string, mta mtatest.MTA, sink *mtatest.
 // e2eBuild builds the securemail binary into a temporary directory.
 func e2eBuild(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("skipped in -short: needs the securemail binary built (go build)")
+	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		t.Fatalf("e2e: the go command is not on PATH: %v", err)

@@ -11,6 +11,7 @@ import (
 // TestPrometheusRulesCheck runs promtool over contrib/prometheus: the
 // example alert rules must load in Prometheus as shipped.
 func TestPrometheusRulesCheck(t *testing.T) {
+	t.Parallel()
 	mtatest.RequireToolsHint(t, "apt-get install prometheus", "promtool")
 	files, err := filepath.Glob(filepath.Join("..", "..", "contrib", "prometheus", "*-rules.yml"))
 	if err != nil || len(files) == 0 {

@@ -85,6 +85,7 @@ func newReloadFixture(t testing.TB) *reloadFixture {
 }
 
 func TestListsCombineInlineAndFiles(t *testing.T) {
+	t.Parallel()
 	f := newReloadFixture(t)
 	l := f.r.cur.lists
 	if got := strings.Join(l.senders, " "); got != "boss@example.test zoe@example.test @shop.test" || !l.restrictSenders {
@@ -107,6 +108,7 @@ func TestListsCombineInlineAndFiles(t *testing.T) {
 }
 
 func TestBadListFilesRefuseTheConfig(t *testing.T) {
+	t.Parallel()
 	for name, tc := range map[string]struct{ yaml, want string }{
 		"missing file":   {"policy:\n  senders_files: [/nonexistent/senders.txt]\n", "policy.senders_files: open /nonexistent/senders.txt"},
 		"bad inline":     {"policy:\n  senders: [\"zoe example.test\"]\n", "policy.senders: \"zoe example.test\""},
@@ -128,6 +130,7 @@ func TestBadListFilesRefuseTheConfig(t *testing.T) {
 }
 
 func TestReloadAppliesListsLevelAndKeepsRestartOnlyKeys(t *testing.T) {
+	t.Parallel()
 	f := newReloadFixture(t)
 	writeFile(t, f.senders, "zoe@example.test\nnew@example.test\n@shop.test\n.more.test\n")
 	writeFile(t, f.domains, "hosted.test\n")
@@ -159,6 +162,7 @@ func TestReloadAppliesListsLevelAndKeepsRestartOnlyKeys(t *testing.T) {
 }
 
 func TestReloadRefusesABadConfigWhole(t *testing.T) {
+	t.Parallel()
 	f := newReloadFixture(t)
 	before := f.r.filter.PolicyStats()
 	for name, breakIt := range map[string]func(){
@@ -194,6 +198,7 @@ func TestReloadRefusesABadConfigWhole(t *testing.T) {
 // BenchmarkReloadOf100000Entries (the promise is under a second), and only
 // logged here: a timed test fails on a loaded machine.
 func TestReloadOf100000Entries(t *testing.T) {
+	t.Parallel()
 	f := newReloadFixture(t)
 	writeBigLists(t, f.senders, f.domains, 100_000)
 	res, err := f.r.reload()
@@ -239,6 +244,7 @@ func writeBigLists(t testing.TB, senders, domains string, n int) {
 // command prints what was applied; a bad list is refused with the reason
 // and the old policy stays.
 func TestReloadCommandThroughTheAdminSocket(t *testing.T) {
+	t.Parallel()
 	f := newReloadFixture(t)
 	cfg := f.r.cur
 	ln, err := listenAdmin(adminSocketPath(cfg))

@@ -17,6 +17,7 @@ import (
 )
 
 func TestRolesConfig(t *testing.T) {
+	t.Parallel()
 	cfg, err := loadConfig("")
 	if err != nil {
 		t.Fatal(err)

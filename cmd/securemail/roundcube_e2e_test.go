@@ -584,6 +584,7 @@ func rcCheckParts(t *testing.T, data []byte, marker string, attachment []byte) {
 // sender list (the format of the milter's policy.senders_files) and the
 // header check that makes a reopened draft secure.
 func TestRoundcubePluginLists(t *testing.T) {
+	t.Parallel()
 	php, err := mtatest.LookTool("php")
 	if err != nil {
 		mtatest.SkipUnlessCI(t, "roundcube plug-in: no php ("+webmailtest.Install+")")
@@ -796,6 +797,7 @@ func rcASCIIEqualFold(a, b string) bool {
 // plug-in's English localization is in each other language, and nothing
 // else: a missing one would show as "[sendsecure]" on the button.
 func TestRoundcubePluginLocalizations(t *testing.T) {
+	t.Parallel()
 	keyRE := regexp.MustCompile(`(?m)^\$(labels|messages)\['([a-z_]+)'\] = '`)
 	keys := func(path string) map[string]bool {
 		b, err := os.ReadFile(path)

@@ -124,6 +124,7 @@ func firstDiff(a, b []byte) int {
 }
 
 func TestSealOpenRoundTripCorpus(t *testing.T) {
+	t.Parallel()
 	files, err := filepath.Glob(filepath.Join("testdata", "corpus", "*.eml"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no corpus: %v", err)

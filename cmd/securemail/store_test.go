@@ -74,6 +74,7 @@ smtp:
 // second, which has its own data_dir and a copy of the master key; a host
 // without the key refuses to start instead of making a second one.
 func TestPostgresBackendSharedByTwoHosts(t *testing.T) {
+	t.Parallel()
 	srv := pgtest.Start(t, pgtest.Options{Settings: map[string]string{"fsync": "off"}})
 	dsn := srv.DSN(srv.NewDatabase(t))
 	shared := t.TempDir()
@@ -108,6 +109,7 @@ func TestPostgresBackendSharedByTwoHosts(t *testing.T) {
 // asks the database (there is no keys.db file to look at), and fails once
 // the database is gone.
 func TestReadinessOnPostgres(t *testing.T) {
+	t.Parallel()
 	srv := pgtest.Start(t, pgtest.Options{Settings: map[string]string{"fsync": "off"}})
 	dsn := srv.DSN(srv.NewDatabase(t))
 	env := newRTEnvFrom(t, pgConfig(t, t.TempDir(), filepath.Join(t.TempDir(), "master.key"), dsn))

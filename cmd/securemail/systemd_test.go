@@ -123,6 +123,7 @@ func sysdRun(t *testing.T, name string, args ...string) (string, error) {
 
 // TestSystemdUnit checks contrib/systemd/securemail.service.
 func TestSystemdUnit(t *testing.T) {
+	t.Parallel()
 	u := sysdParseUnit(t, sysdUnitPath)
 
 	t.Run("directives", func(t *testing.T) {
@@ -286,6 +287,7 @@ func sysdDuration(s string) (time.Duration, error) {
 // they make the user the unit runs as and the socket directory its
 // ReadWritePaths names: owner securemail, group postfix, mode 2750.
 func TestSystemdUsersAndSocketDir(t *testing.T) {
+	t.Parallel()
 	sysusers := sysdRequireTool(t, "systemd-sysusers")
 	tmpfiles := sysdRequireTool(t, "systemd-tmpfiles")
 	u := sysdParseUnit(t, sysdUnitPath)
@@ -359,6 +361,7 @@ func sysdReadFile(t *testing.T, path string) string {
 // the real configuration loader, and checks that the production example
 // agrees with the unit: data_dir is the unit's state directory.
 func TestSystemdGuideConfig(t *testing.T) {
+	t.Parallel()
 	text := sysdReadFile(t, sysdGuidePath)
 	blocks := regexp.MustCompile("(?ms)^```yaml\n(.*?)^```").FindAllStringSubmatch(text, -1)
 	if len(blocks) == 0 {

@@ -73,6 +73,7 @@ type tpConfig struct {
 // smtp-source to the N-th message arriving at smtp-sink (counted with its
 // -c counters); the queue must be empty before the next run starts.
 func TestPostfixThroughput(t *testing.T) {
+	t.Parallel()
 	if os.Getenv(tpEnv) != "1" {
 		t.Skipf("throughput benchmark: set %s=1 to run it (root, Postfix, smtp-source, smtp-sink; about 2 minutes): "+
 			"%s=1 go test ./cmd/securemail -run TestPostfixThroughput -v -timeout 15m, or .ci/bench", tpEnv, tpEnv)

@@ -13,6 +13,7 @@ import (
 )
 
 func TestParseMIMEValue(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in     string
 		value  string
@@ -40,6 +41,7 @@ func TestParseMIMEValue(t *testing.T) {
 // TestTransforms checks the lenient decoders against the standard
 // library's encoders at every chunk size.
 func TestTransforms(t *testing.T) {
+	t.Parallel()
 	data := make([]byte, 5000)
 	for i := range data {
 		data[i] = byte(i*31 + i>>8)
@@ -100,6 +102,7 @@ func readAllChunked(t *testing.T, tr byteTransform, in string, chunk int) []byte
 // TestMultipartScannerFragments puts line ends and delimiters at every
 // offset of a 16-byte buffer, so lines arrive in fragments.
 func TestMultipartScannerFragments(t *testing.T) {
+	t.Parallel()
 	for n := 0; n < 50; n++ {
 		for _, content := range []string{
 			strings.Repeat("x", n),
@@ -168,6 +171,7 @@ func FuzzParseValue(f *testing.F) {
 // clients send it, keeps its backslashes, so the filename's last element
 // survives cleaning.
 func TestParseValueWindowsPath(t *testing.T) {
+	t.Parallel()
 	_, params := ParseValue(`attachment; filename="C:\dir\a.pdf"`)
 	if got := params["filename"]; got != `C:\dir\a.pdf` {
 		t.Errorf("filename %q", got)

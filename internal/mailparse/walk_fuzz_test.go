@@ -44,6 +44,7 @@ func FuzzWalk(f *testing.F) {
 // at a control byte or at '=' before a lone CR, and everything after
 // would be hidden from the recipient. The lenient decoder keeps going.
 func TestQPKeepsWhatTheStandardReaderStopsAt(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"a\x01b rest":   "a\x01b rest",
 		"x=\rY rest":    "xY rest",

@@ -23,6 +23,7 @@ import (
 // through the wrapper, released together, and checks each counter moved
 // by exactly its share.
 func TestPortalCountsByRouteAndStatus(t *testing.T) {
+	t.Parallel()
 	m := New("test", nil)
 	// status by "METHOD path" as the portal answers (package portal).
 	answers := map[string]int{
@@ -91,6 +92,7 @@ func TestPortalCountsByRouteAndStatus(t *testing.T) {
 }
 
 func TestMilterEventsUnderConcurrency(t *testing.T) {
+	t.Parallel()
 	m := New("test", nil)
 	ev := m.Milter()
 	const n = 50
@@ -129,6 +131,7 @@ func TestMilterEventsUnderConcurrency(t *testing.T) {
 }
 
 func TestReadyz(t *testing.T) {
+	t.Parallel()
 	m := New("test", map[string]string{"milter": t.TempDir()})
 	fail := errors.New("disk gone")
 	var broken bool
@@ -162,6 +165,7 @@ func TestReadyz(t *testing.T) {
 }
 
 func TestPortalStoreCountsWhatTheStoreDid(t *testing.T) {
+	t.Parallel()
 	b, err := keystore.OpenBolt(filepath.Join(t.TempDir(), "keys.db"), keystore.BoltOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@
 //
 // Without the binaries a test skips with a message that says what to
 // install, unless the CI environment variable is set: then it fails.
+// Under go test -short every test that starts a server skips.
 package pgtest
 
 import (
@@ -82,6 +83,9 @@ func pgVersion(binDir string) int {
 // Start starts a server and stops it (and deletes its files) when t ends.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("skipped in -short: needs PostgreSQL (starts a private server)")
+	}
 	bin := BinDir()
 	if bin == "" {
 		SkipUnlessCI(t, "pgtest: PostgreSQL server binaries not found (Debian: apt-get install postgresql)")

@@ -17,22 +17,27 @@ func open(t *testing.T) *memstore.Store {
 }
 
 func TestConformance(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T) keystore.KeyStore { return memstore.New() })
 }
 
 func TestPortalConformance(t *testing.T) {
+	t.Parallel()
 	storetest.RunPortal(t, func(t *testing.T) keystore.PortalStore { return open(t) })
 }
 
 func TestAdminConformance(t *testing.T) {
+	t.Parallel()
 	storetest.RunAdmin(t, func(t *testing.T) keystore.Store { return open(t) })
 }
 
 func TestDumpConformance(t *testing.T) {
+	t.Parallel()
 	storetest.RunDump(t, func(t *testing.T) storetest.DumpStore { return open(t) })
 }
 
 func TestBackupIsADump(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := open(t)
 	if err := s.CreateKey(ctx, storetest.Record(1)); err != nil {
