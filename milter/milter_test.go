@@ -17,6 +17,7 @@ import (
 
 	"github.com/securemail/securemail/internal/poll"
 	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/keystore/boltstore"
 )
 
 const secretMarker = "PLAINTEXT-MARKER-7f3a"
@@ -443,7 +444,7 @@ func TestSealMessageOfflineRoundTrip(t *testing.T) {
 
 func newBoltForTest(t *testing.T) keystore.KeyStore {
 	t.Helper()
-	s, err := keystore.OpenBolt(filepath.Join(t.TempDir(), "keys.db"), keystore.BoltOptions{})
+	s, err := boltstore.Open(filepath.Join(t.TempDir(), "keys.db"), boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/securemail/securemail/internal/smtptest"
 	"github.com/securemail/securemail/internal/syncbuf"
 	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/keystore/boltstore"
 	"github.com/securemail/securemail/milter"
 )
 
@@ -116,7 +117,7 @@ func (c *clock) Advance(d time.Duration) {
 type testEnv struct {
 	t      testing.TB
 	dir    string
-	store  *keystore.Bolt
+	store  *boltstore.Store
 	mk     *keystore.MasterKey
 	filter *milter.Filter
 	portal *Handler
@@ -137,7 +138,7 @@ func newTestEnv(t testing.TB, opts ...envOption) *testEnv {
 	dir := t.TempDir()
 	e := &testEnv{t: t, dir: dir, sink: newSink(t), clock: &clock{now: time.Now().UTC().Truncate(time.Second)}, logs: &syncbuf.Buffer{}}
 	var err error
-	if e.store, err = keystore.OpenBolt(filepath.Join(dir, "keys.db"), keystore.BoltOptions{}); err != nil {
+	if e.store, err = boltstore.Open(filepath.Join(dir, "keys.db"), boltstore.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.store.Close() })

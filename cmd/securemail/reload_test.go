@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/keystore/boltstore"
 )
 
 // reloadFixture is a config file with a senders file and an internal
@@ -65,7 +66,7 @@ func newReloadFixture(t testing.TB) *reloadFixture {
 	if _, err := prepareDataDir(cfg); err != nil {
 		t.Fatal(err)
 	}
-	store, err := keystore.OpenBolt(keystorePath(cfg), keystore.BoltOptions{})
+	store, err := boltstore.Open(keystorePath(cfg), boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
