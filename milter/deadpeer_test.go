@@ -64,6 +64,10 @@ func (e *testEnv) dialThroughProxy(t *testing.T) *mtaLink {
 	}
 	<-ready
 	link.session = s
+	// Holds the client until the test ends: a session nobody references is
+	// collected, and its socket's finalizer would close it (the MTA "went
+	// away") before a silent peer's timeout.
+	t.Cleanup(func() { s.Close() })
 	return link
 }
 

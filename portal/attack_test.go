@@ -273,7 +273,7 @@ func TestWrongCodePagesTellNothing(t *testing.T) {
 // medians of 200 interleaved requests within 20 %.
 func TestSendCodeTimingTellsNothing(t *testing.T) {
 	if testing.Short() {
-		t.Skip("timing comparison: skipped with -short")
+		t.Skip("skipped in -short: needs a quiet machine for a timing comparison")
 	}
 	e := newTestEnv(t, func(o *Options) {
 		o.Limits.CodesPerAddress = Rate{1000, time.Hour}

@@ -891,7 +891,7 @@ func generateLargeMessage(size int) ([]byte, int64) {
 
 func TestParseMessage20MiBMemory(t *testing.T) {
 	if testing.Short() {
-		t.Skip("20 MiB message")
+		t.Skip("skipped in -short: needs a 20 MiB message parsed")
 	}
 	msg, size := generateLargeMessage(20 << 20)
 	var before, after runtime.MemStats

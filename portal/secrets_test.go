@@ -67,7 +67,7 @@ func TestHashVerifyRoundTrip(t *testing.T) {
 
 func TestHashDefaultParams(t *testing.T) {
 	if testing.Short() {
-		t.Skip("64 MiB argon2id")
+		t.Skip("skipped in -short: needs 64 MiB argon2id derivations")
 	}
 	ctx := context.Background()
 	h := NewHasher(DefaultArgon2, 1)

@@ -227,7 +227,7 @@ func aeFillStore(t *testing.T, cfg *Config, n int) {
 
 func TestAdminAgainstLiveServe(t *testing.T) {
 	if testing.Short() {
-		t.Skip("e2e: starts Postfix and the securemail binary")
+		t.Skip("skipped in -short: needs Postfix and the securemail binary")
 	}
 	mtatest.RequireTools(t, mtatest.PostfixTools...)
 	mtatest.RequireRoot(t)

@@ -129,7 +129,7 @@ func runAxe(t *testing.T, tab *browsertest.Tab, axeJS string) []axeViolation {
 // page, at 360 and 1280 px.
 func TestBrandedPagesInBrowser(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts Chromium; skipped with -short")
+		t.Skip("skipped in -short: needs Chromium")
 	}
 	axeJS, err := os.ReadFile(axePath(t))
 	if err != nil {

@@ -40,7 +40,7 @@ const (
 
 func TestAttachmentPageInBrowser(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts Chromium; skipped with -short")
+		t.Skip("skipped in -short: needs Chromium")
 	}
 	began := time.Now()
 	msg := brMessage(t)

@@ -334,7 +334,7 @@ func ccExec(t *testing.T, cmd *exec.Cmd) (string, int) {
 // The exit status is what scripts see: run the real binary once for each.
 func TestCheckConfigExitCodesFromBinary(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the securemail binary")
+		t.Skip("skipped in -short: needs the securemail binary built (go build)")
 	}
 	bin := ccBinary(t)
 	cases := []struct {
@@ -375,7 +375,7 @@ func TestCheckConfigExitCodesFromBinary(t *testing.T) {
 // the permissions away from itself.
 func TestCheckConfigPermissions(t *testing.T) {
 	if testing.Short() && os.Geteuid() == 0 {
-		t.Skip("builds the securemail binary")
+		t.Skip("skipped in -short: needs the securemail binary built (go build)")
 	}
 	s := newCCSetup(t)
 	ccTraversable(t, s.dir)

@@ -90,7 +90,7 @@ func startHalfMTA(t *testing.T, milterAddr string) *halfMTA {
 
 func TestDeadMTAPeerMidBody(t *testing.T) {
 	if testing.Short() {
-		t.Skip("e2e: builds and starts the securemail binary")
+		t.Skip("skipped in -short: needs the securemail binary built and started")
 	}
 	bin := e2eBuild(t)
 	milterAddr := fmt.Sprintf("127.0.0.1:%d", mtatest.FreePort(t))

@@ -70,7 +70,7 @@ var e2ePortalPort, e2eMetricsPort int
 //	                                                    promtool check metrics passes; /readyz 200
 func TestPostfixEntitlementAndReload(t *testing.T) {
 	if testing.Short() {
-		t.Skip("e2e: starts Postfix and the securemail binary")
+		t.Skip("skipped in -short: needs Postfix and the securemail binary")
 	}
 	mtatest.RequireTools(t, mtatest.PostfixTools...)
 	mtatest.RequireRoot(t)

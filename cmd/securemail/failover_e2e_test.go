@@ -33,7 +33,7 @@ import (
 
 func TestFailoverThroughPostfix(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts two PostgreSQL servers, Postfix and securemail for about 40 s; skipped with -short")
+		t.Skip("skipped in -short: needs two PostgreSQL servers, Postfix and securemail for about 40 s")
 	}
 	mtatest.RequireTools(t, mtatest.PostfixTools...)
 	mtatest.RequireRoot(t)

@@ -29,7 +29,7 @@ import (
 
 func TestMultiHostPostgresEndToEnd(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts PostgreSQL, Postfix and three securemail processes; skipped with -short")
+		t.Skip("skipped in -short: needs PostgreSQL, Postfix and three securemail processes")
 	}
 	mtatest.RequireTools(t, mtatest.PostfixTools...)
 	mtatest.RequireRoot(t)

@@ -109,7 +109,7 @@ func (w *newcomerWalk) run(name, dir, script string) string {
 
 func TestNewcomerWalk(t *testing.T) {
 	if testing.Short() {
-		t.Skip("e2e: clones, builds and starts Postfix and the securemail binary")
+		t.Skip("skipped in -short: needs a clone of the repository, Postfix and the securemail binary")
 	}
 	mtatest.RequireTools(t, append([]string{"git", "go"}, mtatest.PostfixTools...)...)
 	mtatest.RequireRoot(t)

@@ -69,7 +69,7 @@ const (
 
 func TestPortalInBrowser(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts Postfix, the securemail binary and Chromium; skipped with -short")
+		t.Skip("skipped in -short: needs Postfix, the securemail binary and Chromium")
 	}
 	// Everything the test needs, before anything is built.
 	if browsertest.ChromiumPath() == "" {

@@ -42,7 +42,7 @@ const (
 // only smtpd_milters rewritten to the test's port.
 func TestPostfixE2E(t *testing.T) {
 	if testing.Short() {
-		t.Skip("e2e: starts Postfix and the securemail binary")
+		t.Skip("skipped in -short: needs Postfix and the securemail binary")
 	}
 	mtatest.RequireTools(t, mtatest.PostfixTools...)
 	mtatest.RequireRoot(t)

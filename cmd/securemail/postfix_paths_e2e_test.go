@@ -63,7 +63,7 @@ import (
 // (user postfix) connect.
 func TestPostfixPathsSendmail(t *testing.T) {
 	if testing.Short() {
-		t.Skip("e2e: starts Postfix and the securemail binary")
+		t.Skip("skipped in -short: needs Postfix and the securemail binary")
 	}
 	mtatest.RequireTools(t, mtatest.PostfixTools...)
 	mtatest.RequireRoot(t)
@@ -289,7 +289,7 @@ policy:
 // securemail's new body and subject break the signature.
 func TestPostfixPathsDKIM(t *testing.T) {
 	if testing.Short() {
-		t.Skip("e2e: starts Postfix, opendkim and the securemail binary")
+		t.Skip("skipped in -short: needs Postfix, opendkim and the securemail binary")
 	}
 	pathsRequireTools(t, "apt-get install opendkim opendkim-tools", "opendkim", "opendkim-genkey")
 	mtatest.RequireTools(t, mtatest.PostfixTools...)
@@ -390,7 +390,7 @@ func TestPostfixPathsDKIM(t *testing.T) {
 // policy.require_tls is satisfied without STARTTLS.
 func TestPostfixPathsImplicitTLS(t *testing.T) {
 	if testing.Short() {
-		t.Skip("e2e: starts Postfix and the securemail binary")
+		t.Skip("skipped in -short: needs Postfix and the securemail binary")
 	}
 	mtatest.RequireTools(t, mtatest.PostfixTools...)
 	mtatest.RequireRoot(t)

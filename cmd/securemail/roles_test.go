@@ -57,7 +57,7 @@ func TestRolesConfig(t *testing.T) {
 // host and checks which ports each one opens.
 func TestServeRoles(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the binary")
+		t.Skip("skipped in -short: needs the securemail binary built (go build)")
 	}
 	bin := e2eBuild(t)
 	for _, role := range []string{"milter", "portal"} {

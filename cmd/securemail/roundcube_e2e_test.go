@@ -62,7 +62,7 @@ const (
 
 func TestRoundcubeSendSecure(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts Postfix, Dovecot, Roundcube, the securemail binary and Chromium; skipped with -short")
+		t.Skip("skipped in -short: needs Postfix, Dovecot, Roundcube, the securemail binary and Chromium")
 	}
 	if browsertest.ChromiumPath() == "" {
 		mtatest.SkipUnlessCI(t, "roundcube e2e: no Chromium (Debian: apt-get install --no-install-recommends chromium)")

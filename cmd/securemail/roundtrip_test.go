@@ -164,7 +164,7 @@ func TestSealOpenRoundTripSizes(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.total > 1<<20 && testing.Short() {
-				t.Skip("large message; skipped with -short")
+				t.Skip("skipped in -short: needs a large message sealed and opened")
 			}
 			marker := "CORPUS-generated-" + strings.NewReplacer(" ", "-", "+", "plus").Replace(tc.name)
 			msg := rtMessage(t, marker, tc.body, tc.total)
@@ -311,7 +311,7 @@ func rtFields(head []byte) []string {
 // plaintext.
 func TestCLISealOpen(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the securemail binary")
+		t.Skip("skipped in -short: needs the securemail binary built (go build)")
 	}
 	bin := e2eBuild(t)
 	dir := t.TempDir()

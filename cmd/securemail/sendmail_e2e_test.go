@@ -31,7 +31,7 @@ const sendmailE2ESnippetMilter = "S=inet:8894@127.0.0.1"
 // connection, which case "e" covers.
 func TestSendmailE2E(t *testing.T) {
 	if testing.Short() {
-		t.Skip("e2e: starts Sendmail and the securemail binary")
+		t.Skip("skipped in -short: needs Sendmail and the securemail binary")
 	}
 	mtatest.RequireSendmail(t)
 	began := time.Now()

@@ -10,7 +10,7 @@ import (
 // STARTTLS, refuses a wrong password, and relays everything to the sink.
 func TestPostfix(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a real Postfix instance")
+		t.Skip("skipped in -short: needs a real Postfix instance")
 	}
 	sink := StartSink(t)
 	pf := NewPostfix(t, PostfixOptions{RelayHost: sink.Addr})

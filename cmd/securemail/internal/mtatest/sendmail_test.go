@@ -16,7 +16,7 @@ import (
 // everything to the sink, and its syslog reaches Log.
 func TestSendmail(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a real Sendmail")
+		t.Skip("skipped in -short: needs a real Sendmail")
 	}
 	sink := StartSink(t)
 	sm := NewSendmail(t, SendmailOptions{RelayHost: sink.Addr})
@@ -51,7 +51,7 @@ func TestSendmail(t *testing.T) {
 // the .cf as text) in Start.
 func TestSendmailBrokenMC(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a real Sendmail")
+		t.Skip("skipped in -short: needs a real Sendmail")
 	}
 	RequireSendmail(t)
 	sink := StartSink(t)
