@@ -9,6 +9,7 @@ import (
 	"go/parser"
 	"go/token"
 	"html"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -161,15 +162,42 @@ func (f *failingStore) RecordRead(ctx context.Context, ev keystore.ReadEvent) er
 	return f.PortalStore.RecordRead(ctx, ev)
 }
 
+// failingMailer is the test env's mailer, refusing every message with
+// leaky text while fail is set.
+type failingMailer struct {
+	Mailer
+	mu   sync.Mutex
+	fail bool
+}
+
+func (m *failingMailer) set(fail bool) {
+	m.mu.Lock()
+	m.fail = fail
+	m.mu.Unlock()
+}
+
+func (m *failingMailer) Send(ctx context.Context, from string, to []string, write func(io.Writer) error) error {
+	m.mu.Lock()
+	fail := m.fail
+	m.mu.Unlock()
+	if fail {
+		return errors.New("smtp relay: end of DATA: 554 5.3.0 /etc/postfix/main.cf: error: table lookup failed")
+	}
+	return m.Mailer.Send(ctx, from, to, write)
+}
+
 // Every error page reachable over HTTP, driven the way a browser (or an
 // attacker, or a broken store) would, shows words and nothing of what went
 // wrong inside; what went wrong is in the log.
 func TestErrorPagesShowNoInternalDetail(t *testing.T) {
 	fs := &failingStore{mode: map[string]string{}}
+	fm := &failingMailer{}
 	e := newTestEnv(t, func(o *Options) {
 		o.MaxMessageSize = 64 << 10 // small enough to exceed; leaves no room for reply files
 		fs.PortalStore = o.Store
 		o.Store = fs
+		fm.Mailer = o.Mailer
+		o.Mailer = fm
 	})
 	type page struct {
 		name   string
@@ -198,13 +226,9 @@ func TestErrorPagesShowNoInternalDetail(t *testing.T) {
 	got("attachment index not a number", http.StatusNotFound, b.get(msg+"/part/x"))
 	got("empty reply", http.StatusBadRequest, b.postMultipart(msg+"/reply", [][2]string{{"body", " "}}))
 	got("reply too large", http.StatusRequestEntityTooLarge, b.postMultipart(msg+"/reply", [][2]string{{"body", "hi"}, {"file:files", "a.txt\x00some bytes"}}))
-	e.sink.mu.Lock()
-	e.sink.failData = "554 5.3.0 relay /etc/postfix/main.cf: error: table lookup failed"
-	e.sink.mu.Unlock()
+	fm.set(true)
 	got("relay refuses the reply", http.StatusServiceUnavailable, b.postMultipart(msg+"/reply", [][2]string{{"body", "hi"}}))
-	e.sink.mu.Lock()
-	e.sink.failData = ""
-	e.sink.mu.Unlock()
+	fm.set(false)
 
 	huge := bytes.Repeat([]byte{'A'}, int(maxUpload(64<<10))+4096)
 	got("upload too large", http.StatusRequestEntityTooLarge, b.postMultipart("/open", [][2]string{{"v", "1"}, {"envelope", armor(huge)}}))
@@ -273,7 +297,9 @@ func TestErrorPagesShowNoInternalDetail(t *testing.T) {
 // Every page of the catalogue, with its status, title and Retry-After;
 // each is rendered by h.fail with a cause that must stay off the page.
 func TestErrorPageCatalogue(t *testing.T) {
-	var logs syncBuffer
+	// Without a store or spool the sweeper logs nothing: only this
+	// goroutine writes to logs.
+	var logs bytes.Buffer
 	p, err := New(Options{PortalURL: "https://secure.example.test", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -321,9 +347,7 @@ func TestErrorPageCatalogue(t *testing.T) {
 		{"a wrapped pageError", fmt.Errorf("reply: %w", pageReplyEmpty()), 400, "Your reply is empty", ""},
 	}
 	for _, c := range cases {
-		logs.mu.Lock()
-		logs.b.Reset()
-		logs.mu.Unlock()
+		logs.Reset()
 		rec := httptest.NewRecorder()
 		p.h.fail(rec, httptest.NewRequest("POST", "/m/AAAAAAAAAAAAAAAAAAAAAA/reply", nil), c.err)
 		body := rec.Body.String()
