@@ -11,6 +11,7 @@ import (
 // types, interfaces and the master key only, so that importing it (as the
 // milter and the portal do) pulls in neither bbolt nor pgx.
 func TestRootPackageImportsNoBackend(t *testing.T) {
+	t.Parallel()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		if os.Getenv("CI") != "" {

@@ -190,6 +190,7 @@ func (m *failingMailer) Send(ctx context.Context, from string, to []string, writ
 // attacker, or a broken store) would, shows words and nothing of what went
 // wrong inside; what went wrong is in the log.
 func TestErrorPagesShowNoInternalDetail(t *testing.T) {
+	t.Parallel()
 	fs := &failingStore{mode: map[string]string{}}
 	fm := &failingMailer{}
 	e := newTestEnv(t, func(o *Options) {
@@ -297,6 +298,7 @@ func TestErrorPagesShowNoInternalDetail(t *testing.T) {
 // Every page of the catalogue, with its status, title and Retry-After;
 // each is rendered by h.fail with a cause that must stay off the page.
 func TestErrorPageCatalogue(t *testing.T) {
+	t.Parallel()
 	// Without a store or spool the sweeper logs nothing: only this
 	// goroutine writes to logs.
 	var logs bytes.Buffer
