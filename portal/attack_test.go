@@ -275,9 +275,11 @@ func TestSendCodeTimingTellsNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped in -short: needs a quiet machine for a timing comparison")
 	}
+	// Room for every round: 2 paths x 3 rounds x 2 x 200 requests from
+	// one client (1000 ran out when the first path took two rounds).
 	e := newTestEnv(t, func(o *Options) {
-		o.Limits.CodesPerAddress = Rate{1000, time.Hour}
-		o.Limits.CodesPerClient = Rate{1000, time.Hour}
+		o.Limits.CodesPerAddress = Rate{10_000, time.Hour}
+		o.Limits.CodesPerClient = Rate{10_000, time.Hour}
 	})
 	s := e.seal(alice, []string{bob, carol}, plainMessage)
 	e.browser().register(s, bob)
