@@ -141,13 +141,16 @@ type boltKeyRecord struct {
 	Revoked     time.Time `json:"revoked"`
 	MessageID   string    `json:"message_id"`
 	Size        int64     `json:"size"`
+	// Absent unless set, so records without a server copy keep the
+	// layout they always had.
+	CopyUntil time.Time `json:"copy_until,omitzero"`
 }
 
 func encodeKeyRecord(r KeyRecord) ([]byte, error) {
 	return json.Marshal(boltKeyRecord{
 		WrappedDEK: r.WrappedDEK, MasterKeyID: r.MasterKeyID, Sender: r.Sender,
 		Recipients: r.Recipients, Created: r.Created, Expires: r.Expires,
-		Revoked: r.Revoked, MessageID: r.MessageID, Size: r.Size,
+		Revoked: r.Revoked, MessageID: r.MessageID, Size: r.Size, CopyUntil: r.CopyUntil,
 	})
 }
 
@@ -162,7 +165,7 @@ func decodeKeyRecord(id KeyID, b []byte) (KeyRecord, error) {
 	return KeyRecord{
 		ID: id, WrappedDEK: s.WrappedDEK, MasterKeyID: s.MasterKeyID, Sender: s.Sender,
 		Recipients: s.Recipients, Created: s.Created, Expires: s.Expires,
-		Revoked: s.Revoked, MessageID: s.MessageID, Size: s.Size,
+		Revoked: s.Revoked, MessageID: s.MessageID, Size: s.Size, CopyUntil: s.CopyUntil,
 	}, nil
 }
 
@@ -300,6 +303,10 @@ func (b *Bolt) RevokeKey(ctx context.Context, id KeyID, at time.Time) error {
 		if err != nil {
 			return err
 		}
+		// A revoked key's server copy goes with the revocation.
+		if _, err := deleteCopyEnvelopeTx(tx, id[:], at); err != nil {
+			return err
+		}
 		if !rec.Revoked.IsZero() {
 			return nil
 		}
@@ -345,6 +352,9 @@ func (b *Bolt) SweepKeys(ctx context.Context, before time.Time) (int, error) {
 			}
 		}
 		deleted = len(expired)
+		if err := sweepCopiesOfTx(tx, expired); err != nil {
+			return err
+		}
 		// A key's read audit trail lives as long as the key.
 		return sweepReads(tx)
 	})

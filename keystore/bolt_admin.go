@@ -74,6 +74,12 @@ func (b *Bolt) EachKey(ctx context.Context, f KeyFilter, fn func(KeyRecord) erro
 // modifyKey rewrites one record in its own transaction; change reports
 // whether it changed rec.
 func (b *Bolt) modifyKey(ctx context.Context, op string, id KeyID, change func(rec *KeyRecord) bool) (bool, error) {
+	return b.modifyKeyThen(ctx, op, id, change, nil)
+}
+
+// modifyKeyThen is modifyKey that also runs then, when set, in the same
+// transaction once the record exists.
+func (b *Bolt) modifyKeyThen(ctx context.Context, op string, id KeyID, change func(rec *KeyRecord) bool, then func(tx *bolt.Tx) error) (bool, error) {
 	changed := false
 	err := b.update(ctx, op, func(tx *bolt.Tx) error {
 		keys := tx.Bucket(keysBucket)
@@ -84,6 +90,11 @@ func (b *Bolt) modifyKey(ctx context.Context, op string, id KeyID, change func(r
 		rec, err := decodeKeyRecord(id, v)
 		if err != nil {
 			return err
+		}
+		if then != nil {
+			if err := then(tx); err != nil {
+				return err
+			}
 		}
 		if changed = change(&rec); !changed {
 			return nil
@@ -98,12 +109,15 @@ func (b *Bolt) modifyKey(ctx context.Context, op string, id KeyID, change func(r
 }
 
 func (b *Bolt) ShredKey(ctx context.Context, id KeyID, at time.Time) error {
-	_, err := b.modifyKey(ctx, "shred key", id, func(rec *KeyRecord) bool {
+	_, err := b.modifyKeyThen(ctx, "shred key", id, func(rec *KeyRecord) bool {
 		if rec.Revoked.IsZero() {
 			rec.Revoked = utc(at)
 		}
 		rec.WrappedDEK = nil
 		return true
+	}, func(tx *bolt.Tx) error {
+		_, err := deleteCopyEnvelopeTx(tx, id[:], at)
+		return err
 	})
 	return err
 }

@@ -109,6 +109,21 @@ func (b *Bolt) Export(ctx context.Context, fn func(Item) error) error {
 				})
 			},
 		}
+		steps = append(steps, func() error {
+			return each(copiesBucket, func(k, v []byte) error {
+				c, err := decodeCopy(k, v)
+				if err != nil {
+					return err
+				}
+				it := CopyItem{ServerCopy: c}
+				if c.Deleted.IsZero() {
+					if it.Envelope, err = copyEnvelopeTx(tx, c); err != nil {
+						return err
+					}
+				}
+				return fn(Item{Copy: &it})
+			})
+		})
 		for _, step := range steps {
 			if err := step(); err != nil {
 				return err
@@ -174,6 +189,8 @@ func (b *Bolt) Import(ctx context.Context, items []Item) error {
 				err = putNew(limitsBucket, []byte(l.Key), boltLimit{Start: utc(l.Start), End: utc(l.End), Count: l.Count})
 			case it.Read != nil:
 				err = importRead(tx, *it.Read)
+			case it.Copy != nil:
+				err = importCopy(tx, *it.Copy)
 			}
 			if err != nil {
 				return err

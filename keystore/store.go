@@ -12,6 +12,7 @@ type Store interface {
 	KeyStore
 	PortalStore
 	AdminStore
+	CopyStore
 }
 
 var _ Store = (*Bolt)(nil)
