@@ -81,8 +81,11 @@ func RunCopies(t *testing.T, open CopyOpener) {
 				t.Fatalf("size %d: read back %d bytes (%v), want the %d stored", size, len(got), err, size)
 			}
 			for name, lookup := range map[string]func() (keystore.ServerCopy, error){
-				"GetCopy": func() (keystore.ServerCopy, error) { _, tok := Copy(n, 0); return s.GetCopy(ctx, keystore.LinkDigest(tok)) },
-				"CopyOf":  func() (keystore.ServerCopy, error) { return s.CopyOf(ctx, c.KeyID) },
+				"GetCopy": func() (keystore.ServerCopy, error) {
+					_, tok := Copy(n, 0)
+					return s.GetCopy(ctx, keystore.LinkDigest(tok))
+				},
+				"CopyOf": func() (keystore.ServerCopy, error) { return s.CopyOf(ctx, c.KeyID) },
 			} {
 				d, err := lookup()
 				if err != nil || d.KeyID != c.KeyID || !bytes.Equal(d.LinkDigest, c.LinkDigest) || d.Size != int64(size) ||
