@@ -1,4 +1,4 @@
-package keystore
+package boltstore
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/securemail/securemail/keystore"
 )
 
 // The server copies' buckets, made on first use so files written before
@@ -21,7 +23,7 @@ var (
 	copyDataBucket  = []byte("copy_data")  // key id -> bucket of big-endian chunk number -> chunk
 )
 
-var _ CopyStore = (*Bolt)(nil)
+var _ keystore.CopyStore = (*Store)(nil)
 
 // boltCopy is stored under its key id, which is not repeated here.
 type boltCopy struct {
@@ -32,15 +34,15 @@ type boltCopy struct {
 	Deleted    time.Time `json:"deleted,omitzero"`
 }
 
-func decodeCopy(id []byte, v []byte) (ServerCopy, error) {
+func decodeCopy(id []byte, v []byte) (keystore.ServerCopy, error) {
 	var c boltCopy
-	if err := json.Unmarshal(v, &c); err != nil || len(id) != len(KeyID{}) {
-		return ServerCopy{}, fmt.Errorf("server copy %x is damaged: %v", id, err)
+	if err := json.Unmarshal(v, &c); err != nil || len(id) != len(keystore.KeyID{}) {
+		return keystore.ServerCopy{}, fmt.Errorf("server copy %x is damaged: %v", id, err)
 	}
-	return ServerCopy{KeyID: KeyID(id), LinkDigest: c.LinkDigest, Created: c.Created, Until: c.Until, Size: c.Size, Deleted: c.Deleted}, nil
+	return keystore.ServerCopy{KeyID: keystore.KeyID(id), LinkDigest: c.LinkDigest, Created: c.Created, Until: c.Until, Size: c.Size, Deleted: c.Deleted}, nil
 }
 
-func putCopyMeta(tx *bolt.Tx, c ServerCopy) error {
+func putCopyMeta(tx *bolt.Tx, c keystore.ServerCopy) error {
 	copies, err := tx.CreateBucketIfNotExists(copiesBucket)
 	if err != nil {
 		return err
@@ -56,7 +58,7 @@ func chunkKey(seq int) []byte { return binary.BigEndian.AppendUint32(nil, uint32
 
 // PutCopy writes the description, the link and every chunk in one
 // transaction (one fsync).
-func (b *Bolt) PutCopy(ctx context.Context, c ServerCopy, env io.Reader) error {
+func (b *Store) PutCopy(ctx context.Context, c keystore.ServerCopy, env io.Reader) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
@@ -86,7 +88,7 @@ func (b *Bolt) PutCopy(ctx context.Context, c ServerCopy, env io.Reader) error {
 		}
 		// Chunks are appended in order; a full fill wastes no page space.
 		data.FillPercent = 1
-		return EachCopyChunk(env, c.Size, func(seq int, chunk []byte) error {
+		return keystore.EachCopyChunk(env, c.Size, func(seq int, chunk []byte) error {
 			// bbolt keeps the value until the commit; the chunk's
 			// buffer is reused.
 			return data.Put(chunkKey(seq), bytes.Clone(chunk))
@@ -94,16 +96,16 @@ func (b *Bolt) PutCopy(ctx context.Context, c ServerCopy, env io.Reader) error {
 	})
 }
 
-func (b *Bolt) GetCopy(ctx context.Context, linkDigest []byte) (ServerCopy, error) {
-	var c ServerCopy
+func (b *Store) GetCopy(ctx context.Context, linkDigest []byte) (keystore.ServerCopy, error) {
+	var c keystore.ServerCopy
 	err := b.view(ctx, "read server copy", func(tx *bolt.Tx) error {
 		id := get(tx, copyLinksBucket, linkDigest)
 		if id == nil {
-			return NotFound("server copy")
+			return keystore.NotFound("server copy")
 		}
 		v := get(tx, copiesBucket, id)
 		if v == nil {
-			return NotFound("server copy")
+			return keystore.NotFound("server copy")
 		}
 		var err error
 		c, err = decodeCopy(id, v)
@@ -112,12 +114,12 @@ func (b *Bolt) GetCopy(ctx context.Context, linkDigest []byte) (ServerCopy, erro
 	return c, err
 }
 
-func (b *Bolt) CopyOf(ctx context.Context, id KeyID) (ServerCopy, error) {
-	var c ServerCopy
+func (b *Store) CopyOf(ctx context.Context, id keystore.KeyID) (keystore.ServerCopy, error) {
+	var c keystore.ServerCopy
 	err := b.view(ctx, "read server copy", func(tx *bolt.Tx) error {
 		v := get(tx, copiesBucket, id[:])
 		if v == nil {
-			return NotFound("server copy")
+			return keystore.NotFound("server copy")
 		}
 		var err error
 		c, err = decodeCopy(id[:], v)
@@ -128,16 +130,16 @@ func (b *Bolt) CopyOf(ctx context.Context, id KeyID) (ServerCopy, error) {
 
 // OpenCopy reads one chunk per read transaction, so a long download holds
 // no transaction open between chunks.
-func (b *Bolt) OpenCopy(ctx context.Context, id KeyID) (io.ReadCloser, error) {
+func (b *Store) OpenCopy(ctx context.Context, id keystore.KeyID) (io.ReadCloser, error) {
 	c, err := b.CopyOf(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	if !c.Deleted.IsZero() {
-		return nil, ErrCopyDeleted
+		return nil, keystore.ErrCopyDeleted
 	}
-	chunks := int((c.Size + CopyChunk - 1) / CopyChunk)
-	return &ChunkReader{Next: func(seq int) ([]byte, error) {
+	chunks := int((c.Size + keystore.CopyChunk - 1) / keystore.CopyChunk)
+	return &keystore.ChunkReader{Next: func(seq int) ([]byte, error) {
 		if seq >= chunks {
 			return nil, io.EOF
 		}
@@ -145,7 +147,7 @@ func (b *Bolt) OpenCopy(ctx context.Context, id KeyID) (io.ReadCloser, error) {
 		err := b.view(ctx, "read server copy", func(tx *bolt.Tx) error {
 			all := tx.Bucket(copyDataBucket)
 			if all == nil || all.Bucket(id[:]) == nil {
-				return ErrCopyDeleted
+				return keystore.ErrCopyDeleted
 			}
 			v := all.Bucket(id[:]).Get(chunkKey(seq))
 			if v == nil {
@@ -158,7 +160,7 @@ func (b *Bolt) OpenCopy(ctx context.Context, id KeyID) (io.ReadCloser, error) {
 	}}, nil
 }
 
-func (b *Bolt) DeleteCopy(ctx context.Context, id KeyID, at time.Time) (bool, error) {
+func (b *Store) DeleteCopy(ctx context.Context, id keystore.KeyID, at time.Time) (bool, error) {
 	deleted := false
 	err := b.update(ctx, "delete server copy", func(tx *bolt.Tx) error {
 		var err error
@@ -228,7 +230,7 @@ func sweepCopiesOfTx(tx *bolt.Tx, ids [][]byte) error {
 	return nil
 }
 
-func (b *Bolt) SweepCopies(ctx context.Context, now time.Time) (int, error) {
+func (b *Store) SweepCopies(ctx context.Context, now time.Time) (int, error) {
 	n := 0
 	err := b.update(ctx, "sweep server copies", func(tx *bolt.Tx) error {
 		n = 0
@@ -249,7 +251,7 @@ func (b *Bolt) SweepCopies(ctx context.Context, now time.Time) (int, error) {
 			}
 			rv := keys.Get(k)
 			if rv == nil {
-				if c.Created.Before(now.Add(-CopyOrphanGrace)) {
+				if c.Created.Before(now.Add(-keystore.CopyOrphanGrace)) {
 					found = append(found, todo{bytes.Clone(k), true, c.Deleted.IsZero()})
 				}
 				return nil
@@ -257,7 +259,7 @@ func (b *Bolt) SweepCopies(ctx context.Context, now time.Time) (int, error) {
 			if !c.Deleted.IsZero() {
 				return nil
 			}
-			rec, err := decodeKeyRecord(KeyID(k), rv)
+			rec, err := decodeKeyRecord(keystore.KeyID(k), rv)
 			if err != nil {
 				return err
 			}
@@ -293,7 +295,7 @@ func (b *Bolt) SweepCopies(ctx context.Context, now time.Time) (int, error) {
 }
 
 // copyEnvelopeTx reads c's whole envelope, for Export.
-func copyEnvelopeTx(tx *bolt.Tx, c ServerCopy) ([]byte, error) {
+func copyEnvelopeTx(tx *bolt.Tx, c keystore.ServerCopy) ([]byte, error) {
 	env := make([]byte, 0, c.Size)
 	if all := tx.Bucket(copyDataBucket); all != nil && all.Bucket(c.KeyID[:]) != nil {
 		err := all.Bucket(c.KeyID[:]).ForEach(func(_, v []byte) error {
@@ -311,7 +313,7 @@ func copyEnvelopeTx(tx *bolt.Tx, c ServerCopy) ([]byte, error) {
 }
 
 // importCopy stores a dumped copy unless its key id has one.
-func importCopy(tx *bolt.Tx, it CopyItem) error {
+func importCopy(tx *bolt.Tx, it keystore.CopyItem) error {
 	c := it.Normalized()
 	if err := c.Validate(); err != nil {
 		return err
@@ -340,7 +342,7 @@ func importCopy(tx *bolt.Tx, it CopyItem) error {
 	if err != nil {
 		return err
 	}
-	return EachCopyChunk(bytes.NewReader(it.Envelope), c.Size, func(seq int, chunk []byte) error {
+	return keystore.EachCopyChunk(bytes.NewReader(it.Envelope), c.Size, func(seq int, chunk []byte) error {
 		return data.Put(chunkKey(seq), bytes.Clone(chunk))
 	})
 }
