@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/securemail/securemail/keystore"
 )
@@ -56,44 +58,69 @@ func putCopyMeta(tx *bolt.Tx, c keystore.ServerCopy) error {
 
 func chunkKey(seq int) []byte { return binary.BigEndian.AppendUint32(nil, uint32(seq)) }
 
-// PutCopy writes the description, the link and every chunk in one
-// transaction (one fsync).
+// PutCopy reads the envelope, then writes the description, the link and
+// every chunk in the committer's next group (see Store): under load, the
+// copies of concurrent messages share fsyncs with each other and with
+// their key records.
 func (b *Store) PutCopy(ctx context.Context, c keystore.ServerCopy, env io.Reader) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
+	if err := ctx.Err(); err != nil {
+		return wrapf("put server copy", err)
+	}
+	if b.creates == nil {
+		return wrapf("put server copy", bolterrors.ErrDatabaseReadOnly)
+	}
 	c = c.Normalized()
 	c.Deleted = time.Time{}
-	return b.update(ctx, "put server copy", func(tx *bolt.Tx) error {
-		if err := deleteCopyTx(tx, c.KeyID[:]); err != nil {
+	// bbolt keeps a value until the commit, so each chunk is a copy of
+	// the reused read buffer.
+	var chunks [][]byte
+	if err := keystore.EachCopyChunk(env, c.Size, func(_ int, chunk []byte) error {
+		chunks = append(chunks, bytes.Clone(chunk))
+		return nil
+	}); err != nil {
+		return err
+	}
+	err := b.commit(ctx, createRequest{write: func(tx *bolt.Tx) error { return writeCopyTx(tx, c, chunks) }})
+	if errors.Is(err, keystore.ErrClosed) {
+		return err
+	}
+	return wrapf("put server copy", err)
+}
+
+// writeCopyTx replaces id's copy with c and its chunks.
+func writeCopyTx(tx *bolt.Tx, c keystore.ServerCopy, chunks [][]byte) error {
+	if err := deleteCopyTx(tx, c.KeyID[:]); err != nil {
+		return err
+	}
+	if err := putCopyMeta(tx, c); err != nil {
+		return err
+	}
+	links, err := tx.CreateBucketIfNotExists(copyLinksBucket)
+	if err != nil {
+		return err
+	}
+	if err := links.Put(c.LinkDigest, c.KeyID[:]); err != nil {
+		return err
+	}
+	all, err := tx.CreateBucketIfNotExists(copyDataBucket)
+	if err != nil {
+		return err
+	}
+	data, err := all.CreateBucket(c.KeyID[:])
+	if err != nil {
+		return err
+	}
+	// Chunks are appended in order; a full fill wastes no page space.
+	data.FillPercent = 1
+	for seq, chunk := range chunks {
+		if err := data.Put(chunkKey(seq), chunk); err != nil {
 			return err
 		}
-		if err := putCopyMeta(tx, c); err != nil {
-			return err
-		}
-		links, err := tx.CreateBucketIfNotExists(copyLinksBucket)
-		if err != nil {
-			return err
-		}
-		if err := links.Put(c.LinkDigest, c.KeyID[:]); err != nil {
-			return err
-		}
-		all, err := tx.CreateBucketIfNotExists(copyDataBucket)
-		if err != nil {
-			return err
-		}
-		data, err := all.CreateBucket(c.KeyID[:])
-		if err != nil {
-			return err
-		}
-		// Chunks are appended in order; a full fill wastes no page space.
-		data.FillPercent = 1
-		return keystore.EachCopyChunk(env, c.Size, func(seq int, chunk []byte) error {
-			// bbolt keeps the value until the commit; the chunk's
-			// buffer is reused.
-			return data.Put(chunkKey(seq), bytes.Clone(chunk))
-		})
-	})
+	}
+	return nil
 }
 
 func (b *Store) GetCopy(ctx context.Context, linkDigest []byte) (keystore.ServerCopy, error) {
