@@ -139,6 +139,9 @@ func TestLinkPagesSayWhy(t *testing.T) {
 				t.Fatalf("GET %.40s: %d\n%s", path, r.status, r.body)
 			}
 		}
+		if logs := e.logs.String(); !strings.Contains(logs, `path="GET /l/{link}"`) || strings.Contains(logs, "AAAAAAAAAAAAAAAAAAAAAA") {
+			t.Fatalf("the log should name the route and never a link's token:\n%s", logs)
+		}
 	})
 	t.Run("no link fallback on this portal", func(t *testing.T) {
 		e := newTestEnv(t)
