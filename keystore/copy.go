@@ -88,6 +88,15 @@ func (c ServerCopy) Normalized() ServerCopy {
 	return c
 }
 
+// CopyNotFound names a missing server copy by its key id.
+func CopyNotFound(id KeyID) error { return NotFound("server copy of key record " + id.String()) }
+
+// LinkNotFound names a link that finds no server copy by the Fingerprint
+// of its digest, never by the token or the digest.
+func LinkNotFound(linkDigest []byte) error {
+	return NotFound("server copy for link " + Fingerprint(linkDigest))
+}
+
 // LinkDigest is what the store keeps of a link token.
 func LinkDigest(token string) []byte {
 	d := sha256.Sum256([]byte("securemail link\x00" + token))

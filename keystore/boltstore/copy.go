@@ -128,11 +128,11 @@ func (b *Store) GetCopy(ctx context.Context, linkDigest []byte) (keystore.Server
 	err := b.view(ctx, "read server copy", func(tx *bolt.Tx) error {
 		id := get(tx, copyLinksBucket, linkDigest)
 		if id == nil {
-			return keystore.NotFound("server copy")
+			return keystore.LinkNotFound(linkDigest)
 		}
 		v := get(tx, copiesBucket, id)
 		if v == nil {
-			return keystore.NotFound("server copy")
+			return keystore.LinkNotFound(linkDigest)
 		}
 		var err error
 		c, err = decodeCopy(id, v)
@@ -146,7 +146,7 @@ func (b *Store) CopyOf(ctx context.Context, id keystore.KeyID) (keystore.ServerC
 	err := b.view(ctx, "read server copy", func(tx *bolt.Tx) error {
 		v := get(tx, copiesBucket, id[:])
 		if v == nil {
-			return keystore.NotFound("server copy")
+			return keystore.CopyNotFound(id)
 		}
 		var err error
 		c, err = decodeCopy(id[:], v)

@@ -798,7 +798,7 @@ func (s *Store) GetCopy(ctx context.Context, linkDigest []byte) (keystore.Server
 	defer s.mu.Unlock()
 	id, ok := s.links[string(linkDigest)]
 	if !ok {
-		return keystore.ServerCopy{}, keystore.NotFound("server copy")
+		return keystore.ServerCopy{}, keystore.LinkNotFound(linkDigest)
 	}
 	return s.copies[id].meta.Normalized(), nil
 }
@@ -810,7 +810,7 @@ func (s *Store) CopyOf(ctx context.Context, id keystore.KeyID) (keystore.ServerC
 	defer s.mu.Unlock()
 	c, ok := s.copies[id]
 	if !ok {
-		return keystore.ServerCopy{}, keystore.NotFound("server copy")
+		return keystore.ServerCopy{}, keystore.CopyNotFound(id)
 	}
 	return c.meta.Normalized(), nil
 }

@@ -114,20 +114,20 @@ func (s *Store) PutCopy(ctx context.Context, c keystore.ServerCopy, env io.Reade
 }
 
 func (s *Store) GetCopy(ctx context.Context, linkDigest []byte) (keystore.ServerCopy, error) {
-	return s.readCopy(ctx, "link_digest", linkDigest)
+	return s.readCopy(ctx, "link_digest", linkDigest, keystore.LinkNotFound(linkDigest))
 }
 
 func (s *Store) CopyOf(ctx context.Context, id keystore.KeyID) (keystore.ServerCopy, error) {
-	return s.readCopy(ctx, "key_id", id[:])
+	return s.readCopy(ctx, "key_id", id[:], keystore.CopyNotFound(id))
 }
 
-func (s *Store) readCopy(ctx context.Context, column string, v []byte) (keystore.ServerCopy, error) {
+func (s *Store) readCopy(ctx context.Context, column string, v []byte, notFound error) (keystore.ServerCopy, error) {
 	if err := begin(ctx, "read server copy"); err != nil {
 		return keystore.ServerCopy{}, err
 	}
 	c, err := scanCopy(s.pool.QueryRow(ctx, "SELECT "+copyColumns+" FROM copies WHERE "+column+" = $1", v))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return keystore.ServerCopy{}, keystore.NotFound("server copy")
+		return keystore.ServerCopy{}, notFound
 	}
 	return c, wrap("read server copy", err)
 }

@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -112,12 +113,14 @@ func RunCopies(t *testing.T, open CopyOpener) {
 		s := open(t)
 		defer s.Close()
 		put(t, s, s, 1, 10)
-		if _, err := s.GetCopy(ctx, keystore.LinkDigest("no such link")); !errors.Is(err, keystore.ErrNotFound) {
-			t.Fatalf("GetCopy of an unknown link: %v, want ErrNotFound", err)
-		}
-		if _, err := s.CopyOf(ctx, Record(2).ID); !errors.Is(err, keystore.ErrNotFound) {
-			t.Fatalf("CopyOf without a copy: %v, want ErrNotFound", err)
-		}
+		digest := keystore.LinkDigest("no such link")
+		_, err := s.GetCopy(ctx, digest)
+		// A miss names the link by a fingerprint, never by its token or
+		// digest.
+		checkNotFound(t, "GetCopy of an unknown link", err, []string{"server copy for link " + keystore.Fingerprint(digest)},
+			[]string{"no such link", hex.EncodeToString(digest), hex.EncodeToString(digest)[:16]})
+		_, err = s.CopyOf(ctx, Record(2).ID)
+		checkNotFound(t, "CopyOf without a copy", err, []string{"server copy", Record(2).ID.String()}, nil)
 		if _, err := s.OpenCopy(ctx, Record(2).ID); !errors.Is(err, keystore.ErrNotFound) {
 			t.Fatalf("OpenCopy without a copy: %v, want ErrNotFound", err)
 		}
