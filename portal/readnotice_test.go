@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/mail"
 	"net/netip"
 	"strings"
 	"sync"
@@ -19,12 +20,45 @@ import (
 
 func withReadNotice(o *Options) { o.ReadNotice = true }
 
+// sentMail is one mail the sink kept. sentMails and refuseMail are the
+// only code here that knows the sink's types.
+type sentMail struct {
+	from string
+	to   []string
+	data []byte
+}
+
+func sentMails(e *testEnv) []sentMail {
+	var out []sentMail
+	for _, m := range e.sink.messages() {
+		out = append(out, sentMail{from: m.From, to: m.To, data: m.Data})
+	}
+	return out
+}
+
+// refuseMail makes the sink answer the end of DATA with reply ("": accept
+// again).
+func refuseMail(e *testEnv, reply string) {
+	e.sink.mu.Lock()
+	e.sink.failData = reply
+	e.sink.mu.Unlock()
+}
+
+func (m sentMail) parse(t *testing.T) *mail.Message {
+	t.Helper()
+	msg, err := mail.ReadMessage(bytes.NewReader(m.data))
+	if err != nil {
+		t.Fatalf("a mail does not parse: %v\n%s", err, m.data)
+	}
+	return msg
+}
+
 // readNotices returns the read notices the sink holds for the message
 // with key id, in the order they arrived.
-func readNotices(e *testEnv, id string) []sinkMessage {
-	var out []sinkMessage
-	for _, m := range e.sink.messages() {
-		if bytes.Contains(m.Data, []byte("Key id:   "+id)) {
+func readNotices(e *testEnv, id string) []sentMail {
+	var out []sentMail
+	for _, m := range sentMails(e) {
+		if bytes.Contains(m.data, []byte("Key id:   "+id)) {
 			out = append(out, m)
 		}
 	}
@@ -46,8 +80,8 @@ func TestReadNoticeOncePerRecipient(t *testing.T) {
 		t.Fatalf("%d read notices after bob's first read, want 1", len(got))
 	}
 	n := got[0]
-	if n.From != "securemail@example.com" || len(n.To) != 1 || n.To[0] != alice {
-		t.Fatalf("notice from %s to %v, want from the portal to the sender %s", n.From, n.To, alice)
+	if n.from != "securemail@example.com" || len(n.to) != 1 || n.to[0] != alice {
+		t.Fatalf("notice from %s to %v, want from the portal to the sender %s", n.from, n.to, alice)
 	}
 	msg := n.parse(t)
 	body, _ := io.ReadAll(msg.Body)
@@ -85,7 +119,7 @@ func TestReadNoticeOncePerRecipient(t *testing.T) {
 	// Another recipient's first read is news.
 	e.browser().register(s, carol)
 	got = readNotices(e, id)
-	if len(got) != 2 || !bytes.Contains(got[1].Data, []byte(carol+" read the secure message")) {
+	if len(got) != 2 || !bytes.Contains(got[1].data, []byte(carol+" read the secure message")) {
 		t.Fatalf("%d read notices after carol's first read, want 2, the second about carol", len(got))
 	}
 }
@@ -157,9 +191,7 @@ func TestReadNoticeRetriedAfterAFailedSend(t *testing.T) {
 	s := e.seal(alice, []string{bob}, strings.Replace(plainMessage, "q3-numbers", "q5-numbers", 1))
 	b := e.browser()
 	b.signin(s, bob, testPassword)
-	e.sink.mu.Lock()
-	e.sink.failData = "451 4.3.0 try again later"
-	e.sink.mu.Unlock()
+	refuseMail(e, "451 4.3.0 try again later")
 	if r := b.get("/m/" + b.token); r.status != http.StatusOK {
 		t.Fatalf("read while the relay refuses: %d", r.status)
 	}
@@ -170,9 +202,7 @@ func TestReadNoticeRetriedAfterAFailedSend(t *testing.T) {
 	if !strings.Contains(e.logs.String(), "read notice not sent") {
 		t.Fatalf("no log line for the failed notice:\n%s", e.logs.String())
 	}
-	e.sink.mu.Lock()
-	e.sink.failData = ""
-	e.sink.mu.Unlock()
+	refuseMail(e, "")
 	for range 2 {
 		if r := b.get("/m/" + b.token); r.status != http.StatusOK {
 			t.Fatalf("read: %d", r.status)
@@ -191,7 +221,7 @@ func TestReadNoticeDecidedByTheMilter(t *testing.T) {
 	s := e.seal(alice, []string{bob}, plainMessage)
 	e.browser().register(s, bob)
 	n := e.sink.last(t, alice)
-	if got := n.parse(t).Header.Get("X-Secure-Send"); got != "yes" {
+	if got := (sentMail{data: n.Data}).parse(t).Header.Get("X-Secure-Send"); got != "yes" {
 		t.Fatalf("the notice is not marked with the trigger header: %q", got)
 	}
 	f, err := milter.NewFilter(milter.Config{
