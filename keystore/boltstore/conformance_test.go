@@ -18,6 +18,13 @@ func TestBoltAdminConformance(t *testing.T) {
 	})
 }
 
+func TestBoltCopyConformance(t *testing.T) {
+	t.Parallel()
+	storetest.RunCopies(t, func(t *testing.T) keystore.Store {
+		return openBolt(t, filepath.Join(t.TempDir(), "keys.db"))
+	})
+}
+
 func TestBoltDumpConformance(t *testing.T) {
 	t.Parallel()
 	storetest.RunDump(t, func(t *testing.T) storetest.DumpStore {

@@ -31,6 +31,11 @@ func TestAdminConformance(t *testing.T) {
 	storetest.RunAdmin(t, func(t *testing.T) keystore.Store { return open(t) })
 }
 
+func TestCopyConformance(t *testing.T) {
+	t.Parallel()
+	storetest.RunCopies(t, func(t *testing.T) keystore.Store { return memstore.New() })
+}
+
 func TestDumpConformance(t *testing.T) {
 	t.Parallel()
 	storetest.RunDump(t, func(t *testing.T) storetest.DumpStore { return open(t) })
