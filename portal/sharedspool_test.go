@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -76,6 +78,7 @@ func newPostgresHostsOn(t testing.TB, pgOpts pgtest.Options, n int, opts ...envO
 			Store:          store,
 			MasterKey:      mk,
 			SharedSpool:    store,
+			SpoolDir:       filepath.Join(dir, fmt.Sprintf("portal-spool-%d", i)), // each host its own
 			MaxMessageSize: 20 << 20,
 			Mailer:         &SMTPMailer{Addr: sink.ln.Addr().String()},
 			From:           "securemail@example.com",
@@ -181,6 +184,123 @@ func TestSharedSpoolAnyHostServesAnyStep(t *testing.T) {
 	if chunks != 0 {
 		t.Fatalf("%d chunks left after the sweep", chunks)
 	}
+}
+
+// TestSharedSpoolCopies: each host reads its own copy of an envelope
+// (the one it received, or one it copied from the store at its first
+// read), while the store alone says whether the envelope is spooled and
+// how old it is; a copy cut short is copied again, an envelope the store
+// lost is stored again from a host's copy when it is posted again there,
+// and a copy lives as long as the store's entry, however the hosts took
+// turns.
+func TestSharedSpoolCopies(t *testing.T) {
+	hosts, _ := newPostgresHosts(t, 2)
+	a, b := hosts[0], hosts[1]
+	store := a.portal.h.opts.Keys.(*pgstore.Store)
+	ctx := context.Background()
+	s := a.seal(alice, []string{bob}, plainMessage)
+	br := a.browser()
+	on := func(h *testEnv) *browser { br.e = h; return br }
+	if page := on(a).register(s, bob); !strings.Contains(page.body, "Quarterly") {
+		t.Fatalf("not registered on host A:\n%s", page.body)
+	}
+	token := br.token
+	copyOf := func(h *testEnv) string { return spoolPath(h.portal.h.opts.SpoolDir, token) }
+	reads := func(h *testEnv, step string) {
+		t.Helper()
+		if page := on(h).get("/m/" + token); page.status != http.StatusOK || !strings.Contains(page.body, "Quarterly") {
+			t.Fatalf("%s: read on %s: %d\n%s", step, h.srv.URL, page.status, page.body)
+		}
+	}
+	// found: the envelope is spooled (once the session has ended, the
+	// page asks for the address again).
+	found := func(h *testEnv, step string) {
+		t.Helper()
+		if page := on(h).get("/m/" + token); page.status != http.StatusOK && page.status != http.StatusSeeOther {
+			t.Fatalf("%s: %s: %d, want the envelope found\n%s", step, h.srv.URL, page.status, page.body)
+		}
+	}
+	gone := func(h *testEnv, step string) {
+		t.Helper()
+		if page := on(h).get("/m/" + token); page.status != http.StatusNotFound {
+			t.Fatalf("%s: read on %s: %d, want 404\n%s", step, h.srv.URL, page.status, page.body)
+		}
+	}
+	if _, err := os.Stat(copyOf(a)); err != nil {
+		t.Fatalf("no copy on the host that received the upload: %v", err)
+	}
+	if _, err := os.Stat(copyOf(b)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a copy on the other host before it read the envelope: %v", err)
+	}
+	reads(b, "first read on B")
+	if _, err := os.Stat(copyOf(b)); err != nil {
+		t.Fatalf("host B kept no copy of what it read from the store: %v", err)
+	}
+
+	// The store's chunks gone behind the hosts' backs: both read their
+	// copies, so neither reads the chunks again.
+	if _, err := store.Pool().Exec(ctx, "DELETE FROM spool_chunks"); err != nil {
+		t.Fatal(err)
+	}
+	reads(a, "chunks gone")
+	reads(b, "chunks gone")
+
+	// Lost by the store (a failover lost its last asynchronous commits):
+	// no host serves its copy, and posting the attachment again on A
+	// stores it again from there, for B to copy.
+	if _, err := store.Pool().Exec(ctx, "DELETE FROM spool_envelopes"); err != nil {
+		t.Fatal(err)
+	}
+	gone(a, "entry gone")
+	gone(b, "entry gone")
+	if r := on(a).open(s); r.header.Get("Location") != "/m/"+token {
+		t.Fatalf("open again on A: %d %q", r.status, r.header.Get("Location"))
+	}
+	os.Remove(copyOf(b))
+	reads(b, "stored again from A's copy")
+
+	// A copy cut short (a crash before the disk had it all) is copied
+	// again.
+	if err := os.Truncate(copyOf(a), 100); err != nil {
+		t.Fatal(err)
+	}
+	reads(a, "copy cut short")
+	if st, err := os.Stat(copyOf(a)); err != nil || st.Size() != int64(len(s.form.Envelope)) {
+		t.Fatalf("copy on A not copied again: %v, %v; want %d bytes", st, err, len(s.form.Envelope))
+	}
+
+	// Posted again on B 20 hours later: 25 hours after the first upload A
+	// still reads it, and its sweep keeps its copy; past the TTL after the
+	// second upload, the store's entry and both copies are swept.
+	a.clock.Advance(20 * time.Hour)
+	if r := on(b).open(s); r.header.Get("Location") != "/m/"+token {
+		t.Fatalf("open again on B: %d", r.status)
+	}
+	a.clock.Advance(5 * time.Hour)
+	found(a, "25 hours after the first upload, 5 after the second")
+	a.portal.h.sweep(ctx)
+	b.portal.h.sweep(ctx)
+	if _, err := os.Stat(copyOf(a)); err != nil {
+		t.Fatalf("host A swept its copy of an envelope the store still holds: %v", err)
+	}
+	a.clock.Advance(20 * time.Hour)
+	a.portal.h.sweep(ctx)
+	b.portal.h.sweep(ctx)
+	for _, h := range []*testEnv{a, b} {
+		if _, err := os.Stat(copyOf(h)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("copy on %s not swept: %v", h.srv.URL, err)
+		}
+	}
+	gone(a, "after the sweep")
+
+	// Dropped by one host (a damaged upload, say): the other does not
+	// serve its copy either.
+	if r := on(a).open(s); r.header.Get("Location") != "/m/"+token {
+		t.Fatalf("open after the sweep: %d", r.status)
+	}
+	found(b, "after opening again")
+	b.portal.h.spool.drop(ctx, token)
+	gone(a, "dropped by B")
 }
 
 // TestSharedSpoolDatabaseDown: with the database gone, an upload and a
