@@ -12,7 +12,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -328,24 +331,19 @@ func TestSharedSpoolDatabaseDown(t *testing.T) {
 
 // BenchmarkOpenRead1MiB: a signed-in recipient posts the attachment of a
 // 1 MiB message and reads it, on bbolt with the local spool and on
-// PostgreSQL (fsync on, as in production) with the shared spool.
+// PostgreSQL (fsync on, as in production) with the shared spool. The
+// same envelope is posted every time, as a recipient clicking "Click to
+// read message" again; BenchmarkOpenRead1MiBPaired posts a new one each
+// time.
 func BenchmarkOpenRead1MiB(b *testing.B) {
-	unlimited := func(o *Options) {
-		o.Uploads.PerClient = 1000
-		o.Limits.UploadsPerClient = Rate{1 << 30, time.Hour}
-	}
-	body := strings.Repeat("The quarterly figures, line after line of them.\n", (1<<20)/49)
-	msg := strings.Replace(plainMessage, "Revenue is up", body+"Revenue is up", 1)
+	msg := openReadMessage()
 	for _, backend := range []string{"bolt", "postgres"} {
 		b.Run(backend, func(b *testing.B) {
 			var e *testEnv
 			if backend == "bolt" {
-				e = newTestEnv(b, unlimited)
-				if err := os.MkdirAll(filepath.Join(e.dir, "spool"), 0o700); err != nil {
-					b.Fatal(err)
-				}
+				e = newOpenReadBoltEnv(b)
 			} else {
-				hosts, _ := newPostgresHostsOn(b, pgtest.Options{}, 1, unlimited)
+				hosts, _ := newPostgresHostsOn(b, pgtest.Options{}, 1, unlimitedUploads)
 				e = hosts[0]
 			}
 			s := e.seal(alice, []string{bob}, msg)
@@ -362,4 +360,165 @@ func BenchmarkOpenRead1MiB(b *testing.B) {
 			}
 		})
 	}
+}
+
+// pairedRoundsEnv sets BenchmarkOpenRead1MiBPaired's number of rounds.
+const pairedRoundsEnv = "SECUREMAIL_BENCH_PAIRED_ROUNDS"
+
+// BenchmarkOpenRead1MiBPaired: a signed-in recipient posts the attachment
+// of a new 1 MiB message (sealed outside the timer) and reads it, on
+// three targets set up once and measured in rounds (default 5,
+// SECUREMAIL_BENCH_PAIRED_ROUNDS), one target after the other in each
+// round, so each ratio compares runs seconds apart on a shared machine:
+//
+//   - bolt: bbolt store, local spool folder;
+//   - postgres-same-host: PostgreSQL (fsync, synchronous_commit and
+//     shared_buffers at their defaults) with the shared spool, read
+//     through the host that took the upload;
+//   - postgres-other-host: posted through host A, read through host B,
+//     which copies the envelope from the store at its first read.
+//
+// Each PostgreSQL run reports speed-vs-bolt: the bolt run's ns/op of the
+// same round divided by its own (above 1: faster than bbolt). Every run
+// reports cpu-ms/op, the processor time of this process (client, portal
+// and store client) and of the database server during the timed part,
+// which a loaded machine does not swing as it swings wall-clock time, and
+// db-cpu-ms/op, the server's part of it. The envelope is dropped after each
+// iteration, outside the timer, so the spool does not grow over the
+// rounds. The log ends with every round's figures and the medians.
+func BenchmarkOpenRead1MiBPaired(b *testing.B) {
+	rounds := 5
+	if v := os.Getenv(pairedRoundsEnv); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("%s=%q: want a positive number", pairedRoundsEnv, v)
+		}
+		rounds = n
+	}
+	msg := openReadMessage()
+	boltEnv := newOpenReadBoltEnv(b)
+	hosts, srv := newPostgresHostsOn(b, pgtest.Options{Settings: map[string]string{"shared_buffers": "128MB"}}, 2, unlimitedUploads)
+	hostA, hostB := hosts[0], hosts[1]
+	targets := []struct {
+		name         string
+		upload, read *testEnv
+	}{
+		{"bolt", boltEnv, boltEnv},
+		{"postgres-same-host", hostA, hostA},
+		{"postgres-other-host", hostA, hostB},
+	}
+	browsers := map[*testEnv]*browser{}
+	for _, e := range []*testEnv{boltEnv, hostA} {
+		br := e.browser()
+		if page := br.register(e.seal(alice, []string{bob}, plainMessage), bob); !strings.Contains(page.body, "Quarterly") {
+			b.Fatalf("not signed in:\n%.500s", page.body)
+		}
+		browsers[e] = br
+	}
+	// Processor time, read around the timed part so that reading it
+	// (the server's from /proc) costs outside it.
+	procCPU := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			b.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	dbCPU := func() time.Duration {
+		d, err := srv.CPU()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return d
+	}
+	type figures struct{ wall, cpu time.Duration }
+	perOp := make([][]figures, rounds)
+	for round := range rounds {
+		perOp[round] = make([]figures, len(targets))
+		for i, tg := range targets {
+			b.Run(tg.name, func(b *testing.B) {
+				br := browsers[tg.upload]
+				var proc, db time.Duration
+				for range b.N {
+					b.StopTimer()
+					s := tg.upload.seal(alice, []string{bob}, msg)
+					b.SetBytes(int64(len(s.form.Envelope)))
+					db0 := dbCPU()
+					proc0 := procCPU()
+					b.StartTimer()
+					br.e = tg.upload
+					opened := br.open(s)
+					br.e = tg.read
+					if page := br.follow(opened); page.status != http.StatusOK || len(page.body) < 1_000_000 {
+						b.Fatalf("read: %d, %d bytes", page.status, len(page.body))
+					}
+					b.StopTimer()
+					proc += procCPU() - proc0
+					db += dbCPU() - db0
+					tg.upload.portal.h.spool.drop(context.Background(), br.token)
+					b.StartTimer()
+				}
+				b.StopTimer()
+				n := time.Duration(b.N)
+				f := figures{wall: b.Elapsed() / n, cpu: (proc + db) / n}
+				b.ReportMetric(ms(f.cpu), "cpu-ms/op")
+				b.ReportMetric(ms(db/n), "db-cpu-ms/op")
+				if i > 0 && f.wall > 0 {
+					b.ReportMetric(float64(perOp[round][0].wall)/float64(f.wall), "speed-vs-bolt")
+				}
+				perOp[round][i] = f // the last call is the measured run
+			})
+		}
+	}
+	var table strings.Builder
+	fmt.Fprintf(&table, "round | bolt ms/op (cpu) | same-host ms/op (cpu) | other-host ms/op (cpu) | speed-vs-bolt same, other | by cpu same, other\n")
+	var same, other, sameCPU, otherCPU []float64
+	for i, r := range perOp {
+		same = append(same, float64(r[0].wall)/float64(r[1].wall))
+		other = append(other, float64(r[0].wall)/float64(r[2].wall))
+		sameCPU = append(sameCPU, float64(r[0].cpu)/float64(r[1].cpu))
+		otherCPU = append(otherCPU, float64(r[0].cpu)/float64(r[2].cpu))
+		fmt.Fprintf(&table, "%d | %.1f (%.1f) | %.1f (%.1f) | %.1f (%.1f) | %.2f, %.2f | %.2f, %.2f\n", i+1,
+			ms(r[0].wall), ms(r[0].cpu), ms(r[1].wall), ms(r[1].cpu), ms(r[2].wall), ms(r[2].cpu),
+			same[i], other[i], sameCPU[i], otherCPU[i])
+	}
+	span := func(xs []float64) string {
+		return fmt.Sprintf("%.2f [%.2f-%.2f]", medianOf(xs), slices.Min(xs), slices.Max(xs))
+	}
+	fmt.Fprintf(&table, "median speed-vs-bolt: same host %s, other host %s; by cpu: same host %s, other host %s",
+		span(same), span(other), span(sameCPU), span(otherCPU))
+	b.Log("\n" + table.String())
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func medianOf(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// openReadMessage is plainMessage with 1 MiB of text before its last line.
+func openReadMessage() string {
+	body := strings.Repeat("The quarterly figures, line after line of them.\n", (1<<20)/49)
+	return strings.Replace(plainMessage, "Revenue is up", body+"Revenue is up", 1)
+}
+
+// unlimitedUploads lifts the upload limits, which a benchmark's loop
+// would reach.
+func unlimitedUploads(o *Options) {
+	o.Uploads.PerClient = 1000
+	o.Limits.UploadsPerClient = Rate{1 << 30, time.Hour}
+}
+
+// newOpenReadBoltEnv is the bbolt target of the open+read benchmarks.
+func newOpenReadBoltEnv(b *testing.B) *testEnv {
+	e := newTestEnv(b, unlimitedUploads)
+	if err := os.MkdirAll(filepath.Join(e.dir, "spool"), 0o700); err != nil {
+		b.Fatal(err)
+	}
+	return e
 }

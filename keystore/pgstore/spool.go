@@ -15,9 +15,11 @@ import (
 	"github.com/securemail/securemail/keystore"
 )
 
-// spoolChunk is the size of one spool_chunks row: what a commit or a read
-// holds in memory at a time.
-const spoolChunk = 1 << 20
+// spoolChunk is the size of one spool_chunks row. Rows of 1 MiB cost the
+// server twice the processor time per byte that rows of 64 KiB do (large
+// allocations, page faults; BENCHMARKS.md, issue 12), and smaller ones
+// gain little more.
+const spoolChunk = 64 << 10
 
 // The spool is a cache of what recipients posted (keystore.SpoolStore), so
 // its transactions commit without waiting for their WAL flush: a crash or
