@@ -110,7 +110,7 @@ func (s *Store) CommitUpload(ctx context.Context, upload int64, token string, si
 	})
 	err = conn.SendBatch(ctx, b).Close()
 	if err == nil && !reserved {
-		err = fmt.Errorf("upload %d: %w", upload, keystore.ErrNotFound)
+		err = keystore.NotFound(fmt.Sprintf("spool upload %d", upload))
 	}
 	existed := filed != upload
 	if err == nil && !existed {
@@ -126,7 +126,7 @@ func (s *Store) CommitUpload(ctx context.Context, upload int64, token string, si
 	if err != nil {
 		rollback(ctx, conn)
 		if errors.Is(err, keystore.ErrNotFound) {
-			return false, fmt.Errorf("keystore: spool commit: %w", err)
+			return false, err
 		}
 		return false, wrap("spool commit", err)
 	}
@@ -205,7 +205,7 @@ func (s *Store) OpenSpooled(ctx context.Context, token string, notBefore time.Ti
 	var upload, size, touched int64
 	err := s.pool.QueryRow(ctx, "SELECT upload_id, size, touched_ns FROM spool_envelopes WHERE token = $1", token).Scan(&upload, &size, &touched)
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && touched < notBefore.UnixNano()) {
-		return nil, keystore.SpoolEntry{}, fmt.Errorf("keystore: spooled envelope %s: %w", token, keystore.ErrNotFound)
+		return nil, keystore.SpoolEntry{}, keystore.SpooledNotFound(token)
 	}
 	if err != nil {
 		return nil, keystore.SpoolEntry{}, wrap("spool open", err)
@@ -260,7 +260,7 @@ func (r *chunkReader) next() error {
 			return wrap("spool read", err)
 		}
 		if r.got != r.size {
-			return fmt.Errorf("keystore: spooled envelope: %d of %d bytes: %w", r.got, r.size, keystore.ErrNotFound)
+			return keystore.NotFound(fmt.Sprintf("byte %d of %d of spool upload %d", r.got, r.size, r.upload))
 		}
 		return io.EOF
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"testing"
 	"testing/iotest"
@@ -150,8 +151,14 @@ func TestSpool(t *testing.T) {
 		if ent.Size != int64(len(envelope)) || !ent.Touched.Equal(now) {
 			t.Fatalf("entry %+v, want size %d filed at %v", ent, len(envelope), now)
 		}
-		if _, _, err := hostB.OpenSpooled(ctx, "tokenAAAAAAAAAAAAAAAAA", now.Add(time.Second)); !errors.Is(err, keystore.ErrNotFound) {
+		_, _, err = hostB.OpenSpooled(ctx, "tokenAAAAAAAAAAAAAAAAA", now.Add(time.Second))
+		if !errors.Is(err, keystore.ErrNotFound) {
 			t.Fatalf("an envelope older than the TTL opens: %v", err)
+		}
+		// The token opens the envelope: the miss names its fingerprint.
+		if msg := err.Error(); strings.Contains(msg, "tokenAAAA") ||
+			!strings.Contains(msg, "spooled envelope "+keystore.Fingerprint([]byte("tokenAAAAAAAAAAAAAAAAA"))) {
+			t.Fatalf("not-found message %q: want the token's fingerprint, not the token", msg)
 		}
 		// Posted again later: its age starts again, its bytes are not read.
 		id, err := hostA.BeginUpload(ctx, 2<<20, 1<<30, now)
