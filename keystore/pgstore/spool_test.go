@@ -97,7 +97,7 @@ func TestSpool(t *testing.T) {
 
 	t.Run("one copy of one envelope uploaded at once", func(t *testing.T) {
 		const n = 8
-		envelope := append(bytes.Repeat([]byte("ab"), 600_000), "end"...) // two chunks
+		envelope := append(bytes.Repeat([]byte("ab"), pgstore.SpoolChunk/2+1), "end"...) // two chunks
 		var start sync.WaitGroup
 		start.Add(1)
 		var done sync.WaitGroup
@@ -175,8 +175,8 @@ func TestSpool(t *testing.T) {
 	})
 
 	t.Run("chunk edges", func(t *testing.T) {
-		const chunk = 1 << 20
-		for i, size := range []int{0, 1, chunk - 1, chunk, chunk + 1, 3*chunk + 5} {
+		const chunk = pgstore.SpoolChunk
+		for i, size := range []int{0, 1, chunk - 1, chunk, chunk + 1, 3*chunk + 5, 20<<20 + 7} {
 			token := fmt.Sprintf("edge%018d", i)
 			data := make([]byte, size)
 			rand.Read(data)
@@ -213,12 +213,13 @@ func TestSpool(t *testing.T) {
 	})
 
 	t.Run("all or nothing", func(t *testing.T) {
-		data := bytes.Repeat([]byte("x"), 3<<20)
+		const chunk = pgstore.SpoolChunk
+		data := bytes.Repeat([]byte("x"), 3*chunk)
 		short, err := hostA.BeginUpload(ctx, 4<<20, 1<<30, now)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := hostA.CommitUpload(ctx, short, "shortAAAAAAAAAAAAAAAAA", int64(len(data)), now, bytes.NewReader(data[:2<<20+7])); err == nil {
+		if _, err := hostA.CommitUpload(ctx, short, "shortAAAAAAAAAAAAAAAAA", int64(len(data)), now, bytes.NewReader(data[:2*chunk+7])); err == nil {
 			t.Fatal("an upload with fewer bytes than its size was filed")
 		}
 		failed, err := hostA.BeginUpload(ctx, 4<<20, 1<<30, now)
@@ -226,7 +227,7 @@ func TestSpool(t *testing.T) {
 			t.Fatal(err)
 		}
 		if _, err := hostA.CommitUpload(ctx, failed, "failsAAAAAAAAAAAAAAAAA", int64(len(data)), now,
-			io.MultiReader(bytes.NewReader(data[:1<<20+3]), failingReader{})); err == nil {
+			io.MultiReader(bytes.NewReader(data[:chunk+3]), failingReader{})); err == nil {
 			t.Fatal("an upload whose source failed was filed")
 		}
 		var envelopes, chunks, uploads int
@@ -252,7 +253,7 @@ func TestSpool(t *testing.T) {
 	})
 
 	t.Run("removed while read", func(t *testing.T) {
-		data := bytes.Repeat([]byte("y"), 2<<20+1)
+		data := bytes.Repeat([]byte("y"), 2*pgstore.SpoolChunk+1)
 		id, err := hostA.BeginUpload(ctx, int64(len(data)), 1<<30, now)
 		if err != nil {
 			t.Fatal(err)
