@@ -42,6 +42,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/securemail/securemail/cmd/securemail/internal/mtatest"
 	"github.com/securemail/securemail/envelope"
 	"github.com/securemail/securemail/internal/pgtest"
@@ -94,6 +96,8 @@ func (r prssRound) aboveStart() float64 {
 // fresh serve (GODEBUG=gctrace=1) on the same data folder and, with bob's
 // session cookie (sessions live in the key store):
 //
+//  0. the spool is emptied (prssEmptySpool), so the big envelope is
+//     stored in every round;
 //  1. warm-up: the small envelope is opened, read and its attachment
 //     downloaded, so code and templates are paged in;
 //  2. GET /healthz, then a wait until the RSS holds still (prssWaitSettled);
@@ -157,6 +161,7 @@ func prssRun(t *testing.T, dsn string) {
 
 	var results []prssRound
 	for i := 1; i <= rounds; i++ {
+		prssEmptySpool(t, filepath.Join(dir, "data", "portal-spool"), dsn)
 		r := prssMeasure(t, bin, config, milterAddr, c, smallEnv, bigEnv)
 		results = append(results, r)
 		t.Logf("round %d: idle %.1f MiB (VmHWM %.1f MiB before clear_refs), peak %.1f MiB, peak above idle %.1f MiB (above start-up %.1f), "+
@@ -181,6 +186,36 @@ func prssRun(t *testing.T, dsn string) {
 		if r.aboveIdle() > prssLimitMiB {
 			t.Errorf("round %d: peak RSS %.1f MiB above idle, target <= %d MiB", i+1, r.aboveIdle(), prssLimitMiB)
 		}
+	}
+}
+
+// prssEmptySpool removes every spooled envelope while no serve runs, so
+// each round's upload is stored, not found there from the round before
+// (on PostgreSQL that would only restart its age): the portal's folder
+// and, on PostgreSQL at dsn, the shared spool's rows.
+func prssEmptySpool(t *testing.T, folder, dsn string) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(folder, "*.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if dsn == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "TRUNCATE spool_envelopes, spool_chunks, spool_uploads"); err != nil {
+		t.Fatal(err)
 	}
 }
 
