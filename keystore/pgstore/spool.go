@@ -114,7 +114,7 @@ func (s *Store) CommitUpload(ctx context.Context, upload int64, token string, si
 	}
 	existed := filed != upload
 	if err == nil && !existed {
-		src := &chunkSource{r: data, upload: upload, buf: make([]byte, min(size, spoolChunk))}
+		src := &chunkSource{owner: upload, r: data, buf: make([]byte, min(size, spoolChunk))}
 		_, err = conn.CopyFrom(ctx, pgx.Identifier{"spool_chunks"}, []string{"upload_id", "seq", "data"}, src)
 		if err == nil && src.size != size {
 			err = fmt.Errorf("upload %d: %d bytes to store, not %d", upload, src.size, size)
@@ -145,41 +145,6 @@ func rollback(ctx context.Context, conn *pgxpool.Conn) {
 		conn.Conn().Close(rctx)
 	}
 }
-
-// chunkSource feeds an upload's bytes to COPY, spoolChunk bytes a row.
-type chunkSource struct {
-	r      io.Reader
-	upload int64
-	seq    int32
-	buf    []byte
-	n      int
-	size   int64
-	err    error
-}
-
-func (c *chunkSource) Next() bool {
-	if c.err != nil || len(c.buf) == 0 {
-		return false
-	}
-	n, err := io.ReadFull(c.r, c.buf)
-	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
-		c.err = err
-		return false
-	}
-	if n == 0 {
-		return false
-	}
-	if c.n > 0 {
-		c.seq++
-	}
-	c.n = n
-	c.size += int64(n)
-	return true
-}
-
-// Values hands COPY the buffer, which it encodes before the next Next.
-func (c *chunkSource) Values() ([]any, error) { return []any{c.upload, c.seq, c.buf[:c.n]}, nil }
-func (c *chunkSource) Err() error             { return c.err }
 
 // AbortUpload drops an upload's chunks and reservation.
 func (s *Store) AbortUpload(ctx context.Context, upload int64) error {
