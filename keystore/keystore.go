@@ -15,8 +15,10 @@
 //     what has expired; nothing disappears by itself.
 //   - A store that cannot be reached returns an error; callers on the mail
 //     path turn any error into a temporary failure.
-//   - No type of a backend (bbolt today, PostgreSQL later) appears in these
-//     signatures. Every backend passes the suite in package storetest.
+//   - No type of a backend appears in these signatures, and this package
+//     imports none: the backends are keystore/boltstore (bbolt, one host),
+//     keystore/pgstore (PostgreSQL, several hosts) and keystore/memstore
+//     (memory, tests). Every backend passes the suites in keystore/storetest.
 //
 // The master key lives in a file of exactly 32 bytes that only its owner may
 // read; it is never stored in the database.
@@ -26,7 +28,6 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -38,6 +39,8 @@ var (
 	ErrKeyExists = errors.New("keystore: a different key record exists under this id")
 	ErrExpired   = errors.New("keystore: key expired")
 	ErrRevoked   = errors.New("keystore: key revoked")
+	// ErrClosed means the store was closed.
+	ErrClosed = errors.New("keystore: store is closed")
 )
 
 // KeyID names a key record: 128 random bits.
@@ -126,11 +129,4 @@ type KeyStore interface {
 	// returns how many it deleted.
 	SweepKeys(ctx context.Context, before time.Time) (int, error)
 	Close() error
-}
-
-func wrapf(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf("keystore: %s: %w", op, err)
 }

@@ -14,8 +14,6 @@ type Store interface {
 	AdminStore
 }
 
-var _ Store = (*Bolt)(nil)
-
 // NotFoundError names what a lookup did not find; errors.Is(err,
 // ErrNotFound) holds for it. Backends return it instead of the bare
 // ErrNotFound so a log line says whether a key, an account or a session was

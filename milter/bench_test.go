@@ -47,6 +47,7 @@ import (
 
 	"github.com/securemail/securemail/envelope"
 	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/keystore/boltstore"
 	"github.com/securemail/securemail/keystore/memstore"
 )
 
@@ -385,7 +386,7 @@ func (e benchEnv) targets() []benchTarget {
 func newBenchEnv(b *testing.B) benchEnv {
 	b.Helper()
 	dir := b.TempDir()
-	store, err := keystore.OpenBolt(filepath.Join(dir, "keys.db"), keystore.BoltOptions{})
+	store, err := boltstore.Open(filepath.Join(dir, "keys.db"), boltstore.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/securemail/securemail/envelope"
 	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/keystore/boltstore"
 )
 
 // testEnv is a Filter served on a unix socket, driven by go-milter's own
@@ -74,7 +75,7 @@ func newTestEnv(t testing.TB, store keystore.KeyStore, mutate func(*Config)) *te
 	t.Helper()
 	dir := t.TempDir()
 	if store == nil {
-		b, err := keystore.OpenBolt(filepath.Join(dir, "keys.db"), keystore.BoltOptions{})
+		b, err := boltstore.Open(filepath.Join(dir, "keys.db"), boltstore.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -16,6 +16,7 @@ import (
 	gomilter "github.com/emersion/go-milter"
 
 	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/keystore/boltstore"
 )
 
 const secretMarker = "PLAINTEXT-MARKER-7f3a"
@@ -431,7 +432,7 @@ func TestSealMessageOfflineRoundTrip(t *testing.T) {
 
 func newBoltForTest(t *testing.T) keystore.KeyStore {
 	t.Helper()
-	s, err := keystore.OpenBolt(filepath.Join(t.TempDir(), "keys.db"), keystore.BoltOptions{})
+	s, err := boltstore.Open(filepath.Join(t.TempDir(), "keys.db"), boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

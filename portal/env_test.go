@@ -24,6 +24,7 @@ import (
 
 	"github.com/securemail/securemail/envelope"
 	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/keystore/boltstore"
 	"github.com/securemail/securemail/milter"
 )
 
@@ -212,7 +213,7 @@ func (c *clock) Advance(d time.Duration) {
 type testEnv struct {
 	t      testing.TB
 	dir    string
-	store  *keystore.Bolt
+	store  *boltstore.Store
 	mk     *keystore.MasterKey
 	filter *milter.Filter
 	portal *Handler
@@ -250,7 +251,7 @@ func newTestEnv(t testing.TB, opts ...envOption) *testEnv {
 	dir := t.TempDir()
 	e := &testEnv{t: t, dir: dir, sink: newSMTPSink(t), clock: &clock{now: time.Now().UTC().Truncate(time.Second)}, logs: &syncBuffer{}}
 	var err error
-	if e.store, err = keystore.OpenBolt(filepath.Join(dir, "keys.db"), keystore.BoltOptions{}); err != nil {
+	if e.store, err = boltstore.Open(filepath.Join(dir, "keys.db"), boltstore.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.store.Close() })

@@ -32,6 +32,7 @@ import (
 	"github.com/securemail/securemail/cmd/securemail/internal/mtatest"
 	"github.com/securemail/securemail/envelope"
 	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/keystore/boltstore"
 	"github.com/securemail/securemail/keystore/storetest"
 )
 
@@ -428,7 +429,7 @@ func TestAdminAgainstLiveServe(t *testing.T) {
 	if err != nil || mk.ID() != nextID {
 		t.Fatalf("master key after rotation: %v (want id %s)", err, nextID)
 	}
-	store, err := keystore.OpenBolt(keystorePath(cfg), keystore.BoltOptions{ReadOnly: true})
+	store, err := boltstore.Open(keystorePath(cfg), boltstore.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}

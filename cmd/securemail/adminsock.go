@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/keystore/boltstore"
 	"github.com/securemail/securemail/milter"
 )
 
@@ -445,7 +446,7 @@ func runAdminLocal(ctx context.Context, cfg *Config, op string, def adminOp, arg
 		return err
 	}
 	store, err := openStore(cfg, def.writable)
-	if errors.Is(err, keystore.ErrLocked) {
+	if errors.Is(err, boltstore.ErrLocked) {
 		return fmt.Errorf("the key database %s is in use, but nothing answers on the admin socket %s: is serve running with another admin.socket or data_dir? (or another admin command is running)", keystorePath(cfg), adminSocketPath(cfg))
 	}
 	if err != nil {

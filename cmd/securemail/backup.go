@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/keystore/boltstore"
 )
 
 func init() {
@@ -80,7 +81,7 @@ func writeFileAtomic(path string, fill func(w io.Writer) error, verify func(tmp 
 // inspectBackup opens a copy read-only and counts its key records by
 // master key.
 func inspectBackup(path string) (map[string]int, error) {
-	b, err := keystore.OpenBolt(path, keystore.BoltOptions{ReadOnly: true, LockTimeout: time.Second})
+	b, err := boltstore.Open(path, boltstore.Options{ReadOnly: true, LockTimeout: time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("%s is not a usable key database: %w", path, err)
 	}
@@ -179,7 +180,7 @@ func restore(ctx context.Context, cfg *Config, from string, force bool, out io.W
 	}
 	if exists {
 		// Getting the lock, even shared, proves no serve uses the file.
-		b, err := keystore.OpenBolt(dst, keystore.BoltOptions{ReadOnly: true, LockTimeout: time.Second})
+		b, err := boltstore.Open(dst, boltstore.Options{ReadOnly: true, LockTimeout: time.Second})
 		if err != nil {
 			return fmt.Errorf("restore: %w", err)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/keystore/boltstore"
 	"github.com/securemail/securemail/keystore/pgstore"
 )
 
@@ -102,7 +103,7 @@ func (c migrateCounts) report(w io.Writer, from string) {
 // of the batch must be in the database afterwards.
 func migrateToPostgres(ctx context.Context, boltPath string, opts pgstore.Options) (migrateCounts, error) {
 	var c migrateCounts
-	src, err := keystore.OpenBolt(boltPath, keystore.BoltOptions{ReadOnly: true})
+	src, err := boltstore.Open(boltPath, boltstore.Options{ReadOnly: true})
 	if err != nil {
 		return c, err
 	}

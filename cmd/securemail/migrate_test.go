@@ -12,6 +12,7 @@ import (
 
 	"github.com/securemail/securemail/internal/pgtest"
 	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/keystore/boltstore"
 	"github.com/securemail/securemail/keystore/pgstore"
 	"github.com/securemail/securemail/keystore/storetest"
 	"github.com/securemail/securemail/portal"
@@ -29,7 +30,7 @@ func TestMigrateToPostgres(t *testing.T) {
 	dsn := srv.DSN(srv.NewDatabase(t))
 	cfgPath := rtWriteConfig(t, t.TempDir())
 	e := newRTEnvFrom(t, cfgPath)
-	bolt := e.store.(*keystore.Bolt)
+	bolt := e.store.(*boltstore.Store)
 
 	// Messages sealed by the filter, as the milter seals them.
 	type sealedMsg struct{ plain, sealed []byte }

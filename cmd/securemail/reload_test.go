@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/keystore/boltstore"
 )
 
 // reloadFixture is a config file with a senders file and an internal
@@ -66,7 +67,7 @@ func newReloadFixture(t *testing.T) *reloadFixture {
 	if _, err := prepareDataDir(cfg); err != nil {
 		t.Fatal(err)
 	}
-	store, err := keystore.OpenBolt(keystorePath(cfg), keystore.BoltOptions{})
+	store, err := boltstore.Open(keystorePath(cfg), boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,7 @@ import (
 
 	"github.com/securemail/securemail/envelope"
 	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/keystore/boltstore"
 	"github.com/securemail/securemail/milter"
 )
 
@@ -382,7 +383,7 @@ func TestCLISealOpen(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				s, err := keystore.OpenBolt(keystorePath(cfg), keystore.BoltOptions{})
+				s, err := boltstore.Open(keystorePath(cfg), boltstore.Options{})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/keystore/boltstore"
 	"github.com/securemail/securemail/keystore/pgstore"
 )
 
@@ -80,7 +81,7 @@ func openStore(cfg *Config, writable bool) (keystore.Store, error) {
 		pg := cfg.Keystore.Postgres
 		return pgstore.Open(ctx, pgstore.Options{DSN: pg.DSN, MaxConns: pg.MaxConns, StatementTimeout: pg.StatementTimeout})
 	}
-	return keystore.OpenBolt(keystorePath(cfg), keystore.BoltOptions{ReadOnly: !writable})
+	return boltstore.Open(keystorePath(cfg), boltstore.Options{ReadOnly: !writable})
 }
 
 // openPostgresKeys opens the shared database first, then the master key:

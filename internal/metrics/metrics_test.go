@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/keystore/boltstore"
 	"github.com/securemail/securemail/milter"
 )
 
@@ -162,7 +163,7 @@ func TestReadyz(t *testing.T) {
 }
 
 func TestPortalStoreCountsWhatTheStoreDid(t *testing.T) {
-	b, err := keystore.OpenBolt(filepath.Join(t.TempDir(), "keys.db"), keystore.BoltOptions{})
+	b, err := boltstore.Open(filepath.Join(t.TempDir(), "keys.db"), boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/securemail/securemail/internal/pgtest"
-	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/keystore/boltstore"
 	"github.com/securemail/securemail/keystore/pgstore"
 	"github.com/securemail/securemail/keystore/storetest"
 )
@@ -25,7 +25,7 @@ func BenchmarkCommit(b *testing.B) {
 	var runs atomic.Int64
 	for _, writers := range []int{1, 8, 32} {
 		b.Run(fmt.Sprintf("bolt-%d-writers", writers), func(b *testing.B) {
-			s, err := keystore.OpenBolt(filepath.Join(dir, fmt.Sprintf("keys-%d.db", runs.Add(1))), keystore.BoltOptions{})
+			s, err := boltstore.Open(filepath.Join(dir, fmt.Sprintf("keys-%d.db", runs.Add(1))), boltstore.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}

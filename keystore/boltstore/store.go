@@ -1,4 +1,20 @@
-package keystore
+// Package boltstore is the embedded bbolt keystore backend, the default for
+// a site with one host: everything lives in one file (keys.db) that one
+// process opens read-write at a time. It implements keystore.Store and
+// passes every suite in keystore/storetest.
+//
+// # Contract beyond keystore's
+//
+//   - Open takes the file lock and fails with ErrLocked after
+//     Options.LockTimeout when another process holds it; a read-only open
+//     shares the lock with other readers.
+//   - CreateKey calls arriving together share one commit and one fsync;
+//     every other write is its own fsynced transaction.
+//   - EachKey reads in chunks of short read transactions; Export reads in
+//     one, so a dump is one consistent view.
+//   - Backup is bbolt's consistent copy of the file from one read
+//     transaction; the copy opens with Open like the original.
+package boltstore
 
 import (
 	"bytes"
@@ -13,6 +29,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/securemail/securemail/keystore"
 )
 
 var (
@@ -27,8 +45,8 @@ const boltSchema = "1"
 // file itself still grows only as data is written.
 const reservedMap = 1 << 30
 
-// BoltOptions tunes the bbolt backend. The zero value is usable.
-type BoltOptions struct {
+// Options tunes the bbolt backend. The zero value is usable.
+type Options struct {
 	// LockTimeout bounds the wait for the file lock, so a second process
 	// fails fast instead of hanging. Default 1 s.
 	LockTimeout time.Duration
@@ -39,7 +57,7 @@ type BoltOptions struct {
 	ReadOnly bool
 }
 
-// Bolt is the embedded bbolt backend.
+// Store is the embedded bbolt backend.
 //
 // Key records are committed by one goroutine in groups: a CreateKey that
 // finds the committer idle is committed at once, and every CreateKey that
@@ -48,7 +66,7 @@ type BoltOptions struct {
 // of fsyncs stays near the number a single writer would need. (bbolt's own
 // Batch waits a fixed delay for company, which costs a lone writer that
 // delay on every message.)
-type Bolt struct {
+type Store struct {
 	db       *bolt.DB
 	maxBatch int
 	creates  chan createRequest // unbuffered: a send succeeds only while the committer runs
@@ -58,21 +76,18 @@ type Bolt struct {
 }
 
 type createRequest struct {
-	rec  KeyRecord
+	rec  keystore.KeyRecord
 	val  []byte
 	done chan error // buffered, one result
 }
 
-// ErrClosed means the store was closed.
-var ErrClosed = errors.New("keystore: store is closed")
-
-var _ KeyStore = (*Bolt)(nil)
+var _ keystore.KeyStore = (*Store)(nil)
 
 // ErrLocked means another process holds the database.
 var ErrLocked = errors.New("keystore: database is in use by another process (is securemail serve running?)")
 
-// OpenBolt opens or creates the database file at path.
-func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
+// Open opens or creates the database file at path.
+func Open(path string, opts Options) (*Store, error) {
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = time.Second
 	}
@@ -98,7 +113,7 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 	if err != nil {
 		return nil, wrapf("open", err)
 	}
-	b := &Bolt{db: db, maxBatch: opts.MaxBatchSize, stop: make(chan struct{}), stopped: make(chan struct{})}
+	b := &Store{db: db, maxBatch: opts.MaxBatchSize, stop: make(chan struct{}), stopped: make(chan struct{})}
 	if opts.ReadOnly {
 		close(b.stopped)
 		return b, nil
@@ -143,7 +158,7 @@ type boltKeyRecord struct {
 	Size        int64     `json:"size"`
 }
 
-func encodeKeyRecord(r KeyRecord) ([]byte, error) {
+func encodeKeyRecord(r keystore.KeyRecord) ([]byte, error) {
 	return json.Marshal(boltKeyRecord{
 		WrappedDEK: r.WrappedDEK, MasterKeyID: r.MasterKeyID, Sender: r.Sender,
 		Recipients: r.Recipients, Created: r.Created, Expires: r.Expires,
@@ -151,15 +166,15 @@ func encodeKeyRecord(r KeyRecord) ([]byte, error) {
 	})
 }
 
-func decodeKeyRecord(id KeyID, b []byte) (KeyRecord, error) {
+func decodeKeyRecord(id keystore.KeyID, b []byte) (keystore.KeyRecord, error) {
 	s, ok := decodeBoltKeyRecordFast(b)
 	if !ok {
 		s = boltKeyRecord{}
 		if err := json.Unmarshal(b, &s); err != nil {
-			return KeyRecord{}, fmt.Errorf("key record %s is damaged: %w", id, err)
+			return keystore.KeyRecord{}, fmt.Errorf("key record %s is damaged: %w", id, err)
 		}
 	}
-	return KeyRecord{
+	return keystore.KeyRecord{
 		ID: id, WrappedDEK: s.WrappedDEK, MasterKeyID: s.MasterKeyID, Sender: s.Sender,
 		Recipients: s.Recipients, Created: s.Created, Expires: s.Expires,
 		Revoked: s.Revoked, MessageID: s.MessageID, Size: s.Size,
@@ -169,8 +184,8 @@ func decodeKeyRecord(id KeyID, b []byte) (KeyRecord, error) {
 // CreateKey commits rec, in a group with concurrent callers; it returns
 // once the group is committed and fsynced. If ctx ends first it returns
 // ctx's error, and the record may still be committed.
-func (b *Bolt) CreateKey(ctx context.Context, rec KeyRecord) error {
-	if err := rec.validate(); err != nil {
+func (b *Store) CreateKey(ctx context.Context, rec keystore.KeyRecord) error {
+	if err := rec.Validate(); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
@@ -179,7 +194,7 @@ func (b *Bolt) CreateKey(ctx context.Context, rec KeyRecord) error {
 	if b.creates == nil {
 		return wrapf("create key", bolterrors.ErrDatabaseReadOnly)
 	}
-	rec = rec.normalized()
+	rec = rec.Normalized()
 	val, err := encodeKeyRecord(rec)
 	if err != nil {
 		return wrapf("create key", err)
@@ -188,7 +203,7 @@ func (b *Bolt) CreateKey(ctx context.Context, rec KeyRecord) error {
 	select {
 	case b.creates <- req:
 	case <-b.stop:
-		return ErrClosed
+		return keystore.ErrClosed
 	case <-ctx.Done():
 		return wrapf("create key", ctx.Err())
 	}
@@ -197,7 +212,7 @@ func (b *Bolt) CreateKey(ctx context.Context, rec KeyRecord) error {
 	case <-ctx.Done():
 		return wrapf("create key", ctx.Err())
 	}
-	if errors.Is(err, ErrKeyExists) {
+	if errors.Is(err, keystore.ErrKeyExists) {
 		return err
 	}
 	return wrapf("create key", err)
@@ -205,7 +220,7 @@ func (b *Bolt) CreateKey(ctx context.Context, rec KeyRecord) error {
 
 // commitLoop commits whatever CreateKey calls are waiting, in one
 // transaction, until Close.
-func (b *Bolt) commitLoop() {
+func (b *Store) commitLoop() {
 	defer close(b.stopped)
 	for {
 		var batch []createRequest
@@ -228,7 +243,7 @@ func (b *Bolt) commitLoop() {
 	}
 }
 
-func (b *Bolt) commitBatch(batch []createRequest) {
+func (b *Store) commitBatch(batch []createRequest) {
 	results := make([]error, len(batch))
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		keys := tx.Bucket(keysBucket)
@@ -247,8 +262,8 @@ func (b *Bolt) commitBatch(batch []createRequest) {
 			switch {
 			case err != nil:
 				results[i] = err
-			case !prev.equal(req.rec):
-				results[i] = ErrKeyExists
+			case !prev.Equal(req.rec):
+				results[i] = keystore.ErrKeyExists
 			}
 		}
 		return nil
@@ -262,31 +277,31 @@ func (b *Bolt) commitBatch(batch []createRequest) {
 	}
 }
 
-func (b *Bolt) Key(ctx context.Context, id KeyID) (KeyRecord, error) {
+func (b *Store) Key(ctx context.Context, id keystore.KeyID) (keystore.KeyRecord, error) {
 	if err := ctx.Err(); err != nil {
-		return KeyRecord{}, wrapf("read key", err)
+		return keystore.KeyRecord{}, wrapf("read key", err)
 	}
-	var rec KeyRecord
+	var rec keystore.KeyRecord
 	err := b.db.View(func(tx *bolt.Tx) error {
 		keys := tx.Bucket(keysBucket)
 		if keys == nil {
-			return ErrNotFound
+			return keystore.ErrNotFound
 		}
 		v := keys.Get(id[:])
 		if v == nil {
-			return ErrNotFound
+			return keystore.ErrNotFound
 		}
 		var err error
 		rec, err = decodeKeyRecord(id, v)
 		return err
 	})
-	if errors.Is(err, ErrNotFound) {
-		return KeyRecord{}, err
+	if errors.Is(err, keystore.ErrNotFound) {
+		return keystore.KeyRecord{}, err
 	}
 	return rec, wrapf("read key", err)
 }
 
-func (b *Bolt) RevokeKey(ctx context.Context, id KeyID, at time.Time) error {
+func (b *Store) RevokeKey(ctx context.Context, id keystore.KeyID, at time.Time) error {
 	if err := ctx.Err(); err != nil {
 		return wrapf("revoke key", err)
 	}
@@ -294,7 +309,7 @@ func (b *Bolt) RevokeKey(ctx context.Context, id KeyID, at time.Time) error {
 		keys := tx.Bucket(keysBucket)
 		v := keys.Get(id[:])
 		if v == nil {
-			return ErrNotFound
+			return keystore.ErrNotFound
 		}
 		rec, err := decodeKeyRecord(id, v)
 		if err != nil {
@@ -310,13 +325,13 @@ func (b *Bolt) RevokeKey(ctx context.Context, id KeyID, at time.Time) error {
 		}
 		return keys.Put(id[:], val)
 	})
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, keystore.ErrNotFound) {
 		return err
 	}
 	return wrapf("revoke key", err)
 }
 
-func (b *Bolt) SweepKeys(ctx context.Context, before time.Time) (int, error) {
+func (b *Store) SweepKeys(ctx context.Context, before time.Time) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, wrapf("sweep keys", err)
 	}
@@ -356,7 +371,7 @@ func (b *Bolt) SweepKeys(ctx context.Context, before time.Time) (int, error) {
 
 // Close stops the committer, after the group it is committing, and closes
 // the file. CreateKey calls after Close fail with ErrClosed.
-func (b *Bolt) Close() error {
+func (b *Store) Close() error {
 	var err error
 	b.once.Do(func() {
 		close(b.stop)
@@ -364,4 +379,11 @@ func (b *Bolt) Close() error {
 		err = wrapf("close", b.db.Close())
 	})
 	return err
+}
+
+func wrapf(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("keystore: %s: %w", op, err)
 }

@@ -1,4 +1,4 @@
-package keystore_test
+package boltstore_test
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/keystore/boltstore"
 	"github.com/securemail/securemail/keystore/storetest"
 )
 
@@ -67,7 +68,7 @@ func TestAdminBackupWhileWriting(t *testing.T) {
 		if err := os.WriteFile(path, buf[i].Bytes(), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		b, err := keystore.OpenBolt(path, keystore.BoltOptions{ReadOnly: true})
+		b, err := boltstore.Open(path, boltstore.Options{ReadOnly: true})
 		if err != nil {
 			t.Fatal(err)
 		}

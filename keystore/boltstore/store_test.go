@@ -1,4 +1,4 @@
-package keystore_test
+package boltstore_test
 
 import (
 	"bytes"
@@ -11,12 +11,13 @@ import (
 	"time"
 
 	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/keystore/boltstore"
 	"github.com/securemail/securemail/keystore/storetest"
 )
 
-func openBolt(t *testing.T, path string) *keystore.Bolt {
+func openBolt(t *testing.T, path string) *boltstore.Store {
 	t.Helper()
-	s, err := keystore.OpenBolt(path, keystore.BoltOptions{})
+	s, err := boltstore.Open(path, boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +40,7 @@ func TestBoltDurableAcrossReopen(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	ro, err := keystore.OpenBolt(path, keystore.BoltOptions{ReadOnly: true})
+	ro, err := boltstore.Open(path, boltstore.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,8 +56,8 @@ func TestBoltSecondProcessFailsFast(t *testing.T) {
 	s := openBolt(t, path)
 	defer s.Close()
 	start := time.Now()
-	_, err := keystore.OpenBolt(path, keystore.BoltOptions{LockTimeout: 200 * time.Millisecond})
-	if !errors.Is(err, keystore.ErrLocked) {
+	_, err := boltstore.Open(path, boltstore.Options{LockTimeout: 200 * time.Millisecond})
+	if !errors.Is(err, boltstore.ErrLocked) {
 		t.Fatalf("second open: %v, want ErrLocked", err)
 	}
 	if waited := time.Since(start); waited > 5*time.Second {

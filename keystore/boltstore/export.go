@@ -1,4 +1,4 @@
-package keystore
+package boltstore
 
 import (
 	"context"
@@ -9,15 +9,17 @@ import (
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/securemail/securemail/keystore"
 )
 
-var _ Exporter = (*Bolt)(nil)
+var _ keystore.Exporter = (*Store)(nil)
 
 // Export lists every record of the file in one read transaction, so the
 // dump is one consistent view; `securemail migrate` reads it into another
 // backend. fn runs inside the transaction: writers wait for no one, but
 // a commit that must grow the map waits for the export to end.
-func (b *Bolt) Export(ctx context.Context, fn func(Item) error) error {
+func (b *Store) Export(ctx context.Context, fn func(keystore.Item) error) error {
 	return b.view(ctx, "export", func(tx *bolt.Tx) error {
 		each := func(bucket []byte, f func(k, v []byte) error) error {
 			bk := tx.Bucket(bucket)
@@ -34,14 +36,14 @@ func (b *Bolt) Export(ctx context.Context, fn func(Item) error) error {
 		steps := []func() error{
 			func() error {
 				return each(keysBucket, func(k, v []byte) error {
-					if len(k) != len(KeyID{}) {
+					if len(k) != len(keystore.KeyID{}) {
 						return nil
 					}
-					rec, err := decodeKeyRecord(KeyID(k), v)
+					rec, err := decodeKeyRecord(keystore.KeyID(k), v)
 					if err != nil {
 						return err
 					}
-					return fn(Item{Key: &rec})
+					return fn(keystore.Item{Key: &rec})
 				})
 			},
 			func() error {
@@ -50,7 +52,7 @@ func (b *Bolt) Export(ctx context.Context, fn func(Item) error) error {
 					if err != nil {
 						return err
 					}
-					return fn(Item{Account: &a})
+					return fn(keystore.Item{Account: &a})
 				})
 			},
 			func() error {
@@ -59,7 +61,7 @@ func (b *Bolt) Export(ctx context.Context, fn func(Item) error) error {
 					if err := json.Unmarshal(v, &c); err != nil {
 						return fmt.Errorf("code %q is damaged: %w", k, err)
 					}
-					return fn(Item{Code: &Code{Purpose: CodePurpose(c.Purpose), Email: strings.ToLower(c.Email),
+					return fn(keystore.Item{Code: &keystore.Code{Purpose: keystore.CodePurpose(c.Purpose), Email: strings.ToLower(c.Email),
 						Digest: c.Digest, Expires: c.Expires, TriesLeft: c.TriesLeft}})
 				})
 			},
@@ -69,7 +71,7 @@ func (b *Bolt) Export(ctx context.Context, fn func(Item) error) error {
 					if err != nil {
 						return err
 					}
-					return fn(Item{Session: &s})
+					return fn(keystore.Item{Session: &s})
 				})
 			},
 			func() error {
@@ -78,7 +80,7 @@ func (b *Bolt) Export(ctx context.Context, fn func(Item) error) error {
 					if err != nil {
 						return err
 					}
-					return fn(Item{Throttle: &t})
+					return fn(keystore.Item{Throttle: &t})
 				})
 			},
 			func() error {
@@ -87,7 +89,7 @@ func (b *Bolt) Export(ctx context.Context, fn func(Item) error) error {
 					if err := json.Unmarshal(v, &l); err != nil {
 						return fmt.Errorf("limit %q is damaged: %w", k, err)
 					}
-					return fn(Item{Limit: &Limit{Key: string(k), Start: l.Start, End: l.End, Count: l.Count}})
+					return fn(keystore.Item{Limit: &keystore.Limit{Key: string(k), Start: l.Start, End: l.End, Count: l.Count}})
 				})
 			},
 			func() error {
@@ -96,7 +98,7 @@ func (b *Bolt) Export(ctx context.Context, fn func(Item) error) error {
 					return nil
 				}
 				return reads.ForEachBucket(func(id []byte) error {
-					if len(id) != len(KeyID{}) {
+					if len(id) != len(keystore.KeyID{}) {
 						return nil
 					}
 					return reads.Bucket(id).ForEach(func(k, v []byte) error {
@@ -104,7 +106,7 @@ func (b *Bolt) Export(ctx context.Context, fn func(Item) error) error {
 						if err := json.Unmarshal(v, &r); err != nil {
 							return fmt.Errorf("read event %x/%x is damaged: %w", id, k, err)
 						}
-						return fn(Item{Read: &ReadEvent{KeyID: KeyID(id), Reader: r.Reader, At: r.At, Remote: r.Remote}})
+						return fn(keystore.Item{Read: &keystore.ReadEvent{KeyID: keystore.KeyID(id), Reader: r.Reader, At: r.At, Remote: r.Remote}})
 					})
 				})
 			},
@@ -118,13 +120,13 @@ func (b *Bolt) Export(ctx context.Context, fn func(Item) error) error {
 	})
 }
 
-var _ Importer = (*Bolt)(nil)
+var _ keystore.Importer = (*Store)(nil)
 
 // Import writes items in one transaction (one fsync), skipping every
 // record whose key exists, so it can run again after an interruption.
 // It is how a dump is restored into a bbolt file, and how tests fill one
 // quickly.
-func (b *Bolt) Import(ctx context.Context, items []Item) error {
+func (b *Store) Import(ctx context.Context, items []keystore.Item) error {
 	return b.update(ctx, "import", func(tx *bolt.Tx) error {
 		putNew := func(bucket, k []byte, v any) error {
 			bk, err := tx.CreateBucketIfNotExists(bucket)
@@ -142,8 +144,8 @@ func (b *Bolt) Import(ctx context.Context, items []Item) error {
 			switch {
 			case it.Key != nil:
 				// No validate: a shredded record has no wrapped key.
-				rec := it.Key.normalized()
-				if rec.ID == (KeyID{}) {
+				rec := it.Key.Normalized()
+				if rec.ID == (keystore.KeyID{}) {
 					err = errors.New("key record has no id")
 				} else if tx.Bucket(keysBucket).Get(rec.ID[:]) == nil {
 					var val []byte
@@ -184,7 +186,7 @@ func (b *Bolt) Import(ctx context.Context, items []Item) error {
 }
 
 // importRead appends ev to its trail unless an equal event is there.
-func importRead(tx *bolt.Tx, ev ReadEvent) error {
+func importRead(tx *bolt.Tx, ev keystore.ReadEvent) error {
 	trail, err := tx.Bucket(readsBucket).CreateBucketIfNotExists(ev.KeyID[:])
 	if err != nil {
 		return err

@@ -1,10 +1,12 @@
-package keystore
+package boltstore
 
 import (
 	"encoding/json"
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/securemail/securemail/keystore"
 )
 
 // recordSamples are records as encodeKeyRecord writes them (escapes
@@ -13,7 +15,7 @@ import (
 func recordSamples(t testing.TB) [][]byte {
 	t0 := time.Date(2026, 12, 4, 18, 30, 0, 123456789, time.UTC)
 	var out [][]byte
-	for _, r := range []KeyRecord{
+	for _, r := range []keystore.KeyRecord{
 		{WrappedDEK: []byte{1, 2, 3, 250}, MasterKeyID: "mk1", Sender: "alice@example.test", Recipients: []string{"bob@example.org", "carol@example.net"},
 			Created: t0, Expires: t0.Add(2160 * time.Hour), MessageID: "<m1@example.test>", Size: 2048},
 		{MasterKeyID: "", Sender: "", Recipients: []string{}, Created: t0, Revoked: t0.Add(time.Hour)}, // shredded
@@ -81,7 +83,7 @@ func checkSameAsJSON(t *testing.T, b []byte, fast boltKeyRecord, ok bool) {
 // (the baseline) and by decodeKeyRecord (fast path first).
 func BenchmarkDecodeKeyRecord(b *testing.B) {
 	t0 := time.Date(2026, 12, 4, 18, 30, 0, 123456789, time.UTC)
-	val, err := encodeKeyRecord(KeyRecord{WrappedDEK: make([]byte, 60), MasterKeyID: "0123456789abcdef", Sender: "alice@example.test",
+	val, err := encodeKeyRecord(keystore.KeyRecord{WrappedDEK: make([]byte, 60), MasterKeyID: "0123456789abcdef", Sender: "alice@example.test",
 		Recipients: []string{"bob@example.org"}, Created: t0, Expires: t0.Add(2160 * time.Hour), MessageID: "<20261204183000.1234@example.test>", Size: 2048})
 	if err != nil {
 		b.Fatal(err)
@@ -96,7 +98,7 @@ func BenchmarkDecodeKeyRecord(b *testing.B) {
 	})
 	b.Run("decodeKeyRecord", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := decodeKeyRecord(KeyID{}, val); err != nil {
+			if _, err := decodeKeyRecord(keystore.KeyID{}, val); err != nil {
 				b.Fatal(err)
 			}
 		}

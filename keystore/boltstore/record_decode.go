@@ -1,4 +1,4 @@
-package keystore
+package boltstore
 
 import (
 	"encoding/base64"

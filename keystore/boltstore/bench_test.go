@@ -1,4 +1,4 @@
-package keystore_test
+package boltstore_test
 
 import (
 	"encoding/json"
@@ -8,13 +8,13 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/keystore/boltstore"
 	"github.com/securemail/securemail/keystore/storetest"
 )
 
 // BenchmarkCommit measures durable key commits per second (records/s) on
 // a bbolt file with fsync on, as `securemail serve` opens it (default
-// BoltOptions: one committer goroutine commits the CreateKey calls waiting
+// Options: one committer goroutine commits the CreateKey calls waiting
 // for it in groups of up to 256, with no timer), with 1, 8 and 32
 // goroutines calling CreateKey at once. Its baseline, measured in the same
 // run in the same directory, is raw-fsync: one record-sized f.Write and one
@@ -55,7 +55,7 @@ func BenchmarkCommit(b *testing.B) {
 	for _, writers := range []int{1, 8, 32} {
 		b.Run(fmt.Sprintf("bolt-%d-writers", writers), func(b *testing.B) {
 			path := filepath.Join(dir, fmt.Sprintf("keys-%d.db", runs.Add(1)))
-			s, err := keystore.OpenBolt(path, keystore.BoltOptions{})
+			s, err := boltstore.Open(path, boltstore.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package keystore
+package boltstore
 
 import (
 	"bytes"
@@ -11,9 +11,11 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/securemail/securemail/keystore"
 )
 
-var _ AdminStore = (*Bolt)(nil)
+var _ keystore.AdminStore = (*Store)(nil)
 
 // listChunk bounds the records one read transaction of EachKey visits, so
 // a listing holds no transaction open while its caller writes output.
@@ -21,10 +23,10 @@ const listChunk = 1024
 
 // EachKey reads listChunk records per transaction and calls fn outside the
 // transaction.
-func (b *Bolt) EachKey(ctx context.Context, f KeyFilter, fn func(KeyRecord) error) error {
+func (b *Store) EachKey(ctx context.Context, f keystore.KeyFilter, fn func(keystore.KeyRecord) error) error {
 	var after []byte
 	for {
-		var chunk []KeyRecord
+		var chunk []keystore.KeyRecord
 		var last []byte
 		err := b.view(ctx, "list keys", func(tx *bolt.Tx) error {
 			chunk, last = chunk[:0], nil
@@ -43,10 +45,10 @@ func (b *Bolt) EachKey(ctx context.Context, f KeyFilter, fn func(KeyRecord) erro
 			for n := 0; k != nil && n < listChunk; k, v = c.Next() {
 				n++
 				last = bytes.Clone(k)
-				if len(k) != len(KeyID{}) {
+				if len(k) != len(keystore.KeyID{}) {
 					continue
 				}
-				rec, err := decodeKeyRecord(KeyID(k), v)
+				rec, err := decodeKeyRecord(keystore.KeyID(k), v)
 				if err != nil {
 					return err
 				}
@@ -73,13 +75,13 @@ func (b *Bolt) EachKey(ctx context.Context, f KeyFilter, fn func(KeyRecord) erro
 
 // modifyKey rewrites one record in its own transaction; change reports
 // whether it changed rec.
-func (b *Bolt) modifyKey(ctx context.Context, op string, id KeyID, change func(rec *KeyRecord) bool) (bool, error) {
+func (b *Store) modifyKey(ctx context.Context, op string, id keystore.KeyID, change func(rec *keystore.KeyRecord) bool) (bool, error) {
 	changed := false
 	err := b.update(ctx, op, func(tx *bolt.Tx) error {
 		keys := tx.Bucket(keysBucket)
 		v := keys.Get(id[:])
 		if v == nil {
-			return ErrNotFound
+			return keystore.ErrNotFound
 		}
 		rec, err := decodeKeyRecord(id, v)
 		if err != nil {
@@ -97,8 +99,8 @@ func (b *Bolt) modifyKey(ctx context.Context, op string, id KeyID, change func(r
 	return changed, err
 }
 
-func (b *Bolt) ShredKey(ctx context.Context, id KeyID, at time.Time) error {
-	_, err := b.modifyKey(ctx, "shred key", id, func(rec *KeyRecord) bool {
+func (b *Store) ShredKey(ctx context.Context, id keystore.KeyID, at time.Time) error {
+	_, err := b.modifyKey(ctx, "shred key", id, func(rec *keystore.KeyRecord) bool {
 		if rec.Revoked.IsZero() {
 			rec.Revoked = utc(at)
 		}
@@ -108,8 +110,8 @@ func (b *Bolt) ShredKey(ctx context.Context, id KeyID, at time.Time) error {
 	return err
 }
 
-func (b *Bolt) ExpireKey(ctx context.Context, id KeyID, at time.Time) (bool, error) {
-	return b.modifyKey(ctx, "expire key", id, func(rec *KeyRecord) bool {
+func (b *Store) ExpireKey(ctx context.Context, id keystore.KeyID, at time.Time) (bool, error) {
+	return b.modifyKey(ctx, "expire key", id, func(rec *keystore.KeyRecord) bool {
 		if !rec.Expires.IsZero() && !rec.Expires.After(at) {
 			return false
 		}
@@ -119,7 +121,7 @@ func (b *Bolt) ExpireKey(ctx context.Context, id KeyID, at time.Time) (bool, err
 }
 
 // MasterKeyUse decodes only the two fields it needs.
-func (b *Bolt) MasterKeyUse(ctx context.Context) (map[string]int, error) {
+func (b *Store) MasterKeyUse(ctx context.Context) (map[string]int, error) {
 	use := map[string]int{}
 	err := b.view(ctx, "count master key use", func(tx *bolt.Tx) error {
 		clear(use)
@@ -151,13 +153,13 @@ func (b *Bolt) MasterKeyUse(ctx context.Context) (map[string]int, error) {
 // a read transaction and written in a write transaction that re-reads
 // every record, so a record revoked or rewritten meanwhile is left as it
 // now is.
-func (b *Bolt) RewrapKeys(ctx context.Context, mk *MasterKey, batch int, rand io.Reader) (RewrapProgress, error) {
+func (b *Store) RewrapKeys(ctx context.Context, mk *keystore.MasterKey, batch int, rand io.Reader) (keystore.RewrapProgress, error) {
 	if batch <= 0 {
 		batch = 500
 	}
-	var p RewrapProgress
+	var p keystore.RewrapProgress
 	current := mk.ID()
-	var todo []KeyID
+	var todo []keystore.KeyID
 	flush := func() error {
 		if len(todo) == 0 {
 			return nil
@@ -205,11 +207,11 @@ func (b *Bolt) RewrapKeys(ctx context.Context, mk *MasterKey, batch int, rand io
 		todo = todo[:0]
 		return nil
 	}
-	err := b.EachKey(ctx, KeyFilter{}, func(rec KeyRecord) error {
+	err := b.EachKey(ctx, keystore.KeyFilter{}, func(rec keystore.KeyRecord) error {
 		if len(rec.WrappedDEK) == 0 || rec.MasterKeyID == current {
 			return nil
 		}
-		if _, err := mk.Unwrap(rec); errors.Is(err, ErrWrongMasterKey) {
+		if _, err := mk.Unwrap(rec); errors.Is(err, keystore.ErrWrongMasterKey) {
 			p.Unreadable++
 			return nil
 		}
@@ -234,8 +236,8 @@ func (b *Bolt) RewrapKeys(ctx context.Context, mk *MasterKey, batch int, rand io
 	return p, err
 }
 
-func (b *Bolt) EachAccount(ctx context.Context, fn func(Account) error) error {
-	var accts []Account
+func (b *Store) EachAccount(ctx context.Context, fn func(keystore.Account) error) error {
+	var accts []keystore.Account
 	err := b.view(ctx, "list accounts", func(tx *bolt.Tx) error {
 		accts = accts[:0]
 		bk := tx.Bucket(accountsBucket)
@@ -284,13 +286,13 @@ func deleteSessionsExcept(tx *bolt.Tx, email string, except []byte) (int, error)
 	})
 }
 
-func (b *Bolt) DeleteAccount(ctx context.Context, email string) (int, error) {
+func (b *Store) DeleteAccount(ctx context.Context, email string) (int, error) {
 	email = strings.ToLower(email)
 	ended := 0
 	err := b.update(ctx, "delete account", func(tx *bolt.Tx) error {
 		accts := tx.Bucket(accountsBucket)
 		if accts.Get([]byte(email)) == nil {
-			return ErrNotFound
+			return keystore.ErrNotFound
 		}
 		if err := accts.Delete([]byte(email)); err != nil {
 			return err
@@ -299,7 +301,7 @@ func (b *Bolt) DeleteAccount(ctx context.Context, email string) (int, error) {
 		if ended, err = deleteSessionsOf(tx, email); err != nil {
 			return err
 		}
-		for _, p := range []CodePurpose{CodeRegister, CodeReset} {
+		for _, p := range []keystore.CodePurpose{keystore.CodeRegister, keystore.CodeReset} {
 			k, err := codeKey(p, email)
 			if err != nil {
 				return err
@@ -313,14 +315,14 @@ func (b *Bolt) DeleteAccount(ctx context.Context, email string) (int, error) {
 	return ended, err
 }
 
-func (b *Bolt) RequirePasswordReset(ctx context.Context, email string) (int, error) {
+func (b *Store) RequirePasswordReset(ctx context.Context, email string) (int, error) {
 	email = strings.ToLower(email)
 	ended := 0
 	err := b.update(ctx, "require password reset", func(tx *bolt.Tx) error {
 		accts := tx.Bucket(accountsBucket)
 		v := accts.Get([]byte(email))
 		if v == nil {
-			return ErrNotFound
+			return keystore.ErrNotFound
 		}
 		a, err := decodeAccount(email, v)
 		if err != nil {
@@ -340,16 +342,16 @@ func (b *Bolt) RequirePasswordReset(ctx context.Context, email string) (int, err
 	return ended, err
 }
 
-func (b *Bolt) DeleteThrottle(ctx context.Context, key string) error {
+func (b *Store) DeleteThrottle(ctx context.Context, key string) error {
 	return b.update(ctx, "delete throttle", func(tx *bolt.Tx) error {
 		return tx.Bucket(throttleBucket).Delete([]byte(key))
 	})
 }
 
 // Backup copies the file as of one read transaction (bbolt's Tx.WriteTo).
-// Commits go on meanwhile; with the map reserved at open (see OpenBolt)
+// Commits go on meanwhile; with the map reserved at open (see Open)
 // they do not wait for the copy.
-func (b *Bolt) Backup(ctx context.Context, w io.Writer) (int64, error) {
+func (b *Store) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	var n int64
 	err := b.view(ctx, "backup", func(tx *bolt.Tx) error {
 		var err error
@@ -360,7 +362,7 @@ func (b *Bolt) Backup(ctx context.Context, w io.Writer) (int64, error) {
 }
 
 // BackupSize is the size in bytes a Backup taken now would write.
-func (b *Bolt) BackupSize(ctx context.Context) (int64, error) {
+func (b *Store) BackupSize(ctx context.Context) (int64, error) {
 	var n int64
 	err := b.view(ctx, "backup size", func(tx *bolt.Tx) error {
 		n = tx.Size()

@@ -1,4 +1,4 @@
-package keystore_test
+package boltstore_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/keystore/boltstore"
 	"github.com/securemail/securemail/keystore/storetest"
 )
 
@@ -24,7 +25,7 @@ func benchStoreKeys() int {
 	return n
 }
 
-func fillForBench(b *testing.B, s *keystore.Bolt, n int) {
+func fillForBench(b *testing.B, s *boltstore.Store, n int) {
 	b.Helper()
 	work := make(chan int)
 	var wg sync.WaitGroup
@@ -49,11 +50,11 @@ func fillForBench(b *testing.B, s *keystore.Bolt, n int) {
 }
 
 // openBenchStore opens a store filled with benchStoreKeys records.
-func openBenchStore(b *testing.B) (*keystore.Bolt, string, int) {
+func openBenchStore(b *testing.B) (*boltstore.Store, string, int) {
 	b.Helper()
 	n := benchStoreKeys()
 	dir := b.TempDir()
-	s, err := keystore.OpenBolt(filepath.Join(dir, "keys.db"), keystore.BoltOptions{})
+	s, err := boltstore.Open(filepath.Join(dir, "keys.db"), boltstore.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

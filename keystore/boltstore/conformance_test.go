@@ -1,4 +1,4 @@
-package keystore_test
+package boltstore_test
 
 import (
 	"path/filepath"

@@ -1,4 +1,4 @@
-package keystore_test
+package boltstore_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/keystore/boltstore"
 	"github.com/securemail/securemail/keystore/storetest"
 )
 
@@ -32,7 +33,7 @@ func TestBoltPortalConformance(t *testing.T) {
 }
 
 // fillPortal writes one of everything the portal stores.
-func fillPortal(t *testing.T, s *keystore.Bolt) {
+func fillPortal(t *testing.T, s *boltstore.Store) {
 	t.Helper()
 	ctx := context.Background()
 	// The same instant in another zone: the store keeps UTC.
@@ -63,7 +64,7 @@ func TestBoltPortalDurableAcrossReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ro, err := keystore.OpenBolt(path, keystore.BoltOptions{ReadOnly: true})
+	ro, err := boltstore.Open(path, boltstore.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package keystore
+package boltstore
 
 import (
 	"bytes"
@@ -14,6 +14,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/securemail/securemail/keystore"
 )
 
 // The portal's buckets. Their keys and the JSON field names of the values
@@ -26,7 +28,7 @@ var (
 	readsBucket    = []byte("reads")    // key id -> bucket of big-endian sequence -> boltRead
 )
 
-var _ PortalStore = (*Bolt)(nil)
+var _ keystore.PortalStore = (*Store)(nil)
 
 type boltAccount struct {
 	Email        string       `json:"email"`
@@ -80,22 +82,22 @@ func utc(t time.Time) time.Time { return t.UTC().Round(0) }
 // update runs fn in a read-write transaction, which bbolt commits with
 // fsync before it returns. The portal's writes do not go through the group
 // committer: they are few, and the mail path does not wait for them.
-func (b *Bolt) update(ctx context.Context, op string, fn func(tx *bolt.Tx) error) error {
+func (b *Store) update(ctx context.Context, op string, fn func(tx *bolt.Tx) error) error {
 	return b.tx(ctx, op, true, fn)
 }
 
 // view runs fn in a read-only transaction.
-func (b *Bolt) view(ctx context.Context, op string, fn func(tx *bolt.Tx) error) error {
+func (b *Store) view(ctx context.Context, op string, fn func(tx *bolt.Tx) error) error {
 	return b.tx(ctx, op, false, fn)
 }
 
-func (b *Bolt) tx(ctx context.Context, op string, write bool, fn func(tx *bolt.Tx) error) error {
+func (b *Store) tx(ctx context.Context, op string, write bool, fn func(tx *bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return wrapf(op, err)
 	}
 	select {
 	case <-b.stop:
-		return ErrClosed
+		return keystore.ErrClosed
 	default:
 	}
 	var err error
@@ -108,15 +110,15 @@ func (b *Bolt) tx(ctx context.Context, op string, write bool, fn func(tx *bolt.T
 	case err == nil:
 		return nil
 	case errors.Is(err, bolterrors.ErrDatabaseNotOpen):
-		return ErrClosed // Close ran between the check above and the transaction
-	case errors.Is(err, ErrNotFound), errors.Is(err, ErrExpired), errors.Is(err, ErrAccountExists),
-		errors.Is(err, ErrCodeMismatch), errors.Is(err, ErrTooManyAttempts):
+		return keystore.ErrClosed // Close ran between the check above and the transaction
+	case errors.Is(err, keystore.ErrNotFound), errors.Is(err, keystore.ErrExpired), errors.Is(err, keystore.ErrAccountExists),
+		errors.Is(err, keystore.ErrCodeMismatch), errors.Is(err, keystore.ErrTooManyAttempts):
 		return err
 	}
 	return wrapf(op, err)
 }
 
-func (b *Bolt) CreateAccount(ctx context.Context, a Account) error {
+func (b *Store) CreateAccount(ctx context.Context, a keystore.Account) error {
 	a.Email = strings.ToLower(a.Email)
 	if a.Email == "" {
 		return errors.New("keystore: create account: no email")
@@ -128,13 +130,13 @@ func (b *Bolt) CreateAccount(ctx context.Context, a Account) error {
 	return b.update(ctx, "create account", func(tx *bolt.Tx) error {
 		accts := tx.Bucket(accountsBucket)
 		if accts.Get([]byte(a.Email)) != nil {
-			return ErrAccountExists
+			return keystore.ErrAccountExists
 		}
 		return accts.Put([]byte(a.Email), val)
 	})
 }
 
-func encodeAccount(a Account) boltAccount {
+func encodeAccount(a keystore.Account) boltAccount {
 	qs := make([]boltAnswer, len(a.Questions))
 	for i, q := range a.Questions {
 		qs[i] = boltAnswer(q)
@@ -145,46 +147,46 @@ func encodeAccount(a Account) boltAccount {
 	}
 }
 
-func decodeAccount(email string, v []byte) (Account, error) {
+func decodeAccount(email string, v []byte) (keystore.Account, error) {
 	var s boltAccount
 	if err := json.Unmarshal(v, &s); err != nil {
-		return Account{}, fmt.Errorf("account %q is damaged: %w", email, err)
+		return keystore.Account{}, fmt.Errorf("account %q is damaged: %w", email, err)
 	}
-	var qs []SecurityAnswer
+	var qs []keystore.SecurityAnswer
 	for _, q := range s.Questions {
-		qs = append(qs, SecurityAnswer(q))
+		qs = append(qs, keystore.SecurityAnswer(q))
 	}
-	return Account{
+	return keystore.Account{
 		Email: email, PasswordHash: s.PasswordHash, Questions: qs,
 		Created: s.Created, VerifiedAt: s.VerifiedAt, PasswordSet: s.PasswordSet,
 	}, nil
 }
 
-func (b *Bolt) Account(ctx context.Context, email string) (Account, error) {
+func (b *Store) Account(ctx context.Context, email string) (keystore.Account, error) {
 	email = strings.ToLower(email)
-	var a Account
+	var a keystore.Account
 	err := b.view(ctx, "read account", func(tx *bolt.Tx) error {
 		v := get(tx, accountsBucket, []byte(email))
 		if v == nil {
-			return ErrNotFound
+			return keystore.ErrNotFound
 		}
 		var err error
 		a, err = decodeAccount(email, v)
 		return err
 	})
 	if err != nil {
-		return Account{}, err
+		return keystore.Account{}, err
 	}
 	return a, nil
 }
 
-func (b *Bolt) SetPassword(ctx context.Context, email, passwordHash string, at time.Time) error {
+func (b *Store) SetPassword(ctx context.Context, email, passwordHash string, at time.Time) error {
 	email = strings.ToLower(email)
 	return b.update(ctx, "set password", func(tx *bolt.Tx) error {
 		accts := tx.Bucket(accountsBucket)
 		v := accts.Get([]byte(email))
 		if v == nil {
-			return ErrNotFound
+			return keystore.ErrNotFound
 		}
 		a, err := decodeAccount(email, v)
 		if err != nil {
@@ -202,7 +204,7 @@ func (b *Bolt) SetPassword(ctx context.Context, email, passwordHash string, at t
 
 // codeKey is purpose NUL email; a purpose may not contain NUL, so no two
 // (purpose, email) pairs share a key.
-func codeKey(purpose CodePurpose, email string) ([]byte, error) {
+func codeKey(purpose keystore.CodePurpose, email string) ([]byte, error) {
 	if purpose == "" || strings.IndexByte(string(purpose), 0) >= 0 {
 		return nil, fmt.Errorf("keystore: bad code purpose %q", purpose)
 	}
@@ -212,7 +214,7 @@ func codeKey(purpose CodePurpose, email string) ([]byte, error) {
 	return []byte(string(purpose) + "\x00" + strings.ToLower(email)), nil
 }
 
-func (b *Bolt) PutCode(ctx context.Context, c Code) error {
+func (b *Store) PutCode(ctx context.Context, c keystore.Code) error {
 	k, err := codeKey(c.Purpose, c.Email)
 	if err != nil {
 		return err
@@ -241,7 +243,7 @@ func (b *Bolt) PutCode(ctx context.Context, c Code) error {
 // right digest, the record is deleted and nil returned; wrong digest, one
 // try is spent and ErrCodeMismatch returned, also for the guess that spends
 // the last try.
-func (b *Bolt) ConsumeCode(ctx context.Context, purpose CodePurpose, email string, digest []byte, now time.Time) error {
+func (b *Store) ConsumeCode(ctx context.Context, purpose keystore.CodePurpose, email string, digest []byte, now time.Time) error {
 	k, err := codeKey(purpose, email)
 	if err != nil {
 		return err
@@ -252,7 +254,7 @@ func (b *Bolt) ConsumeCode(ctx context.Context, purpose CodePurpose, email strin
 		codes := tx.Bucket(codesBucket)
 		v := codes.Get(k)
 		if v == nil {
-			return ErrNotFound // nothing changed: roll back, no fsync
+			return keystore.ErrNotFound // nothing changed: roll back, no fsync
 		}
 		var c boltCode
 		if err := json.Unmarshal(v, &c); err != nil {
@@ -260,14 +262,14 @@ func (b *Bolt) ConsumeCode(ctx context.Context, purpose CodePurpose, email strin
 		}
 		switch {
 		case !now.Before(c.Expires):
-			outcome = ErrExpired
+			outcome = keystore.ErrExpired
 			return codes.Delete(k)
 		case c.TriesLeft <= 0:
-			return ErrTooManyAttempts // nothing changed: roll back, no fsync
+			return keystore.ErrTooManyAttempts // nothing changed: roll back, no fsync
 		case subtle.ConstantTimeCompare(c.Digest, digest) == 1:
 			return codes.Delete(k)
 		}
-		outcome = ErrCodeMismatch
+		outcome = keystore.ErrCodeMismatch
 		c.TriesLeft--
 		val, err := json.Marshal(c)
 		if err != nil {
@@ -281,7 +283,7 @@ func (b *Bolt) ConsumeCode(ctx context.Context, purpose CodePurpose, email strin
 	return outcome
 }
 
-func (b *Bolt) PutSession(ctx context.Context, s Session) error {
+func (b *Store) PutSession(ctx context.Context, s keystore.Session) error {
 	if len(s.Digest) == 0 {
 		return errors.New("keystore: session has no digest")
 	}
@@ -298,12 +300,12 @@ func (b *Bolt) PutSession(ctx context.Context, s Session) error {
 	})
 }
 
-func decodeSession(digest, v []byte) (Session, error) {
+func decodeSession(digest, v []byte) (keystore.Session, error) {
 	var s boltSession
 	if err := json.Unmarshal(v, &s); err != nil {
-		return Session{}, fmt.Errorf("session %x is damaged: %w", digest, err)
+		return keystore.Session{}, fmt.Errorf("session %x is damaged: %w", digest, err)
 	}
-	return Session{
+	return keystore.Session{
 		Digest: bytes.Clone(digest), Email: s.Email, Stage: s.Stage, Token: s.Token,
 		Created: s.Created, LastSeen: s.LastSeen, Expires: s.Expires,
 	}, nil
@@ -312,27 +314,27 @@ func decodeSession(digest, v []byte) (Session, error) {
 // Session finds the session by a lookup on its digest. The lookup is not
 // constant-time, and need not be: the digest of a random cookie tells an
 // attacker nothing about the cookie.
-func (b *Bolt) Session(ctx context.Context, digest []byte) (Session, error) {
-	var s Session
+func (b *Store) Session(ctx context.Context, digest []byte) (keystore.Session, error) {
+	var s keystore.Session
 	err := b.view(ctx, "read session", func(tx *bolt.Tx) error {
 		if len(digest) == 0 {
-			return ErrNotFound
+			return keystore.ErrNotFound
 		}
 		v := get(tx, sessionsBucket, digest)
 		if v == nil {
-			return ErrNotFound
+			return keystore.ErrNotFound
 		}
 		var err error
 		s, err = decodeSession(digest, v)
 		return err
 	})
 	if err != nil {
-		return Session{}, err
+		return keystore.Session{}, err
 	}
 	return s, nil
 }
 
-func (b *Bolt) DeleteSession(ctx context.Context, digest []byte) error {
+func (b *Store) DeleteSession(ctx context.Context, digest []byte) error {
 	if len(digest) == 0 {
 		return nil
 	}
@@ -344,7 +346,7 @@ func (b *Bolt) DeleteSession(ctx context.Context, digest []byte) error {
 
 // DeleteSessionsFor scans every session: fine for one host's portal. (The
 // PostgreSQL backend will index sessions by email.)
-func (b *Bolt) DeleteSessionsFor(ctx context.Context, email string, except []byte) (int, error) {
+func (b *Store) DeleteSessionsFor(ctx context.Context, email string, except []byte) (int, error) {
 	email = strings.ToLower(email)
 	if email == "" {
 		return 0, errors.New("keystore: delete sessions: no email")
@@ -361,8 +363,8 @@ func (b *Bolt) DeleteSessionsFor(ctx context.Context, email string, except []byt
 	return deleted, nil
 }
 
-func decodeThrottle(key string, v []byte) (Throttle, error) {
-	t := Throttle{Key: key}
+func decodeThrottle(key string, v []byte) (keystore.Throttle, error) {
+	t := keystore.Throttle{Key: key}
 	if v == nil {
 		return t, nil
 	}
@@ -374,7 +376,7 @@ func decodeThrottle(key string, v []byte) (Throttle, error) {
 	return t, nil
 }
 
-func putThrottle(b *bolt.Bucket, t Throttle) error {
+func putThrottle(b *bolt.Bucket, t keystore.Throttle) error {
 	val, err := json.Marshal(boltThrottle{
 		Consecutive: t.Consecutive, LastFailure: utc(t.LastFailure),
 		WindowStart: utc(t.WindowStart), InWindow: t.InWindow,
@@ -387,12 +389,12 @@ func putThrottle(b *bolt.Bucket, t Throttle) error {
 
 // AddFailure starts a new long window when there is none yet or the
 // current one began window or more before now.
-func (b *Bolt) AddFailure(ctx context.Context, key string, now time.Time, window time.Duration) (Throttle, error) {
+func (b *Store) AddFailure(ctx context.Context, key string, now time.Time, window time.Duration) (keystore.Throttle, error) {
 	if key == "" {
-		return Throttle{}, errors.New("keystore: throttle has no key")
+		return keystore.Throttle{}, errors.New("keystore: throttle has no key")
 	}
 	now = utc(now)
-	var t Throttle
+	var t keystore.Throttle
 	err := b.update(ctx, "add failure", func(tx *bolt.Tx) error {
 		bk := tx.Bucket(throttleBucket)
 		var err error
@@ -409,27 +411,27 @@ func (b *Bolt) AddFailure(ctx context.Context, key string, now time.Time, window
 		return putThrottle(bk, t)
 	})
 	if err != nil {
-		return Throttle{}, err
+		return keystore.Throttle{}, err
 	}
 	return t, nil
 }
 
-func (b *Bolt) Throttle(ctx context.Context, key string) (Throttle, error) {
-	var t Throttle
+func (b *Store) Throttle(ctx context.Context, key string) (keystore.Throttle, error) {
+	var t keystore.Throttle
 	err := b.view(ctx, "read throttle", func(tx *bolt.Tx) error {
 		var err error
 		t, err = decodeThrottle(key, get(tx, throttleBucket, []byte(key)))
 		return err
 	})
 	if err != nil {
-		return Throttle{Key: key}, err
+		return keystore.Throttle{Key: key}, err
 	}
 	return t, nil
 }
 
 // ClearFailures writes nothing when there is no entry for key or its
 // Consecutive is already zero.
-func (b *Bolt) ClearFailures(ctx context.Context, key string) error {
+func (b *Store) ClearFailures(ctx context.Context, key string) error {
 	t, err := b.Throttle(ctx, key)
 	if err != nil || t.Consecutive == 0 {
 		return err
@@ -451,8 +453,8 @@ func (b *Bolt) ClearFailures(ctx context.Context, key string) error {
 
 // RecordRead appends to a bucket per key id, under the next value of that
 // bucket's sequence. SweepKeys deletes the bucket with the key record.
-func (b *Bolt) RecordRead(ctx context.Context, ev ReadEvent) error {
-	if ev.KeyID == (KeyID{}) {
+func (b *Store) RecordRead(ctx context.Context, ev keystore.ReadEvent) error {
+	if ev.KeyID == (keystore.KeyID{}) {
 		return errors.New("keystore: read event has no key id")
 	}
 	val, err := json.Marshal(boltRead{Reader: strings.ToLower(ev.Reader), At: utc(ev.At), Remote: ev.Remote})
@@ -475,8 +477,8 @@ func (b *Bolt) RecordRead(ctx context.Context, ev ReadEvent) error {
 
 // Reads returns the events sorted by At; events with the same At keep the
 // order in which they were recorded.
-func (b *Bolt) Reads(ctx context.Context, id KeyID) ([]ReadEvent, error) {
-	evs := []ReadEvent{}
+func (b *Store) Reads(ctx context.Context, id keystore.KeyID) ([]keystore.ReadEvent, error) {
+	evs := []keystore.ReadEvent{}
 	err := b.view(ctx, "read audit trail", func(tx *bolt.Tx) error {
 		evs = evs[:0]
 		reads := tx.Bucket(readsBucket)
@@ -492,21 +494,21 @@ func (b *Bolt) Reads(ctx context.Context, id KeyID) ([]ReadEvent, error) {
 			if err := json.Unmarshal(v, &s); err != nil {
 				return fmt.Errorf("read event %s/%x is damaged: %w", id, k, err)
 			}
-			evs = append(evs, ReadEvent{KeyID: id, Reader: s.Reader, At: s.At, Remote: s.Remote})
+			evs = append(evs, keystore.ReadEvent{KeyID: id, Reader: s.Reader, At: s.At, Remote: s.Remote})
 			return nil
 		})
 	})
 	if err != nil {
 		return nil, err
 	}
-	slices.SortStableFunc(evs, func(a, b ReadEvent) int { return a.At.Compare(b.At) })
+	slices.SortStableFunc(evs, func(a, b keystore.ReadEvent) int { return a.At.Compare(b.At) })
 	return evs, nil
 }
 
 // SweepPortal deletes, in one transaction, codes and sessions whose Expires
 // is before now, throttle entries whose LastFailure is before now-window
 // and limit windows that ended before now.
-func (b *Bolt) SweepPortal(ctx context.Context, now time.Time, window time.Duration) (int, error) {
+func (b *Store) SweepPortal(ctx context.Context, now time.Time, window time.Duration) (int, error) {
 	idleSince := now.Add(-window)
 	deleted := 0
 	err := b.update(ctx, "sweep portal", func(tx *bolt.Tx) error {
@@ -613,12 +615,12 @@ type boltLimit struct {
 // refused anyway without a write (and its fsync): counts only grow within
 // a window, so a refusal read there stays right, and a burst past the
 // limit costs reads, not commits.
-func (b *Bolt) Hit(ctx context.Context, key string, now time.Time, window time.Duration, limit int) (HitResult, error) {
+func (b *Store) Hit(ctx context.Context, key string, now time.Time, window time.Duration, limit int) (keystore.HitResult, error) {
 	if key == "" {
-		return HitResult{}, errors.New("keystore: limit has no key")
+		return keystore.HitResult{}, errors.New("keystore: limit has no key")
 	}
 	now = utc(now)
-	var res HitResult
+	var res keystore.HitResult
 	refused := false
 	err := b.view(ctx, "read limit", func(tx *bolt.Tx) error {
 		v := get(tx, limitsBucket, []byte(key))
@@ -630,7 +632,7 @@ func (b *Bolt) Hit(ctx context.Context, key string, now time.Time, window time.D
 			return fmt.Errorf("limit %q is damaged: %w", key, err)
 		}
 		if now.Before(l.End) && l.Count >= limit {
-			res, refused = HitResult{Count: l.Count, RetryAfter: l.End.Sub(now)}, true
+			res, refused = keystore.HitResult{Count: l.Count, RetryAfter: l.End.Sub(now)}, true
 		}
 		return nil
 	})
@@ -652,11 +654,11 @@ func (b *Bolt) Hit(ctx context.Context, key string, now time.Time, window time.D
 			l = boltLimit{Start: now, End: now.Add(window)}
 		}
 		if l.Count >= limit {
-			res = HitResult{Count: l.Count, RetryAfter: l.End.Sub(now)}
+			res = keystore.HitResult{Count: l.Count, RetryAfter: l.End.Sub(now)}
 			return nil // nothing changed: no write
 		}
 		l.Count++
-		res = HitResult{Allowed: true, Count: l.Count}
+		res = keystore.HitResult{Allowed: true, Count: l.Count}
 		val, err := json.Marshal(l)
 		if err != nil {
 			return err
@@ -664,12 +666,12 @@ func (b *Bolt) Hit(ctx context.Context, key string, now time.Time, window time.D
 		return bk.Put([]byte(key), val)
 	})
 	if err != nil {
-		return HitResult{}, err
+		return keystore.HitResult{}, err
 	}
 	return res, nil
 }
 
-func (b *Bolt) ResetHits(ctx context.Context, key string) error {
+func (b *Store) ResetHits(ctx context.Context, key string) error {
 	var present bool
 	if err := b.view(ctx, "read limit", func(tx *bolt.Tx) error {
 		present = get(tx, limitsBucket, []byte(key)) != nil
