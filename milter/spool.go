@@ -16,13 +16,10 @@ import (
 // for the time of one message, and the MTA keeps the original until the
 // milter answers.
 //
-// The file is written through a 256 KiB buffer: with 64 KiB writes, one
-// per sealed chunk, a 20 MiB message took about 7 % longer (5 alternating
-// runs, twice), the cost of each write system call on the file being
-// larger than that of copying into the buffer. It is read without a buffer
-// of its own: the armor reads 47 880 bytes at a time, and a buffer there
-// made no difference that could be measured. Reader drops the writer and
-// its buffer.
+// The file is written through a 256 KiB buffer because a write call per
+// 64 KiB chunk costs more than the copy, and read without one because the
+// armor reads large blocks itself (see BENCHMARKS.md, section "Issue 5:
+// profiled fixes"). Reader drops the writer and its buffer.
 type spool struct {
 	dir       string
 	threshold int

@@ -23,8 +23,7 @@ var preAuth = []string{stageEmail, stageRegisterCodeSent, stageResetCodeSent}
 func (h *handler) parseForm(w http.ResponseWriter, r *http.Request) bool {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
 	if err := r.ParseForm(); err != nil {
-		h.errorPage(w, r, http.StatusBadRequest, "This form could not be read",
-			"The form was too large or damaged on its way. Go back and try again.")
+		h.fail(w, r, pageFormUnreadable(err))
 		return false
 	}
 	return true
@@ -38,7 +37,7 @@ func (h *handler) email(w http.ResponseWriter, r *http.Request) {
 	}
 	s, err := h.session(r)
 	if err != nil {
-		h.storeFailed(w, r, "session", err)
+		h.fail(w, r, pageStoreFailed("session", err))
 		return
 	}
 	token := r.PostForm.Get("token")
@@ -46,7 +45,7 @@ func (h *handler) email(w http.ResponseWriter, r *http.Request) {
 		token = s.Token
 	}
 	if _, err := h.tokenRecord(r.Context(), token); err != nil {
-		h.envelopeProblem(w, r, err)
+		h.fail(w, r, envelopePage(err))
 		return
 	}
 	raw := strings.TrimSpace(r.PostForm.Get("email"))
@@ -59,7 +58,7 @@ func (h *handler) email(w http.ResponseWriter, r *http.Request) {
 	// A different address starts over: nothing proved for one address
 	// carries over to another.
 	if _, err := h.newSession(w, r, s, addr.Address, stageEmail, token); err != nil {
-		h.storeFailed(w, r, "session", err)
+		h.fail(w, r, pageStoreFailed("session", err))
 		return
 	}
 	http.Redirect(w, r, "/signin", http.StatusSeeOther)
@@ -83,18 +82,18 @@ func (h *handler) signin(w http.ResponseWriter, r *http.Request) {
 	password := r.PostForm.Get("password")
 	acct, found, err := h.account(ctx, s.Email)
 	if err != nil {
-		h.storeFailed(w, r, "account", err)
+		h.fail(w, r, pageStoreFailed("account", err))
 		return
 	}
 	signinView := view{Title: "Sign in to read your message", Email: s.Email, Token: s.Token}
 	release, ok := h.checkSlot(h.clientIP(r))
 	if !ok {
-		h.busy(w, r)
+		h.fail(w, r, pageBusy(errCheckRefused))
 		return
 	}
 	defer release()
 	if msg, err := h.passwordTry(ctx, s.Email, h.clientIP(r), acct, found); err != nil {
-		h.storeFailed(w, r, "throttle", err)
+		h.fail(w, r, pageStoreFailed("throttle", err))
 		return
 	} else if msg != "" {
 		signinView.Error = msg
@@ -116,12 +115,12 @@ func (h *handler) signin(w http.ResponseWriter, r *http.Request) {
 		err = h.opts.Hasher.DummyVerify(ctx, NormalizePassword(password))
 	}
 	if err != nil {
-		h.hashFailed(w, r, "verify password", err)
+		h.fail(w, r, pageHashFailed("verify password", err))
 		return
 	}
 	if !ok {
 		if err := h.loginFailed(ctx, s.Email); err != nil {
-			h.storeFailed(w, r, "throttle", err)
+			h.fail(w, r, pageStoreFailed("throttle", err))
 			return
 		}
 		h.log.Info("portal: sign-in failed", "remote", h.clientIP(r))
@@ -130,11 +129,11 @@ func (h *handler) signin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := h.signedIn(ctx, acct, password); err != nil {
-		h.storeFailed(w, r, "sign-in", err)
+		h.fail(w, r, pageStoreFailed("sign-in", err))
 		return
 	}
 	if _, err := h.newSession(w, r, s, acct.Email, stageAuthenticated, s.Token); err != nil {
-		h.storeFailed(w, r, "session", err)
+		h.fail(w, r, pageStoreFailed("session", err))
 		return
 	}
 	h.log.Info("portal: signed in", "remote", h.clientIP(r))
@@ -145,7 +144,7 @@ func (h *handler) signin(w http.ResponseWriter, r *http.Request) {
 // on to next.
 func (h *handler) advance(w http.ResponseWriter, r *http.Request, s *keystore.Session, email, stage, next string) {
 	if _, err := h.newSession(w, r, s, email, stage, s.Token); err != nil {
-		h.storeFailed(w, r, "session", err)
+		h.fail(w, r, pageStoreFailed("session", err))
 		return
 	}
 	http.Redirect(w, r, next, http.StatusSeeOther)
@@ -278,7 +277,7 @@ func (h *handler) codeRequest(w http.ResponseWriter, r *http.Request, purpose ke
 	}{{"code-client:" + h.clientIP(r), lim.CodesPerClient}, {"code-send:" + string(purpose) + ":" + s.Email, lim.CodesPerAddress}} {
 		res, err := h.hit(ctx, c.key, c.rate)
 		if err != nil {
-			h.storeFailed(w, r, "throttle", err)
+			h.fail(w, r, pageStoreFailed("throttle", err))
 			return
 		}
 		if !res.Allowed {
@@ -288,13 +287,12 @@ func (h *handler) codeRequest(w http.ResponseWriter, r *http.Request, purpose ke
 	}
 	queued := *s
 	if err := h.mail.add(func(ctx context.Context) { job(ctx, queued) }); err != nil {
-		h.log.Warn("portal: code request refused", "err", err)
-		h.busy(w, r)
+		h.fail(w, r, pageBusy(fmt.Errorf("code request: %w", err)))
 		return
 	}
 	s.Stage = stage
 	if err := h.updateSession(r, s); err != nil {
-		h.storeFailed(w, r, "session", err)
+		h.fail(w, r, pageStoreFailed("session", err))
 		return
 	}
 	http.Redirect(w, r, next, http.StatusSeeOther)
@@ -365,7 +363,7 @@ func (h *handler) checkCode(w http.ResponseWriter, r *http.Request, s *keystore.
 			// A code proved the mailbox again: the answers get a new
 			// budget for this reset.
 			if err := h.opts.Store.ResetHits(r.Context(), "answers:"+s.Email); err != nil {
-				h.storeFailed(w, r, "throttle", err)
+				h.fail(w, r, pageStoreFailed("throttle", err))
 				return
 			}
 		}
@@ -376,7 +374,7 @@ func (h *handler) checkCode(w http.ResponseWriter, r *http.Request, s *keystore.
 		// One sentence for every failure: a wrong code and no code at
 		// all must look the same, or the page tells who has an account.
 	default:
-		h.storeFailed(w, r, "code", err)
+		h.fail(w, r, pageStoreFailed("code", err))
 		return
 	}
 	const msg = "That code does not work. Check that it is from the newest email we sent and type its 8 digits again. If it still does not work, it may be older than 10 minutes or used up: choose \"Send a new code\"."
@@ -475,32 +473,31 @@ func (h *handler) registerPassword(w http.ResponseWriter, r *http.Request) {
 	acct := keystore.Account{Email: s.Email, Created: h.now(), VerifiedAt: s.Created, PasswordSet: h.now()}
 	var err error
 	if acct.PasswordHash, err = h.opts.Hasher.Hash(ctx, pw); err != nil {
-		h.hashFailed(w, r, "hash", err)
+		h.fail(w, r, pageHashFailed("hash", err))
 		return
 	}
 	for i := range 3 {
 		phc, err := h.opts.Hasher.Hash(ctx, answers[i])
 		if err != nil {
-			h.hashFailed(w, r, "hash", err)
+			h.fail(w, r, pageHashFailed("hash", err))
 			return
 		}
 		acct.Questions = append(acct.Questions, keystore.SecurityAnswer{Question: questions[i], AnswerHash: phc})
 	}
 	err = h.opts.Store.CreateAccount(ctx, acct)
 	if errors.Is(err, keystore.ErrAccountExists) {
-		h.errorPage(w, r, http.StatusConflict, "You already have an account",
-			"An account for "+s.Email+" exists. Open the message again and sign in with your password.")
+		h.fail(w, r, pageAccountExists(s.Email))
 		return
 	}
 	if err != nil {
-		h.storeFailed(w, r, "create account", err)
+		h.fail(w, r, pageStoreFailed("create account", err))
 		return
 	}
 	if err := h.opts.Store.ClearFailures(ctx, "acct:"+s.Email); err != nil {
 		h.log.Warn("portal: could not clear failures", "err", err)
 	}
 	if _, err := h.newSession(w, r, s, s.Email, stageAuthenticated, s.Token); err != nil {
-		h.storeFailed(w, r, "session", err)
+		h.fail(w, r, pageStoreFailed("session", err))
 		return
 	}
 	h.log.Info("portal: account created", "remote", h.clientIP(r))
@@ -563,7 +560,7 @@ func (h *handler) resetAnswersPage(w http.ResponseWriter, r *http.Request) {
 	}
 	acct, found, err := h.account(r.Context(), s.Email)
 	if err != nil || !found {
-		h.storeFailed(w, r, "account", fmt.Errorf("account for a verified reset: %w", err))
+		h.fail(w, r, pageStoreFailed("account for a verified reset", cmpErr(err, keystore.ErrNotFound)))
 		return
 	}
 	h.render(w, http.StatusOK, "answers", h.askedView(s, acct))
@@ -577,22 +574,21 @@ func (h *handler) resetAnswers(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	acct, found, err := h.account(ctx, s.Email)
 	if err != nil || !found {
-		h.storeFailed(w, r, "account", fmt.Errorf("account for a verified reset: %w", err))
+		h.fail(w, r, pageStoreFailed("account for a verified reset", cmpErr(err, keystore.ErrNotFound)))
 		return
 	}
 	key := "answers:" + s.Email
 	endReset := func() {
 		s.Stage = stageEmail
 		if err := h.updateSession(r, s); err != nil {
-			h.storeFailed(w, r, "session", err)
+			h.fail(w, r, pageStoreFailed("session", err))
 			return
 		}
-		h.errorPage(w, r, http.StatusUnauthorized, "Too many wrong answers",
-			"The answers were wrong too many times, so this reset has ended. Open your message again and ask for a new code to start over.")
+		h.fail(w, r, pageTooManyAnswers())
 	}
 	release, ok := h.checkSlot(h.clientIP(r))
 	if !ok {
-		h.busy(w, r)
+		h.fail(w, r, pageBusy(errCheckRefused))
 		return
 	}
 	defer release()
@@ -600,7 +596,7 @@ func (h *handler) resetAnswers(w http.ResponseWriter, r *http.Request) {
 	// more often than the same sets sent one after another.
 	res, err := h.hit(ctx, key, h.opts.Limits.AnswersPerReset)
 	if err != nil {
-		h.storeFailed(w, r, "throttle", err)
+		h.fail(w, r, pageStoreFailed("throttle", err))
 		return
 	}
 	if !res.Allowed {
@@ -611,7 +607,7 @@ func (h *handler) resetAnswers(w http.ResponseWriter, r *http.Request) {
 	for i, q := range acct.Questions {
 		ok, err := h.opts.Hasher.Verify(ctx, q.AnswerHash, NormalizeAnswer(r.PostForm.Get(fmt.Sprintf("a%d", i+1))))
 		if errors.Is(err, ErrBusy) || ctx.Err() != nil {
-			h.hashFailed(w, r, "verify answers", cmpErr(err, ctx.Err()))
+			h.fail(w, r, pageHashFailed("verify answers", cmpErr(err, ctx.Err())))
 			return
 		}
 		if err != nil || !ok {
@@ -630,7 +626,7 @@ func (h *handler) resetAnswers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := h.opts.Store.ResetHits(ctx, key); err != nil {
-		h.storeFailed(w, r, "throttle", err)
+		h.fail(w, r, pageStoreFailed("throttle", err))
 		return
 	}
 	h.advance(w, r, s, s.Email, stageResetAnswered, "/reset/password")
@@ -678,23 +674,23 @@ func (h *handler) setPassword(w http.ResponseWriter, r *http.Request, s *keystor
 	ctx := r.Context()
 	phc, err := h.opts.Hasher.Hash(ctx, pw)
 	if err != nil {
-		h.hashFailed(w, r, "hash", err)
+		h.fail(w, r, pageHashFailed("hash", err))
 		return false
 	}
 	if err := h.opts.Store.SetPassword(ctx, s.Email, phc, h.now()); err != nil {
-		h.storeFailed(w, r, "set password", err)
+		h.fail(w, r, pageStoreFailed("set password", err))
 		return false
 	}
 	n, err := h.opts.Store.DeleteSessionsFor(ctx, s.Email, nil)
 	if err != nil {
-		h.storeFailed(w, r, "end sessions", err)
+		h.fail(w, r, pageStoreFailed("end sessions", err))
 		return false
 	}
 	if err := h.opts.Store.ClearFailures(ctx, "acct:"+s.Email); err != nil {
 		h.log.Warn("portal: could not clear failures", "err", err)
 	}
 	if _, err := h.newSession(w, r, s, s.Email, stageAuthenticated, s.Token); err != nil {
-		h.storeFailed(w, r, "session", err)
+		h.fail(w, r, pageStoreFailed("session", err))
 		return false
 	}
 	h.log.Info("portal: password "+how, "other_sessions_ended", n-1, "remote", h.clientIP(r))
@@ -727,17 +723,17 @@ func (h *handler) changePassword(w http.ResponseWriter, r *http.Request) {
 	}
 	acct, found, err := h.account(ctx, s.Email)
 	if err != nil || !found {
-		h.storeFailed(w, r, "account", fmt.Errorf("account of a session: %w", err))
+		h.fail(w, r, pageStoreFailed("account of a session", cmpErr(err, keystore.ErrNotFound)))
 		return
 	}
 	release, ok := h.checkSlot(h.clientIP(r))
 	if !ok {
-		h.busy(w, r)
+		h.fail(w, r, pageBusy(errCheckRefused))
 		return
 	}
 	defer release()
 	if msg, err := h.passwordTry(ctx, s.Email, h.clientIP(r), acct, true); err != nil {
-		h.storeFailed(w, r, "throttle", err)
+		h.fail(w, r, pageStoreFailed("throttle", err))
 		return
 	} else if msg != "" {
 		refuse(http.StatusTooManyRequests, msg)
@@ -745,12 +741,12 @@ func (h *handler) changePassword(w http.ResponseWriter, r *http.Request) {
 	}
 	ok, err = h.opts.Hasher.Verify(ctx, acct.PasswordHash, NormalizePassword(r.PostForm.Get("current")))
 	if errors.Is(err, ErrBusy) || ctx.Err() != nil {
-		h.hashFailed(w, r, "verify password", cmpErr(err, ctx.Err()))
+		h.fail(w, r, pageHashFailed("verify password", cmpErr(err, ctx.Err())))
 		return
 	}
 	if err != nil || !ok {
 		if err := h.loginFailed(ctx, s.Email); err != nil {
-			h.storeFailed(w, r, "throttle", err)
+			h.fail(w, r, pageStoreFailed("throttle", err))
 			return
 		}
 		refuse(http.StatusUnauthorized, "Your current password is not right.")
@@ -780,12 +776,12 @@ func (h *handler) signout(w http.ResponseWriter, r *http.Request) {
 	if h.opts.Store != nil {
 		if s, err := h.session(r); err == nil && s != nil {
 			if err := h.opts.Store.DeleteSession(r.Context(), s.Digest); err != nil {
-				h.storeFailed(w, r, "sign out", err)
+				h.fail(w, r, pageStoreFailed("sign out", err))
 				return
 			}
 		}
 	}
 	h.clearCookie(w)
-	h.errorPage(w, r, http.StatusOK, "You are signed out",
-		"To read a secure message again, open its SecureMessageATT.html attachment and choose \"Click to read message\".")
+	h.render(w, http.StatusOK, "plain", view{Title: "You are signed out",
+		Paragraphs: []string{"To read a secure message again, open its SecureMessageATT.html attachment and choose \"Click to read message\"."}})
 }

@@ -81,24 +81,6 @@ func (h *handler) hit(ctx context.Context, key string, rate Rate) (keystore.HitR
 	return h.opts.Store.Hit(ctx, key, h.now(), rate.Per, rate.N)
 }
 
-// busy answers a request that found the password checks or the mail queue
-// full: at once, in words, instead of after a long wait.
-func (h *handler) busy(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Retry-After", "60")
-	h.errorPage(w, r, http.StatusServiceUnavailable, "This server is busy",
-		"Too many people are using this site right now. Nothing was lost. Please try again in a minute.")
-}
-
-// hashFailed answers a request whose argon2 work could not run.
-func (h *handler) hashFailed(w http.ResponseWriter, r *http.Request, op string, err error) {
-	if errors.Is(err, ErrBusy) {
-		h.log.Warn("portal: password checks busy", "op", op, "remote", h.clientIP(r))
-		h.busy(w, r)
-		return
-	}
-	h.storeFailed(w, r, op, err)
-}
-
 // checkSlot admits one password or answer check from ip, or refuses it
 // when the hasher's queue is full or that client already has one in
 // progress on this host: one client
@@ -127,6 +109,9 @@ func (h *handler) checkSlot(ip string) (release func(), ok bool) {
 // checksPerClient is how many password or answer checks one client may
 // have in progress at once.
 const checksPerClient = 1
+
+// errCheckRefused is the cause of the busy page when checkSlot refuses.
+var errCheckRefused = errors.New("portal: password check refused: checks full or one in progress from this client")
 
 // errMailQueueFull is returned by mailQueue.add when the queue is full.
 var errMailQueueFull = errors.New("portal: mail queue full")
@@ -247,10 +232,7 @@ func (h *handler) guardUpload(w http.ResponseWriter, r *http.Request) (done func
 	h.uploadMu.Lock()
 	if h.uploading[ip] >= g.PerClient {
 		h.uploadMu.Unlock()
-		h.log.Info("portal: upload refused: too many at once", "remote", ip)
-		w.Header().Set("Retry-After", "60")
-		h.errorPage(w, r, http.StatusTooManyRequests, "Too many uploads at once",
-			"Your browser is already sending several messages to this server. Wait until they have finished, then try again.")
+		h.fail(w, r, pageTooManyUploads())
 		return nil, false
 	}
 	h.uploading[ip]++
@@ -299,22 +281,6 @@ func (r *rateReader) Read(p []byte) (int, error) {
 	// The next read may wait at most Grace, and never past the deadline.
 	_ = r.rc.SetReadDeadline(earlier(now.Add(r.guard.Grace), r.deadline))
 	return n, nil
-}
-
-// uploadTooSlow answers an upload cut off by its guard.
-func (h *handler) uploadTooSlow(w http.ResponseWriter, r *http.Request) {
-	h.log.Info("portal: upload cut off: too slow", "remote", h.clientIP(r))
-	w.Header().Set("Connection", "close")
-	h.errorPage(w, r, http.StatusRequestTimeout, "The upload was too slow",
-		"Your browser sent the message too slowly, so this server stopped waiting. Check your connection and try again.")
-}
-
-// spoolFull answers an upload refused because the spool has no room.
-func (h *handler) spoolFull(w http.ResponseWriter, r *http.Request) {
-	h.log.Warn("portal: upload refused: spool full", "remote", h.clientIP(r))
-	w.Header().Set("Retry-After", "300")
-	h.errorPage(w, r, http.StatusServiceUnavailable, "This server is busy",
-		"Too many messages are being read right now, so this server cannot take yours at the moment. Nothing was lost. Please open the attachment again in a few minutes.")
 }
 
 func earlier(a, b time.Time) time.Time {

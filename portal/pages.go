@@ -203,19 +203,15 @@ func (h *handler) render(w http.ResponseWriter, status int, name string, v view)
 	var buf bytes.Buffer
 	if err := pages[name].ExecuteTemplate(&buf, "layout", v); err != nil {
 		h.log.Error("portal: page template failed", "page", name, "err", err)
-		status = http.StatusInternalServerError
+		ie := pageInternal(err)
+		status = ie.status
 		buf.Reset()
-		pages["plain"].ExecuteTemplate(&buf, "layout", view{Title: "Something went wrong",
-			Paragraphs: []string{"This page could not be shown because of a problem on this server. Please try again in a few minutes."}})
+		pages["plain"].ExecuteTemplate(&buf, "layout", view{Title: ie.title, Paragraphs: ie.words})
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())
-}
-
-func (h *handler) errorPage(w http.ResponseWriter, r *http.Request, status int, title string, paragraphs ...string) {
-	h.render(w, status, "plain", view{Title: title, Paragraphs: paragraphs})
 }
 
 func (h *handler) home(w http.ResponseWriter, r *http.Request) {

@@ -37,7 +37,8 @@
 //   - Every page carries a Content-Security-Policy without any script source,
 //     frame-ancestors 'none', nosniff and no-referrer; HSTS when served over
 //     TLS. The portal needs no JavaScript.
-//   - Errors are pages in words with a status code, never a stack trace.
+//   - Errors are pages in words with a status code, never a stack trace;
+//     what went wrong inside goes to the log, never to the page.
 package portal
 
 import (
@@ -254,8 +255,7 @@ func New(opts Options) (*Handler, error) {
 	// cross-origin endpoint. It creates only a spool entry.
 	h.csrf.AddInsecureBypassPattern("POST /open")
 	h.csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.errorPage(w, r, http.StatusForbidden, "This form came from another site",
-			"For your safety this page only accepts forms sent from this site. Go back, reload the page and try again.")
+		h.fail(w, r, pageCrossOrigin())
 	}))
 	h.routes()
 	h.routed = h.csrf.Handler(h.mux)
@@ -336,9 +336,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}
-			h.log.Error("portal: panic while serving a request", "path", r.URL.Path, "panic", fmt.Sprint(v))
-			h.errorPage(w, r, http.StatusInternalServerError, "Something went wrong",
-				"This page could not be shown because of a problem on this server. Please try again in a few minutes.")
+			h.fail(w, r, pageInternal(fmt.Errorf("panic: %v", v)))
 		}
 	}()
 	h.routed.ServeHTTP(w, r)
@@ -383,19 +381,10 @@ func (h *handler) trustedProxy(a netip.Addr) bool {
 
 func (h *handler) ready(w http.ResponseWriter, r *http.Request) bool {
 	if h.opts.Keys == nil || h.opts.Store == nil || h.opts.MasterKey == nil || h.spool == nil || h.opts.Mailer == nil {
-		h.errorPage(w, r, http.StatusServiceUnavailable, "Reading is not enabled on this server",
-			"This server encrypts outgoing mail, but reading secure messages here is not set up. Your message is safe and still encrypted; please ask the sender to contact you another way.")
+		h.fail(w, r, pageNotEnabled())
 		return false
 	}
 	return true
-}
-
-// storeFailed answers a request whose store call failed for a reason that
-// is not the user's.
-func (h *handler) storeFailed(w http.ResponseWriter, r *http.Request, op string, err error) {
-	h.log.Error("portal: store failed", "op", op, "err", err)
-	h.errorPage(w, r, http.StatusServiceUnavailable, "Please try again in a minute",
-		"This server could not finish your request just now. Nothing was lost. Please try again in a minute.")
 }
 
 func (h *handler) sweepLoop(ctx context.Context) {

@@ -24,13 +24,10 @@ func (h *handler) open(w http.ResponseWriter, r *http.Request) {
 	defer h.uploads.Done()
 	// The client's budget is spent before a byte of the body is read.
 	if res, err := h.hit(r.Context(), "open-client:"+h.clientIP(r), h.opts.Limits.UploadsPerClient); err != nil {
-		h.storeFailed(w, r, "throttle", err)
+		h.fail(w, r, pageStoreFailed("throttle", err))
 		return
 	} else if !res.Allowed {
-		h.log.Info("portal: upload refused: too many from this client", "remote", h.clientIP(r))
-		w.Header().Set("Retry-After", strconv.Itoa(int(res.RetryAfter.Seconds())+1))
-		h.errorPage(w, r, http.StatusTooManyRequests, "Too many messages opened",
-			"Your browser has sent this server a great many messages in a short time. Please wait "+humanDuration(res.RetryAfter)+" and open the attachment again.")
+		h.fail(w, r, pageTooManyOpened(res.RetryAfter))
 		return
 	}
 	done, ok := h.guardUpload(w, r)
@@ -41,7 +38,7 @@ func (h *handler) open(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxUploadBody(h.spool.maxEnvelope()))
 	mr, err := r.MultipartReader()
 	if err != nil {
-		h.damaged(w, r, "not a multipart form", err)
+		h.fail(w, r, pageDamaged(fmt.Errorf("upload is not a multipart form: %w", err)))
 		return
 	}
 	var version, id, token string
@@ -51,7 +48,8 @@ func (h *handler) open(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		if err != nil {
-			h.uploadFailed(w, r, token, err)
+			h.spool.drop(r.Context(), token)
+			h.fail(w, r, uploadPage(err))
 			return
 		}
 		switch part.FormName() {
@@ -70,13 +68,14 @@ func (h *handler) open(w http.ResponseWriter, r *http.Request) {
 		}
 		part.Close()
 		if err != nil {
-			h.uploadFailed(w, r, token, err)
+			h.spool.drop(r.Context(), token)
+			h.fail(w, r, uploadPage(err))
 			return
 		}
 	}
 	if token == "" || strings.TrimSpace(version) != "1" {
 		h.spool.drop(r.Context(), token)
-		h.damaged(w, r, "form fields missing or unknown version", nil)
+		h.fail(w, r, pageDamaged(errors.New("upload: form fields missing or unknown version")))
 		return
 	}
 	keep := false
@@ -87,7 +86,7 @@ func (h *handler) open(w http.ResponseWriter, r *http.Request) {
 	}()
 	rec, err := h.checkEnvelope(r.Context(), token, strings.TrimSpace(id))
 	if err != nil {
-		h.envelopeProblem(w, r, err)
+		h.fail(w, r, envelopePage(err))
 		return
 	}
 	keep = true
@@ -106,36 +105,22 @@ func readSmall(r io.Reader, max int64) (string, error) {
 	return string(b), nil
 }
 
-func (h *handler) uploadFailed(w http.ResponseWriter, r *http.Request, token string, err error) {
-	h.spool.drop(r.Context(), token)
+// uploadPage explains an upload to /open that failed before its end.
+func uploadPage(err error) *pageError {
+	var tooBig *http.MaxBytesError
 	switch {
 	case errors.Is(err, errTooSlow):
-		h.uploadTooSlow(w, r)
-		return
+		return pageUploadTooSlow(err)
 	case errors.Is(err, errSpoolFull):
-		h.spoolFull(w, r)
-		return
+		return pageSpoolFull(err)
 	case errors.Is(err, keystore.ErrUnavailable):
 		// The shared spool's database is down: nothing was wrong with
 		// the upload, so do not call it damaged.
-		h.storeFailed(w, r, "spool", err)
-		return
+		return pageStoreFailed("spool", err)
+	case errors.As(err, &tooBig), errors.Is(err, errSpoolTooLarge):
+		return pageMessageTooLarge(err)
 	}
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) || errors.Is(err, errSpoolTooLarge) {
-		h.log.Info("portal: upload refused: too large", "remote", h.clientIP(r))
-		h.errorPage(w, r, http.StatusRequestEntityTooLarge, "This message is too large",
-			"What your browser sent is larger than any secure message this server sends, so it is not one of ours. Please ask the sender to send the message again.")
-		return
-	}
-	h.damaged(w, r, "upload failed", err)
-}
-
-func (h *handler) damaged(w http.ResponseWriter, r *http.Request, why string, err error) {
-	h.log.Info("portal: upload refused", "why", why, "err", err, "remote", h.clientIP(r))
-	h.errorPage(w, r, http.StatusBadRequest, "This secure message is damaged",
-		"The attachment did not arrive complete or was changed on its way, so it cannot be opened. Nothing in it was shown to anyone.",
-		"Please ask the sender to send the message again. If you opened SecureMessageATT.html in an app other than a web browser, save it and open it in a browser.")
+	return pageDamaged(fmt.Errorf("upload failed: %w", err))
 }
 
 // Errors of checkEnvelope besides the store's.
@@ -185,28 +170,21 @@ func (h *handler) spooled(ctx context.Context, token string) (io.ReadCloser, env
 	return f, hdr, nil
 }
 
-// envelopeProblem explains an envelope that cannot be opened.
-func (h *handler) envelopeProblem(w http.ResponseWriter, r *http.Request, err error) {
+// envelopePage explains an envelope that cannot be opened.
+func envelopePage(err error) *pageError {
 	switch {
 	case errors.Is(err, errEnvelopeDamaged):
-		h.damaged(w, r, "envelope", err)
+		return pageDamaged(err)
 	case errors.Is(err, errEnvelopeGone):
-		h.errorPage(w, r, http.StatusNotFound, "Please open your message again",
-			"This page was open for a long time, so the copy of your message on this site was removed. Open the SecureMessageATT.html attachment again and choose \"Click to read message\".")
+		return pageEnvelopeGone(err)
 	case errors.Is(err, keystore.ErrExpired), errors.Is(err, keystore.ErrNotFound):
 		// Expired keys are swept after a grace period, so an unknown key
 		// is most often an old one.
-		h.log.Info("portal: envelope refused", "reason", "expired or unknown key", "remote", h.clientIP(r))
-		h.errorPage(w, r, http.StatusGone, "This secure message has expired",
-			"Secure messages can be read for a limited time, and this one can no longer be opened. Nobody can read it now, here or anywhere else.",
-			"If you still need it, please ask the sender to send it again.")
+		return pageExpired(fmt.Errorf("expired or unknown key: %w", err))
 	case errors.Is(err, keystore.ErrRevoked):
-		h.log.Info("portal: envelope refused", "reason", "revoked key", "remote", h.clientIP(r))
-		h.errorPage(w, r, http.StatusGone, "The sender withdrew this secure message",
-			"This message can no longer be opened, because it was withdrawn. If you still need it, please ask the sender.")
-	default:
-		h.storeFailed(w, r, "key", err)
+		return pageRevoked(err)
 	}
+	return pageStoreFailed("key", err)
 }
 
 // tokenRecord returns the key record of the envelope spooled under token.
@@ -288,7 +266,7 @@ func (h *handler) reader(w http.ResponseWriter, r *http.Request) (*keystore.Sess
 	}
 	rec, err := h.tokenRecord(r.Context(), token)
 	if err != nil {
-		h.envelopeProblem(w, r, err)
+		h.fail(w, r, envelopePage(err))
 		return nil, rec
 	}
 	if !rec.IsRecipient(s.Email) {
@@ -315,12 +293,12 @@ func (h *handler) message(w http.ResponseWriter, r *http.Request) {
 	token := r.PathValue("token")
 	rec, err := h.tokenRecord(r.Context(), token)
 	if err != nil {
-		h.envelopeProblem(w, r, err)
+		h.fail(w, r, envelopePage(err))
 		return
 	}
 	s, err := h.session(r)
 	if err != nil {
-		h.storeFailed(w, r, "session", err)
+		h.fail(w, r, pageStoreFailed("session", err))
 		return
 	}
 	if s == nil {
@@ -332,7 +310,7 @@ func (h *handler) message(w http.ResponseWriter, r *http.Request) {
 	if s.Token != token {
 		s.Token = token
 		if err := h.updateSession(r, s); err != nil {
-			h.storeFailed(w, r, "session", err)
+			h.fail(w, r, pageStoreFailed("session", err))
 			return
 		}
 	}
@@ -360,7 +338,7 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, s *keystore.Sessi
 	ctx := r.Context()
 	pt, rec, err := h.plaintext(ctx, token)
 	if err != nil {
-		h.envelopeProblem(w, r, err)
+		h.fail(w, r, envelopePage(err))
 		return
 	}
 	defer pt.Close()
@@ -369,19 +347,17 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, s *keystore.Sessi
 		return prefix + "/cid/" + urlPathEscape(cid)
 	})
 	if rerr := readErr(pt); rerr != nil {
-		h.envelopeProblem(w, r, rerr)
+		h.fail(w, r, envelopePage(rerr))
 		return
 	}
 	if err != nil {
-		h.log.Warn("portal: message could not be parsed", "key_id", rec.ID.String(), "err", err)
-		h.errorPage(w, r, http.StatusUnprocessableEntity, "This message cannot be shown",
-			"The message was decrypted, but its content is not in a form this page can show. Please ask the sender to send it again, perhaps without special formatting.")
+		h.fail(w, r, pageCannotShow(fmt.Errorf("message of key %s does not parse: %w", rec.ID, err)))
 		return
 	}
 	if err := h.opts.Store.RecordRead(ctx, keystore.ReadEvent{KeyID: rec.ID, Reader: s.Email, At: h.now(), Remote: h.clientIP(r)}); err != nil {
 		// The audit trail is part of the promise to the sender: no
 		// record, no read.
-		h.storeFailed(w, r, "record read", err)
+		h.fail(w, r, pageStoreFailed("record read", err))
 		return
 	}
 	msg.Subject = h.withoutTag(msg.Subject)
@@ -455,7 +431,7 @@ func (h *handler) part(w http.ResponseWriter, r *http.Request) {
 	if idx := r.PathValue("index"); idx != "" {
 		n, err := strconv.Atoi(idx)
 		if err != nil || n < 0 {
-			h.errorPage(w, r, http.StatusNotFound, "No such attachment", "This message has no such attachment.")
+			h.fail(w, r, pageNoSuchAttachment(errors.New("part index is not a number")))
 			return
 		}
 		sel.Index = n
@@ -463,12 +439,12 @@ func (h *handler) part(w http.ResponseWriter, r *http.Request) {
 	// The spool was checked at upload; check it again before streaming,
 	// so a file damaged on disk since then releases no byte either.
 	if _, err := h.checkEnvelope(r.Context(), token, ""); err != nil {
-		h.envelopeProblem(w, r, err)
+		h.fail(w, r, envelopePage(err))
 		return
 	}
 	pt, _, err := h.plaintext(r.Context(), token)
 	if err != nil {
-		h.envelopeProblem(w, r, err)
+		h.fail(w, r, envelopePage(err))
 		return
 	}
 	defer pt.Close()
@@ -496,13 +472,12 @@ func (h *handler) part(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if rerr := readErr(pt); rerr != nil {
-		h.envelopeProblem(w, r, rerr)
+		h.fail(w, r, envelopePage(rerr))
 		return
 	}
 	if errors.Is(err, ErrPartNotFound) || err == nil {
-		h.errorPage(w, r, http.StatusNotFound, "No such attachment", "This message has no such attachment.")
+		h.fail(w, r, pageNoSuchAttachment(cmpErr(err, ErrPartNotFound)))
 		return
 	}
-	h.log.Warn("portal: attachment could not be read", "key_id", rec.ID.String(), "err", err)
-	h.errorPage(w, r, http.StatusUnprocessableEntity, "This attachment cannot be opened", "The attachment is not in a form this page can send. Please ask the sender to send it again.")
+	h.fail(w, r, pageAttachmentUnreadable(fmt.Errorf("attachment of key %s: %w", rec.ID, err)))
 }

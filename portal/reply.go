@@ -6,7 +6,6 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/emersion/go-message/mail"
@@ -43,7 +42,7 @@ func (h *handler) reply(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, fileLimit+maxReplyBody+64<<10)
 	mr, err := r.MultipartReader()
 	if err != nil {
-		h.errorPage(w, r, http.StatusBadRequest, "Your reply could not be read", "The form was damaged on its way. Go back and try again.")
+		h.fail(w, r, pageReplyUnreadable(err))
 		return
 	}
 	var all bool
@@ -55,20 +54,20 @@ func (h *handler) reply(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		if err != nil {
-			h.replyFormFailed(w, r, err)
+			h.fail(w, r, h.replyPage(err))
 			return
 		}
 		switch p.FormName() {
 		case "all":
 			v, err := readSmall(p, 16)
 			if err != nil {
-				h.replyFormFailed(w, r, err)
+				h.fail(w, r, h.replyPage(err))
 				return
 			}
 			all = v == "1" && h.opts.ReplyAll
 		case "body":
 			if body, err = readSmall(p, maxReplyBody); err != nil {
-				h.replyFormFailed(w, r, errReplyTooLarge)
+				h.fail(w, r, h.replyPage(errReplyTooLarge))
 				return
 			}
 		case "files":
@@ -83,13 +82,13 @@ func (h *handler) reply(w http.ResponseWriter, r *http.Request) {
 	}
 	body = strings.ReplaceAll(body, "\r\n", "\n")
 	if strings.TrimSpace(body) == "" && firstFile == nil {
-		h.errorPage(w, r, http.StatusBadRequest, "Your reply is empty", "Go back, write your reply and send it again.")
+		h.fail(w, r, pageReplyEmpty())
 		return
 	}
 
 	orig, err := h.original(r, token)
 	if err != nil {
-		h.envelopeProblem(w, r, err)
+		h.fail(w, r, envelopePage(err))
 		return
 	}
 	to := []string{orig.FromAddress}
@@ -102,19 +101,16 @@ func (h *handler) reply(w http.ResponseWriter, r *http.Request) {
 	}
 	to = uniqueAddresses(to, s.Email)
 	if len(to) == 0 || to[0] == "" {
-		h.errorPage(w, r, http.StatusUnprocessableEntity, "There is nobody to reply to",
-			"This message does not say who sent it, so a reply cannot be addressed. Contact the sender another way.")
+		h.fail(w, r, pageNobodyToReply())
 		return
 	}
 	// The reply budget is spent before anything is sent, so a burst of
 	// replies sends no more than the same replies one after another.
 	if res, err := h.hit(ctx, "reply:"+s.Email, h.opts.Limits.RepliesPerAccount); err != nil {
-		h.storeFailed(w, r, "throttle", err)
+		h.fail(w, r, pageStoreFailed("throttle", err))
 		return
 	} else if !res.Allowed {
-		w.Header().Set("Retry-After", strconv.Itoa(int(res.RetryAfter.Seconds())+1))
-		h.errorPage(w, r, http.StatusTooManyRequests, "You have sent many replies",
-			"Your reply was not sent: this account has sent "+strconv.Itoa(h.opts.Limits.RepliesPerAccount.N)+" replies recently, which is as many as we allow in a while. Please wait "+humanDuration(res.RetryAfter)+" and send it again.")
+		h.fail(w, r, pageTooManyReplies(h.opts.Limits.RepliesPerAccount.N, res.RetryAfter))
 		return
 	}
 	subject := h.withoutTag(orig.Subject)
@@ -123,7 +119,7 @@ func (h *handler) reply(w http.ResponseWriter, r *http.Request) {
 	}
 	hdr, err := newHeader(s.Email, to, subject, h.now())
 	if err != nil {
-		h.storeFailed(w, r, "message id", err)
+		h.fail(w, r, pageStoreFailed("message id", err))
 		return
 	}
 	// Mark the reply with the milter's trigger and let the milter decide:
@@ -146,7 +142,7 @@ func (h *handler) reply(w http.ResponseWriter, r *http.Request) {
 		return writeReplyWithFiles(wr, hdr, body, firstFile, mr, fileLimit, &names)
 	})
 	if err != nil {
-		h.replyFormFailed(w, r, err)
+		h.fail(w, r, h.replyPage(err))
 		return
 	}
 	h.log.Info("portal: reply sent", "key_id", rec.ID.String(), "recipients", len(to), "attachments", len(names))
@@ -154,20 +150,16 @@ func (h *handler) reply(w http.ResponseWriter, r *http.Request) {
 		Sent: &sentReply{To: to, Subject: subject, Attachments: names}, Org: senderDomain(rec.Sender)})
 }
 
-func (h *handler) replyFormFailed(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, errTooSlow) {
-		h.uploadTooSlow(w, r)
-		return
-	}
+// replyPage explains a reply that was cut off or not sent.
+func (h *handler) replyPage(err error) *pageError {
 	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) || errors.Is(err, errReplyTooLarge) {
-		h.errorPage(w, r, http.StatusRequestEntityTooLarge, "Your reply is too large",
-			"Your reply was not sent: with its attachments it is larger than "+humanSize(replyAttachmentLimit(h.opts.MaxMessageSize))+". Go back and attach fewer or smaller files.")
-		return
+	switch {
+	case errors.Is(err, errTooSlow):
+		return pageUploadTooSlow(err)
+	case errors.As(err, &tooBig), errors.Is(err, errReplyTooLarge):
+		return pageReplyTooLarge(replyAttachmentLimit(h.opts.MaxMessageSize), err)
 	}
-	h.log.Error("portal: reply not sent", "err", err)
-	h.errorPage(w, r, http.StatusServiceUnavailable, "Your reply was not sent",
-		"This server could not send your reply just now. Nothing was sent. Go back and try again in a few minutes.")
+	return pageReplyNotSent(err)
 }
 
 // original parses the message's headers again for a reply.

@@ -115,7 +115,7 @@ func (h *handler) sessionAt(w http.ResponseWriter, r *http.Request, stages ...st
 	}
 	s, err := h.session(r)
 	if err != nil {
-		h.storeFailed(w, r, "session", err)
+		h.fail(w, r, pageStoreFailed("session", err))
 		return nil
 	}
 	if s != nil {
@@ -136,7 +136,5 @@ func (h *handler) startOver(w http.ResponseWriter, r *http.Request, s *keystore.
 		http.Redirect(w, r, "/m/"+s.Token, http.StatusSeeOther)
 		return
 	}
-	h.errorPage(w, r, http.StatusUnauthorized, "Please open your message again",
-		"Your visit ended, or this page was reached out of order. Open the SecureMessageATT.html attachment in your email again and choose \"Click to read message\".",
-		"This site needs a cookie to remember each step. If your browser blocks cookies, allow them for this site and try again.")
+	h.fail(w, r, pageStartOver())
 }

@@ -53,6 +53,18 @@ var neededMailMacros = func() []struct{ name, without string } {
 	return out
 }()
 
+// lackingMailMacros returns the needed macros an MTA's list (have) leaves
+// out, and for each what goes wrong without it.
+func lackingMailMacros(have []string) (lacking, why []string) {
+	for _, m := range neededMailMacros {
+		if !containsString(have, m.name) {
+			lacking = append(lacking, m.name)
+			why = append(why, "without "+m.name+", "+m.without)
+		}
+	}
+	return lacking, why
+}
+
 type severity int
 
 const (

@@ -129,6 +129,17 @@ type postfixConf struct {
 	warnings  []string                     // postconf's own warnings
 }
 
+// overrideIDs returns the services with -o overrides in master.cf, sorted,
+// so that reports list them in the same order every time.
+func (pc *postfixConf) overrideIDs() []string {
+	ids := make([]string, 0, len(pc.overrides))
+	for id := range pc.overrides {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
 type postfixService struct {
 	name, typ string
 	fields    map[string]string // chroot, command, ...
@@ -507,11 +518,7 @@ func noMilters(opts string) bool {
 func checkPostfixDefaultActions(r *checkReport, pc *postfixConf, ours milterEndpoint, oursOK bool, mainCF, masterCF, queueDir string) {
 	checkDefaultAction(r, mainCF+": milter_default_action = "+pc.params["milter_default_action"], pc.params["milter_default_action"],
 		"set milter_default_action = tempfail in "+mainCF)
-	ids := make([]string, 0, len(pc.overrides))
-	for id := range pc.overrides {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
+	ids := pc.overrideIDs()
 	for _, id := range ids {
 		if v, ok := pc.overrides[id]["milter_default_action"]; ok && pc.runsOurs(id, ours, oursOK, queueDir) {
 			checkDefaultAction(r, fmt.Sprintf("%s: service %s sets milter_default_action = %s", masterCF, id, v), v,
@@ -590,17 +597,7 @@ func (pc *postfixConf) runsOurs(id string, ours milterEndpoint, oursOK bool, que
 
 func checkPostfixMacros(r *checkReport, pc *postfixConf, ours milterEndpoint, oursOK bool, mainCF, masterCF, queueDir string) {
 	check := func(where, value, fix string) {
-		have := map[string]bool{}
-		for _, w := range strings.FieldsFunc(value, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
-			have[w] = true
-		}
-		var lacking, why []string
-		for _, m := range neededMailMacros {
-			if !have[m.name] {
-				lacking = append(lacking, m.name)
-				why = append(why, "without "+m.name+", "+m.without)
-			}
-		}
+		lacking, why := lackingMailMacros(strings.FieldsFunc(value, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }))
 		if len(lacking) == 0 {
 			return
 		}
@@ -610,12 +607,7 @@ func checkPostfixMacros(r *checkReport, pc *postfixConf, ours milterEndpoint, ou
 	}
 	check(mainCF+": milter_mail_macros", pc.params["milter_mail_macros"],
 		"add them to milter_mail_macros in "+mainCF+" as contrib/postfix/main.cf.snippet does")
-	ids := make([]string, 0, len(pc.overrides))
-	for id := range pc.overrides {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
+	for _, id := range pc.overrideIDs() {
 		if v, ok := pc.overrides[id]["milter_mail_macros"]; ok && pc.runsOurs(id, ours, oursOK, queueDir) {
 			check(fmt.Sprintf("%s: service %s's milter_mail_macros", masterCF, id), v,
 				"add them to that -o milter_mail_macros= line in "+masterCF+", or remove the line")

@@ -74,18 +74,7 @@ func checkSendmail(r *checkReport, c *Config, opts checkConfigOptions) {
 		r.errorf("", "add F=T to securemail's INPUT_MAIL_FILTER line in sendmail.mc and rebuild sendmail.cf",
 			"%s: milter X%s has no F=T: while securemail is down Sendmail passes mail through unfiltered, so [encrypt] messages leave in plaintext (fail-open)", path, f.Name)
 	}
-	have := map[string]bool{}
-	for _, m := range cf.Envfrom {
-		have[m] = true
-	}
-	var lacking, why []string
-	for _, m := range neededMailMacros {
-		if !have[m.name] {
-			lacking = append(lacking, m.name)
-			why = append(why, "without "+m.name+", "+m.without)
-		}
-	}
-	if len(lacking) > 0 {
+	if lacking, why := lackingMailMacros(cf.Envfrom); len(lacking) > 0 {
 		current := "is not set"
 		if cf.EnvfromSet {
 			current = "lacks " + strings.Join(lacking, " ")

@@ -247,9 +247,9 @@ const listPaceEvery = 1024
 
 // listPacer keeps a long listing to about half of one core: after every
 // listPaceEvery records it sleeps as long as it worked since its last
-// pause. A listing runs inside serve when serve is up, and the milter
-// shares that CPU (BENCHMARKS.md, issue 10); 100 000 keys still list in
-// well under the issue's 2 s.
+// pause, because a listing inside serve shares the CPU with the milter
+// (see BENCHMARKS.md, section "Issue 10: admin commands on the live
+// service").
 type listPacer struct {
 	n     int
 	since time.Time
