@@ -49,7 +49,7 @@ const (
 
 func TestMultiHostPostgresInBrowser(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts PostgreSQL, Postfix, three securemail processes and Chromium; skipped with -short")
+		t.Skip("skipped in -short: needs PostgreSQL, Postfix, three securemail processes and Chromium")
 	}
 	began := time.Now()
 	step := func(what string) {
