@@ -62,6 +62,7 @@ const (
 	lockSweepPortal int64 = 0x5ec0e3a1_00000003
 	lockSpoolQuota  int64 = 0x5ec0e3a1_00000004
 	lockSweepSpool  int64 = 0x5ec0e3a1_00000005
+	lockSweepCopies int64 = 0x5ec0e3a1_00000006
 )
 
 // Options configures the backend.
