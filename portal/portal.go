@@ -79,9 +79,10 @@ type Options struct {
 	// SpoolDir holds uploaded envelopes (ciphertext only) for SpoolTTL
 	// (default 24 h).
 	SpoolDir string
-	// SharedSpool, when set, holds the uploaded envelopes instead of
-	// SpoolDir, in a store every portal host reaches (PostgreSQL), so a
-	// browser's next step may land on any portal host.
+	// SharedSpool, when set, holds the uploaded envelopes in a store
+	// every portal host reaches (PostgreSQL), so a browser's next step
+	// may land on any portal host; SpoolDir then holds this host's copies
+	// of them.
 	SharedSpool keystore.SpoolStore
 	SpoolTTL    time.Duration
 	// Copies, when set, serves the notice's phone links (GET /l/{link})
@@ -250,7 +251,7 @@ func New(opts Options) (*Handler, error) {
 	switch {
 	case opts.SharedSpool != nil:
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		shared, err := newSharedSpool(ctx, opts.SharedSpool, opts.SpoolTTL, maxUpload(opts.MaxMessageSize), opts.SpoolMax)
+		shared, err := newSharedSpool(ctx, opts.SharedSpool, opts.SpoolDir, opts.SpoolTTL, maxUpload(opts.MaxMessageSize), opts.SpoolMax)
 		cancel()
 		if err != nil {
 			h.mail.close()

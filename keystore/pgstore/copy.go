@@ -34,35 +34,6 @@ func scanCopy(row pgx.Row) (keystore.ServerCopy, error) {
 	return c, nil
 }
 
-// chunkSource feeds CopyFrom one chunk at a time from the envelope's
-// reader, so an envelope is streamed into the table, never held whole.
-type chunkSource struct {
-	id   []byte
-	next func() ([]byte, error)
-	seq  int
-	cur  []byte
-	err  error
-}
-
-func (s *chunkSource) Next() bool {
-	if s.err != nil {
-		return false
-	}
-	s.cur, s.err = s.next()
-	if s.err == io.EOF {
-		s.err = nil
-		return false
-	}
-	if s.err != nil {
-		return false
-	}
-	s.seq++
-	return true
-}
-
-func (s *chunkSource) Values() ([]any, error) { return []any{s.id, int32(s.seq - 1), s.cur}, nil }
-func (s *chunkSource) Err() error             { return s.err }
-
 // PutCopy replaces any copy under the key id and streams the chunks in
 // with COPY, in one transaction.
 func (s *Store) PutCopy(ctx context.Context, c keystore.ServerCopy, env io.Reader) error {
@@ -73,26 +44,8 @@ func (s *Store) PutCopy(ctx context.Context, c keystore.ServerCopy, env io.Reade
 		return err
 	}
 	c = c.Normalized()
-	left := c.Size
-	buf := make([]byte, min(c.Size, keystore.CopyChunk))
-	src := &chunkSource{id: c.KeyID[:], next: func() ([]byte, error) {
-		if left == 0 {
-			var one [1]byte
-			if n, _ := io.ReadFull(env, one[:]); n > 0 {
-				return nil, keystore.ErrCopySize
-			}
-			return nil, io.EOF
-		}
-		n := min(left, keystore.CopyChunk)
-		if _, err := io.ReadFull(env, buf[:n]); err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return nil, keystore.ErrCopySize
-			}
-			return nil, fmt.Errorf("keystore: server copy: read envelope: %w", err)
-		}
-		left -= n
-		return buf[:n], nil
-	}}
+	// One byte past the size lets a longer envelope show itself.
+	src := &chunkSource{owner: c.KeyID[:], r: io.LimitReader(env, c.Size+1), buf: make([]byte, min(c.Size+1, keystore.CopyChunk))}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `WITH c AS (DELETE FROM copies WHERE key_id = $1)
 			DELETE FROM copy_chunks WHERE key_id = $1`, c.KeyID[:]); err != nil {
@@ -102,13 +55,20 @@ func (s *Store) PutCopy(ctx context.Context, c keystore.ServerCopy, env io.Reade
 			c.KeyID[:], c.LinkDigest, c.Created.UnixNano(), c.Until.UnixNano(), c.Size); err != nil {
 			return err
 		}
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{"copy_chunks"}, []string{"key_id", "seq", "data"}, src)
-		return err
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"copy_chunks"}, []string{"key_id", "seq", "data"}, src); err != nil {
+			return err
+		}
+		if src.err == nil && src.size != c.Size {
+			return keystore.ErrCopySize
+		}
+		return nil
 	})
 	if src.err != nil {
-		// The envelope's reader failed (or gave the wrong length), not
-		// the store.
-		return src.err
+		// The envelope's reader failed, not the store.
+		return fmt.Errorf("keystore: server copy: read envelope: %w", src.err)
+	}
+	if errors.Is(err, keystore.ErrCopySize) {
+		return err
 	}
 	return wrap("put server copy", err)
 }
