@@ -25,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -71,16 +72,14 @@ func TestPortalInBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped in -short: needs Postfix, the securemail binary and Chromium")
 	}
-	// Everything the test needs, before anything is built.
-	if browsertest.ChromiumPath() == "" {
-		mtatest.SkipUnlessCI(t, "portal browser test: no Chromium (Debian: apt-get install --no-install-recommends chromium)")
-	}
-	mtatest.RequireTools(t, mtatest.PostfixTools...)
-	mtatest.RequireRoot(t)
 	began := time.Now()
 	step := func(what string) {
 		t.Logf("portal browser: %-28s at %v", what, time.Since(began).Round(time.Millisecond))
 	}
+	// Everything the test needs, before anything is built; then the
+	// binary, Postfix configured from contrib/ and the sink.
+	st := newE2EBrowserStack(t, "portal browser test")
+	sink, pf := st.sink, st.pf
 
 	// A stand-in for a remote server that a message's HTML points at: the
 	// portal must never make the browser load anything from it.
@@ -92,22 +91,9 @@ func TestPortalInBrowser(t *testing.T) {
 	}))
 	t.Cleanup(remote.Close)
 
-	// Real parts: the binary, Postfix configured from contrib/, the sink.
-	bin := e2eBuild(t)
-	sink := mtatest.StartSink(t)
-	pf := e2eNewPostfix(t, sink, "")
-	milterAddr := fmt.Sprintf("127.0.0.1:%d", mtatest.FreePort(t))
-	pf.Postconf(t, "-e", "smtpd_milters=inet:"+milterAddr)
 	portalAddr := fmt.Sprintf("127.0.0.1:%d", mtatest.FreePort(t))
 	portalURL := "http://" + portalAddr
-	// Loopback is trusted and TLS-exempt, as in a default install: the
-	// portal submits codes and replies to Postfix's port 25 on loopback.
-	cfg := e2eWriteConfigWith(t, milterAddr, pf.SMTPAddr(), e2eConfig{
-		logLevel: "info", networks: "[127.0.0.0/8]", maxSize: fmt.Sprint(20 << 20),
-		internal: pbInternal, portalListen: portalAddr,
-		portalExtra: "  argon2:\n    time: 1\n    memory: 8MiB\n    threads: 1\n",
-	})
-	e2eStartServe(t, bin, cfg, milterAddr)
+	e2eStartServe(t, st.bin, st.config(t, portalAddr, "", ""), st.milterAddr)
 	pf.Start(t)
 	pbWaitHealthy(t, portalURL)
 	step("serve and postfix up")
@@ -423,21 +409,30 @@ func pbTextMessage(msgID, subject, marker string) string {
 // SecureMessageATT.html.
 func pbSubmitSealed(t *testing.T, mta mtatest.MTA, sink *mtatest.Sink, msg, wantSubject, marker string) []byte {
 	t.Helper()
+	return e2eSubmitSealed(t, mta, sink, pbSender, []string{pbRecipient}, msg, wantSubject, marker)
+}
+
+// e2eSubmitSealed submits msg from sender to rcpts with STARTTLS and AUTH,
+// waits for it at the sink, checks that it went to rcpts and was sealed,
+// and returns its SecureMessageATT.html.
+func e2eSubmitSealed(t *testing.T, mta mtatest.MTA, sink *mtatest.Sink, sender string, rcpts []string, msg, wantSubject, marker string) []byte {
+	t.Helper()
 	c := mtatest.DialSubmission(t, mta)
-	if err := mtatest.SendOne(c, pbSender, []string{pbRecipient}, msg); err != nil {
+	if err := mtatest.SendOne(c, sender, rcpts, msg); err != nil {
 		t.Fatalf("submit %q: %v", wantSubject, err)
 	}
 	if err := c.Quit(); err != nil {
 		t.Error(err)
 	}
 	m, err := sink.WaitFor(func(m mtatest.Message) bool {
-		return strings.EqualFold(m.From, pbSender) && pbSubjectOf(m) == wantSubject
+		return strings.EqualFold(m.From, sender) && pbSubjectOf(m) == wantSubject
 	}, pbWait)
 	if err != nil {
 		t.Fatalf("%q did not arrive: %v", wantSubject, err)
 	}
-	if len(m.Rcpts) != 1 || m.Rcpts[0] != pbRecipient {
-		t.Errorf("%q went to %v, want [%s]", wantSubject, m.Rcpts, pbRecipient)
+	// Postfix may hand the recipients on in another order.
+	if !slices.Equal(slices.Sorted(slices.Values(m.Rcpts)), slices.Sorted(slices.Values(rcpts))) {
+		t.Errorf("%q went to %v, want %v", wantSubject, m.Rcpts, rcpts)
 	}
 	e2eCheckSealed(t, m, marker, wantSubject)
 	page, err := envelope.FindPage(bytes.NewReader(m.Data))

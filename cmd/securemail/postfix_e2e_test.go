@@ -356,9 +356,10 @@ type e2eConfig struct {
 	// internal is the one internal domain, also smtp.from's; e2eInternal
 	// when empty.
 	internal string
-	// portalListen is portal.listen, and portal.url is http:// it; a free
-	// loopback port when empty.
+	// portalListen is portal.listen; a free loopback port when empty.
 	portalListen string
+	// portalURL is portal.url; http:// and portalListen when empty.
+	portalURL string
 	// portalExtra is added to the portal section as it is: YAML lines
 	// indented by two spaces, each ending in a newline.
 	portalExtra string
@@ -375,6 +376,10 @@ func e2eWriteConfigWith(t *testing.T, milterAddr, smtpRelay string, c e2eConfig)
 	if internal == "" {
 		internal = e2eInternal
 	}
+	url := c.portalURL
+	if url == "" {
+		url = "http://" + portal
+	}
 	cfg := fmt.Sprintf(`data_dir: %[1]s/data
 log:
   level: %[8]s
@@ -382,7 +387,7 @@ milter:
   listen: inet:%[2]s
 portal:
   listen: %[3]s
-  url: http://%[3]s
+  url: %[11]s
 %[10]spolicy:
   internal_domains: [%[4]s]
   trusted_networks: %[9]s
@@ -397,7 +402,7 @@ keystore:
 smtp:
   relay: %[7]s
   from: securemail@%[4]s
-`, dir, milterAddr, portal, internal, c.maxSize, e2eTag, smtpRelay, c.logLevel, c.networks, c.portalExtra)
+`, dir, milterAddr, portal, internal, c.maxSize, e2eTag, smtpRelay, c.logLevel, c.networks, c.portalExtra, url)
 	path := filepath.Join(dir, "securemail.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatalf("e2e: %v", err)

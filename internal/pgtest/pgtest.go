@@ -59,6 +59,21 @@ func SkipUnlessCI(t testing.TB, msg string) {
 	t.Skip(msg)
 }
 
+// Require skips t (fails it when CI is set) unless Start could start a
+// server: the binaries are installed and, under root, the user postgres
+// exists. A test calls it before expensive set-up.
+func Require(t testing.TB) {
+	t.Helper()
+	if BinDir() == "" {
+		SkipUnlessCI(t, "pgtest: PostgreSQL server binaries not found (Debian: apt-get install postgresql)")
+	}
+	if os.Geteuid() == 0 {
+		if _, err := user.Lookup("postgres"); err != nil {
+			SkipUnlessCI(t, "pgtest: running as root and there is no user postgres to run the server as (Debian: apt-get install postgresql)")
+		}
+	}
+}
+
 // BinDir returns the folder of the newest installed PostgreSQL server
 // binaries, or "" if there is none.
 func BinDir() string {
