@@ -79,16 +79,27 @@ func (b *Store) EachKey(ctx context.Context, f keystore.KeyFilter, fn func(keyst
 // modifyKey rewrites one record in its own transaction; change reports
 // whether it changed rec.
 func (b *Store) modifyKey(ctx context.Context, op string, id keystore.KeyID, change func(rec *keystore.KeyRecord) bool) (bool, error) {
+	return b.modifyKeyThen(ctx, op, id, change, nil)
+}
+
+// modifyKeyThen is modifyKey that also runs then, when set, in the same
+// transaction once the record exists.
+func (b *Store) modifyKeyThen(ctx context.Context, op string, id keystore.KeyID, change func(rec *keystore.KeyRecord) bool, then func(tx *bolt.Tx) error) (bool, error) {
 	changed := false
 	err := b.update(ctx, op, func(tx *bolt.Tx) error {
 		keys := tx.Bucket(keysBucket)
 		v := keys.Get(id[:])
 		if v == nil {
-			return keystore.ErrNotFound
+			return keystore.KeyNotFound(id)
 		}
 		rec, err := decodeKeyRecord(id, v)
 		if err != nil {
 			return err
+		}
+		if then != nil {
+			if err := then(tx); err != nil {
+				return err
+			}
 		}
 		if changed = change(&rec); !changed {
 			return nil
@@ -103,12 +114,15 @@ func (b *Store) modifyKey(ctx context.Context, op string, id keystore.KeyID, cha
 }
 
 func (b *Store) ShredKey(ctx context.Context, id keystore.KeyID, at time.Time) error {
-	_, err := b.modifyKey(ctx, "shred key", id, func(rec *keystore.KeyRecord) bool {
+	_, err := b.modifyKeyThen(ctx, "shred key", id, func(rec *keystore.KeyRecord) bool {
 		if rec.Revoked.IsZero() {
 			rec.Revoked = utc(at)
 		}
 		rec.WrappedDEK = nil
 		return true
+	}, func(tx *bolt.Tx) error {
+		_, err := deleteCopyEnvelopeTx(tx, id[:], at)
+		return err
 	})
 	return err
 }
@@ -295,7 +309,7 @@ func (b *Store) DeleteAccount(ctx context.Context, email string) (int, error) {
 	err := b.update(ctx, "delete account", func(tx *bolt.Tx) error {
 		accts := tx.Bucket(accountsBucket)
 		if accts.Get([]byte(email)) == nil {
-			return keystore.ErrNotFound
+			return keystore.AccountNotFound(email)
 		}
 		if err := accts.Delete([]byte(email)); err != nil {
 			return err
@@ -325,7 +339,7 @@ func (b *Store) RequirePasswordReset(ctx context.Context, email string) (int, er
 		accts := tx.Bucket(accountsBucket)
 		v := accts.Get([]byte(email))
 		if v == nil {
-			return keystore.ErrNotFound
+			return keystore.AccountNotFound(email)
 		}
 		a, err := decodeAccount(email, v)
 		if err != nil {

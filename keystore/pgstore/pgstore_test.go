@@ -42,7 +42,7 @@ func openEmptied(t *testing.T, srv *pgtest.Server, db string) *pgstore.Store {
 	}
 	t.Cleanup(func() { s.Close() })
 	if _, err := s.Pool().Exec(context.Background(),
-		"TRUNCATE keys, accounts, codes, sessions, throttles, limits, reads RESTART IDENTITY"); err != nil {
+		"TRUNCATE keys, accounts, codes, sessions, throttles, limits, reads, copies, copy_chunks RESTART IDENTITY"); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -59,6 +59,9 @@ func TestConformance(t *testing.T) {
 	})
 	t.Run("Admin", func(t *testing.T) {
 		storetest.RunAdmin(t, func(t *testing.T) keystore.Store { return openEmptied(t, srv, db) })
+	})
+	t.Run("Copies", func(t *testing.T) {
+		storetest.RunCopies(t, func(t *testing.T) keystore.Store { return openEmptied(t, srv, db) })
 	})
 	t.Run("Dump", func(t *testing.T) {
 		// RunDump holds two stores at once: a source and a target.
@@ -223,27 +226,12 @@ func TestBehaviour(t *testing.T) {
 		}
 	})
 
-	t.Run("NotFoundNamesWhat", func(t *testing.T) {
-		s := openDB(t, srv, pgstore.Options{})
-		id := storetest.Record(1).ID
-		for what, err := range map[string]error{
-			"key record " + id.String(): func() error { _, err := s.Key(ctx, id); return err }(),
-			"account":                   func() error { _, err := s.Account(ctx, "x@y.test"); return err }(),
-			"session":                   func() error { _, err := s.Session(ctx, []byte("d")); return err }(),
-			"code":                      s.ConsumeCode(ctx, keystore.CodeRegister, "x@y.test", []byte("d"), time.Now()),
-		} {
-			if !errors.Is(err, keystore.ErrNotFound) || err.Error() != "keystore: "+what+" not found" {
-				t.Errorf("got %v, want ErrNotFound naming %q", err, what)
-			}
-		}
-	})
-
 	t.Run("BackupIsAConsistentDump", func(t *testing.T) {
 		s := openDB(t, srv, pgstore.Options{})
 		storetest.Fill(t, s, 5)
 		var buf bytes.Buffer
 		n, err := s.Backup(ctx, &buf)
-		if err != nil || n != int64(buf.Len()) || bytes.Count(buf.Bytes(), []byte("\n")) != 5*7 {
+		if err != nil || n != int64(buf.Len()) || bytes.Count(buf.Bytes(), []byte("\n")) != 5*8 {
 			t.Fatalf("backup: %d bytes, %d lines, %v", n, bytes.Count(buf.Bytes(), []byte("\n")), err)
 		}
 	})
