@@ -70,6 +70,9 @@ type adminEnv struct {
 	rotateMu *sync.Mutex
 	// reload is serve's configuration reloader; nil outside serve.
 	reload *reloader
+	// mail is the milter's activity, which long listings yield to; nil
+	// outside serve.
+	mail *mailActivity
 }
 
 // adminOp runs one operation: it reads args and the input body, writes

@@ -13,11 +13,13 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/milter"
 )
 
 // adminNow is the clock of the admin operations; tests override it.
@@ -51,10 +53,18 @@ func (s keySelection) filter(at time.Time) keystore.KeyFilter {
 }
 
 // each calls fn for every selected record: the named ids (each must
-// exist), or the records the filter selects.
-func (s keySelection) each(ctx context.Context, store keystore.AdminStore, keys keystore.KeyStore, fn func(keystore.KeyRecord) error) error {
+// exist), or the records the filter selects, paced by a listPacer so a
+// long walk yields to the mail serve handles.
+func (s keySelection) each(ctx context.Context, env *adminEnv, fn func(keystore.KeyRecord) error) error {
+	keys := env.store
 	if len(s.IDs) == 0 {
-		return store.EachKey(ctx, s.filter(adminNow()), fn)
+		pace := newListPacer(env.mail)
+		return env.store.EachKey(ctx, s.filter(adminNow()), func(rec keystore.KeyRecord) error {
+			if err := pace.tick(ctx); err != nil {
+				return err
+			}
+			return fn(rec)
+		})
 	}
 	for _, raw := range s.IDs {
 		id, err := parseKeyID(raw)
@@ -177,16 +187,22 @@ func viewKey(rec keystore.KeyRecord, at time.Time) keyView {
 		r := rec.Revoked
 		v.Revoked = &r
 	}
-	switch err := rec.Usable(at); {
-	case errors.Is(err, keystore.ErrRevoked):
-		v.State = "revoked"
-	case errors.Is(err, keystore.ErrExpired):
-		v.State = "expired"
-	}
+	v.State = keyState(rec, at)
 	if v.Shredded {
 		v.MasterKeyID = ""
 	}
 	return v
+}
+
+// keyState is a record's state at at: live, revoked or expired.
+func keyState(rec keystore.KeyRecord, at time.Time) string {
+	switch err := rec.Usable(at); {
+	case errors.Is(err, keystore.ErrRevoked):
+		return "revoked"
+	case errors.Is(err, keystore.ErrExpired):
+		return "expired"
+	}
+	return "live"
 }
 
 const timeFmt = "2006-01-02T15:04:05Z"
@@ -202,37 +218,64 @@ func fmtTime(t time.Time) string {
 // recipients, message-id.
 func keyLine(v keyView) string { return string(appendKeyLine(nil, v)) }
 
-// appendKeyLine appends keyLine's line to buf without fmt, so a listing of
-// 100 000 keys formats into one reused buffer.
+// appendKeyLine appends keyLine's line to buf without fmt.
 func appendKeyLine(buf []byte, v keyView) []byte {
-	appendTime := func(buf []byte, t time.Time) []byte {
-		if t.IsZero() {
-			return append(buf, '-')
-		}
-		return t.UTC().AppendFormat(buf, timeFmt)
-	}
 	buf = append(buf, v.ID...)
+	return appendLineRest(buf, v.Created, v.Expires, v.State, v.Sender, v.Recipients, v.MessageID)
+}
+
+// appendRecordLine appends rec's line of keys list, as keyLine(viewKey(rec,
+// at)) gives it, without the view's allocations: a listing of 100 000
+// keys formats into one reused buffer.
+func appendRecordLine(buf []byte, rec keystore.KeyRecord, at time.Time) []byte {
+	buf = hex.AppendEncode(buf, rec.ID[:])
+	return appendLineRest(buf, rec.Created, rec.Expires, keyState(rec, at), rec.Sender, rec.Recipients, rec.MessageID)
+}
+
+// appendLineRest appends what follows the id on a line of keys list.
+func appendLineRest(buf []byte, created, expires time.Time, state, sender string, recipients []string, messageID string) []byte {
 	buf = append(buf, "  "...)
-	buf = appendTime(buf, v.Created)
+	buf = appendListTime(buf, created)
 	buf = append(buf, "  "...)
-	buf = appendTime(buf, v.Expires)
+	buf = appendListTime(buf, expires)
 	buf = append(buf, "  "...)
-	buf = append(buf, v.State...)
-	for i := len(v.State); i < 7; i++ {
+	buf = append(buf, state...)
+	for i := len(state); i < 7; i++ {
 		buf = append(buf, ' ')
 	}
 	buf = append(buf, "  "...)
-	buf = append(buf, orDash(v.Sender)...)
+	buf = append(buf, orDash(sender)...)
 	buf = append(buf, " -> "...)
-	for i, r := range v.Recipients {
+	for i, r := range recipients {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
 		buf = append(buf, r...)
 	}
 	buf = append(buf, "  "...)
-	buf = append(buf, orDash(v.MessageID)...)
+	buf = append(buf, orDash(messageID)...)
 	return append(buf, '\n')
+}
+
+// appendListTime appends t as fmtTime writes it, in UTC to the second.
+func appendListTime(buf []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return append(buf, '-')
+	}
+	t = t.UTC()
+	if y := t.Year(); y < 0 || y > 9999 {
+		return t.AppendFormat(buf, timeFmt)
+	}
+	year, month, day := t.Date()
+	hour, minute, sec := t.Clock()
+	two := func(buf []byte, n int) []byte { return append(buf, byte('0'+n/10), byte('0'+n%10)) }
+	buf = two(two(buf, year/100), year%100)
+	buf = two(append(buf, '-'), int(month))
+	buf = two(append(buf, '-'), day)
+	buf = two(append(buf, 'T'), hour)
+	buf = two(append(buf, ':'), minute)
+	buf = two(append(buf, ':'), sec)
+	return append(buf, 'Z')
 }
 
 func orDash(s string) string {
@@ -280,35 +323,85 @@ func (l *jsonList) end() error {
 }
 
 // listPaceEvery is how many listed records a listPacer lets through
-// between pauses.
+// between looks at the mail.
 const listPaceEvery = 1024
 
-// listPacer keeps a long listing to about half of one core: after every
-// listPaceEvery records it sleeps as long as it worked since its last
-// pause, because a listing inside serve shares the CPU with the milter
-// (see BENCHMARKS.md, section "Issue 10: admin commands on the live
-// service").
+// listBusyRest is how many times as long as it worked a listing rests
+// while mail flows: it then takes at most a tenth of one core. Serve and
+// the MTA need the CPU more than the operator needs the listing at once
+// (BENCHMARKS.md, "Issue 10: admin commands on the live service").
+var listBusyRest = 9
+
+// listPacer makes a long walk over the key records yield to mail: after
+// every listPaceEvery records it asks whether mail is flowing, and if so
+// sleeps listBusyRest times as long as it worked since its last look;
+// when none flows it goes on at once.
 type listPacer struct {
+	mail  *mailActivity // nil: nothing to yield to (the command runs on the store itself)
+	seen  uint64        // mail.done at the last look
 	n     int
 	since time.Time
+	sleep func(ctx context.Context, d time.Duration) error // sleepCtx; tests record instead
 }
 
-func newListPacer() *listPacer { return &listPacer{since: time.Now()} }
+func newListPacer(mail *mailActivity) *listPacer {
+	p := &listPacer{mail: mail, since: time.Now(), sleep: sleepCtx}
+	if mail != nil {
+		p.seen = mail.done.Load()
+	}
+	return p
+}
 
 func (p *listPacer) tick(ctx context.Context) error {
 	p.n++
-	if p.n%listPaceEvery != 0 {
+	if p.n%listPaceEvery != 0 || p.mail == nil {
 		return nil
 	}
-	t := time.NewTimer(time.Since(p.since))
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-		return ctx.Err()
+	done := p.mail.done.Load()
+	busy := p.mail.sessions.Load() > 0 || done != p.seen
+	p.seen = done
+	if busy {
+		if err := p.sleep(ctx, time.Duration(listBusyRest)*time.Since(p.since)); err != nil {
+			return err
+		}
 	}
 	p.since = time.Now()
 	return nil
+}
+
+// sleepCtx sleeps for d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// mailActivity is the milter's events as serve reports them, counted for
+// listPacer: MTA connections open now, and messages done so far.
+type mailActivity struct {
+	milter.Events
+	sessions atomic.Int64
+	done     atomic.Uint64
+}
+
+func (a *mailActivity) SessionOpened() {
+	a.sessions.Add(1)
+	a.Events.SessionOpened()
+}
+
+func (a *mailActivity) SessionClosed() {
+	a.sessions.Add(-1)
+	a.Events.SessionClosed()
+}
+
+func (a *mailActivity) MessageDone(verdict, reason string) {
+	a.done.Add(1)
+	a.Events.MessageDone(verdict, reason)
 }
 
 type countResult struct {
@@ -326,17 +419,12 @@ func opKeysList(ctx context.Context, env *adminEnv, raw json.RawMessage, _ io.Re
 	list := &jsonList{w: bw}
 	n := 0
 	var line []byte
-	pace := newListPacer()
-	err := a.Select.each(ctx, env.store, env.store, func(rec keystore.KeyRecord) error {
+	err := a.Select.each(ctx, env, func(rec keystore.KeyRecord) error {
 		n++
-		if err := pace.tick(ctx); err != nil {
-			return err
-		}
-		v := viewKey(rec, at)
 		if a.JSON {
-			return list.add(v)
+			return list.add(viewKey(rec, at))
 		}
-		line = appendKeyLine(line[:0], v)
+		line = appendRecordLine(line[:0], rec, at)
 		_, err := bw.Write(line)
 		return err
 	})
@@ -368,7 +456,7 @@ func opKeysShow(ctx context.Context, env *adminEnv, raw json.RawMessage, _ io.Re
 	}
 	at := adminNow()
 	var views []keyView
-	err := sel.each(ctx, env.store, env.store, func(rec keystore.KeyRecord) error {
+	err := sel.each(ctx, env, func(rec keystore.KeyRecord) error {
 		reads, err := env.store.Reads(ctx, rec.ID)
 		if err != nil {
 			return err
@@ -461,7 +549,7 @@ func opKeysRevoke(ctx context.Context, env *adminEnv, raw json.RawMessage, _ io.
 	at := adminNow()
 	res := countResult{IDs: []string{}}
 	bw := bufio.NewWriter(out)
-	err := a.Select.each(ctx, env.store, env.store, func(rec keystore.KeyRecord) error {
+	err := a.Select.each(ctx, env, func(rec keystore.KeyRecord) error {
 		res.IDs = append(res.IDs, rec.ID.String())
 		if a.DryRun {
 			_, err := io.WriteString(bw, keyLine(viewKey(rec, at)))

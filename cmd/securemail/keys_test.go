@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/securemail/securemail/keystore"
+	"github.com/securemail/securemail/milter"
 )
 
 // A lost master key must never be replaced silently by a new one: the new
@@ -103,32 +106,105 @@ func TestKeyLineSameAsFormatted(t *testing.T) {
 	}
 }
 
-// TestListPacerPausesAndStops: a pacer lets listPaceEvery records through,
-// then pauses about as long as they took; a cancelled listing ends at
-// that pause instead of sleeping it out.
+// TestListPacerPausesAndStops: a pacer looks at the mail after every
+// listPaceEvery records; while MTA connections are open or messages were
+// done since its last look, it rests listBusyRest times as long as the
+// records took, otherwise not at all; without a milter (the command runs
+// on the store itself) never. A cancelled listing ends at its rest
+// instead of sleeping it out.
 func TestListPacerPausesAndStops(t *testing.T) {
 	t.Parallel()
-	p := newListPacer()
-	p.since = time.Now().Add(-50 * time.Millisecond) // 50 ms of "work"
-	start := time.Now()
-	for range listPaceEvery {
-		if err := p.tick(context.Background()); err != nil {
+	mail := &mailActivity{Events: nopEvents{}}
+	p := newListPacer(mail)
+	var rests []time.Duration
+	p.sleep = func(_ context.Context, d time.Duration) error { rests = append(rests, d); return nil }
+	chunk := func(work time.Duration) {
+		t.Helper()
+		rests = nil
+		p.since = time.Now().Add(-work)
+		for range listPaceEvery {
+			if err := p.tick(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	chunk(50 * time.Millisecond)
+	if len(rests) != 0 {
+		t.Errorf("rested %v with no mail flowing", rests)
+	}
+	mail.SessionOpened()
+	chunk(50 * time.Millisecond)
+	if want := time.Duration(listBusyRest) * 50 * time.Millisecond; len(rests) != 1 || rests[0] < want {
+		t.Errorf("rested %v with an MTA connection open after 50 ms of work, want one rest of at least %v", rests, want)
+	}
+	mail.MessageDone(milter.VerdictSealed, "")
+	mail.SessionClosed()
+	chunk(10 * time.Millisecond)
+	if len(rests) != 1 {
+		t.Errorf("rested %v after a message was done since the last look, want one rest", rests)
+	}
+	chunk(10 * time.Millisecond)
+	if len(rests) != 0 {
+		t.Errorf("rested %v once the mail stopped", rests)
+	}
+
+	offline := newListPacer(nil)
+	offline.sleep = p.sleep
+	rests = nil
+	for range 3 * listPaceEvery {
+		if err := offline.tick(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if d := time.Since(start); d < 40*time.Millisecond {
-		t.Errorf("paused %v after %d records that took 50 ms, want about 50 ms", d, listPaceEvery)
+	if len(rests) != 0 {
+		t.Errorf("rested %v without a milter", rests)
 	}
+
+	mail.SessionOpened()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	p.since = time.Now().Add(-time.Hour)
+	q := newListPacer(mail)
+	q.since = time.Now().Add(-time.Hour)
 	var err error
 	for range listPaceEvery {
-		if err = p.tick(ctx); err != nil {
+		if err = q.tick(ctx); err != nil {
 			break
 		}
 	}
 	if err == nil {
 		t.Error("a cancelled listing slept out its pause")
+	}
+}
+
+// nopEvents is milter.Events that counts nothing.
+type nopEvents struct{}
+
+func (nopEvents) MessageDone(string, string)  {}
+func (nopEvents) Sealed(time.Duration, int64) {}
+func (nopEvents) KeyCommitted(time.Duration)  {}
+func (nopEvents) SessionOpened()              {}
+func (nopEvents) SessionClosed()              {}
+
+// TestRecordLineSameAsKeyLine: the line keys list formats straight from a
+// record is keyLine of its view, for times in every zone and year.
+func TestRecordLineSameAsKeyLine(t *testing.T) {
+	at := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	var id keystore.KeyID
+	copy(id[:], "0123456789abcdef")
+	for i, tm := range []time.Time{
+		{}, at, at.Add(999 * time.Millisecond), time.Date(999, 1, 2, 3, 4, 5, 6, time.UTC), time.Date(1, 1, 1, 0, 0, 1, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-5, 3, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2026, 12, 31, 23, 30, 0, 0, time.FixedZone("x", -3600)), at.In(time.FixedZone("y", 5*3600+1800)),
+	} {
+		for _, rec := range []keystore.KeyRecord{
+			{ID: id, Created: tm, Expires: tm, Sender: "a@example.test", Recipients: []string{"b@example.org", "c@example.net"}, MessageID: "<m@x>"},
+			{ID: id, Created: tm, Revoked: at, WrappedDEK: []byte{1}},
+			{ID: id, Expires: tm, Recipients: []string{}},
+		} {
+			want := keyLine(viewKey(rec, at))
+			if got := string(appendRecordLine(nil, rec, at)); got != want {
+				t.Errorf("time %d (%v): appendRecordLine = %q, want %q", i, tm, got, want)
+			}
+		}
 	}
 }

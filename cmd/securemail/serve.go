@@ -62,12 +62,13 @@ func serve(cfg *Config, log *slog.Logger, reload *reloader, opts serveOptions) e
 		return err
 	}
 	mets := newMetrics(cfg)
-	filter, err := newFilterEvents(cfg, store, mk, log, mets.Milter())
+	mail := &mailActivity{Events: mets.Milter()}
+	filter, err := newFilterEvents(cfg, store, mk, log, mail)
 	if err != nil {
 		return err
 	}
 	reload.filter, reload.onReload = filter, mets.Reloaded
-	admin, err := startAdmin(cfg, store, mk, filter, log, reload)
+	admin, err := startAdmin(cfg, store, mk, filter, log, reload, mail)
 	if err != nil {
 		return err
 	}

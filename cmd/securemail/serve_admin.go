@@ -28,12 +28,12 @@ func refuseForeignMasterKey(cfg *Config, store keystore.Store, mk *keystore.Mast
 }
 
 // startAdmin opens the control socket of the admin commands.
-func startAdmin(cfg *Config, store keystore.Store, mk *keystore.MasterKey, filter *milter.Filter, log *slog.Logger, reload *reloader) (*adminServer, error) {
+func startAdmin(cfg *Config, store keystore.Store, mk *keystore.MasterKey, filter *milter.Filter, log *slog.Logger, reload *reloader, mail *mailActivity) (*adminServer, error) {
 	ln, err := listenAdmin(adminSocketPath(cfg))
 	if err != nil {
 		return nil, err
 	}
 	return startAdminServer(ln, adminEnv{
-		cfg: cfg, store: store, mk: mk, filter: filter, log: log, live: true, rotateMu: &sync.Mutex{}, reload: reload,
+		cfg: cfg, store: store, mk: mk, filter: filter, log: log, live: true, rotateMu: &sync.Mutex{}, reload: reload, mail: mail,
 	}), nil
 }

@@ -25,8 +25,9 @@ const listChunk = 1024
 // transaction.
 func (b *Store) EachKey(ctx context.Context, f keystore.KeyFilter, fn func(keystore.KeyRecord) error) error {
 	var after []byte
+	var chunk []keystore.KeyRecord // fn gets copies, so one array serves every chunk
+	arena := new(recordArena)      // never rewrites what it handed out, so fn may keep it
 	for {
-		var chunk []keystore.KeyRecord
 		var last []byte
 		err := b.view(ctx, "list keys", func(tx *bolt.Tx) error {
 			chunk, last = chunk[:0], nil
@@ -42,13 +43,14 @@ func (b *Store) EachKey(ctx context.Context, f keystore.KeyFilter, fn func(keyst
 					k, v = c.Next()
 				}
 			}
+			var lastK []byte
 			for n := 0; k != nil && n < listChunk; k, v = c.Next() {
 				n++
-				last = bytes.Clone(k)
+				lastK = k
 				if len(k) != len(keystore.KeyID{}) {
 					continue
 				}
-				rec, err := decodeKeyRecord(keystore.KeyID(k), v)
+				rec, err := decodeKeyRecordIn(keystore.KeyID(k), v, arena)
 				if err != nil {
 					return err
 				}
@@ -56,6 +58,7 @@ func (b *Store) EachKey(ctx context.Context, f keystore.KeyFilter, fn func(keyst
 					chunk = append(chunk, rec)
 				}
 			}
+			last = bytes.Clone(lastK) // k is valid only inside the transaction
 			return nil
 		})
 		if err != nil {

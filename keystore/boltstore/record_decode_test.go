@@ -2,6 +2,7 @@ package boltstore
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -44,16 +45,86 @@ func recordSamples(t testing.TB) [][]byte {
 func TestFastRecordDecodeTakesWhatEncodeWrites(t *testing.T) {
 	t.Parallel()
 	samples := recordSamples(t)
+	shared := new(recordArena) // as EachKey decodes a chunk
 	for i, b := range samples {
-		fast, ok := decodeBoltKeyRecordFast(b)
-		if i < 5 && !ok {
-			t.Errorf("sample %d: a record as encodeKeyRecord writes it took the slow path: %s", i, b)
+		for _, a := range []*recordArena{nil, new(recordArena), shared} {
+			fast, ok := decodeBoltKeyRecordFast(b, a)
+			if i < 5 && !ok {
+				t.Errorf("sample %d: a record as encodeKeyRecord writes it took the slow path: %s", i, b)
+			}
+			if i >= 5 && ok {
+				t.Errorf("sample %d: a record in another layout took the fast path: %s", i, b)
+			}
+			checkSameAsJSON(t, b, fast, ok)
 		}
-		if i >= 5 && ok {
-			t.Errorf("sample %d: a record in another layout took the fast path: %s", i, b)
-		}
-		checkSameAsJSON(t, b, fast, ok)
 	}
+}
+
+// TestArenaRecordsDoNotShare: records decoded into one arena keep their
+// values when another is changed or appended to, so a caller of EachKey
+// may keep and modify what it was given.
+func TestArenaRecordsDoNotShare(t *testing.T) {
+	a := new(recordArena)
+	var recs []boltKeyRecord
+	for i := range 3000 { // more than one block of each kind
+		b, err := encodeKeyRecord(keystore.KeyRecord{WrappedDEK: []byte{byte(i), 2, 3}, MasterKeyID: "mk", Sender: fmt.Sprint("s", i, "@example.test"),
+			Recipients: []string{fmt.Sprint("r", i, "@example.test"), "x@example.test"}, MessageID: fmt.Sprintf("<%d@example.test>", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, ok := decodeBoltKeyRecordFast(b, a)
+		if !ok {
+			t.Fatalf("record %d took the slow path", i)
+		}
+		recs = append(recs, r)
+	}
+	for i := range recs {
+		recs[i].WrappedDEK[1] = 99
+		recs[i].WrappedDEK = append(recs[i].WrappedDEK, 7)
+		recs[i].Recipients[1] = "changed@example.test"
+		recs[i].Recipients = append(recs[i].Recipients, "added@example.test")
+	}
+	for i, r := range recs {
+		want := boltKeyRecord{WrappedDEK: []byte{byte(i), 99, 3, 7}, MasterKeyID: "mk", Sender: fmt.Sprint("s", i, "@example.test"),
+			Recipients: []string{fmt.Sprint("r", i, "@example.test"), "changed@example.test", "added@example.test"}, MessageID: fmt.Sprintf("<%d@example.test>", i)}
+		if !reflect.DeepEqual(r, want) {
+			t.Fatalf("record %d is %+v, want %+v", i, r, want)
+		}
+	}
+}
+
+// FuzzParseUTC: parseUTC reads what it accepts as time.Time's
+// UnmarshalText does.
+func FuzzParseUTC(f *testing.F) {
+	for _, s := range []string{"2026-12-04T18:30:00Z", "2026-12-04T18:30:00.123456789Z", "2026-12-04T18:30:00.1Z", "0001-01-01T00:00:00Z",
+		"2024-02-29T00:00:00Z", "2026-02-29T00:00:00Z", "2026-04-31T00:00:00Z", "2026-12-04T24:00:00Z", "2026-12-04T18:30:60Z",
+		"2026-12-04T18:30:00.Z", "2026-12-04T18:30:00.1234567890Z", "2026-12-04T18:30:00+01:00", "2026-13-04T18:30:00Z", "9999-12-31T23:59:59.999999999Z"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := parseUTC([]byte(s))
+		if !ok {
+			return
+		}
+		var want time.Time
+		if err := want.UnmarshalText([]byte(s)); err != nil {
+			t.Fatalf("parseUTC(%q) = %v, UnmarshalText refuses it: %v", s, got, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("parseUTC(%q) = %#v, UnmarshalText %#v", s, got, want)
+		}
+	})
+}
+
+// FuzzDecodeKeyRecordArena: decoding into an arena gives what json.Unmarshal gives.
+func FuzzDecodeKeyRecordArena(f *testing.F) {
+	for _, b := range recordSamples(f) {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fast, ok := decodeBoltKeyRecordFast(b, new(recordArena))
+		checkSameAsJSON(t, b, fast, ok)
+	})
 }
 
 // FuzzDecodeKeyRecord: whatever the fast path accepts, json.Unmarshal
@@ -63,7 +134,7 @@ func FuzzDecodeKeyRecord(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fast, ok := decodeBoltKeyRecordFast(b)
+		fast, ok := decodeBoltKeyRecordFast(b, nil)
 		checkSameAsJSON(t, b, fast, ok)
 	})
 }

@@ -174,12 +174,20 @@ func encodeKeyRecord(r keystore.KeyRecord) ([]byte, error) {
 }
 
 func decodeKeyRecord(id keystore.KeyID, b []byte) (keystore.KeyRecord, error) {
-	s, ok := decodeBoltKeyRecordFast(b)
+	return decodeKeyRecordIn(id, b, nil)
+}
+
+// decodeKeyRecordIn is decodeKeyRecord with the record's strings and
+// slices in a (nil: allocated one by one).
+func decodeKeyRecordIn(id keystore.KeyID, b []byte, a *recordArena) (keystore.KeyRecord, error) {
+	s, ok := decodeBoltKeyRecordFast(b, a)
 	if !ok {
-		s = boltKeyRecord{}
-		if err := json.Unmarshal(b, &s); err != nil {
+		// Its own variable: &s would move s to the heap on every call.
+		var slow boltKeyRecord
+		if err := json.Unmarshal(b, &slow); err != nil {
 			return keystore.KeyRecord{}, fmt.Errorf("key record %s is damaged: %w", id, err)
 		}
+		s = slow
 	}
 	return keystore.KeyRecord{
 		ID: id, WrappedDEK: s.WrappedDEK, MasterKeyID: s.MasterKeyID, Sender: s.Sender,
