@@ -404,17 +404,6 @@ func urlPathEscape(s string) string {
 	return b.String()
 }
 
-func humanSize(n int64) string {
-	switch {
-	case n < 1000:
-		return strconv.FormatInt(n, 10) + " bytes"
-	case n < 1000*1000:
-		return strconv.FormatInt((n+500)/1000, 10) + " KB"
-	default:
-		return strconv.FormatFloat(float64(n)/1e6, 'f', 1, 64) + " MB"
-	}
-}
-
 // inlineImageTypes are the only types served as themselves; everything
 // else is application/octet-stream, so no browser renders it on this
 // origin.
