@@ -27,6 +27,8 @@ type view struct {
 	Field string
 
 	Msg         *Message
+	When        string   // Msg's date in words, in Zone; "" when it has none that parses
+	Zone        zoneView // the zone When is written in, and the form to change it
 	ReplyAll    bool
 	Attachments []attachmentLink
 	Sent        *sentReply
@@ -146,9 +148,19 @@ var pageSources = map[string]string{
 <dt>From</dt><dd>{{.From}}</dd>
 <dt>To</dt><dd>{{.To}}</dd>
 {{if .Cc}}<dt>Cc</dt><dd>{{.Cc}}</dd>{{end}}
-<dt>Date</dt><dd>{{.Date}}</dd>
+{{if $.When}}<dt>Date</dt><dd>{{$.When}}</dd>{{else if .Date}}<dt>Date</dt><dd>{{.Date}}</dd>{{end}}
 <dt>Subject</dt><dd>{{.Subject}}</dd>
 </dl>
+{{if $.When}}<details class="tz"><summary>Change the time zone</summary>
+<form method="post" action="/m/{{$.Token}}/timezone">
+<p class="hint">{{if $.Zone.Chosen}}This device remembers the zone you chose.{{else}}Your browser does not tell this site its time zone{{if ne $.Zone.Words "UTC"}}, so it was guessed from your language{{end}}. Choose yours, and this device remembers it.{{end}}</p>
+<label for="tz">Show times in</label>
+<select id="tz" name="tz"><option value="UTC"{{if eq $.Zone.Current "UTC"}} selected{{end}}>UTC</option>
+{{with $.Zone.Extra}}<option value="{{.Name}}" selected>{{.Label}}</option>
+{{end}}{{range $.Zone.Groups}}<optgroup label="{{.Label}}">{{range .Zones}}<option value="{{.Name}}"{{if eq .Name $.Zone.Current}} selected{{end}}>{{.Label}}</option>{{end}}</optgroup>
+{{end}}</select>
+<button class="secondary" type="submit">Show times in this zone</button>
+</form></details>{{end}}
 {{if .HTML}}<article class="html-body">{{.HTML}}</article>
 {{else if .Text}}<pre class="text-body">{{.Text}}</pre>
 {{else}}<p class="hint">This message has no text.</p>{{end}}
@@ -262,6 +274,8 @@ dl.headers dd{margin:0;min-width:0}
 pre.text-body{white-space:pre-wrap;overflow-wrap:anywhere;font-family:inherit;background:#fafbfc;padding:.75rem;border-radius:6px}
 .html-body{border:1px solid #dde1e7;padding:.75rem;border-radius:6px;overflow-x:auto}
 .html-body img{max-width:100%;height:auto}
+details.tz{margin:0 0 1rem}
+details.tz summary{cursor:pointer;padding:.6rem 0;min-height:44px;color:#1d3557;text-decoration:underline}
 ul.attachments{padding-left:1.2rem}
 ul.attachments a{overflow-wrap:anywhere;display:inline-block;padding:.6rem 0}
 @media (max-width:480px){main{margin:0;border-radius:0;padding:1rem}dl.headers{grid-template-columns:1fr}dl.headers dt{margin-top:.4rem}}

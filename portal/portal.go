@@ -29,7 +29,11 @@
 //   - Sessions live in the store; the cookie is __Host- prefixed, Secure,
 //     HttpOnly, SameSite=Lax, a browser-session cookie (no Max-Age); the
 //     store ends a session idle 30 minutes or 8 hours old. It gets a new id
-//     whenever the browser proves something.
+//     whenever the browser proves something. The one other cookie,
+//     securemail_tz (__Host- prefixed over https, HttpOnly, Lax), holds
+//     only a time-zone name the reader chose on the message page, for a
+//     year, and is set only by that choice; without it times are in the
+//     zone of an unambiguous Accept-Language region, else in UTC, said.
 //   - The portal does not decide whether mail is encrypted: every reply
 //     carries the milter's trigger and the milter decides.
 //   - Every state-changing request is a POST checked by
@@ -296,6 +300,7 @@ func (h *handler) routes() {
 	m.HandleFunc("GET /m/{token}/part/{index}", h.part)
 	m.HandleFunc("GET /m/{token}/cid/{cid}", h.part)
 	m.HandleFunc("POST /m/{token}/reply", h.reply)
+	m.HandleFunc("POST /m/{token}/timezone", h.chooseZone)
 
 	m.HandleFunc("POST /email", h.email)
 	m.HandleFunc("GET /signin", h.signinPage)

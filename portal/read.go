@@ -363,13 +363,18 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, s *keystore.Sessi
 	msg.Subject = h.withoutTag(msg.Subject)
 	h.log.Info("portal: message read", "key_id", rec.ID.String(), "reader", s.Email, "remote", h.clientIP(r))
 	v := view{Title: "Your secure message", Email: s.Email, SignedIn: true, Token: token, Msg: msg, ReplyAll: h.opts.ReplyAll}
+	loc, chosen := h.readerZone(r)
+	v.Zone = newZoneView(loc, chosen)
+	if !msg.Sent.IsZero() {
+		v.When = formatWhen(msg.Sent, loc)
+	}
 	if r.URL.Query().Get("changed") != "" {
 		v.Notice = "Your password was changed. Every other browser signed in to your account was signed out."
 	}
 	for _, a := range msg.Attachments {
 		v.Attachments = append(v.Attachments, attachmentLink{
 			URL:  prefix + "/part/" + strconv.Itoa(a.Index),
-			Name: a.Filename, Type: a.ContentType, Size: humanSize(a.Size),
+			Name: a.Filename, Type: fileKind(a.Filename, a.ContentType), Size: humanSize(a.Size),
 		})
 	}
 	h.render(w, http.StatusOK, "read", v)

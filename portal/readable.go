@@ -1,7 +1,9 @@
 package portal
 
 import (
+	"errors"
 	"net/http"
+	"net/url"
 	"path"
 	"strconv"
 	"strings"
@@ -80,6 +82,22 @@ func (h *handler) zoneCookieName() string {
 func (h *handler) setZoneCookie(w http.ResponseWriter, name string) {
 	http.SetCookie(w, &http.Cookie{Name: h.zoneCookieName(), Value: name, Path: "/",
 		MaxAge: int(zoneCookieAge / time.Second), Secure: h.secure, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+}
+
+// POST /m/{token}/timezone: the reader chooses the zone the message
+// page writes times in. It needs no session: the choice is a cookie on
+// this device and shows nothing by itself.
+func (h *handler) chooseZone(w http.ResponseWriter, r *http.Request) {
+	if !h.parseForm(w, r) {
+		return
+	}
+	name := r.PostForm.Get("tz")
+	if _, ok := loadZone(name); !ok {
+		h.fail(w, r, pageFormUnreadable(errors.New("time zone not offered")))
+		return
+	}
+	h.setZoneCookie(w, name)
+	http.Redirect(w, r, "/m/"+url.PathEscape(r.PathValue("token")), http.StatusSeeOther)
 }
 
 // loadZone loads a zone the portal knows by name (zoneChoices and

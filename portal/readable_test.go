@@ -2,6 +2,8 @@ package portal
 
 import (
 	"net/http"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 )
@@ -170,5 +172,91 @@ func TestFileKind(t *testing.T) {
 		if got := fileKind(tc.name, tc.typ); got != tc.want {
 			t.Errorf("fileKind(%q, %q) = %q, want %q", tc.name, tc.typ, got, tc.want)
 		}
+	}
+}
+
+// getWith GETs path with extra request headers.
+func (b *browser) getWith(path string, hdr map[string]string) response {
+	b.e.t.Helper()
+	req, _ := http.NewRequest("GET", b.e.srv.URL+path, nil)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	return b.do(req)
+}
+
+// The message page writes the date in words, in UTC said as such, or in
+// the zone the browser's language names, or in the one the reader chose.
+func TestReadPageDateInWords(t *testing.T) {
+	e := newTestEnv(t)
+	s := e.seal(alice, []string{bob}, plainMessage) // Date: Sun, 29 Nov 2026 10:00:00 +0000
+	b := e.browser()
+	page := b.register(s, bob)
+	u := "/m/" + b.token
+	if !strings.Contains(page.body, "<dd>Sunday 29 November 2026, 10:00 (UTC)</dd>") || strings.Contains(page.body, "+0000") {
+		t.Errorf("without a language the date is not in words in UTC:\n%s", page.body)
+	}
+	if !strings.Contains(page.body, `<option value="UTC" selected>`) || !strings.Contains(page.body, `action="`+u+`/timezone"`) {
+		t.Errorf("the zone form does not offer UTC as the current zone:\n%s", page.body)
+	}
+	for _, tc := range []struct{ lang, want string }{
+		{"de-DE,de;q=0.9,en;q=0.8", "Sunday 29 November 2026, 11:00 (Berlin time)"},
+		{"ja-JP", "Sunday 29 November 2026, 19:00 (Tokyo time)"},
+		{"en-US,en;q=0.9", "Sunday 29 November 2026, 10:00 (UTC)"},
+		// Not in the offered list: shown, and selected in the form.
+		{"ne-NP", "Sunday 29 November 2026, 15:45 (Kathmandu time)"},
+	} {
+		r := b.getWith(u, map[string]string{"Accept-Language": tc.lang})
+		if r.status != http.StatusOK || !strings.Contains(r.body, "<dd>"+tc.want+"</dd>") {
+			t.Errorf("Accept-Language %s: %d, want the date %q:\n%s", tc.lang, r.status, tc.want, r.body)
+		}
+	}
+	if r := b.getWith(u, map[string]string{"Accept-Language": "ne-NP"}); !strings.Contains(r.body, `<option value="Asia/Kathmandu" selected>Kathmandu</option>`) {
+		t.Errorf("a guessed zone outside the list is not selected in the form:\n%s", r.body)
+	}
+
+	// The reader chooses a zone; this device remembers it over the
+	// language's guess.
+	r := b.post(u+"/timezone", url.Values{"tz": {"America/New_York"}})
+	if r.status != http.StatusSeeOther || r.header.Get("Location") != u {
+		t.Fatalf("choosing a zone: %d to %q, want 303 to %s", r.status, r.header.Get("Location"), u)
+	}
+	var zc *http.Cookie
+	for _, c := range r.header.Values("Set-Cookie") {
+		if hc, err := http.ParseSetCookie(c); err == nil && hc.Name == zoneCookie {
+			zc = hc
+		}
+	}
+	if zc == nil || zc.Value != "America/New_York" || !zc.HttpOnly || zc.SameSite != http.SameSiteLaxMode || zc.MaxAge <= 0 {
+		t.Errorf("zone cookie %+v, want America/New_York, HttpOnly, Lax, remembered", zc)
+	}
+	r = b.getWith(u, map[string]string{"Accept-Language": "de-DE"})
+	if !strings.Contains(r.body, "<dd>Sunday 29 November 2026, 05:00 (New York time)</dd>") ||
+		!strings.Contains(r.body, `<option value="America/New_York" selected>`) || !strings.Contains(r.body, "remembers the zone you chose") {
+		t.Errorf("the chosen zone is not used:\n%s", r.body)
+	}
+	// A zone the portal does not offer is refused, and changes nothing.
+	for _, bad := range []string{"Mars/Base", "Local", "../../../etc/passwd", ""} {
+		r := b.post(u+"/timezone", url.Values{"tz": {bad}})
+		if r.status != http.StatusBadRequest || len(r.header.Values("Set-Cookie")) != 0 {
+			t.Errorf("zone %q: %d, cookies %q; want 400 and none", bad, r.status, r.header.Values("Set-Cookie"))
+		}
+	}
+	// A message without a Date has no date row and no zone form.
+	rich := e.seal(alice, []string{bob}, richMessage)
+	b.follow(b.open(rich))
+	r = b.get("/m/" + b.token)
+	if strings.Contains(r.body, "<dt>Date</dt>") || strings.Contains(r.body, "/timezone") {
+		t.Errorf("a message without a date shows one:\n%s", r.body)
+	}
+}
+
+// An attachment's type is in words with its size.
+func TestReadPageAttachmentTypeInWords(t *testing.T) {
+	e := newTestEnv(t)
+	s := e.seal(alice, []string{bob}, richMessage)
+	page := e.browser().register(s, bob)
+	if !strings.Contains(page.body, `plan.pdf</a> <span class="hint">PDF document, 21 bytes</span>`) || strings.Contains(page.body, "application/pdf") {
+		t.Errorf("the attachment's type is not in words:\n%s", page.body)
 	}
 }
