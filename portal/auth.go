@@ -393,8 +393,20 @@ func digitsOnly(s string) string {
 }
 
 func (h *handler) passwordView(title string, s *keystore.Session) view {
-	return view{Title: title, Email: s.Email, Token: s.Token, MinPassword: h.opts.MinPassword, MaxPassword: h.opts.MaxPassword,
+	v := view{Title: title, Email: s.Email, Token: s.Token, MinPassword: h.opts.MinPassword, MaxPassword: h.opts.MaxPassword,
 		Questions: SecurityQuestions, SignedIn: s.Stage == stageAuthenticated}
+	if v.SignedIn {
+		v.Back = messagePath(s.Token)
+	}
+	return v
+}
+
+// messagePath is the page of the message token leads to; "" for none.
+func messagePath(token string) string {
+	if token == "" {
+		return ""
+	}
+	return "/m/" + token
 }
 
 func (h *handler) registerPasswordPage(w http.ResponseWriter, r *http.Request) {
@@ -542,7 +554,7 @@ func (h *handler) resetCode(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) askedView(s *keystore.Session, acct keystore.Account) view {
-	v := view{Title: "Answer your security questions", Email: s.Email, Token: s.Token}
+	v := view{Title: "Answer your security questions", Email: s.Email, Token: s.Token, AnswerTries: h.opts.Limits.AnswersPerReset.N}
 	for i, q := range acct.Questions {
 		text := "Security question"
 		if q.Question >= 0 && q.Question < len(SecurityQuestions) {
@@ -761,15 +773,8 @@ func (h *handler) changePassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.render(w, http.StatusOK, "plain", view{Title: "Your password was changed", Email: s.Email, SignedIn: true, Token: s.Token,
-		Notice:     "Your new password works from now on. Every other browser signed in to your account was signed out, and we emailed you a note.",
-		Paragraphs: backToMessage(s.Token)})
-}
-
-func backToMessage(token string) []string {
-	if token == "" {
-		return nil
-	}
-	return []string{"To go back to your message, use the browser's back button or open the attachment again."}
+		Notice: "Your new password works from now on. Every other browser signed in to your account was signed out, and we emailed you a note.",
+		Back:   messagePath(s.Token)})
 }
 
 func (h *handler) signout(w http.ResponseWriter, r *http.Request) {

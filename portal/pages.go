@@ -20,6 +20,7 @@ type view struct {
 	MinPassword, MaxPassword int
 	Questions                []string      // the fixed list, for choosing
 	Asked                    []askedAnswer // the account's questions, for answering
+	AnswerTries              int           // sets of answers a reset allows
 	Code                     codeView
 	// Form keeps what the user typed into a form that was refused (never
 	// a password), by field name; Field names the field to fix.
@@ -33,6 +34,9 @@ type view struct {
 	Attachments []attachmentLink
 	Sent        *sentReply
 	Org         string // who a reply leaves: the domain of the message's sender
+	// Back, when set, is the message page a "Back to the message" link
+	// under the page's content leads to.
+	Back string
 
 	Brand brandView // set by render from Token (brand.go)
 }
@@ -71,6 +75,7 @@ const layout = `<!DOCTYPE html>
 {{if .Notice}}<p class="notice" role="status">{{.Notice}}</p>{{end}}
 {{range .Paragraphs}}<p>{{.}}</p>{{end}}
 {{template "content" .}}
+{{with .Back}}<p class="back"><a href="{{.}}">Back to the message</a></p>{{end}}
 {{with .Brand.Support}}<p class="support">{{.}}</p>{{end}}
 </main>
 </body></html>
@@ -116,7 +121,7 @@ var pageSources = map[string]string{
 <label for="confirm">The same password again</label>
 <input id="confirm" name="confirm" type="password" autocomplete="new-password" required{{invalid $ "confirm"}}>
 <fieldset><legend>Three security questions</legend>
-<p class="hint">If you forget your password, we ask these after emailing you a code. Answers are not case-sensitive.</p>
+<p class="hint">If you forget your password, we ask these after emailing you a code. Choose questions whose answers you will remember and others cannot look up. Answers are not case-sensitive.</p>
 {{range $i, $n := slots}}{{$q := printf "q%d" $n}}{{$a := printf "a%d" $n}}
 <label for="{{$q}}">Question {{$n}}</label>
 <select id="{{$q}}" name="{{$q}}" required{{invalid $ $q}}><option value="">Choose a question</option>{{range $qi, $text := $.Questions}}<option value="{{$qi}}"{{if eq (index $.Form $q) (print $qi)}} selected{{end}}>{{$text}}</option>{{end}}</select>
@@ -127,7 +132,13 @@ var pageSources = map[string]string{
 <button type="submit">Create my account</button>
 </form>`,
 
-	"answers": `<form method="post" action="/reset/answers">
+	"answers": `<div class="rules"><ul>
+<li>These are the questions you chose when you created your account.</li>
+<li>Answers are not case-sensitive, and extra spaces do not matter; the spelling does.</li>
+<li>After {{.AnswerTries}} wrong sets of answers this reset ends, and you ask for a new code to start again.</li>
+<li>If you no longer know the answers, tell the person who sent you the message: their administrator can remove your account, and you then create a new one with a code.</li>
+</ul></div>
+<form method="post" action="/reset/answers">
 {{range .Asked}}<label for="a{{.Index}}">{{.Question}}</label>
 <input id="a{{.Index}}" name="a{{.Index}}" autocomplete="off" required>
 {{end}}<button type="submit">Continue</button>
@@ -185,8 +196,7 @@ var pageSources = map[string]string{
 <dt>Subject</dt><dd>{{.Subject}}</dd>
 {{if .Attachments}}<dt>Attached</dt><dd>{{range $i, $a := .Attachments}}{{if $i}}, {{end}}{{$a}}{{end}}</dd>{{end}}
 </dl>
-<p>Your reply is sent encrypted if it leaves {{$.Org}}, like the message you read.</p>{{end}}
-<p><a href="/m/{{.Token}}">Back to the message</a></p>`,
+<p>Your reply is sent encrypted if it leaves {{$.Org}}, like the message you read.</p>{{end}}`,
 }
 
 var pages = func() map[string]*template.Template {
@@ -267,6 +277,7 @@ form.inline{display:inline}
 .error{background:#fde8e8;border:1px solid #c53030;padding:.75rem;border-radius:6px}
 .notice{background:#e6f4ea;border:1px solid #2f855a;padding:.75rem;border-radius:6px}
 .rules{background:#f0f4fa;padding:.25rem .75rem;border-radius:6px}
+.back a{display:inline-block;padding:.6rem 0}
 fieldset{border:1px solid #dde1e7;border-radius:6px;margin-top:1.25rem}
 dl.headers{display:grid;grid-template-columns:max-content 1fr;gap:.25rem .75rem;margin:0 0 1rem}
 dl.headers dt{font-weight:600}
