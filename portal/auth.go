@@ -290,6 +290,12 @@ func (h *handler) codeRequest(w http.ResponseWriter, r *http.Request, purpose ke
 		h.fail(w, r, pageBusy(fmt.Errorf("code request: %w", err)))
 		return
 	}
+	// A new code, if the job makes one, has all its tries: the count the
+	// code page shows starts afresh, for every address alike.
+	if err := h.opts.Store.ResetHits(ctx, codeTryKey(purpose, s.Email)); err != nil {
+		h.fail(w, r, pageStoreFailed("throttle", err))
+		return
+	}
 	s.Stage = stage
 	if err := h.updateSession(r, s); err != nil {
 		h.fail(w, r, pageStoreFailed("session", err))
@@ -352,11 +358,37 @@ func (h *handler) registerCode(w http.ResponseWriter, r *http.Request) {
 		codeView{Action: "/register/code", Resend: "/register/send-code"})
 }
 
+// codeTryKey counts the code tries of an address for a purpose since its
+// last code request.
+func codeTryKey(purpose keystore.CodePurpose, email string) string {
+	return "code-try:" + string(purpose) + ":" + strings.ToLower(email)
+}
+
 // checkCode spends one try of the session's code for purpose; right, it
 // moves the browser (under a new session id) to next.
+//
+// Tries are counted twice. The store's code keeps its own count, which
+// guards it; and a Hit per address and purpose, made afresh by every code
+// request the same way for every address, counts each try before the code
+// is looked at and refuses past codeTries. The second count is what the
+// page shows as tries left: it is the code's own count when the address
+// has a code, and the same number when it has none, so the page tells
+// nothing about accounts or codes.
 func (h *handler) checkCode(w http.ResponseWriter, r *http.Request, s *keystore.Session, purpose keystore.CodePurpose, stage, next string, cv codeView) {
-	code := digitsOnly(r.PostForm.Get("code"))
-	err := h.opts.Store.ConsumeCode(r.Context(), purpose, s.Email, CodeDigest(string(purpose), s.Email, code), h.now())
+	ctx := r.Context()
+	tries, err := h.hit(ctx, codeTryKey(purpose, s.Email), Rate{codeTries, codeLifetime})
+	if err != nil {
+		h.fail(w, r, pageStoreFailed("throttle", err))
+		return
+	}
+	left := 0
+	if tries.Allowed {
+		left = codeTries - tries.Count
+		code := digitsOnly(r.PostForm.Get("code"))
+		err = h.opts.Store.ConsumeCode(ctx, purpose, s.Email, CodeDigest(string(purpose), s.Email, code), h.now())
+	} else {
+		err = keystore.ErrTooManyAttempts
+	}
 	switch {
 	case err == nil:
 		if purpose == keystore.CodeReset {
@@ -377,9 +409,20 @@ func (h *handler) checkCode(w http.ResponseWriter, r *http.Request, s *keystore.
 		h.fail(w, r, pageStoreFailed("code", err))
 		return
 	}
-	const msg = "That code does not work. Check that it is from the newest email we sent and type its 8 digits again. If it still does not work, it may be older than 10 minutes or used up: choose \"Send a new code\"."
-	h.log.Info("portal: wrong or dead code", "purpose", string(purpose), "remote", h.clientIP(r))
-	h.render(w, http.StatusUnauthorized, "code", view{Title: "Check your email", Email: s.Email, Token: s.Token, Error: msg, Code: cv})
+	h.log.Info("portal: wrong or dead code", "purpose", string(purpose), "tries_left", left, "remote", h.clientIP(r))
+	h.render(w, http.StatusUnauthorized, "code", view{Title: "Check your email", Email: s.Email, Token: s.Token, Error: wrongCodeWords(left), Code: cv})
+}
+
+// wrongCodeWords is the wrong-code page's sentence with left tries.
+func wrongCodeWords(left int) string {
+	if left <= 0 {
+		return "That code does not work, and that was the last try with it. Choose \"Send a new code\" and use the code in the new email."
+	}
+	tries := strconv.Itoa(left) + " tries"
+	if left == 1 {
+		tries = "1 try"
+	}
+	return "That code does not work. Check that it is from the newest email we sent and type its 8 digits again. You have " + tries + " left with this code. If it still does not work, it may be older than 10 minutes: choose \"Send a new code\"."
 }
 
 func digitsOnly(s string) string {

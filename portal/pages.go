@@ -106,7 +106,7 @@ var pageSources = map[string]string{
 	"code": `<form method="post" action="{{.Code.Action}}">
 <label for="code">Code from the email</label>
 <input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9 ]*" maxlength="12" required>
-<p class="hint">The code has 8 digits and works for 10 minutes.</p>
+<p class="hint">The code has 8 digits and works for 10 minutes; you have {{codeTries}} tries.</p>
 <button type="submit">Check the code</button>
 </form>
 <form method="post" action="{{.Code.Resend}}" class="after"><button class="secondary" type="submit">Send a new code</button></form>`,
@@ -201,7 +201,8 @@ var pageSources = map[string]string{
 
 var pages = func() map[string]*template.Template {
 	base := template.Must(template.New("layout").Funcs(template.FuncMap{
-		"slots": func() []int { return []int{1, 2, 3} },
+		"slots":     func() []int { return []int{1, 2, 3} },
+		"codeTries": func() int { return codeTries },
 		// invalid marks the field a refused form must fix and ties it to
 		// the error above the form, for screen readers.
 		"invalid": func(v view, field string) template.HTMLAttr {
