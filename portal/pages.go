@@ -68,7 +68,7 @@ const layout = `<!DOCTYPE html>
 <link rel="stylesheet" href="/static/portal.css">
 {{with .Brand.ID}}<link rel="stylesheet" href="/static/brand/{{.}}/style.css">
 {{end}}</head><body>
-<header class="bar">{{if .Brand.ID}}<span class="brand">{{if .Brand.Logo}}<img src="/static/brand/{{.Brand.ID}}/logo" alt="{{if .Brand.Org}}{{.Brand.Org}} logo{{else}}Sender's logo{{end}}">{{end}}{{if .Brand.Org}}{{.Brand.Org}} · {{end}}Secure messages</span>{{else}}<span class="brand">Secure messages</span>{{end}}{{if .SignedIn}}<form method="post" action="/signout" class="inline"><span class="who">{{.Email}}</span> <a href="/account/password">Change password</a> <button class="link" type="submit">Sign out</button></form>{{end}}</header>
+<header class="bar">{{if .Brand.ID}}<span class="brand">{{if .Brand.Logo}}<img src="/static/brand/{{.Brand.ID}}/logo" alt="{{if .Brand.Org}}{{.Brand.Org}} logo{{else}}Sender's logo{{end}}">{{end}}<span class="name">{{if .Brand.Org}}{{.Brand.Org}} · {{end}}Secure messages</span></span>{{else}}<span class="brand"><span class="name">Secure messages</span></span>{{end}}{{if .SignedIn}}<span class="who"><span class="vh">Signed in as </span>{{.Email}}</span> <a href="/account/password">Change password</a> <form method="post" action="/signout"><button class="link" type="submit">Sign out</button></form>{{end}}</header>
 <main>
 <h1>{{.Title}}</h1>
 {{if .Error}}<p class="error" role="alert" id="form-error">{{.Error}}</p>{{end}}
@@ -256,11 +256,14 @@ func serveCSS(w http.ResponseWriter, r *http.Request) {
 
 const portalCSS = `*{box-sizing:border-box}
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2330;background:#f5f6f8;line-height:1.5;font-size:16px}
-.bar{display:flex;flex-wrap:wrap;gap:.5rem;justify-content:space-between;align-items:center;padding:.75rem 1rem;background:#1d3557;color:#fff}
+.bar{display:flex;gap:.75rem;align-items:center;padding:.25rem 1rem;background:#1d3557;color:#fff;white-space:nowrap}
 .bar a,.bar .link{color:#fff}
-.bar a,.bar button.link{display:inline-block;padding:.6rem .25rem;min-height:44px}
-.brand{font-weight:600}
-.who{overflow-wrap:anywhere}
+.bar a,.bar button.link{display:inline-flex;align-items:center;padding:0 .3rem;min-height:44px}
+.bar a,.bar form{flex:none}
+.brand{display:flex;align-items:center;gap:.6rem;font-weight:600;min-width:0;min-height:44px;margin-right:auto}
+.brand .name,.who{overflow:hidden;text-overflow:ellipsis;min-width:0}
+.who{flex-shrink:100}
+.vh{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%);white-space:nowrap}
 main{max-width:46rem;margin:1.5rem auto;padding:1.25rem;background:#fff;border-radius:8px;overflow-wrap:anywhere}
 h1{font-size:1.5rem;margin-top:0}
 h2{font-size:1.15rem;margin-top:2rem}
@@ -271,7 +274,6 @@ input[type=checkbox]{width:auto;min-height:0}
 button{font:inherit;margin-top:1rem;min-height:44px;padding:.6rem 1.2rem;border:0;border-radius:6px;background:#1d3557;color:#fff;cursor:pointer}
 button.secondary{background:#e7ebf1;color:#1d3557}
 button.link{background:none;border:0;margin:0;padding:0 .25rem;min-height:0;text-decoration:underline;cursor:pointer}
-form.inline{display:inline}
 .choices form{border-top:1px solid #dde1e7;margin-top:1.25rem;padding-top:.25rem}
 .after{margin-top:.5rem}
 .hint{color:#4a5262;font-size:.9rem}
@@ -290,5 +292,5 @@ details.tz{margin:0 0 1rem}
 details.tz summary{cursor:pointer;padding:.6rem 0;min-height:44px;color:#1d3557;text-decoration:underline}
 ul.attachments{padding-left:1.2rem}
 ul.attachments a{overflow-wrap:anywhere;display:inline-block;padding:.6rem 0}
-@media (max-width:480px){main{margin:0;border-radius:0;padding:1rem}dl.headers{grid-template-columns:1fr}dl.headers dt{margin-top:.4rem}}
+@media (max-width:480px){.bar{font-size:.875rem;gap:.25rem;padding:.25rem .5rem}.bar a,.bar button.link{font-size:.8125rem;padding:0 .25rem}.bar .who{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%)}main{margin:0;border-radius:0;padding:1rem}dl.headers{grid-template-columns:1fr}dl.headers dt{margin-top:.4rem}}
 `
