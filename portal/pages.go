@@ -280,7 +280,7 @@ button.link{background:none;border:0;margin:0;padding:0 .25rem;min-height:0;text
 .error{background:#fde8e8;border:1px solid #c53030;padding:.75rem;border-radius:6px}
 .notice{background:#e6f4ea;border:1px solid #2f855a;padding:.75rem;border-radius:6px}
 .rules{background:#f0f4fa;padding:.25rem .75rem;border-radius:6px}
-.back a{display:inline-block;padding:.6rem 0}
+.back a{display:inline-block;padding:.6rem 0;min-height:44px}
 fieldset{border:1px solid #dde1e7;border-radius:6px;margin-top:1.25rem}
 dl.headers{display:grid;grid-template-columns:max-content 1fr;gap:.25rem .75rem;margin:0 0 1rem}
 dl.headers dt{font-weight:600}
@@ -291,6 +291,6 @@ pre.text-body{white-space:pre-wrap;overflow-wrap:anywhere;font-family:inherit;ba
 details.tz{margin:0 0 1rem}
 details.tz summary{cursor:pointer;padding:.6rem 0;min-height:44px;color:#1d3557;text-decoration:underline}
 ul.attachments{padding-left:1.2rem}
-ul.attachments a{overflow-wrap:anywhere;display:inline-block;padding:.6rem 0}
+ul.attachments a{overflow-wrap:anywhere;display:inline-block;padding:.6rem 0;min-height:44px}
 @media (max-width:480px){.bar{font-size:.875rem;gap:.25rem;padding:.25rem .5rem}.bar a,.bar button.link{font-size:.8125rem;padding:0 .25rem}.bar .who{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%)}main{margin:0;border-radius:0;padding:1rem}dl.headers{grid-template-columns:1fr}dl.headers dt{margin-top:.4rem}}
 `
