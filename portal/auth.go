@@ -750,7 +750,7 @@ func (h *handler) setPassword(w http.ResponseWriter, r *http.Request, s *keystor
 	}
 	h.log.Info("portal: password "+how, "other_sessions_ended", n-1, "remote", h.clientIP(r))
 	err = h.sendNotice(ctx, s.Email, "The password of your secure messages account was changed",
-		"The password of your account for secure messages at\n"+h.opts.PortalURL+"/\nwas "+map[string]string{"reset": "reset", "change": "changed"}[how]+" at "+h.now().UTC().Format("2 January 2006 15:04 MST")+". Every other browser signed in to the account was signed out.\n\nIf this was you, there is nothing to do. If it was not, reset your password now from the sign-in page and tell the person who sends you secure messages.\n")
+		"The password of your account for secure messages at\n"+h.opts.PortalURL+"/\nwas "+map[string]string{"reset": "reset", "change": "changed"}[how]+" on "+formatWhen(h.now(), time.UTC)+". Every other browser signed in to the account was signed out.\n\nIf this was you, there is nothing to do. If it was not, reset your password now from the sign-in page and tell the person who sends you secure messages.\n")
 	if err != nil {
 		h.log.Error("portal: could not send the password-change notice", "err", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // backLink is the link a page shows under its content to the message.
@@ -33,6 +34,10 @@ func TestBackToTheMessage(t *testing.T) {
 		if tc.r.status != tc.want || strings.Count(tc.r.body, link) != 1 {
 			t.Errorf("%s: %d, want %d with one %s:\n%s", tc.name, tc.r.status, tc.want, link, tc.r.body)
 		}
+	}
+	// The notice mailed about the change writes its moment the same way.
+	if want := "was changed on " + formatWhen(e.clock.Now(), time.UTC) + "."; !strings.Contains(string(e.sink.last(t, bob).Data), want) {
+		t.Errorf("the password notice lacks %q:\n%s", want, e.sink.last(t, bob).Data)
 	}
 	// A reset, before signing in, has no message to go back to yet.
 	r := e.browser()
