@@ -19,7 +19,8 @@
 //     the answer is 503 "busy" at once. docs/security.md lists every limit.
 //   - Answers do not depend on whether an address has an account: a code
 //     request answers at once and its mail goes out from a queue, and every
-//     failed code gets the same page.
+//     failed code gets the same page, with a count of tries left that is
+//     kept per address and purpose the same way for every address.
 //   - Only an account whose address is one of the key record's envelope
 //     recipients can read, and only an address proved by a code mailed to it
 //     can get an account. No page says whether an account exists or who the
