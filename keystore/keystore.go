@@ -35,7 +35,7 @@ import (
 
 // Errors with the package prefix, for errors.Is.
 var (
-	ErrNotFound  = errors.New("keystore: key not found")
+	ErrNotFound  = errors.New("keystore: not found")
 	ErrKeyExists = errors.New("keystore: a different key record exists under this id")
 	ErrExpired   = errors.New("keystore: key expired")
 	ErrRevoked   = errors.New("keystore: key revoked")

@@ -372,7 +372,7 @@ func TestAdminAgainstLiveServe(t *testing.T) {
 			}
 		case c.After(afterBackup):
 			after++
-			if err == nil || !strings.Contains(errOut, "key not found") {
+			if err == nil || !strings.Contains(errOut, "not found") {
 				t.Errorf("message sealed after the backup: %v %s", err, errOut)
 			}
 		}

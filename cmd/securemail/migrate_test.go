@@ -5,6 +5,12 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +29,9 @@ import (
 // by the command, after a first attempt that stopped part way, and then
 // once more: every message opens from PostgreSQL, every account's password
 // verifies as at sign-in, every session is found, and nothing is doubled.
+// Then the portal runs on the PostgreSQL store, and over HTTP the
+// recipient signs in with the account made before the migration and reads
+// a message sealed before it.
 func TestMigrateToPostgres(t *testing.T) {
 	const n = 10000
 	ctx := context.Background()
@@ -95,6 +104,17 @@ func TestMigrateToPostgres(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The recipient of the sealed messages has an account too, with the
+	// argon2id hash the portal wrote at registration.
+	recipient := storetest.Account(rtRcpt)
+	phc, err := hasher.Hash(ctx, portal.NormalizePassword(migratePassword))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recipient.PasswordHash = phc
+	if err := bolt.CreateAccount(ctx, recipient); err != nil {
+		t.Fatal(err)
+	}
 	if err := bolt.Close(); err != nil { // serve is stopped before a migration
 		t.Fatal(err)
 	}
@@ -119,7 +139,7 @@ func TestMigrateToPostgres(t *testing.T) {
 			t.Fatalf("run %d: %v", run+1, err)
 		}
 		t.Logf("migrate run %d took %v: %s", run+1, time.Since(began).Round(time.Millisecond), strings.SplitN(out.String(), "\n", 2)[0])
-		want := fmt.Sprintf("%d key records, %d accounts, 0 codes, %d sessions", n+len(msgs), n, n)
+		want := fmt.Sprintf("%d key records, %d accounts, 0 codes, %d sessions", n+len(msgs), n+1, n)
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("run %d said %q, want it to say %q", run+1, out.String(), want)
 		}
@@ -130,7 +150,7 @@ func TestMigrateToPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pg.Close()
-	for table, want := range map[string]int{"keys": n + len(msgs), "accounts": n, "sessions": n} {
+	for table, want := range map[string]int{"keys": n + len(msgs), "accounts": n + 1, "sessions": n} {
 		var got int
 		if err := pg.Pool().QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&got); err != nil || got != want {
 			t.Fatalf("%s: %d rows (%v), want %d", table, got, err, want)
@@ -170,6 +190,9 @@ func TestMigrateToPostgres(t *testing.T) {
 	signedIn := 0
 	err = pg.EachAccount(ctx, func(a keystore.Account) error {
 		var i int
+		if a.Email == rtRcpt {
+			return nil // signs in over HTTP below
+		}
 		if _, err := fmt.Sscanf(a.Email, "reader%d@external.test", &i); err != nil {
 			return err
 		}
@@ -187,7 +210,86 @@ func TestMigrateToPostgres(t *testing.T) {
 	if err != nil || signedIn != n {
 		t.Fatalf("%d of %d accounts sign in from PostgreSQL: %v", signedIn, n, err)
 	}
+	pg.Close()
 
+	migrateReadOverHTTP(t, filepath.Dir(cfgPath), dsn, msgs[3].sealed, "MIGRATE-3")
+}
+
+const migratePassword = "migrated horse battery staple"
+
+// migrateReadOverHTTP starts the portal as serve does on the migrated
+// PostgreSQL store (its configuration names backend postgres and the DSN)
+// and walks a browser over real HTTP: the sealed message's form posted to
+// /open, the address, a wrong password refused, the right one accepted,
+// and the read page showing marker.
+func migrateReadOverHTTP(t *testing.T, dir, dsn string, sealed []byte, marker string) {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(nil)
+	defer srv.Close()
+	cfgPath := filepath.Join(dir, "securemail-postgres.yaml")
+	cfgText := fmt.Sprintf(`data_dir: %[1]s/data
+log:
+  level: warn
+portal:
+  url: http://%[2]s
+  argon2:
+    time: 1
+    memory: 1MiB
+    threads: 1
+policy:
+  internal_domains: [example.test]
+  max_message_size: 20MiB
+  subject_tag: %[3]q
+keystore:
+  master_key_file: %[1]s/master.key
+  backend: postgres
+  postgres:
+    dsn: %[4]q
+`, dir, srv.Listener.Addr(), rtTag, dsn)
+	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	mk, store, err := openKeys(cfg, log, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if _, ok := store.(*pgstore.Store); !ok {
+		t.Fatalf("the portal's store is a %T, want PostgreSQL's", store)
+	}
+	web, err := newPortal(cfg, store, mk, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer web.Close()
+	srv.Config.Handler = web
+	srv.Start()
+
+	sealedPath := filepath.Join(dir, "migrated.sealed.eml")
+	if err := os.WriteFile(sealedPath, sealed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	form := prssWriteForm(t, sealedPath, filepath.Join(dir, "migrated.form"), prssMessage{})
+	c := newPrssClient(t, srv.URL)
+	token := c.open(form)
+	if r := c.get("/m/" + token); r.status != http.StatusOK || !strings.Contains(r.body, `action="/email"`) {
+		t.Fatalf("GET /m/{token} before sign-in: status %d, want 200 with the address form\n%.2000s", r.status, r.body)
+	}
+	c.see(c.post("/email", url.Values{"email": {rtRcpt}, "token": {token}}), "POST /email", "/signin")
+	if r := c.post("/signin", url.Values{"password": {"not the " + migratePassword}}); r.status != http.StatusUnauthorized {
+		t.Fatalf("POST /signin with a wrong password: status %d, want 401\n%.2000s", r.status, r.body)
+	}
+	c.see(c.post("/signin", url.Values{"password": {migratePassword}}), "POST /signin", "/m/"+token)
+	r := c.get("/m/" + token)
+	if r.status != http.StatusOK || !strings.Contains(r.body, marker) {
+		t.Fatalf("GET /m/{token} signed in: status %d, want 200 with %q\n%.3000s", r.status, marker, r.body)
+	}
+	t.Logf("over HTTP on PostgreSQL: %s signed in with the account made on bbolt and read a message sealed before the migration", rtRcpt)
 }
 
 func TestMigrateRefusesWhileServeHoldsTheFile(t *testing.T) {

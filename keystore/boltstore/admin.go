@@ -81,7 +81,7 @@ func (b *Store) modifyKey(ctx context.Context, op string, id keystore.KeyID, cha
 		keys := tx.Bucket(keysBucket)
 		v := keys.Get(id[:])
 		if v == nil {
-			return keystore.ErrNotFound
+			return keystore.KeyNotFound(id)
 		}
 		rec, err := decodeKeyRecord(id, v)
 		if err != nil {
@@ -292,7 +292,7 @@ func (b *Store) DeleteAccount(ctx context.Context, email string) (int, error) {
 	err := b.update(ctx, "delete account", func(tx *bolt.Tx) error {
 		accts := tx.Bucket(accountsBucket)
 		if accts.Get([]byte(email)) == nil {
-			return keystore.ErrNotFound
+			return keystore.AccountNotFound(email)
 		}
 		if err := accts.Delete([]byte(email)); err != nil {
 			return err
@@ -322,7 +322,7 @@ func (b *Store) RequirePasswordReset(ctx context.Context, email string) (int, er
 		accts := tx.Bucket(accountsBucket)
 		v := accts.Get([]byte(email))
 		if v == nil {
-			return keystore.ErrNotFound
+			return keystore.AccountNotFound(email)
 		}
 		a, err := decodeAccount(email, v)
 		if err != nil {

@@ -168,7 +168,7 @@ func (b *Store) Account(ctx context.Context, email string) (keystore.Account, er
 	err := b.view(ctx, "read account", func(tx *bolt.Tx) error {
 		v := get(tx, accountsBucket, []byte(email))
 		if v == nil {
-			return keystore.ErrNotFound
+			return keystore.AccountNotFound(email)
 		}
 		var err error
 		a, err = decodeAccount(email, v)
@@ -186,7 +186,7 @@ func (b *Store) SetPassword(ctx context.Context, email, passwordHash string, at 
 		accts := tx.Bucket(accountsBucket)
 		v := accts.Get([]byte(email))
 		if v == nil {
-			return keystore.ErrNotFound
+			return keystore.AccountNotFound(email)
 		}
 		a, err := decodeAccount(email, v)
 		if err != nil {
@@ -254,7 +254,7 @@ func (b *Store) ConsumeCode(ctx context.Context, purpose keystore.CodePurpose, e
 		codes := tx.Bucket(codesBucket)
 		v := codes.Get(k)
 		if v == nil {
-			return keystore.ErrNotFound // nothing changed: roll back, no fsync
+			return keystore.CodeNotFound(purpose, email) // nothing changed: roll back, no fsync
 		}
 		var c boltCode
 		if err := json.Unmarshal(v, &c); err != nil {
@@ -318,11 +318,11 @@ func (b *Store) Session(ctx context.Context, digest []byte) (keystore.Session, e
 	var s keystore.Session
 	err := b.view(ctx, "read session", func(tx *bolt.Tx) error {
 		if len(digest) == 0 {
-			return keystore.ErrNotFound
+			return keystore.SessionNotFound(digest)
 		}
 		v := get(tx, sessionsBucket, digest)
 		if v == nil {
-			return keystore.ErrNotFound
+			return keystore.SessionNotFound(digest)
 		}
 		var err error
 		s, err = decodeSession(digest, v)

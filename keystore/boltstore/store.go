@@ -285,11 +285,11 @@ func (b *Store) Key(ctx context.Context, id keystore.KeyID) (keystore.KeyRecord,
 	err := b.db.View(func(tx *bolt.Tx) error {
 		keys := tx.Bucket(keysBucket)
 		if keys == nil {
-			return keystore.ErrNotFound
+			return keystore.KeyNotFound(id)
 		}
 		v := keys.Get(id[:])
 		if v == nil {
-			return keystore.ErrNotFound
+			return keystore.KeyNotFound(id)
 		}
 		var err error
 		rec, err = decodeKeyRecord(id, v)
@@ -309,7 +309,7 @@ func (b *Store) RevokeKey(ctx context.Context, id keystore.KeyID, at time.Time) 
 		keys := tx.Bucket(keysBucket)
 		v := keys.Get(id[:])
 		if v == nil {
-			return keystore.ErrNotFound
+			return keystore.KeyNotFound(id)
 		}
 		rec, err := decodeKeyRecord(id, v)
 		if err != nil {

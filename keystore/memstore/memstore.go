@@ -106,7 +106,7 @@ func (s *Store) Key(ctx context.Context, id keystore.KeyID) (keystore.KeyRecord,
 	defer s.mu.Unlock()
 	rec, ok := s.keys[id]
 	if !ok {
-		return keystore.KeyRecord{}, keystore.NotFound("key record " + id.String())
+		return keystore.KeyRecord{}, keystore.KeyNotFound(id)
 	}
 	return cloneRecord(rec), nil
 }
@@ -158,7 +158,7 @@ func (s *Store) modifyKey(ctx context.Context, op string, id keystore.KeyID, cha
 	defer s.mu.Unlock()
 	rec, ok := s.keys[id]
 	if !ok {
-		return false, keystore.NotFound("key record " + id.String())
+		return false, keystore.KeyNotFound(id)
 	}
 	rec = cloneRecord(rec)
 	if !change(&rec) {
@@ -200,7 +200,7 @@ func (s *Store) Account(ctx context.Context, email string) (keystore.Account, er
 	defer s.mu.Unlock()
 	a, ok := s.accounts[strings.ToLower(email)]
 	if !ok {
-		return keystore.Account{}, keystore.NotFound("account")
+		return keystore.Account{}, keystore.AccountNotFound(email)
 	}
 	return cloneAccount(a), nil
 }
@@ -213,7 +213,7 @@ func (s *Store) SetPassword(ctx context.Context, email, passwordHash string, at 
 	email = strings.ToLower(email)
 	a, ok := s.accounts[email]
 	if !ok {
-		return keystore.NotFound("account")
+		return keystore.AccountNotFound(email)
 	}
 	a.PasswordHash, a.PasswordSet = passwordHash, keystore.UTC(at)
 	s.accounts[email] = a
@@ -244,7 +244,7 @@ func (s *Store) ConsumeCode(ctx context.Context, purpose keystore.CodePurpose, e
 	c, ok := s.codes[k]
 	switch {
 	case !ok:
-		return keystore.NotFound("code")
+		return keystore.CodeNotFound(purpose, email)
 	case !now.Before(c.Expires):
 		delete(s.codes, k)
 		return keystore.ErrExpired
@@ -281,7 +281,7 @@ func (s *Store) Session(ctx context.Context, digest []byte) (keystore.Session, e
 	defer s.mu.Unlock()
 	ss, ok := s.sessions[string(digest)]
 	if !ok || len(digest) == 0 {
-		return keystore.Session{}, keystore.NotFound("session")
+		return keystore.Session{}, keystore.SessionNotFound(digest)
 	}
 	ss.Digest = bytes.Clone(ss.Digest)
 	return ss, nil
@@ -603,7 +603,7 @@ func (s *Store) DeleteAccount(ctx context.Context, email string) (int, error) {
 	}
 	defer s.mu.Unlock()
 	if _, ok := s.accounts[email]; !ok {
-		return 0, keystore.NotFound("account")
+		return 0, keystore.AccountNotFound(email)
 	}
 	delete(s.accounts, email)
 	for _, p := range []keystore.CodePurpose{keystore.CodeRegister, keystore.CodeReset} {
@@ -621,7 +621,7 @@ func (s *Store) RequirePasswordReset(ctx context.Context, email string) (int, er
 	defer s.mu.Unlock()
 	a, ok := s.accounts[email]
 	if !ok {
-		return 0, keystore.NotFound("account")
+		return 0, keystore.AccountNotFound(email)
 	}
 	a.PasswordHash = ""
 	s.accounts[email] = a

@@ -68,7 +68,7 @@ func (s *Store) DeleteAccount(ctx context.Context, email string) (int, error) {
 		return err
 	})
 	if errors.Is(err, errNone) {
-		return 0, keystore.NotFound("account")
+		return 0, keystore.AccountNotFound(email)
 	}
 	if err != nil {
 		return 0, wrap("delete account", err)
@@ -96,7 +96,7 @@ func (s *Store) RequirePasswordReset(ctx context.Context, email string) (int, er
 		return err
 	})
 	if errors.Is(err, errNone) {
-		return 0, keystore.NotFound("account")
+		return 0, keystore.AccountNotFound(email)
 	}
 	if err != nil {
 		return 0, wrap("require password reset", err)

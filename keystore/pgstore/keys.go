@@ -71,7 +71,7 @@ func (s *Store) Key(ctx context.Context, id keystore.KeyID) (keystore.KeyRecord,
 	}
 	rec, err := scanKey(s.pool.QueryRow(ctx, "SELECT "+keyColumns+" FROM keys WHERE id = $1", id[:]))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return keystore.KeyRecord{}, keystore.NotFound("key record " + id.String())
+		return keystore.KeyRecord{}, keystore.KeyNotFound(id)
 	}
 	if err != nil {
 		return keystore.KeyRecord{}, wrap("read key", err)
@@ -95,7 +95,7 @@ func (s *Store) updateKey(ctx context.Context, op string, id keystore.KeyID, sql
 	var one int
 	err = s.pool.QueryRow(ctx, "SELECT 1 FROM keys WHERE id = $1", id[:]).Scan(&one)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return false, keystore.NotFound("key record " + id.String())
+		return false, keystore.KeyNotFound(id)
 	}
 	return false, wrap(op, err)
 }

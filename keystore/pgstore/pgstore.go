@@ -238,7 +238,8 @@ func wrap(op string, err error) error {
 	}
 	var pgErr *pgconn.PgError
 	switch {
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, keystore.ErrNotFound): // an answer, not an outage
 		return fmt.Errorf("keystore: %s: %w", op, err)
 	case errors.As(err, &pgErr) && pgErr.Code != "57014" && !strings.HasPrefix(pgErr.Code, "08") &&
 		!strings.HasPrefix(pgErr.Code, "57P") && pgErr.Code != "25006":

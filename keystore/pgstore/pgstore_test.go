@@ -223,21 +223,6 @@ func TestBehaviour(t *testing.T) {
 		}
 	})
 
-	t.Run("NotFoundNamesWhat", func(t *testing.T) {
-		s := openDB(t, srv, pgstore.Options{})
-		id := storetest.Record(1).ID
-		for what, err := range map[string]error{
-			"key record " + id.String(): func() error { _, err := s.Key(ctx, id); return err }(),
-			"account":                   func() error { _, err := s.Account(ctx, "x@y.test"); return err }(),
-			"session":                   func() error { _, err := s.Session(ctx, []byte("d")); return err }(),
-			"code":                      s.ConsumeCode(ctx, keystore.CodeRegister, "x@y.test", []byte("d"), time.Now()),
-		} {
-			if !errors.Is(err, keystore.ErrNotFound) || err.Error() != "keystore: "+what+" not found" {
-				t.Errorf("got %v, want ErrNotFound naming %q", err, what)
-			}
-		}
-	})
-
 	t.Run("BackupIsAConsistentDump", func(t *testing.T) {
 		s := openDB(t, srv, pgstore.Options{})
 		storetest.Fill(t, s, 5)

@@ -80,7 +80,7 @@ func (s *Store) Account(ctx context.Context, email string) (keystore.Account, er
 	}
 	a, err := scanAccount(s.pool.QueryRow(ctx, "SELECT "+accountColumns+" FROM accounts WHERE email = $1", strings.ToLower(email)))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return keystore.Account{}, keystore.NotFound("account")
+		return keystore.Account{}, keystore.AccountNotFound(email)
 	}
 	if err != nil {
 		return keystore.Account{}, wrap("read account", err)
@@ -98,7 +98,7 @@ func (s *Store) SetPassword(ctx context.Context, email, passwordHash string, at 
 		return wrap("set password", err)
 	}
 	if tag.RowsAffected() == 0 {
-		return keystore.NotFound("account")
+		return keystore.AccountNotFound(email)
 	}
 	return nil
 }
@@ -134,7 +134,7 @@ func (s *Store) ConsumeCode(ctx context.Context, purpose keystore.CodePurpose, e
 		err := tx.QueryRow(ctx, "SELECT digest, expires, tries_left FROM codes WHERE purpose = $1 AND email = $2 FOR UPDATE",
 			string(purpose), email).Scan(&stored, &expires, &tries)
 		if errors.Is(err, pgx.ErrNoRows) {
-			outcome = keystore.NotFound("code")
+			outcome = keystore.CodeNotFound(purpose, email)
 			return nil
 		}
 		if err != nil {
@@ -197,11 +197,11 @@ func (s *Store) Session(ctx context.Context, digest []byte) (keystore.Session, e
 		return keystore.Session{}, err
 	}
 	if len(digest) == 0 {
-		return keystore.Session{}, keystore.NotFound("session")
+		return keystore.Session{}, keystore.SessionNotFound(digest)
 	}
 	ss, err := scanSession(s.pool.QueryRow(ctx, "SELECT "+sessionColumns+" FROM sessions WHERE digest = $1", digest))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return keystore.Session{}, keystore.NotFound("session")
+		return keystore.Session{}, keystore.SessionNotFound(digest)
 	}
 	if err != nil {
 		return keystore.Session{}, wrap("read session", err)

@@ -76,7 +76,7 @@ func (s *Store) WriteChunk(ctx context.Context, upload int64, seq int, data []by
 		return err
 	})
 	if missing {
-		return fmt.Errorf("keystore: spool write: upload %d: %w", upload, keystore.ErrNotFound)
+		return keystore.NotFound(fmt.Sprintf("spool upload %d", upload))
 	}
 	return wrap("spool write", err)
 }
@@ -94,7 +94,7 @@ func (s *Store) CommitUpload(ctx context.Context, upload int64, token string, si
 			return err
 		}
 		if tag.RowsAffected() == 0 {
-			return fmt.Errorf("upload %d: %w", upload, keystore.ErrNotFound)
+			return keystore.NotFound(fmt.Sprintf("spool upload %d", upload))
 		}
 		// The same envelope again keeps its rows; its age starts again.
 		if _, err := tx.Exec(ctx, `INSERT INTO spool_envelopes (token, upload_id, size, touched_ns) VALUES ($1, $2, $3, $4)
@@ -138,7 +138,7 @@ func (s *Store) OpenSpooled(ctx context.Context, token string, notBefore time.Ti
 	var upload, touched int64
 	err := s.pool.QueryRow(ctx, "SELECT upload_id, touched_ns FROM spool_envelopes WHERE token = $1", token).Scan(&upload, &touched)
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && touched < notBefore.UnixNano()) {
-		return nil, fmt.Errorf("keystore: spooled envelope %s: %w", token, keystore.ErrNotFound)
+		return nil, keystore.SpooledNotFound(token)
 	}
 	if err != nil {
 		return nil, wrap("spool open", err)
@@ -172,7 +172,7 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 				r.eof = true // an empty envelope
 				continue
 			}
-			return 0, fmt.Errorf("keystore: spooled envelope: chunk %d: %w", r.seq, keystore.ErrNotFound)
+			return 0, keystore.NotFound(fmt.Sprintf("chunk %d of spool upload %d", r.seq, r.upload))
 		}
 		if err != nil {
 			return 0, wrap("spool read", err)

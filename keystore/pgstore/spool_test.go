@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -149,8 +150,14 @@ func TestSpool(t *testing.T) {
 		if err != nil || !bytes.Equal(got, bytes.Join(chunks, nil)) {
 			t.Fatalf("read back %d bytes (%v), want the %d written", len(got), err, 2003)
 		}
-		if _, err := hostB.OpenSpooled(ctx, "tokenAAAAAAAAAAAAAAAAA", now.Add(time.Second)); !errors.Is(err, keystore.ErrNotFound) {
+		_, err = hostB.OpenSpooled(ctx, "tokenAAAAAAAAAAAAAAAAA", now.Add(time.Second))
+		if !errors.Is(err, keystore.ErrNotFound) {
 			t.Fatalf("an envelope older than the TTL opens: %v", err)
+		}
+		// The token opens the envelope: the miss names its fingerprint.
+		if msg := err.Error(); strings.Contains(msg, "tokenAAAA") ||
+			!strings.Contains(msg, "spooled envelope "+keystore.Fingerprint([]byte("tokenAAAAAAAAAAAAAAAAA"))) {
+			t.Fatalf("not-found message %q: want the token's fingerprint, not the token", msg)
 		}
 	})
 

@@ -114,6 +114,18 @@ func RunAdmin(t *testing.T, open StoreOpener) {
 			t.Fatalf("master key use after shred: %v %v", use, err)
 		}
 	})
+	t.Run("NotFoundNamesWhat", func(t *testing.T) {
+		s := open(t)
+		id := Record(7).ID
+		err := s.ShredKey(ctx, id, base)
+		checkNotFound(t, "ShredKey", err, []string{"key record " + id.String()}, nil)
+		_, err = s.ExpireKey(ctx, id, base)
+		checkNotFound(t, "ExpireKey", err, []string{"key record " + id.String()}, nil)
+		_, err = s.DeleteAccount(ctx, "Gone@Ext.test")
+		checkNotFound(t, "DeleteAccount", err, []string{"account gone@ext.test"}, nil)
+		_, err = s.RequirePasswordReset(ctx, "gone@ext.test")
+		checkNotFound(t, "RequirePasswordReset", err, []string{"account gone@ext.test"}, nil)
+	})
 	t.Run("ExpireKey", func(t *testing.T) {
 		s := open(t)
 		rec := Record(1)

@@ -266,6 +266,26 @@ func RunPortal(t *testing.T, open PortalOpener) {
 			Created: base, LastSeen: base.Add(time.Minute), Expires: base.Add(8 * time.Hour),
 		}
 	}
+	t.Run("NotFoundNamesWhat", func(t *testing.T) {
+		s := open(t)
+		_, err := s.Account(ctx, "Nobody@Example.test")
+		checkNotFound(t, "Account", err, []string{"account nobody@example.test"}, nil)
+		err = s.SetPassword(ctx, "nobody@example.test", "$argon2id$new", base)
+		checkNotFound(t, "SetPassword", err, []string{"account nobody@example.test"}, []string{"$argon2id$new"})
+		// A code for another purpose exists: the miss still names the
+		// purpose asked for, and never the guessed code or its digest.
+		if err := s.PutCode(ctx, code(keystore.CodeReset, "nobody@example.test", "615243", 5)); err != nil {
+			t.Fatal(err)
+		}
+		err = consume(s, keystore.CodeRegister, "nobody@example.test", "615243", base)
+		checkNotFound(t, "ConsumeCode", err, []string{"register code for nobody@example.test"},
+			append(digestSecrets("615243"), "reset"))
+		// The cookie and its digest grant nothing in a log line only if
+		// they are not in it: the session is named by a fingerprint.
+		_, err = s.Session(ctx, Digest("cookie-value-4f1d"))
+		checkNotFound(t, "Session", err, []string{"session " + keystore.Fingerprint(Digest("cookie-value-4f1d"))},
+			digestSecrets("cookie-value-4f1d"))
+	})
 	t.Run("SessionPutGetDelete", func(t *testing.T) {
 		s := open(t)
 		if _, err := s.Session(ctx, Digest("none")); !errors.Is(err, keystore.ErrNotFound) {

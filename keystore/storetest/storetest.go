@@ -76,6 +76,15 @@ func Run(t *testing.T, open Opener) {
 			t.Fatalf("revoke missing: got %v, want ErrNotFound", err)
 		}
 	})
+	t.Run("NotFoundNamesTheKey", func(t *testing.T) {
+		s := open(t)
+		defer s.Close()
+		id := Record(2).ID
+		_, err := s.Key(ctx, id)
+		checkNotFound(t, "Key", err, []string{"key record " + id.String()}, nil)
+		err = s.RevokeKey(ctx, id, base)
+		checkNotFound(t, "RevokeKey", err, []string{"key record " + id.String()}, nil)
+	})
 	t.Run("CreateIsIdempotent", func(t *testing.T) {
 		s := open(t)
 		defer s.Close()
