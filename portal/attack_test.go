@@ -359,9 +359,10 @@ func TestSendCodeTimingTellsNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("timing comparison: skipped with -short")
 	}
+	// Up to three rounds of 400 requests per path, all from one client.
 	e := newTestEnv(t, func(o *Options) {
-		o.Limits.CodesPerAddress = Rate{1000, time.Hour}
-		o.Limits.CodesPerClient = Rate{1000, time.Hour}
+		o.Limits.CodesPerAddress = Rate{10000, time.Hour}
+		o.Limits.CodesPerClient = Rate{10000, time.Hour}
 	})
 	s := e.seal(alice, []string{bob, carol}, plainMessage)
 	e.browser().register(s, bob)
