@@ -139,6 +139,9 @@ func (b Brand) data(d *pageData) {
 // noticeTextFor is the notice's text part for d.
 func noticeTextFor(d pageData) string {
 	s := fmt.Sprintf(noticeText, d.From, d.PortalURL, d.PortalURL)
+	if d.Link != "" {
+		s = fmt.Sprintf(noticeTextLink, d.From, d.Link, d.LinkUntil, d.PortalURL, d.PortalURL)
+	}
 	if d.Org != "" {
 		s = "Secure message from " + d.Org + "\n\n" + s
 	}

@@ -49,7 +49,9 @@
 // The sealed message is multipart/mixed: first a multipart/alternative notice
 // (text/plain and text/html, quoted-printable UTF-8) naming the sender and the
 // portal address and telling mobile users what to do, then the page as an
-// attachment named SecureMessageATT.html.
+// attachment named SecureMessageATT.html. When the sender's service keeps a
+// copy of the envelope (Notice.Link), the notice gives the link to it and
+// explains the two ways in: the attachment, or the link from a phone.
 //
 // # Backwards compatibility
 //

@@ -38,6 +38,11 @@ type Notice struct {
 	// Boundary is the multipart boundary of the replacement body; the
 	// notice's alternative part uses "alt-" + Boundary.
 	Boundary string
+	// Link, when set, is the phone link: a URL of the reading site that
+	// leads to the same reading flow from a copy of the envelope kept on
+	// the server until LinkUntil. The notice then explains both ways in.
+	Link      string
+	LinkUntil time.Time
 	// LF writes bare LF line ends instead of CRLF, for a consumer that
 	// wants the MTA's local form (go-milter's body replacement turns CRLF
 	// into LF itself, at a cost of a pass over the whole body).
@@ -63,6 +68,8 @@ type pageData struct {
 	PortalHost string
 	Version    int
 	KeyID      string
+	Link       string // the phone link, or empty
+	LinkUntil  string
 	// The brand (Brand.data).
 	Org     string
 	Accent  template.CSS
@@ -221,13 +228,24 @@ var noticeHTMLTemplate = template.Must(template.New("notice").Parse(`<!DOCTYPE h
 <html lang="en"><head><meta charset="utf-8"></head>
 <body style="font-family:sans-serif;line-height:1.5">
 {{with .Org}}<p>Secure message from <strong>{{.}}</strong></p>
-{{end}}<p><strong>{{.From}}</strong> sent you a secure message.</p>
+{{end}}<p><strong>{{.From}}</strong> sent you a secure message.</p>{{if .Link}}
+<p>There are two ways to read it.</p>
+<p><strong>On a computer:</strong> open the attachment
+<strong>SecureMessageATT.html</strong> and click
+<strong>Click to read message</strong>.</p>
+<p><strong>On a phone or tablet, or if the attachment does not open:</strong>
+follow this link to the same reading site:<br>
+<a href="{{.Link}}">{{.Link}}</a><br>
+The link works until {{.LinkUntil}}; the attachment works for as long as the
+message can be read.</p>
+<p>Either way, you sign in, or create an account with this email address, at
+<strong>{{.PortalURL}}</strong>.</p>{{else}}
 <p>To read it, open the attachment <strong>SecureMessageATT.html</strong> and
 click <strong>Click to read message</strong>. You will sign in, or create an
 account with this email address, at <strong>{{.PortalURL}}</strong>.</p>
 <p>On a phone or tablet: if the attachment does not open, open this email on
 a computer, or save the attachment to your files and open it in your
-browser.</p>
+browser.</p>{{end}}
 <p>To check that the message is genuine, make sure the reading site's address
 starts with {{.PortalURL}}/ before you type your password.</p>
 {{with .Support}}<p>{{.}}</p>
@@ -243,6 +261,25 @@ this email address, at %s
 On a phone or tablet: if the attachment does not open, open this email
 on a computer, or save the attachment to your files and open it in
 your browser.
+
+To check that the message is genuine, make sure the reading site's
+address starts with %s/ before you type your password.
+`
+
+// noticeTextLink is the text part when the notice carries the phone link.
+const noticeTextLink = `%s sent you a secure message. There are two ways to read it.
+
+On a computer: open the attachment SecureMessageATT.html and click
+"Click to read message".
+
+On a phone or tablet, or if the attachment does not open: follow this
+link to the same reading site:
+%s
+The link works until %s; the attachment works for as long as the
+message can be read.
+
+Either way, you sign in, or create an account with this email address,
+at %s
 
 To check that the message is genuine, make sure the reading site's
 address starts with %s/ before you type your password.
@@ -267,6 +304,13 @@ func (n Notice) data() (pageData, error) {
 		PortalHost: u.Host,
 		Version:    Version,
 		KeyID:      n.KeyID.String(),
+	}
+	if n.Link != "" {
+		l, err := url.Parse(n.Link)
+		if err != nil || l.Scheme != u.Scheme || l.Host != u.Host {
+			return pageData{}, fmt.Errorf("envelope: the link %q is not on the portal %q", n.Link, n.PortalURL)
+		}
+		d.Link, d.LinkUntil = n.Link, n.LinkUntil.UTC().Format(dateLayout)
 	}
 	for s := from; s != ""; {
 		var piece string

@@ -328,6 +328,37 @@ func checkNotice(t *testing.T, body []byte, n Notice) {
 				t.Errorf("notice lacks %q", want)
 			}
 		}
+		if n.Link == "" {
+			if strings.Contains(notice, "/l/") || strings.Contains(notice, "two ways") {
+				t.Errorf("notice without a link speaks of one:\n%s", notice)
+			}
+			continue
+		}
+		for _, want := range []string{n.Link, "two ways", "On a computer", "On a phone or tablet", n.LinkUntil.UTC().Format(dateLayout)} {
+			if !strings.Contains(html.UnescapeString(notice), want) {
+				t.Errorf("notice with a link lacks %q:\n%s", want, notice)
+			}
+		}
+	}
+	if n.Link != "" && !strings.Contains(htmlNotice, `<a href="`+n.Link+`">`) {
+		t.Errorf("HTML notice does not link %s:\n%s", n.Link, htmlNotice)
+	}
+}
+
+// TestNoticeWithLink: the phone link and the two ways in, in both parts;
+// a link to another site is refused.
+func TestNoticeWithLink(t *testing.T) {
+	n := testNotice("Alice Example <alice@example.com>")
+	n.Link = testPortal + "/l/Zm9vYmFyYmF6cXV4MTIzNDU2"
+	n.LinkUntil = testDate.Add(720 * time.Hour)
+	body, _ := writeBody(t, n, []byte(goldenPayload))
+	check7bit(t, body)
+	checkNotice(t, body, n)
+	for _, link := range []string{"https://evil.example.net/l/x", "http://secure.example.com/l/x", "javascript:alert(1)", "%zz"} {
+		n.Link = link
+		if err := WriteBody(io.Discard, n, strings.NewReader("x")); err == nil {
+			t.Errorf("WriteBody with the link %q succeeded", link)
+		}
 	}
 }
 

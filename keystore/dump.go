@@ -29,6 +29,14 @@ type Item struct {
 	Throttle *Throttle  `json:"throttle,omitempty"`
 	Limit    *Limit     `json:"limit,omitempty"`
 	Read     *ReadEvent `json:"read,omitempty"`
+	Copy     *CopyItem  `json:"copy,omitempty"`
+}
+
+// CopyItem is a server copy in a dump: its description and, unless it was
+// deleted, its envelope.
+type CopyItem struct {
+	ServerCopy
+	Envelope []byte `json:"envelope,omitempty"`
 }
 
 // Exporter is a store that can list everything it holds.

@@ -7,7 +7,9 @@
 //   - A key record holds a message's data key wrapped under the master key
 //     (AES-256-GCM, the record id as additional data), the id of that master
 //     key, and metadata: sender, envelope recipients (lowercased), created,
-//     expires, revoked, message-id and size. Never a subject, never plaintext.
+//     expires, revoked, message-id and size, and until when the server
+//     keeps a copy of the envelope (CopyStore), if it does. Never a
+//     subject, never plaintext.
 //   - CreateKey is durable on return (committed and fsynced) and idempotent:
 //     creating the same record twice succeeds, creating a different record
 //     under an existing id fails with ErrKeyExists.
@@ -60,6 +62,10 @@ type KeyRecord struct {
 	Revoked     time.Time // zero while the key is live
 	MessageID   string
 	Size        int64
+	// CopyUntil, when set, says the server keeps a copy of the envelope
+	// for the link in the notice until then (CopyStore); the copy may
+	// have been deleted earlier, at revocation.
+	CopyUntil time.Time
 }
 
 // Usable reports whether the record may open its message at now.
@@ -104,6 +110,7 @@ func (r KeyRecord) normalized() KeyRecord {
 	r.Created = r.Created.UTC().Round(0)
 	r.Expires = r.Expires.UTC().Round(0)
 	r.Revoked = r.Revoked.UTC().Round(0)
+	r.CopyUntil = r.CopyUntil.UTC().Round(0)
 	return r
 }
 
@@ -112,7 +119,7 @@ func (r KeyRecord) equal(o KeyRecord) bool {
 		r.MasterKeyID == o.MasterKeyID && r.Sender == o.Sender &&
 		slices.Equal(r.Recipients, o.Recipients) && r.Created.Equal(o.Created) &&
 		r.Expires.Equal(o.Expires) && r.Revoked.Equal(o.Revoked) &&
-		r.MessageID == o.MessageID && r.Size == o.Size
+		r.MessageID == o.MessageID && r.Size == o.Size && r.CopyUntil.Equal(o.CopyUntil)
 }
 
 // KeyStore keeps key records.

@@ -18,8 +18,12 @@ var ErrSpoolFull = errors.New("keystore: portal spool full")
 //
 // An upload is begun with a reservation (checked against the quota
 // together with every other host's reservations and stored envelopes),
-// written chunk by chunk, then committed under its token, or abandoned
-// with AbortUpload (or swept when its host died half-way).
+// then committed under its token with its bytes, or abandoned with
+// AbortUpload (or swept when its host died half-way).
+//
+// The spool is a cache of what recipients posted: a store may acknowledge
+// its writes before they are durable, since losing one costs only a
+// recipient posting the attachment again.
 type SpoolStore interface {
 	// SpoolTokenKey returns the token HMAC key shared by every portal
 	// host, creating it (from newKey) on first use.
@@ -27,20 +31,29 @@ type SpoolStore interface {
 	// BeginUpload reserves bytes unless stored envelopes plus every
 	// reservation would exceed quota (ErrSpoolFull).
 	BeginUpload(ctx context.Context, reserve, quota int64, now time.Time) (upload int64, err error)
-	// WriteChunk stores chunk seq (0, 1, ...) of an upload.
-	WriteChunk(ctx context.Context, upload int64, seq int, data []byte) error
-	// CommitUpload ends the reservation and files the upload under token
-	// with age now. When token is already spooled, the upload is dropped,
-	// the existing envelope's age restarts and existed is true.
-	CommitUpload(ctx context.Context, upload int64, token string, size int64, now time.Time) (existed bool, err error)
+	// CommitUpload ends the reservation and files the size bytes read
+	// from data under token with age now, all or nothing. When token is
+	// already spooled, data is not read, the existing envelope's age
+	// restarts and existed is true. ErrNotFound when the reservation is
+	// gone (swept).
+	CommitUpload(ctx context.Context, upload int64, token string, size int64, now time.Time, data io.Reader) (existed bool, err error)
 	// AbortUpload drops an upload and its reservation.
 	AbortUpload(ctx context.Context, upload int64) error
-	// OpenSpooled streams the envelope under token, reading one chunk at
-	// a time; ErrNotFound when unknown or last touched before notBefore.
-	OpenSpooled(ctx context.Context, token string, notBefore time.Time) (io.ReadCloser, error)
+	// OpenSpooled looks up the envelope under token: ErrNotFound when
+	// unknown or last filed before notBefore. Its bytes are fetched when
+	// first read, so a caller that needs only the entry closes the
+	// reader unread; a reader that would return fewer bytes than the
+	// entry's size (the envelope removed meanwhile) fails instead.
+	OpenSpooled(ctx context.Context, token string, notBefore time.Time) (io.ReadCloser, SpoolEntry, error)
 	// RemoveSpooled deletes the envelope under token, if any.
 	RemoveSpooled(ctx context.Context, token string) error
 	// SweepSpool deletes envelopes last touched before notBefore and
 	// uploads begun before abandonedBefore, on one host at a time.
 	SweepSpool(ctx context.Context, notBefore, abandonedBefore time.Time) (int, error)
+}
+
+// SpoolEntry describes an envelope in a SpoolStore.
+type SpoolEntry struct {
+	Size    int64
+	Touched time.Time // when it was last filed, on the filing portal's clock
 }

@@ -15,6 +15,7 @@ type Store interface {
 	KeyStore
 	PortalStore
 	AdminStore
+	CopyStore
 }
 
 // NotFoundError names what a lookup did not find; errors.Is(err,

@@ -455,7 +455,7 @@ func startBenchFilter(b *testing.B, dir string, store keystore.KeyStore, sock st
 	if benchPolicy != nil {
 		benchPolicy(&pol)
 	}
-	f, err := NewFilter(Config{
+	cfg := Config{
 		Policy:      pol,
 		PortalURL:   "https://secure.example.test",
 		KeyLifetime: 90 * 24 * time.Hour,
@@ -463,7 +463,11 @@ func startBenchFilter(b *testing.B, dir string, store keystore.KeyStore, sock st
 		Store:       store,
 		MasterKey:   mk,
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})),
-	})
+	}
+	if benchConfig != nil {
+		benchConfig(&cfg)
+	}
+	f, err := NewFilter(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

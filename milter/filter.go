@@ -23,7 +23,11 @@
 //	  timeout)                                         451 4.3.0
 //
 // A triggered message is answered only after its key record is committed;
-// a triggered message never leaves in plaintext.
+// a triggered message never leaves in plaintext. With Config.LinkFallback
+// the envelope's server copy is stored first, behind a random 128-bit link
+// token that the notice carries (the store keeps only its digest); a copy
+// that cannot be stored refuses the message with 451 4.3.0 like a key that
+// cannot be committed.
 //
 // # What the MTA must send
 //
@@ -100,6 +104,15 @@ type Config struct {
 	PortalURL string
 	// KeyLifetime is how long a sealed message stays readable.
 	KeyLifetime time.Duration
+	// LinkFallback keeps a copy of every sealed envelope in Copies for
+	// LinkRetention (never past the key's expiry) and puts a link to it
+	// in the notice, for recipients whose phone cannot post the
+	// attachment's form. The copy is stored before the key is committed;
+	// when it cannot be, the message is refused with 451 4.3.0 like any
+	// other store failure.
+	LinkFallback  bool
+	LinkRetention time.Duration
+	Copies        keystore.CopyStore
 	// SpoolDir receives envelopes larger than SpoolMemory while in flight.
 	SpoolDir    string
 	SpoolMemory int
@@ -150,6 +163,9 @@ func NewFilter(cfg Config) (*Filter, error) {
 	}
 	if cfg.SpoolDir == "" {
 		return nil, errors.New("milter: spool directory is required")
+	}
+	if cfg.LinkFallback && (cfg.Copies == nil || cfg.LinkRetention <= 0) {
+		return nil, errors.New("milter: the link fallback needs a copy store and a positive retention")
 	}
 	if cfg.SpoolMemory <= 0 {
 		cfg.SpoolMemory = 256 << 10
@@ -355,25 +371,36 @@ func (f *Filter) endMessage() {
 
 // commitKey stores rec durably within the keystore timeout.
 func (f *Filter) commitKey(rec keystore.KeyRecord) error {
-	ctx, cancel := context.WithTimeout(context.Background(), f.cfg.KeystoreTimeout)
-	defer cancel()
 	start := time.Now()
 	defer func() { f.cfg.Events.KeyCommitted(time.Since(start)) }()
+	return f.storeCall("key commit", func(ctx context.Context) error { return f.cfg.Store.CreateKey(ctx, rec) })
+}
+
+// putCopy stores the server copy of an envelope within the keystore
+// timeout.
+func (f *Filter) putCopy(c keystore.ServerCopy, env io.Reader) error {
+	return f.storeCall("server copy", func(ctx context.Context) error { return f.cfg.Copies.PutCopy(ctx, c, env) })
+}
+
+// storeCall runs one store write within the keystore timeout.
+func (f *Filter) storeCall(what string, call func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), f.cfg.KeystoreTimeout)
+	defer cancel()
 	done := make(chan error, 1)
 	go func() {
 		// This goroutine is outside the session's guard: a panicking store
 		// must still end as an error, not take the daemon down.
 		defer func() {
 			if v := recover(); v != nil {
-				done <- fmt.Errorf("key store panicked: %v", v)
+				done <- fmt.Errorf("%s: store panicked: %v", what, v)
 			}
 		}()
-		done <- f.cfg.Store.CreateKey(ctx, rec)
+		done <- call(ctx)
 	}()
 	select {
 	case err := <-done:
 		return err
 	case <-ctx.Done():
-		return fmt.Errorf("key commit: %w", ctx.Err())
+		return fmt.Errorf("%s: %w", what, ctx.Err())
 	}
 }

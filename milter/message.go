@@ -3,6 +3,7 @@ package milter
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -252,6 +253,19 @@ func (m *message) finish(ed editor, lf bool) error {
 		MessageID:   m.headerText("Message-ID"),
 		Size:        m.bodySize,
 	}
+	brand := m.pol.brandFor(m.sender)
+	portalURL := brand.PortalURL
+	if portalURL == "" {
+		portalURL = m.f.cfg.PortalURL
+	}
+	var link string
+	if m.f.cfg.LinkFallback {
+		// The copy is stored before the key, so a committed key that says
+		// it has a copy always had one.
+		if link, err = m.storeCopy(&rec, portalURL); err != nil {
+			return fmt.Errorf("store server copy: %w", err)
+		}
+	}
 	if err := m.f.commitKey(rec); err != nil {
 		return fmt.Errorf("commit key: %w", err)
 	}
@@ -267,12 +281,9 @@ func (m *message) finish(ed editor, lf bool) error {
 		return err
 	}
 	fromText, _ := decodeHeader(m.headerText("From"))
-	brand := m.pol.brandFor(m.sender)
-	portalURL := brand.PortalURL
-	if portalURL == "" {
-		portalURL = m.f.cfg.PortalURL
-	}
 	notice := envelope.Notice{
+		Link:      link,
+		LinkUntil: rec.CopyUntil,
 		From:      fromText,
 		Sender:    m.sender,
 		Date:      now,
@@ -291,6 +302,34 @@ func (m *message) finish(ed editor, lf bool) error {
 	}
 	m.f.cfg.Events.Sealed(time.Since(s.start), m.bodySize)
 	return nil
+}
+
+// linkTokenBytes is the randomness of a phone link: 128 bits, like a
+// session id, and unrelated to the key id, which the attachment shows.
+const linkTokenBytes = 16
+
+// storeCopy stores the envelope as the server copy behind a new link,
+// sets rec.CopyUntil and returns the link.
+func (m *message) storeCopy(rec *keystore.KeyRecord, portalURL string) (string, error) {
+	var raw [linkTokenBytes]byte
+	if _, err := io.ReadFull(m.f.cfg.Rand, raw[:]); err != nil {
+		return "", fmt.Errorf("link token: %w", err)
+	}
+	token := base64.RawURLEncoding.EncodeToString(raw[:])
+	until := rec.Created.Add(m.f.cfg.LinkRetention)
+	if until.After(rec.Expires) {
+		until = rec.Expires
+	}
+	env, err := m.seal.spool.Reader()
+	if err != nil {
+		return "", err
+	}
+	c := keystore.ServerCopy{KeyID: rec.ID, LinkDigest: keystore.LinkDigest(token), Created: rec.Created, Until: until, Size: m.seal.spool.size}
+	if err := m.f.putCopy(c, env); err != nil {
+		return "", err
+	}
+	rec.CopyUntil = until
+	return strings.TrimSuffix(portalURL, "/") + "/l/" + token, nil
 }
 
 func (m *message) boundary() (string, error) {

@@ -304,6 +304,7 @@ func newTestEnv(t testing.TB, opts ...envOption) *testEnv {
 type sealed struct {
 	form envelope.Form
 	raw  []byte // the original message
+	out  []byte // the sealed message's body: notice and attachment
 }
 
 // seal seals msg from sender to rcpts exactly as the milter would.
@@ -314,6 +315,7 @@ func (e *testEnv) seal(sender string, rcpts []string, msg string) sealed {
 	if err := e.filter.SealMessage(bytes.NewReader(raw), &out, sender, rcpts); err != nil {
 		e.t.Fatal(err)
 	}
+	body := bytes.Clone(out.Bytes())
 	page, err := envelope.FindPage(&out)
 	if err != nil {
 		e.t.Fatal(err)
@@ -322,7 +324,7 @@ func (e *testEnv) seal(sender string, rcpts []string, msg string) sealed {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return sealed{form: form, raw: raw}
+	return sealed{form: form, raw: raw, out: body}
 }
 
 // browser is one cookie jar against the portal, not following redirects,

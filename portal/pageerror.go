@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/securemail/securemail/keystore"
 )
 
 // pageError is a request the portal answers with a page in words instead
@@ -131,6 +133,53 @@ func pageTooManyOpened(retry time.Duration) *pageError {
 	return &pageError{status: http.StatusTooManyRequests, title: "Too many messages opened",
 		cause: errors.New("upload budget of this client spent"), retryAfter: retrySeconds(retry),
 		words: []string{"Your browser has sent this server a great many messages in a short time. Please wait " + humanDuration(retry) + " and open the attachment again."}}
+}
+
+// pageTooManyLinks is pageTooManyOpened for a phone link: one budget.
+func pageTooManyLinks(retry time.Duration) *pageError {
+	return &pageError{status: http.StatusTooManyRequests, title: "Too many messages opened",
+		cause: errors.New("upload budget of this client spent (phone link)"), retryAfter: retrySeconds(retry),
+		words: []string{"Your browser has opened a great many messages on this server in a short time. Please wait " + humanDuration(retry) + " and follow the link again."}}
+}
+
+func pageUnknownLink(cause error) *pageError {
+	return &pageError{status: http.StatusNotFound, title: "This link does not work", cause: cause,
+		words: []string{
+			"This site knows no message under this link. Check that you opened the whole link from the email; some apps cut long links.",
+			"You can also read the message from the email's attachment: open SecureMessageATT.html and choose \"Click to read message\".",
+		}}
+}
+
+// pageLinkEnded explains a link whose copy is gone while the message can
+// still be read from the attachment.
+func pageLinkEnded(c keystore.ServerCopy, cause error) *pageError {
+	when := "for a limited time"
+	if c.Deleted.IsZero() || !c.Deleted.Before(c.Until) {
+		when = "until " + c.Until.UTC().Format(linkDateLayout)
+	}
+	return &pageError{status: http.StatusGone, title: "This link has ended", cause: cause,
+		words: []string{
+			"The link opened a copy of your message that this site kept " + when + " for reading on a phone. That copy has been deleted.",
+			"Your message can still be read: open the attachment SecureMessageATT.html in the email, on a computer if your phone cannot open it, and choose \"Click to read message\".",
+		}}
+}
+
+// pageLinkRevoked and pageLinkExpired are pageRevoked and pageExpired for
+// a link: its copy went with the key.
+func pageLinkRevoked(cause error) *pageError {
+	return &pageError{status: http.StatusGone, title: "The sender withdrew this secure message", cause: cause,
+		words: []string{
+			"This message can no longer be opened, because it was withdrawn. The copy that this link opened has been deleted from this site, and the attachment in the email cannot be opened either.",
+			"If you still need the message, please ask the sender.",
+		}}
+}
+
+func pageLinkExpired(cause error) *pageError {
+	return &pageError{status: http.StatusGone, title: "This secure message has expired", cause: cause,
+		words: []string{
+			"Secure messages can be read for a limited time, and this one can no longer be opened. The copy that this link opened has been deleted from this site, and nobody can read the message now, here or anywhere else.",
+			"If you still need it, please ask the sender to send it again.",
+		}}
 }
 
 func pageMessageTooLarge(cause error) *pageError {

@@ -12,6 +12,10 @@
 //     a sign-in page. The same envelope posted again reuses its spool file;
 //     the spool holds at most SpoolMax bytes (503 past it); slow and
 //     parallel uploads are cut off (UploadGuard).
+//   - GET /l/{link}, the notice's phone link, does what /open does from the
+//     server copy of the envelope (Options.Copies) and leads to the same
+//     /m/{token}. The link is a random 128-bit token, not the key id; a
+//     withdrawn, expired or ended link is a page that says which.
 //   - Every limit (Limits) is one keystore Hit, a check-and-count in one
 //     atomic step before the work it guards, so a burst of requests gets
 //     no more than the same requests one after another. Password checks
@@ -35,8 +39,12 @@
 //     only a time-zone name the reader chose on the message page, for a
 //     year, and is set only by that choice; without it times are in the
 //     zone of an unambiguous Accept-Language region, else in UTC, said.
-//   - The portal does not decide whether mail is encrypted: every reply
-//     carries the milter's trigger and the milter decides.
+//   - The portal does not decide whether mail is encrypted: every reply and
+//     read notice carries the milter's trigger and the milter decides.
+//   - With Options.ReadNotice, the first read of a message by each
+//     recipient mails its sender a short notice (who, when, the key id and
+//     the subject; never content): one Hit with limit 1 per key and reader,
+//     so simultaneous reads on any number of hosts send one.
 //   - Every state-changing request is a POST checked by
 //     http.CrossOriginProtection, except /open.
 //   - Every page carries a Content-Security-Policy without any script source,
@@ -76,11 +84,18 @@ type Options struct {
 	// SpoolDir holds uploaded envelopes (ciphertext only) for SpoolTTL
 	// (default 24 h).
 	SpoolDir string
-	// SharedSpool, when set, holds the uploaded envelopes instead of
-	// SpoolDir, in a store every portal host reaches (PostgreSQL), so a
-	// browser's next step may land on any portal host.
+	// SharedSpool, when set, holds the uploaded envelopes in a store
+	// every portal host reaches (PostgreSQL), so a browser's next step
+	// may land on any portal host; SpoolDir then holds this host's copies
+	// of them.
 	SharedSpool keystore.SpoolStore
 	SpoolTTL    time.Duration
+	// Copies, when set, serves the notice's phone links (GET /l/{link})
+	// from the envelope copies the milter keeps (portal.link_fallback).
+	Copies keystore.CopyStore
+	// ReadNotice mails a message's sender, through Mailer, the first
+	// time each recipient reads it (portal.read_notice).
+	ReadNotice bool
 	// SpoolMax bounds the spool's size, uploads in progress included
 	// (default 2 GiB); past it /open answers 503 with a page in words.
 	SpoolMax int64
@@ -241,7 +256,7 @@ func New(opts Options) (*Handler, error) {
 	switch {
 	case opts.SharedSpool != nil:
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		shared, err := newSharedSpool(ctx, opts.SharedSpool, opts.SpoolTTL, maxUpload(opts.MaxMessageSize), opts.SpoolMax)
+		shared, err := newSharedSpool(ctx, opts.SharedSpool, opts.SpoolDir, opts.SpoolTTL, maxUpload(opts.MaxMessageSize), opts.SpoolMax)
 		cancel()
 		if err != nil {
 			h.mail.close()
@@ -297,6 +312,7 @@ func (h *handler) routes() {
 	m.HandleFunc("GET /static/portal.css", serveCSS)
 	m.HandleFunc("GET /static/brand/{id}/{file}", h.brandAsset)
 	m.HandleFunc("POST /open", h.open)
+	m.HandleFunc("GET /l/{link}", h.link)
 	m.HandleFunc("GET /m/{token}", h.message)
 	m.HandleFunc("GET /m/{token}/part/{index}", h.part)
 	m.HandleFunc("GET /m/{token}/cid/{cid}", h.part)

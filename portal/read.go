@@ -354,7 +354,8 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, s *keystore.Sessi
 		h.fail(w, r, pageCannotShow(fmt.Errorf("message of key %s does not parse: %w", rec.ID, err)))
 		return
 	}
-	if err := h.opts.Store.RecordRead(ctx, keystore.ReadEvent{KeyID: rec.ID, Reader: s.Email, At: h.now(), Remote: h.clientIP(r)}); err != nil {
+	at := h.now()
+	if err := h.opts.Store.RecordRead(ctx, keystore.ReadEvent{KeyID: rec.ID, Reader: s.Email, At: at, Remote: h.clientIP(r)}); err != nil {
 		// The audit trail is part of the promise to the sender: no
 		// record, no read.
 		h.fail(w, r, pageStoreFailed("record read", err))
@@ -362,6 +363,7 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, s *keystore.Sessi
 	}
 	msg.Subject = h.withoutTag(msg.Subject)
 	h.log.Info("portal: message read", "key_id", rec.ID.String(), "reader", s.Email, "remote", h.clientIP(r))
+	h.noteRead(ctx, rec, s.Email, msg.Subject, at)
 	v := view{Title: "Your secure message", Email: s.Email, SignedIn: true, Token: token, Msg: msg, ReplyAll: h.opts.ReplyAll}
 	loc, chosen := h.readerZone(r)
 	v.Zone = newZoneView(loc, chosen)

@@ -2,14 +2,12 @@ package portal
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/securemail/securemail/keystore"
@@ -42,20 +40,42 @@ func (s *spool) get(_ context.Context, token string, now time.Time) (io.ReadClos
 func (s *spool) drop(_ context.Context, token string)                   { s.remove(token) }
 func (s *spool) sweepOld(_ context.Context, now time.Time) (int, error) { return s.sweep(now) }
 
-// sharedChunk is the size of one stored chunk: what an upload holds in
-// memory at a time, and one row of the store.
-const sharedChunk = 256 << 10
-
-// sharedSpool keeps envelopes in a keystore.SpoolStore (PostgreSQL).
+// sharedSpool keeps envelopes in a keystore.SpoolStore (PostgreSQL), which
+// every portal host reaches and which alone says whether an envelope is
+// spooled and how old it is, and keeps a copy of each envelope this host
+// received or read in a local folder, so its bytes cross the network once
+// per host instead of at every read:
+//
+//   - put writes the upload to the folder first (its token is known only
+//     at the end), then commits it to the store from there in one
+//     transaction, or only restarts its age when the store has it;
+//   - get asks the store for the entry (one small query) and reads the
+//     local copy when it has the entry's size; otherwise (the envelope was
+//     posted through another host, or the copy was cut short) it copies
+//     the envelope from the store, in one streaming query, and reads that;
+//   - drop and the sweep remove both; a local copy is swept by its file
+//     time, which get moves up to the store's when another host posted
+//     the envelope again, so a copy lives as long as the entry.
+//
+// A copy is named by its token, derived from the envelope's content, so
+// it can never be of another envelope than the store's entry.
 type sharedSpool struct {
 	st    keystore.SpoolStore
+	dir   string // this host's copies
 	ttl   time.Duration
 	max   int64
 	quota int64
 	key   []byte
+	mu    sync.Mutex // serialises filing copies in dir
 }
 
-func newSharedSpool(ctx context.Context, st keystore.SpoolStore, ttl time.Duration, max, quota int64) (*sharedSpool, error) {
+func newSharedSpool(ctx context.Context, st keystore.SpoolStore, dir string, ttl time.Duration, max, quota int64) (*sharedSpool, error) {
+	if dir == "" {
+		return nil, errors.New("portal: shared spool: a folder (SpoolDir) for this host's copies is required")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("portal: shared spool: %w", err)
+	}
 	fresh := make([]byte, 32)
 	_, _ = rand.Read(fresh)
 	key, err := st.SpoolTokenKey(ctx, fresh)
@@ -65,7 +85,7 @@ func newSharedSpool(ctx context.Context, st keystore.SpoolStore, ttl time.Durati
 	if len(key) != 32 {
 		return nil, errors.New("portal: shared spool: the stored token key is damaged")
 	}
-	return &sharedSpool{st: st, ttl: ttl, max: max, quota: quota, key: key}, nil
+	return &sharedSpool{st: st, dir: dir, ttl: ttl, max: max, quota: quota, key: key}, nil
 }
 
 func (s *sharedSpool) maxEnvelope() int64 { return s.max }
@@ -94,33 +114,27 @@ func (s *sharedSpool) put(ctx context.Context, src io.Reader, now time.Time) (st
 			_ = s.st.AbortUpload(actx, upload)
 		}
 	}()
-	sum := sha256.New()
-	dec := io.LimitReader(base64.NewDecoder(base64.StdEncoding, &spaceStripper{r: src}), s.max+1)
-	buf := make([]byte, sharedChunk)
-	var size int64
-	for seq := 0; ; seq++ {
-		n, rerr := io.ReadFull(dec, buf)
-		if rerr != nil && rerr != io.EOF && rerr != io.ErrUnexpectedEOF {
-			return "", fmt.Errorf("portal: envelope is not base64: %w", rerr)
-		}
-		size += int64(n)
-		if size > s.max {
-			return "", errSpoolTooLarge
-		}
-		if n > 0 {
-			sum.Write(buf[:n])
-			if err := s.st.WriteChunk(ctx, upload, seq, buf[:n]); err != nil {
-				return "", err
-			}
-		}
-		if rerr != nil {
-			break
-		}
+	tmp, token, n, err := receive(s.dir, s.key, s.max, src)
+	if err != nil {
+		return "", err
 	}
-	mac := hmac.New(sha256.New, s.key)
-	mac.Write(sum.Sum(nil))
-	token := base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:16])
-	if _, err := s.st.CommitUpload(ctx, upload, token, size, now); err != nil {
+	s.mu.Lock()
+	existed, _, err := fileUpload(s.dir, tmp, token, n, now)
+	s.mu.Unlock()
+	if err != nil {
+		return "", err
+	}
+	f, err := os.Open(spoolPath(s.dir, token))
+	if err != nil {
+		return "", err
+	}
+	_, err = s.st.CommitUpload(ctx, upload, token, n, now, f)
+	f.Close()
+	if err != nil {
+		if !existed {
+			// The store has not got it: no copy of it here either.
+			s.removeCopy(token)
+		}
 		return "", err
 	}
 	committed = true
@@ -131,17 +145,78 @@ func (s *sharedSpool) get(ctx context.Context, token string, now time.Time) (io.
 	if !validToken(token) {
 		return nil, os.ErrNotExist
 	}
-	rc, err := s.st.OpenSpooled(ctx, token, now.Add(-s.ttl))
+	rc, ent, err := s.st.OpenSpooled(ctx, token, now.Add(-s.ttl))
 	if errors.Is(err, keystore.ErrNotFound) {
 		return nil, os.ErrNotExist
 	}
-	return rc, err
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close() // unread when the copy here serves
+	path := spoolPath(s.dir, token)
+	if f, err := os.Open(path); err == nil {
+		if st, err := f.Stat(); err == nil && st.Size() == ent.Size {
+			if st.ModTime().Before(ent.Touched) {
+				// Posted again through another host: keep the copy as
+				// long as the entry.
+				_ = os.Chtimes(path, ent.Touched, ent.Touched)
+			}
+			return f, nil
+		}
+		f.Close()
+	}
+	return s.fetch(token, rc, ent)
+}
+
+// fetch copies the envelope read from rc into this host's folder and
+// returns the copy, at its start.
+func (s *sharedSpool) fetch(token string, rc io.Reader, ent keystore.SpoolEntry) (f *os.File, err error) {
+	f, err = os.CreateTemp(s.dir, "upload-*")
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	n, err := io.Copy(f, rc)
+	if errors.Is(err, keystore.ErrNotFound) && !errors.Is(err, keystore.ErrUnavailable) {
+		return nil, os.ErrNotExist // removed while read
+	}
+	if err != nil {
+		return nil, err
+	}
+	if n != ent.Size {
+		return nil, fmt.Errorf("portal: shared spool: %d bytes read of %d", n, ent.Size)
+	}
+	if err := os.Chtimes(f.Name(), ent.Touched, ent.Touched); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	err = os.Rename(f.Name(), spoolPath(s.dir, token))
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (s *sharedSpool) removeCopy(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	os.Remove(spoolPath(s.dir, token))
 }
 
 func (s *sharedSpool) drop(ctx context.Context, token string) {
 	if !validToken(token) {
 		return
 	}
+	s.removeCopy(token)
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	_ = s.st.RemoveSpooled(actx, token)
@@ -149,7 +224,11 @@ func (s *sharedSpool) drop(ctx context.Context, token string) {
 
 // sweepOld removes envelopes past the TTL (handler's clock, which
 // touched them) and uploads abandoned for an hour (real clock, which
-// began them; an upload in progress is never that old).
+// began them; an upload in progress is never that old) from the store,
+// and the same from this host's folder. It counts the store's.
 func (s *sharedSpool) sweepOld(ctx context.Context, now time.Time) (int, error) {
+	if _, err := sweepDir(s.dir, s.ttl, now); err != nil {
+		return 0, err
+	}
 	return s.st.SweepSpool(ctx, now.Add(-s.ttl), time.Now().Add(-time.Hour))
 }

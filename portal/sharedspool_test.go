@@ -4,13 +4,18 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -76,6 +81,7 @@ func newPostgresHostsOn(t testing.TB, pgOpts pgtest.Options, n int, opts ...envO
 			Store:          store,
 			MasterKey:      mk,
 			SharedSpool:    store,
+			SpoolDir:       filepath.Join(dir, fmt.Sprintf("portal-spool-%d", i)), // each host its own
 			MaxMessageSize: 20 << 20,
 			Mailer:         &SMTPMailer{Addr: sink.ln.Addr().String()},
 			From:           "securemail@example.com",
@@ -183,6 +189,123 @@ func TestSharedSpoolAnyHostServesAnyStep(t *testing.T) {
 	}
 }
 
+// TestSharedSpoolCopies: each host reads its own copy of an envelope
+// (the one it received, or one it copied from the store at its first
+// read), while the store alone says whether the envelope is spooled and
+// how old it is; a copy cut short is copied again, an envelope the store
+// lost is stored again from a host's copy when it is posted again there,
+// and a copy lives as long as the store's entry, however the hosts took
+// turns.
+func TestSharedSpoolCopies(t *testing.T) {
+	hosts, _ := newPostgresHosts(t, 2)
+	a, b := hosts[0], hosts[1]
+	store := a.portal.h.opts.Keys.(*pgstore.Store)
+	ctx := context.Background()
+	s := a.seal(alice, []string{bob}, plainMessage)
+	br := a.browser()
+	on := func(h *testEnv) *browser { br.e = h; return br }
+	if page := on(a).register(s, bob); !strings.Contains(page.body, "Quarterly") {
+		t.Fatalf("not registered on host A:\n%s", page.body)
+	}
+	token := br.token
+	copyOf := func(h *testEnv) string { return spoolPath(h.portal.h.opts.SpoolDir, token) }
+	reads := func(h *testEnv, step string) {
+		t.Helper()
+		if page := on(h).get("/m/" + token); page.status != http.StatusOK || !strings.Contains(page.body, "Quarterly") {
+			t.Fatalf("%s: read on %s: %d\n%s", step, h.srv.URL, page.status, page.body)
+		}
+	}
+	// found: the envelope is spooled (once the session has ended, the
+	// page asks for the address again).
+	found := func(h *testEnv, step string) {
+		t.Helper()
+		if page := on(h).get("/m/" + token); page.status != http.StatusOK && page.status != http.StatusSeeOther {
+			t.Fatalf("%s: %s: %d, want the envelope found\n%s", step, h.srv.URL, page.status, page.body)
+		}
+	}
+	gone := func(h *testEnv, step string) {
+		t.Helper()
+		if page := on(h).get("/m/" + token); page.status != http.StatusNotFound {
+			t.Fatalf("%s: read on %s: %d, want 404\n%s", step, h.srv.URL, page.status, page.body)
+		}
+	}
+	if _, err := os.Stat(copyOf(a)); err != nil {
+		t.Fatalf("no copy on the host that received the upload: %v", err)
+	}
+	if _, err := os.Stat(copyOf(b)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a copy on the other host before it read the envelope: %v", err)
+	}
+	reads(b, "first read on B")
+	if _, err := os.Stat(copyOf(b)); err != nil {
+		t.Fatalf("host B kept no copy of what it read from the store: %v", err)
+	}
+
+	// The store's chunks gone behind the hosts' backs: both read their
+	// copies, so neither reads the chunks again.
+	if _, err := store.Pool().Exec(ctx, "DELETE FROM spool_chunks"); err != nil {
+		t.Fatal(err)
+	}
+	reads(a, "chunks gone")
+	reads(b, "chunks gone")
+
+	// Lost by the store (a failover lost its last asynchronous commits):
+	// no host serves its copy, and posting the attachment again on A
+	// stores it again from there, for B to copy.
+	if _, err := store.Pool().Exec(ctx, "DELETE FROM spool_envelopes"); err != nil {
+		t.Fatal(err)
+	}
+	gone(a, "entry gone")
+	gone(b, "entry gone")
+	if r := on(a).open(s); r.header.Get("Location") != "/m/"+token {
+		t.Fatalf("open again on A: %d %q", r.status, r.header.Get("Location"))
+	}
+	os.Remove(copyOf(b))
+	reads(b, "stored again from A's copy")
+
+	// A copy cut short (a crash before the disk had it all) is copied
+	// again.
+	if err := os.Truncate(copyOf(a), 100); err != nil {
+		t.Fatal(err)
+	}
+	reads(a, "copy cut short")
+	if st, err := os.Stat(copyOf(a)); err != nil || st.Size() != int64(len(s.form.Envelope)) {
+		t.Fatalf("copy on A not copied again: %v, %v; want %d bytes", st, err, len(s.form.Envelope))
+	}
+
+	// Posted again on B 20 hours later: 25 hours after the first upload A
+	// still reads it, and its sweep keeps its copy; past the TTL after the
+	// second upload, the store's entry and both copies are swept.
+	a.clock.Advance(20 * time.Hour)
+	if r := on(b).open(s); r.header.Get("Location") != "/m/"+token {
+		t.Fatalf("open again on B: %d", r.status)
+	}
+	a.clock.Advance(5 * time.Hour)
+	found(a, "25 hours after the first upload, 5 after the second")
+	a.portal.h.sweep(ctx)
+	b.portal.h.sweep(ctx)
+	if _, err := os.Stat(copyOf(a)); err != nil {
+		t.Fatalf("host A swept its copy of an envelope the store still holds: %v", err)
+	}
+	a.clock.Advance(20 * time.Hour)
+	a.portal.h.sweep(ctx)
+	b.portal.h.sweep(ctx)
+	for _, h := range []*testEnv{a, b} {
+		if _, err := os.Stat(copyOf(h)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("copy on %s not swept: %v", h.srv.URL, err)
+		}
+	}
+	gone(a, "after the sweep")
+
+	// Dropped by one host (a damaged upload, say): the other does not
+	// serve its copy either.
+	if r := on(a).open(s); r.header.Get("Location") != "/m/"+token {
+		t.Fatalf("open after the sweep: %d", r.status)
+	}
+	found(b, "after opening again")
+	b.portal.h.spool.drop(ctx, token)
+	gone(a, "dropped by B")
+}
+
 // TestSharedSpoolDatabaseDown: with the database gone, an upload and a
 // read answer 503 "try again", not "damaged" nor "open it again".
 func TestSharedSpoolDatabaseDown(t *testing.T) {
@@ -208,24 +331,19 @@ func TestSharedSpoolDatabaseDown(t *testing.T) {
 
 // BenchmarkOpenRead1MiB: a signed-in recipient posts the attachment of a
 // 1 MiB message and reads it, on bbolt with the local spool and on
-// PostgreSQL (fsync on, as in production) with the shared spool.
+// PostgreSQL (fsync on, as in production) with the shared spool. The
+// same envelope is posted every time, as a recipient clicking "Click to
+// read message" again; BenchmarkOpenRead1MiBPaired posts a new one each
+// time.
 func BenchmarkOpenRead1MiB(b *testing.B) {
-	unlimited := func(o *Options) {
-		o.Uploads.PerClient = 1000
-		o.Limits.UploadsPerClient = Rate{1 << 30, time.Hour}
-	}
-	body := strings.Repeat("The quarterly figures, line after line of them.\n", (1<<20)/49)
-	msg := strings.Replace(plainMessage, "Revenue is up", body+"Revenue is up", 1)
+	msg := openReadMessage()
 	for _, backend := range []string{"bolt", "postgres"} {
 		b.Run(backend, func(b *testing.B) {
 			var e *testEnv
 			if backend == "bolt" {
-				e = newTestEnv(b, unlimited)
-				if err := os.MkdirAll(filepath.Join(e.dir, "spool"), 0o700); err != nil {
-					b.Fatal(err)
-				}
+				e = newOpenReadBoltEnv(b)
 			} else {
-				hosts, _ := newPostgresHostsOn(b, pgtest.Options{}, 1, unlimited)
+				hosts, _ := newPostgresHostsOn(b, pgtest.Options{}, 1, unlimitedUploads)
 				e = hosts[0]
 			}
 			s := e.seal(alice, []string{bob}, msg)
@@ -242,4 +360,187 @@ func BenchmarkOpenRead1MiB(b *testing.B) {
 			}
 		})
 	}
+}
+
+// pairedRoundsEnv sets BenchmarkOpenRead1MiBPaired's number of rounds.
+const pairedRoundsEnv = "SECUREMAIL_BENCH_PAIRED_ROUNDS"
+
+// BenchmarkOpenRead1MiBPaired: a signed-in recipient posts the attachment
+// of a new 1 MiB message (sealed outside the timer) and reads it, on
+// three targets set up once and measured in rounds (default 5,
+// SECUREMAIL_BENCH_PAIRED_ROUNDS), one target after the other in each
+// round, so each ratio compares runs seconds apart on a shared machine:
+//
+//   - bolt: bbolt store, local spool folder;
+//   - postgres-same-host: PostgreSQL (fsync, synchronous_commit and
+//     shared_buffers at their defaults) with the shared spool, read
+//     through the host that took the upload;
+//   - postgres-other-host: posted through host A, read through host B,
+//     which copies the envelope from the store at its first read.
+//
+// Each PostgreSQL run reports speed-vs-bolt: the bolt run's ns/op of the
+// same round divided by its own (above 1: faster than bbolt). Every run
+// reports cpu-ms/op, the processor time of this process (client, portal
+// and store client) and of the database server during the timed part,
+// which a loaded machine does not swing as it swings wall-clock time, and
+// db-cpu-ms/op, the server's part of it. Ten untimed open+reads per
+// target come first, so the database is past its first growth. The
+// envelope is dropped after each iteration, outside the timer, so the
+// spool does not grow over the rounds. The log ends with every round's
+// figures and the medians.
+func BenchmarkOpenRead1MiBPaired(b *testing.B) {
+	rounds := 5
+	if v := os.Getenv(pairedRoundsEnv); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("%s=%q: want a positive number", pairedRoundsEnv, v)
+		}
+		rounds = n
+	}
+	msg := openReadMessage()
+	boltEnv := newOpenReadBoltEnv(b)
+	hosts, srv := newPostgresHostsOn(b, pgtest.Options{Settings: map[string]string{"shared_buffers": "128MB"}}, 2, unlimitedUploads)
+	hostA, hostB := hosts[0], hosts[1]
+	targets := []struct {
+		name         string
+		upload, read *testEnv
+	}{
+		{"bolt", boltEnv, boltEnv},
+		{"postgres-same-host", hostA, hostA},
+		{"postgres-other-host", hostA, hostB},
+	}
+	browsers := map[*testEnv]*browser{}
+	for _, e := range []*testEnv{boltEnv, hostA} {
+		br := e.browser()
+		if page := br.register(e.seal(alice, []string{bob}, plainMessage), bob); !strings.Contains(page.body, "Quarterly") {
+			b.Fatalf("not signed in:\n%.500s", page.body)
+		}
+		browsers[e] = br
+	}
+	// Processor time, read around the timed part so that reading it
+	// (the server's from /proc) costs outside it.
+	procCPU := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			b.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	dbCPU := func() time.Duration {
+		d, err := srv.CPU()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return d
+	}
+	// openRead is what is timed: post s through tg.upload, read it
+	// through tg.read.
+	openRead := func(tb testing.TB, br *browser, upload, read *testEnv, s sealed) {
+		br.e = upload
+		opened := br.open(s)
+		br.e = read
+		if page := br.follow(opened); page.status != http.StatusOK || len(page.body) < 1_000_000 {
+			tb.Fatalf("read: %d, %d bytes", page.status, len(page.body))
+		}
+	}
+	// Warm-up, not measured: the database's tables past their first
+	// growth and its caches filled, as on a server that has been running.
+	for _, tg := range targets {
+		for range 10 {
+			openRead(b, browsers[tg.upload], tg.upload, tg.read, tg.upload.seal(alice, []string{bob}, msg))
+			tg.upload.portal.h.spool.drop(context.Background(), browsers[tg.upload].token)
+		}
+	}
+	type figures struct{ wall, cpu, db time.Duration }
+	perOp := make([][]figures, rounds)
+	for round := range rounds {
+		perOp[round] = make([]figures, len(targets))
+		for i, tg := range targets {
+			b.Run(tg.name, func(b *testing.B) {
+				br := browsers[tg.upload]
+				var proc, db time.Duration
+				for range b.N {
+					b.StopTimer()
+					s := tg.upload.seal(alice, []string{bob}, msg)
+					b.SetBytes(int64(len(s.form.Envelope)))
+					db0 := dbCPU()
+					proc0 := procCPU()
+					b.StartTimer()
+					openRead(b, br, tg.upload, tg.read, s)
+					b.StopTimer()
+					proc += procCPU() - proc0
+					db += dbCPU() - db0
+					tg.upload.portal.h.spool.drop(context.Background(), br.token)
+					b.StartTimer()
+				}
+				b.StopTimer()
+				n := time.Duration(b.N)
+				f := figures{wall: b.Elapsed() / n, cpu: (proc + db) / n, db: db / n}
+				b.ReportMetric(ms(f.cpu), "cpu-ms/op")
+				b.ReportMetric(ms(db/n), "db-cpu-ms/op")
+				if i > 0 && f.wall > 0 {
+					b.ReportMetric(float64(perOp[round][0].wall)/float64(f.wall), "speed-vs-bolt")
+				}
+				perOp[round][i] = f // the last call is the measured run
+			})
+		}
+	}
+	// Ratios of bolt's figure to each PostgreSQL target's, per round:
+	// wall-clock, processor time with the server's, and without it (what
+	// the portal's own machine would spend with the database elsewhere).
+	var table strings.Builder
+	fmt.Fprintf(&table, "round | bolt ms/op (cpu) | same-host ms/op (cpu, db) | other-host ms/op (cpu, db) | speed-vs-bolt same, other | by cpu same, other | by cpu without db same, other\n")
+	ratios := make([][]float64, 6)
+	for i, r := range perOp {
+		row := []float64{
+			float64(r[0].wall) / float64(r[1].wall), float64(r[0].wall) / float64(r[2].wall),
+			float64(r[0].cpu) / float64(r[1].cpu), float64(r[0].cpu) / float64(r[2].cpu),
+			float64(r[0].cpu-r[0].db) / float64(r[1].cpu-r[1].db), float64(r[0].cpu-r[0].db) / float64(r[2].cpu-r[2].db),
+		}
+		for k, x := range row {
+			ratios[k] = append(ratios[k], x)
+		}
+		fmt.Fprintf(&table, "%d | %.1f (%.1f) | %.1f (%.1f, %.1f) | %.1f (%.1f, %.1f) | %.2f, %.2f | %.2f, %.2f | %.2f, %.2f\n", i+1,
+			ms(r[0].wall), ms(r[0].cpu), ms(r[1].wall), ms(r[1].cpu), ms(r[1].db), ms(r[2].wall), ms(r[2].cpu), ms(r[2].db),
+			row[0], row[1], row[2], row[3], row[4], row[5])
+	}
+	span := func(xs []float64) string {
+		return fmt.Sprintf("%.2f [%.2f-%.2f]", medianOf(xs), slices.Min(xs), slices.Max(xs))
+	}
+	fmt.Fprintf(&table, "medians: speed-vs-bolt same host %s, other host %s; by cpu same host %s, other host %s; by cpu without db same host %s, other host %s",
+		span(ratios[0]), span(ratios[1]), span(ratios[2]), span(ratios[3]), span(ratios[4]), span(ratios[5]))
+	b.Log("\n" + table.String())
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func medianOf(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// openReadMessage is plainMessage with 1 MiB of text before its last line.
+func openReadMessage() string {
+	body := strings.Repeat("The quarterly figures, line after line of them.\n", (1<<20)/49)
+	return strings.Replace(plainMessage, "Revenue is up", body+"Revenue is up", 1)
+}
+
+// unlimitedUploads lifts the upload limits, which a benchmark's loop
+// would reach.
+func unlimitedUploads(o *Options) {
+	o.Uploads.PerClient = 1000
+	o.Limits.UploadsPerClient = Rate{1 << 30, time.Hour}
+}
+
+// newOpenReadBoltEnv is the bbolt target of the open+read benchmarks.
+func newOpenReadBoltEnv(b *testing.B) *testEnv {
+	e := newTestEnv(b, unlimitedUploads)
+	if err := os.MkdirAll(filepath.Join(e.dir, "spool"), 0o700); err != nil {
+		b.Fatal(err)
+	}
+	return e
 }

@@ -177,64 +177,93 @@ func validToken(t string) bool {
 	return true
 }
 
-func (s *spool) path(token string) string { return filepath.Join(s.dir, token+".env") }
+func (s *spool) path(token string) string { return spoolPath(s.dir, token) }
+
+// spoolPath is token's file in dir.
+func spoolPath(dir, token string) string { return filepath.Join(dir, token+".env") }
 
 // store decodes the base64 textarea content from src into the spool and
 // returns its token; an envelope already spooled keeps its file, whose
-// age starts again. Whitespace of any kind between base64 characters is
-// ignored (browsers rewrite a textarea's line ends). It fails with
-// errSpoolFull, without reading src, when the spool has no room.
+// age starts again. It fails with errSpoolFull, without reading src, when
+// the spool has no room.
 func (s *spool) store(src io.Reader, now time.Time) (string, error) {
 	if err := s.reserve(now); err != nil {
 		return "", err
 	}
 	defer s.release(s.max)
-	f, err := os.CreateTemp(s.dir, "upload-*")
+	tmp, token, n, err := receive(s.dir, s.key, s.max, src)
 	if err != nil {
 		return "", err
 	}
-	tmp := f.Name()
-	ok := false
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	existed, replaced, err := fileUpload(s.dir, tmp, token, n, now)
+	if err == nil && !existed {
+		s.stored += n - replaced
+		s.inUse += n - replaced
+	}
+	return token, err
+}
+
+// receive decodes the base64 textarea content from src into a new file in
+// dir, at most max bytes (errSpoolTooLarge past it), and returns the
+// file, the envelope's token under key and its size. Whitespace of any
+// kind between base64 characters is ignored (browsers rewrite a
+// textarea's line ends). The token is derived from the content, so the
+// same envelope always gets the same one.
+func receive(dir string, key []byte, max int64, src io.Reader) (tmp, token string, n int64, err error) {
+	f, err := os.CreateTemp(dir, "upload-*")
+	if err != nil {
+		return "", "", 0, err
+	}
 	defer func() {
-		if !ok {
+		if err != nil {
 			f.Close()
-			os.Remove(tmp)
+			os.Remove(f.Name())
 		}
 	}()
 	sum := sha256.New()
 	dec := base64.NewDecoder(base64.StdEncoding, &spaceStripper{r: src})
-	n, err := io.Copy(io.MultiWriter(f, sum), io.LimitReader(dec, s.max+1))
+	n, err = io.Copy(io.MultiWriter(f, sum), io.LimitReader(dec, max+1))
 	if err != nil {
-		return "", fmt.Errorf("portal: envelope is not base64: %w", err)
+		return "", "", 0, fmt.Errorf("portal: envelope is not base64: %w", err)
 	}
-	if n > s.max {
-		return "", errSpoolTooLarge
+	if n > max {
+		return "", "", 0, errSpoolTooLarge
 	}
-	if err := f.Close(); err != nil {
-		return "", err
+	if err = f.Close(); err != nil {
+		return "", "", 0, err
 	}
-	mac := hmac.New(sha256.New, s.key)
+	mac := hmac.New(sha256.New, key)
 	mac.Write(sum.Sum(nil))
-	token := base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:16])
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, err := os.Stat(s.path(token)); err == nil {
-		// The same envelope again: keep the file, restart its age.
-		os.Remove(tmp)
-		ok = true
-		return token, os.Chtimes(s.path(token), now, now)
+	return f.Name(), base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:16]), n, nil
+}
+
+// fileUpload renames the received file tmp, of n bytes, to token's file
+// in dir, with its time set to now (the entry's age on the handler's
+// clock). When token's file is there already with n bytes (the same
+// envelope again), tmp is removed, the file's age starts again and
+// existed is true; a file of another size (cut short by a crash) is
+// replaced, and replaced is its size. The caller serialises calls for
+// one dir.
+func fileUpload(dir, tmp, token string, n int64, now time.Time) (existed bool, replaced int64, err error) {
+	path := spoolPath(dir, token)
+	if st, err := os.Stat(path); err == nil {
+		if st.Size() == n {
+			os.Remove(tmp)
+			return true, 0, os.Chtimes(path, now, now)
+		}
+		replaced = st.Size()
 	}
-	// The file's time is the entry's age on the handler's clock.
 	if err := os.Chtimes(tmp, now, now); err != nil {
-		return "", err
+		os.Remove(tmp)
+		return false, 0, err
 	}
-	if err := os.Rename(tmp, s.path(token)); err != nil {
-		return "", err
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return false, 0, err
 	}
-	ok = true
-	s.stored += n
-	s.inUse += n
-	return token, nil
+	return false, replaced, nil
 }
 
 // open returns the spooled envelope for token, or os.ErrNotExist when it
@@ -266,12 +295,22 @@ func (s *spool) remove(token string) {
 	}
 }
 
-// sweep removes spool files older than the TTL (on the handler's clock,
-// which set their times), and uploads abandoned half-way for more than an
-// hour (on the real clock, which wrote them: an upload in progress is
-// never that old, since UploadGuard.Deadline is shorter).
+// sweep removes spool files older than the TTL and abandoned uploads
+// (sweepDir), then counts what is left.
 func (s *spool) sweep(now time.Time) (int, error) {
-	entries, err := os.ReadDir(s.dir)
+	removed, err := sweepDir(s.dir, s.ttl, now)
+	if err != nil {
+		return 0, err
+	}
+	return removed, s.recount()
+}
+
+// sweepDir removes the envelope files in dir older than ttl (on the
+// handler's clock, which set their times), and uploads abandoned half-way
+// for more than an hour (on the real clock, which wrote them: an upload
+// in progress is never that old, since UploadGuard.Deadline is shorter).
+func sweepDir(dir string, ttl time.Duration, now time.Time) (int, error) {
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return 0, err
 	}
@@ -283,13 +322,13 @@ func (s *spool) sweep(now time.Time) (int, error) {
 		}
 		age := now.Sub(info.ModTime())
 		name := e.Name()
-		if (strings.HasSuffix(name, ".env") && age > s.ttl) || (strings.HasPrefix(name, "upload-") && time.Since(info.ModTime()) > time.Hour) {
-			if os.Remove(filepath.Join(s.dir, name)) == nil {
+		if (strings.HasSuffix(name, ".env") && age > ttl) || (strings.HasPrefix(name, "upload-") && time.Since(info.ModTime()) > time.Hour) {
+			if os.Remove(filepath.Join(dir, name)) == nil {
 				removed++
 			}
 		}
 	}
-	return removed, s.recount()
+	return removed, nil
 }
 
 // spaceStripper drops ASCII whitespace, so the base64 decoder sees only

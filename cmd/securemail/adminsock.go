@@ -442,8 +442,21 @@ func runAdminLocal(ctx context.Context, cfg *Config, op string, def adminOp, arg
 		}
 	}
 	mk, err := loadMasterKeyRing(cfg, log)
+	if errors.Is(err, fs.ErrNotExist) && cfg.Keystore.Backend == backendPostgres {
+		// Never created here: a key of this host's own would seal what
+		// no other host opens.
+		return fmt.Errorf("no master key file at %s: copy it from another securemail host (all hosts share one), or start securemail serve once if this is the first host on an empty database; admin commands never create one", cfg.Keystore.MasterKeyFile)
+	}
 	if err != nil {
 		return err
+	}
+	if def.writable {
+		// The milter spools large messages there while sealing them. On
+		// PostgreSQL nothing else needs the data folder, so on a host
+		// where serve never ran it may not exist yet.
+		if err := os.MkdirAll(spoolPath(cfg), 0o700); err != nil {
+			return fmt.Errorf("data directory: %w", err)
+		}
 	}
 	store, err := openStore(cfg, def.writable)
 	if errors.Is(err, boltstore.ErrLocked) {

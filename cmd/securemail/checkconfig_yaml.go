@@ -130,6 +130,7 @@ func checkConfigValues(r *checkReport, c *Config, bad map[string]bool) {
 	if ok("portal.spool_ttl") && c.Portal.SpoolTTL <= 0 {
 		r.errorf("portal.spool_ttl", "set a Go duration such as 24h", "portal.spool_ttl is %v, not a positive duration", c.Portal.SpoolTTL)
 	}
+	checkLinkFallback(r, c, ok)
 	if ok("portal.min_password_length") && (c.Portal.MinPasswordLength < 8 || c.Portal.MinPasswordLength > 64) {
 		r.errorf("portal.min_password_length", "set a length between 8 and 64 (NIST 800-63B asks for at least 8; 12 is the default)",
 			"portal.min_password_length %d is out of range", c.Portal.MinPasswordLength)
@@ -242,4 +243,22 @@ func checkRoles(r *checkReport, c *Config, bad map[string]bool) {
 		return
 	}
 	r.infof("%s", c.roleSentence())
+}
+
+// checkLinkFallback checks portal.link_fallback and its retention, and
+// says what the server copy means when it is on.
+func checkLinkFallback(r *checkReport, c *Config, ok func(string) bool) {
+	if !c.Portal.LinkFallback || !ok("portal.link_retention") {
+		return
+	}
+	if c.Portal.LinkRetention <= 0 {
+		r.errorf("portal.link_retention", "set a Go duration such as 720h (30 days)",
+			"portal.link_retention is %v, not a positive duration, and portal.link_fallback is on", c.Portal.LinkRetention)
+		return
+	}
+	if ok("keystore.key_lifetime") && c.Keystore.KeyLifetime > 0 && c.Portal.LinkRetention > c.Keystore.KeyLifetime {
+		r.warnf("portal.link_retention", "set it to at most keystore.key_lifetime ("+c.Keystore.KeyLifetime.String()+"); a copy ends with its key anyway",
+			"portal.link_retention %v is longer than keystore.key_lifetime %v: the links end when the keys expire", c.Portal.LinkRetention, c.Keystore.KeyLifetime)
+	}
+	r.infof("portal.link_fallback is on: the server keeps each sealed envelope for %v (docs/security.md, \"The server copy\")", c.Portal.LinkRetention)
 }

@@ -38,14 +38,22 @@ type Config struct {
 	Portal struct {
 		// Enabled serves the portal on this host (roles: a submission
 		// host sets it false and exposes no web port).
-		Enabled           bool           `mapstructure:"enabled"`
-		Listen            string         `mapstructure:"listen"`
-		URL               string         `mapstructure:"url"`
-		SpoolTTL          time.Duration  `mapstructure:"spool_ttl"`
-		SpoolDir          string         `mapstructure:"spool_dir"`
-		SpoolMax          ByteSize       `mapstructure:"spool_max"`
-		RepliesPerHour    int            `mapstructure:"replies_per_hour"`
-		ReplyAll          bool           `mapstructure:"reply_all"`
+		Enabled        bool          `mapstructure:"enabled"`
+		Listen         string        `mapstructure:"listen"`
+		URL            string        `mapstructure:"url"`
+		SpoolTTL       time.Duration `mapstructure:"spool_ttl"`
+		SpoolDir       string        `mapstructure:"spool_dir"`
+		SpoolMax       ByteSize      `mapstructure:"spool_max"`
+		RepliesPerHour int           `mapstructure:"replies_per_hour"`
+		ReplyAll       bool          `mapstructure:"reply_all"`
+		// LinkFallback keeps a server copy of each sealed envelope for
+		// LinkRetention and puts a link to it in the notice, for phones
+		// that cannot post the attachment's form (the milter stores it,
+		// the portal serves it).
+		LinkFallback  bool          `mapstructure:"link_fallback"`
+		LinkRetention time.Duration `mapstructure:"link_retention"`
+		// ReadNotice mails the sender the first read of each recipient.
+		ReadNotice        bool           `mapstructure:"read_notice"`
 		MinPasswordLength int            `mapstructure:"min_password_length"`
 		TrustedProxies    []netip.Prefix `mapstructure:"trusted_proxies"`
 		Argon2            struct {
@@ -114,6 +122,9 @@ var defaults = map[string]any{
 	"portal.spool_max":              "2GiB",
 	"portal.replies_per_hour":       20,
 	"portal.reply_all":              false,
+	"portal.link_fallback":          false,
+	"portal.link_retention":         "720h",
+	"portal.read_notice":            false,
 	"portal.min_password_length":    12,
 	"portal.trusted_proxies":        []string{"127.0.0.0/8", "::1/128"},
 	"portal.argon2.time":            3,

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestConfigValidatorSameWordsEverywhere: a file with a bad value for
@@ -23,7 +24,7 @@ func TestConfigValidatorSameWordsEverywhere(t *testing.T) {
 		{"log.level", "log:\n  level: loud", `log.level "loud" is not a log level`},
 		{"milter.listen", "milter:\n  listen: tcp:1\n  socket_mode: rw", `milter.listen "tcp:1" is not a milter socket address`},
 		{"milter.socket_mode", "", `milter.socket_mode "rw" is not an octal file mode`},
-		{"portal.listen", "portal:\n  listen: 8080\n  url: secure.example.test\n  spool_ttl: -1h\n  reply_all: maybe\n  min_password_length: 4\n  trusted_proxies: [proxy]\n  argon2:\n    time: 0\n    memory: lots\n    threads: many\n    concurrency: 0",
+		{"portal.listen", "portal:\n  listen: 8080\n  url: secure.example.test\n  spool_ttl: -1h\n  reply_all: maybe\n  min_password_length: 4\n  trusted_proxies: [proxy]\n  argon2:\n    time: 0\n    memory: lots\n    threads: many\n    concurrency: 0\n  link_fallback: maybe\n  link_retention: 30d\n  read_notice: sometimes",
 			`portal.listen "8080" is not a HOST:PORT address`},
 		{"portal.url", "", `portal.url "secure.example.test" is not an http:// or https:// URL`},
 		{"portal.spool_ttl", "", "portal.spool_ttl is -1h0m0s, not a positive duration"},
@@ -34,6 +35,9 @@ func TestConfigValidatorSameWordsEverywhere(t *testing.T) {
 		{"portal.argon2.memory", "", `portal.argon2.memory = lots: "lots" is not a size`},
 		{"portal.argon2.threads", "", "portal.argon2.threads = many: many is not a whole number"},
 		{"portal.argon2.concurrency", "", "portal.argon2.concurrency is 0"},
+		{"portal.link_fallback", "", "portal.link_fallback = maybe: maybe is not a boolean"},
+		{"portal.link_retention", "", `portal.link_retention = 30d: "30d" is not a Go duration`},
+		{"portal.read_notice", "", "portal.read_notice = sometimes: sometimes is not a boolean"},
 		{"policy.trusted_networks", "policy:\n  trusted_networks: [10.0.0.0/33]\n  tls_exempt_networks: [localhost]\n  require_tls: perhaps\n  max_message_size: 20XB\n  subject_tag: \"\"\n  trigger_header: \"\"\n  internal_domains: [example.test]",
 			`policy.trusted_networks: "10.0.0.0/33" is neither an address nor a CIDR network`},
 		{"policy.tls_exempt_networks", "", `policy.tls_exempt_networks: "localhost" is neither`},
@@ -168,5 +172,37 @@ func TestTypedValuesDecodedOnce(t *testing.T) {
 		if !slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, w) }) {
 			t.Errorf("no finding %q in\n%s", w, strings.Join(got, "\n"))
 		}
+	}
+}
+
+// TestLinkFallbackConfig: the link fallback's keys reach the service, a
+// retention that is not positive is refused and one past the key lifetime
+// is a warning.
+func TestLinkFallbackConfig(t *testing.T) {
+	cfg, err := loadConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Portal.LinkFallback || cfg.Portal.ReadNotice || cfg.Portal.LinkRetention != 720*time.Hour {
+		t.Fatalf("defaults: link_fallback %v read_notice %v link_retention %v; want off, off, 720h",
+			cfg.Portal.LinkFallback, cfg.Portal.ReadNotice, cfg.Portal.LinkRetention)
+	}
+	cfg, err = loadConfig(writeConfig(t, "portal:\n  link_fallback: true\n  link_retention: 168h\n  read_notice: true\n"))
+	if err != nil || !cfg.Portal.LinkFallback || !cfg.Portal.ReadNotice || cfg.Portal.LinkRetention != 168*time.Hour {
+		t.Fatalf("loaded %+v, %v", cfg.Portal, err)
+	}
+	_, err = loadConfig(writeConfig(t, "portal:\n  link_fallback: true\n  link_retention: 0s\n"))
+	if err == nil || !strings.Contains(err.Error(), "portal.link_retention is 0s, not a positive duration") {
+		t.Fatalf("a zero retention with the fallback on: %v", err)
+	}
+	// Off, the retention is not looked at.
+	if _, err := loadConfig(writeConfig(t, "portal:\n  link_retention: 0s\n")); err != nil {
+		t.Fatalf("a zero retention with the fallback off: %v", err)
+	}
+	path := writeConfig(t, "portal:\n  link_fallback: true\n  link_retention: 3000h\n")
+	out, _ := ccRun(t, "--config", path, "--postfix-config", "none", "--sendmail-cf", "none")
+	if !strings.Contains(out, "warning: portal.link_retention 3000h0m0s is longer than keystore.key_lifetime 2160h0m0s") ||
+		!strings.Contains(out, "info: portal.link_fallback is on: the server keeps each sealed envelope for 3000h0m0s") {
+		t.Fatalf("check-config with a retention past the key lifetime:\n%s", out)
 	}
 }

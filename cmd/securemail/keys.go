@@ -120,7 +120,45 @@ type keyView struct {
 	State       string     `json:"state"`
 	MasterKeyID string     `json:"master_key_id,omitempty"`
 	Shredded    bool       `json:"shredded"`
-	Reads       []readView `json:"reads,omitempty"`
+	// ServerCopy is keys show's: the envelope kept for the phone link.
+	ServerCopy *copyView  `json:"server_copy,omitempty"`
+	Reads      []readView `json:"reads,omitempty"`
+}
+
+// copyView is a key's server copy as keys show prints it. State is "kept"
+// (the link works), "deleted" (with the time) or "missing" (the record
+// says a copy was kept, and the store has none: restored from a dump
+// without it).
+type copyView struct {
+	State   string     `json:"state"`
+	Until   time.Time  `json:"until"`
+	Size    int64      `json:"size,omitempty"`
+	Deleted *time.Time `json:"deleted,omitempty"`
+}
+
+// viewCopy looks up rec's server copy, if its record says it had one.
+func viewCopy(ctx context.Context, store keystore.CopyStore, rec keystore.KeyRecord, at time.Time) (*copyView, error) {
+	if rec.CopyUntil.IsZero() {
+		return nil, nil
+	}
+	c, err := store.CopyOf(ctx, rec.ID)
+	if errors.Is(err, keystore.ErrNotFound) {
+		return &copyView{State: "missing", Until: rec.CopyUntil}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	v := &copyView{State: "kept", Until: c.Until, Size: c.Size}
+	switch {
+	case !c.Deleted.IsZero():
+		d := c.Deleted
+		v.State, v.Deleted = "deleted", &d
+	case !c.Kept(at) || rec.Usable(at) != nil:
+		// Past its end, waiting for the sweep: the portal serves it no
+		// more.
+		v.State = "ended"
+	}
+	return v, nil
 }
 
 type readView struct {
@@ -336,6 +374,9 @@ func opKeysShow(ctx context.Context, env *adminEnv, raw json.RawMessage, _ io.Re
 			return err
 		}
 		v := viewKey(rec, at)
+		if v.ServerCopy, err = viewCopy(ctx, env.store, rec, at); err != nil {
+			return err
+		}
 		v.Reads = []readView{}
 		for _, r := range reads {
 			v.Reads = append(v.Reads, readView{Reader: r.Reader, At: r.At, Remote: r.Remote})
@@ -380,6 +421,7 @@ func opKeysShow(ctx context.Context, env *adminEnv, raw json.RawMessage, _ io.Re
 		} else {
 			fmt.Fprintf(&b, "data key    wrapped by master key %s\n", v.MasterKeyID)
 		}
+		fmt.Fprintf(&b, "server copy %s\n", copyLine(v.ServerCopy))
 		fmt.Fprintf(&b, "reads       %d\n", len(v.Reads))
 		for _, r := range v.Reads {
 			fmt.Fprintf(&b, "  %s  %s  from %s\n", fmtTime(r.At), r.Reader, orDash(r.Remote))
@@ -387,6 +429,21 @@ func opKeysShow(ctx context.Context, env *adminEnv, raw json.RawMessage, _ io.Re
 	}
 	_, err = io.WriteString(out, b.String())
 	return countResult{Count: len(views)}, err
+}
+
+// copyLine says in words whether the server keeps a copy for the link.
+func copyLine(c *copyView) string {
+	switch {
+	case c == nil:
+		return "none (sealed without the phone link)"
+	case c.State == "kept":
+		return fmt.Sprintf("kept until %s (%d bytes of ciphertext), for the link in the notice", fmtTime(c.Until), c.Size)
+	case c.State == "deleted":
+		return "deleted at " + fmtTime(*c.Deleted) + "; the link no longer opens the message"
+	case c.State == "ended":
+		return "ended " + fmtTime(c.Until) + "; the link no longer opens the message, the next sweep deletes the copy"
+	}
+	return "missing: the record says one was kept until " + fmtTime(c.Until) + ", and the store has none"
 }
 
 type revokeArgs struct {
@@ -414,6 +471,11 @@ func opKeysRevoke(ctx context.Context, env *adminEnv, raw json.RawMessage, _ io.
 			return err
 		}
 		env.log.Info("admin: key revoked, its data key deleted", "who", env.who, "key_id", rec.ID.String(), "sender", rec.Sender)
+		if !rec.CopyUntil.IsZero() {
+			// ShredKey deleted the server copy in the same transaction.
+			_, err := fmt.Fprintf(bw, "revoked %s; its server copy is deleted\n", rec.ID)
+			return err
+		}
 		_, err := fmt.Fprintf(bw, "revoked %s\n", rec.ID)
 		return err
 	})
@@ -459,6 +521,11 @@ func opKeysExpire(ctx context.Context, env *adminEnv, raw json.RawMessage, _ io.
 		}
 		if changed {
 			n++
+			// An expired key's server copy goes now, not at the next
+			// sweep.
+			if _, err := env.store.DeleteCopy(ctx, id, at); err != nil {
+				return nil, err
+			}
 		}
 	}
 	env.log.Info("admin: keys expired", "who", env.who, "created_before", a.Before.UTC().Format(timeFmt), "count", n)
@@ -475,12 +542,24 @@ func opKeysSweep(ctx context.Context, env *adminEnv, raw json.RawMessage, _ io.R
 	if err := decodeArgs(raw, &a); err != nil {
 		return nil, err
 	}
-	n, err := env.store.SweepKeys(ctx, adminNow().Add(-a.Grace))
+	now := adminNow()
+	n, err := env.store.SweepKeys(ctx, now.Add(-a.Grace))
 	if err != nil {
 		return nil, err
 	}
-	env.log.Info("admin: expired keys swept", "who", env.who, "deleted", n, "grace", a.Grace.String())
+	copies, err := env.store.SweepCopies(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+	env.log.Info("admin: expired keys swept", "who", env.who, "deleted", n, "grace", a.Grace.String(), "server_copies_deleted", copies)
 	_, err = fmt.Fprintf(out, "swept %d key(s) that expired more than %s ago\n", n, a.Grace)
+	if err == nil && copies > 0 {
+		what := "server copies"
+		if copies == 1 {
+			what = "server copy"
+		}
+		_, err = fmt.Fprintf(out, "deleted %d %s whose time or key had ended\n", copies, what)
+	}
 	return countResult{Count: n}, err
 }
 
@@ -521,7 +600,7 @@ func newKeysCommand(load func() (*Config, error)) *cobra.Command {
 	var showJSON bool
 	show := &cobra.Command{
 		Use:   "show ID | --message-id ID",
-		Short: "Show one key: sender, recipients, created, expires, revoked, and every read (who, when, from which address)",
+		Short: "Show one key: sender, recipients, created, expires, revoked, whether the server keeps a copy for the phone link, and every read (who, when, from which address)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := load()
@@ -546,7 +625,7 @@ func newKeysCommand(load func() (*Config, error)) *cobra.Command {
 	var yes bool
 	revoke := &cobra.Command{
 		Use:   "revoke ID... | --message-id ID | --sender A [--since D]",
-		Short: "Revoke keys for good: the data key is deleted, every copy of the message becomes unreadable and the portal says the sender withdrew it",
+		Short: "Revoke keys for good: the data key and the server copy are deleted, every copy of the message becomes unreadable and the portal says the sender withdrew it",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := load()
 			if err != nil {
@@ -611,7 +690,7 @@ func newKeysCommand(load func() (*Config, error)) *cobra.Command {
 	var grace time.Duration
 	sweep := &cobra.Command{
 		Use:   "sweep [--grace 720h]",
-		Short: "Delete now the keys that expired more than --grace ago (serve does this every hour)",
+		Short: "Delete now the keys that expired more than --grace ago, and the server copies whose time or key has ended (serve does this every hour)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := load()

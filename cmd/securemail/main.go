@@ -140,15 +140,19 @@ func newFilter(cfg *Config, store keystore.KeyStore, mk *keystore.MasterKey, log
 
 // newFilterEvents is newFilter that reports to events (nil: nowhere).
 func newFilterEvents(cfg *Config, store keystore.KeyStore, mk *keystore.MasterKey, log *slog.Logger, events milter.Events) (*milter.Filter, error) {
+	copies, _ := store.(keystore.CopyStore)
 	return milter.NewFilter(milter.Config{
-		Events:      events,
-		Policy:      cfg.policy(),
-		PortalURL:   cfg.Portal.URL,
-		KeyLifetime: cfg.Keystore.KeyLifetime,
-		SpoolDir:    spoolPath(cfg),
-		Store:       store,
-		MasterKey:   mk,
-		Logger:      log,
+		Events:        events,
+		Policy:        cfg.policy(),
+		PortalURL:     cfg.Portal.URL,
+		KeyLifetime:   cfg.Keystore.KeyLifetime,
+		SpoolDir:      spoolPath(cfg),
+		Store:         store,
+		MasterKey:     mk,
+		Logger:        log,
+		LinkFallback:  cfg.Portal.LinkFallback,
+		LinkRetention: cfg.Portal.LinkRetention,
+		Copies:        copies,
 	})
 }
 
@@ -199,6 +203,10 @@ func newBrandedPortal(cfg *Config, store keystore.Store, mk *keystore.MasterKey,
 		TriggerHeader:  cfg.Policy.TriggerHeader,
 		SubjectTag:     cfg.Policy.SubjectTag,
 		ReplyAll:       cfg.Portal.ReplyAll,
+		// Links already sent keep working to their end even after
+		// link_fallback is turned off.
+		Copies:     store,
+		ReadNotice: cfg.Portal.ReadNotice,
 		Hasher: portal.NewHasher(portal.Argon2Params{
 			Time: a.Time, MemoryKiB: uint32(a.Memory / 1024), Threads: a.Threads,
 		}, a.Concurrency),

@@ -70,7 +70,7 @@ const migrateTimeout = 60 * time.Second
 
 // migrateCounts is what a migration copied, by kind.
 type migrateCounts struct {
-	keys, accounts, codes, sessions, throttles, limits, reads int
+	keys, accounts, codes, sessions, throttles, limits, reads, copies int
 }
 
 func (c *migrateCounts) add(it keystore.Item) {
@@ -89,12 +89,14 @@ func (c *migrateCounts) add(it keystore.Item) {
 		c.limits++
 	case it.Read != nil:
 		c.reads++
+	case it.Copy != nil:
+		c.copies++
 	}
 }
 
 func (c migrateCounts) report(w io.Writer, from string) {
-	fmt.Fprintf(w, "migrate: %s is in PostgreSQL: %d key records, %d accounts, %d codes, %d sessions, %d throttle entries, %d limit windows, %d read events; every one checked\n",
-		from, c.keys, c.accounts, c.codes, c.sessions, c.throttles, c.limits, c.reads)
+	fmt.Fprintf(w, "migrate: %s is in PostgreSQL: %d key records, %d accounts, %d codes, %d sessions, %d throttle entries, %d limit windows, %d read events, %d server copies; every one checked\n",
+		from, c.keys, c.accounts, c.codes, c.sessions, c.throttles, c.limits, c.reads, c.copies)
 	fmt.Fprintln(w, "migrate: next: set keystore.backend: postgres (and keystore.postgres.dsn) on every host, copy the master key file to each, then start serve")
 }
 
@@ -136,7 +138,9 @@ func migrateToPostgres(ctx context.Context, boltPath string, opts pgstore.Option
 	}
 	err = src.Export(ctx, func(it keystore.Item) error {
 		batch = append(batch, it)
-		if len(batch) == migrateBatch {
+		// A server copy carries its envelope (up to the largest message):
+		// it ends its batch, so a batch never holds more than one.
+		if len(batch) == migrateBatch || it.Copy != nil {
 			return flush()
 		}
 		return nil

@@ -213,7 +213,7 @@ func listenMilter(cfg *Config) (net.Listener, error) {
 	return ln, nil
 }
 
-func sweepKeys(ctx context.Context, store keystore.KeyStore, log *slog.Logger) {
+func sweepKeys(ctx context.Context, store keystore.Store, log *slog.Logger) {
 	t := time.NewTicker(sweepInterval)
 	defer t.Stop()
 	for {
@@ -226,6 +226,12 @@ func sweepKeys(ctx context.Context, store keystore.KeyStore, log *slog.Logger) {
 				log.Error("sweeping expired keys failed", "err", err)
 			} else if n > 0 {
 				log.Info("swept expired keys", "deleted", n)
+			}
+			// Server copies end long before their keys are swept.
+			if n, err := store.SweepCopies(ctx, now); err != nil {
+				log.Error("sweeping server copies failed", "err", err)
+			} else if n > 0 {
+				log.Info("swept server copies", "deleted", n)
 			}
 		}
 	}

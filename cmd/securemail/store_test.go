@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,6 +15,7 @@ import (
 	"time"
 
 	"github.com/securemail/securemail/internal/pgtest"
+	"github.com/securemail/securemail/keystore"
 	"github.com/securemail/securemail/keystore/pgstore"
 )
 
@@ -128,5 +132,54 @@ func TestReadinessOnPostgres(t *testing.T) {
 	defer cancel()
 	if err := keystoreCheck(ctx); err == nil {
 		t.Fatal("keystore readiness passed with PostgreSQL stopped")
+	}
+}
+
+// TestSealOnFreshPostgresHost: "securemail seal" on a PostgreSQL host
+// where serve never ran. Without the master key file it says what is
+// missing and creates none (a key of its own would seal what no other host
+// opens); with the file copied from another host it seals a message large
+// enough to be spooled to disk, though the data folder did not exist.
+func TestSealOnFreshPostgresHost(t *testing.T) {
+	srv := pgtest.Start(t, pgtest.Options{Settings: map[string]string{"fsync": "off"}})
+	dsn := srv.DSN(srv.NewDatabase(t))
+	dir := t.TempDir()
+	keyFile := filepath.Join(t.TempDir(), "master.key")
+	cfg, err := loadConfig(pgConfig(t, dir, keyFile, dsn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	msg := append([]byte("From: zoe@example.test\r\nTo: alice@external.test\r\nSubject: [encrypt] big\r\n\r\nFRESH-HOST body\r\n"),
+		bytes.Repeat([]byte("a line of the body, and another one just like it.\r\n"), 8000)...) // 400 kB: past the milter's memory spool
+	seal := func() (bytes.Buffer, error) {
+		var out bytes.Buffer
+		err := runAdmin(ctx, cfg, "seal", sealArgs{From: rtFrom, Rcpts: []string{rtRcpt}}, bytes.NewReader(msg), &out, nil)
+		return out, err
+	}
+
+	if _, err := seal(); err == nil || !strings.Contains(err.Error(), "no master key file at "+keyFile) {
+		t.Fatalf("seal without the master key file: %v", err)
+	}
+	if _, err := os.Stat(keyFile); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("seal created a master key file: %v", err)
+	}
+
+	mk, err := keystore.CreateMasterKey(keyFile, rand.Reader) // copied from another host
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := seal()
+	if err != nil {
+		t.Fatalf("seal with the master key on a host where serve never ran: %v", err)
+	}
+	store, err := pgstore.Open(ctx, pgstore.Options{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	plain, _, err := openSealed(ctx, &sealed, store, mk, time.Now())
+	if err != nil || !bytes.Equal(plain, msg) {
+		t.Fatalf("open what seal wrote: %v, %d bytes of %d", err, len(plain), len(msg))
 	}
 }

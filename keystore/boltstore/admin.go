@@ -76,6 +76,12 @@ func (b *Store) EachKey(ctx context.Context, f keystore.KeyFilter, fn func(keyst
 // modifyKey rewrites one record in its own transaction; change reports
 // whether it changed rec.
 func (b *Store) modifyKey(ctx context.Context, op string, id keystore.KeyID, change func(rec *keystore.KeyRecord) bool) (bool, error) {
+	return b.modifyKeyThen(ctx, op, id, change, nil)
+}
+
+// modifyKeyThen is modifyKey that also runs then, when set, in the same
+// transaction once the record exists.
+func (b *Store) modifyKeyThen(ctx context.Context, op string, id keystore.KeyID, change func(rec *keystore.KeyRecord) bool, then func(tx *bolt.Tx) error) (bool, error) {
 	changed := false
 	err := b.update(ctx, op, func(tx *bolt.Tx) error {
 		keys := tx.Bucket(keysBucket)
@@ -86,6 +92,11 @@ func (b *Store) modifyKey(ctx context.Context, op string, id keystore.KeyID, cha
 		rec, err := decodeKeyRecord(id, v)
 		if err != nil {
 			return err
+		}
+		if then != nil {
+			if err := then(tx); err != nil {
+				return err
+			}
 		}
 		if changed = change(&rec); !changed {
 			return nil
@@ -100,12 +111,15 @@ func (b *Store) modifyKey(ctx context.Context, op string, id keystore.KeyID, cha
 }
 
 func (b *Store) ShredKey(ctx context.Context, id keystore.KeyID, at time.Time) error {
-	_, err := b.modifyKey(ctx, "shred key", id, func(rec *keystore.KeyRecord) bool {
+	_, err := b.modifyKeyThen(ctx, "shred key", id, func(rec *keystore.KeyRecord) bool {
 		if rec.Revoked.IsZero() {
 			rec.Revoked = utc(at)
 		}
 		rec.WrappedDEK = nil
 		return true
+	}, func(tx *bolt.Tx) error {
+		_, err := deleteCopyEnvelopeTx(tx, id[:], at)
+		return err
 	})
 	return err
 }

@@ -17,6 +17,12 @@ func TestBoltAdminConformance(t *testing.T) {
 	})
 }
 
+func TestBoltCopyConformance(t *testing.T) {
+	storetest.RunCopies(t, func(t *testing.T) keystore.Store {
+		return openBolt(t, filepath.Join(t.TempDir(), "keys.db"))
+	})
+}
+
 func TestBoltDumpConformance(t *testing.T) {
 	storetest.RunDump(t, func(t *testing.T) storetest.DumpStore {
 		s := openBolt(t, filepath.Join(t.TempDir(), "keys.db"))

@@ -111,6 +111,21 @@ func (b *Store) Export(ctx context.Context, fn func(keystore.Item) error) error 
 				})
 			},
 		}
+		steps = append(steps, func() error {
+			return each(copiesBucket, func(k, v []byte) error {
+				c, err := decodeCopy(k, v)
+				if err != nil {
+					return err
+				}
+				it := keystore.CopyItem{ServerCopy: c}
+				if c.Deleted.IsZero() {
+					if it.Envelope, err = copyEnvelopeTx(tx, c); err != nil {
+						return err
+					}
+				}
+				return fn(keystore.Item{Copy: &it})
+			})
+		})
 		for _, step := range steps {
 			if err := step(); err != nil {
 				return err
@@ -176,6 +191,8 @@ func (b *Store) Import(ctx context.Context, items []keystore.Item) error {
 				err = putNew(limitsBucket, []byte(l.Key), boltLimit{Start: utc(l.Start), End: utc(l.End), Count: l.Count})
 			case it.Read != nil:
 				err = importRead(tx, *it.Read)
+			case it.Copy != nil:
+				err = importCopy(tx, *it.Copy)
 			}
 			if err != nil {
 				return err

@@ -59,9 +59,10 @@ type Options struct {
 
 // Store is the embedded bbolt backend.
 //
-// Key records are committed by one goroutine in groups: a CreateKey that
-// finds the committer idle is committed at once, and every CreateKey that
-// arrives while a commit (and its fsync) runs shares the next one. A lone
+// Key records (and server copies, PutCopy) are committed by one goroutine
+// in groups: a CreateKey that finds the committer idle is committed at
+// once, and every CreateKey that arrives while a commit (and its fsync)
+// runs shares the next one. A lone
 // writer waits for one fsync, never for a timer, and under load the number
 // of fsyncs stays near the number a single writer would need. (bbolt's own
 // Batch waits a fixed delay for company, which costs a lone writer that
@@ -79,6 +80,9 @@ type createRequest struct {
 	rec  keystore.KeyRecord
 	val  []byte
 	done chan error // buffered, one result
+	// write, when set, is another write that shares the group commit
+	// instead of a key record (PutCopy); its error fails the group.
+	write func(tx *bolt.Tx) error
 }
 
 var _ keystore.KeyStore = (*Store)(nil)
@@ -156,13 +160,16 @@ type boltKeyRecord struct {
 	Revoked     time.Time `json:"revoked"`
 	MessageID   string    `json:"message_id"`
 	Size        int64     `json:"size"`
+	// Absent unless set, so records without a server copy keep the
+	// layout they always had.
+	CopyUntil time.Time `json:"copy_until,omitzero"`
 }
 
 func encodeKeyRecord(r keystore.KeyRecord) ([]byte, error) {
 	return json.Marshal(boltKeyRecord{
 		WrappedDEK: r.WrappedDEK, MasterKeyID: r.MasterKeyID, Sender: r.Sender,
 		Recipients: r.Recipients, Created: r.Created, Expires: r.Expires,
-		Revoked: r.Revoked, MessageID: r.MessageID, Size: r.Size,
+		Revoked: r.Revoked, MessageID: r.MessageID, Size: r.Size, CopyUntil: r.CopyUntil,
 	})
 }
 
@@ -177,7 +184,7 @@ func decodeKeyRecord(id keystore.KeyID, b []byte) (keystore.KeyRecord, error) {
 	return keystore.KeyRecord{
 		ID: id, WrappedDEK: s.WrappedDEK, MasterKeyID: s.MasterKeyID, Sender: s.Sender,
 		Recipients: s.Recipients, Created: s.Created, Expires: s.Expires,
-		Revoked: s.Revoked, MessageID: s.MessageID, Size: s.Size,
+		Revoked: s.Revoked, MessageID: s.MessageID, Size: s.Size, CopyUntil: s.CopyUntil,
 	}, nil
 }
 
@@ -199,23 +206,29 @@ func (b *Store) CreateKey(ctx context.Context, rec keystore.KeyRecord) error {
 	if err != nil {
 		return wrapf("create key", err)
 	}
-	req := createRequest{rec: rec, val: val, done: make(chan error, 1)}
+	err = b.commit(ctx, createRequest{rec: rec, val: val})
+	if errors.Is(err, keystore.ErrKeyExists) || errors.Is(err, keystore.ErrClosed) {
+		return err
+	}
+	return wrapf("create key", err)
+}
+
+// commit hands req to the committer and waits for its group's commit.
+func (b *Store) commit(ctx context.Context, req createRequest) error {
+	req.done = make(chan error, 1)
 	select {
 	case b.creates <- req:
 	case <-b.stop:
 		return keystore.ErrClosed
 	case <-ctx.Done():
-		return wrapf("create key", ctx.Err())
+		return ctx.Err()
 	}
 	select {
-	case err = <-req.done:
-	case <-ctx.Done():
-		return wrapf("create key", ctx.Err())
-	}
-	if errors.Is(err, keystore.ErrKeyExists) {
+	case err := <-req.done:
 		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	return wrapf("create key", err)
 }
 
 // commitLoop commits whatever CreateKey calls are waiting, in one
@@ -249,6 +262,12 @@ func (b *Store) commitBatch(batch []createRequest) {
 		keys := tx.Bucket(keysBucket)
 		for i, req := range batch {
 			results[i] = nil
+			if req.write != nil {
+				if err := req.write(tx); err != nil {
+					return err
+				}
+				continue
+			}
 			old := keys.Get(req.rec.ID[:])
 			if old == nil {
 				if err := keys.Put(req.rec.ID[:], req.val); err != nil {
@@ -315,6 +334,10 @@ func (b *Store) RevokeKey(ctx context.Context, id keystore.KeyID, at time.Time) 
 		if err != nil {
 			return err
 		}
+		// A revoked key's server copy goes with the revocation.
+		if _, err := deleteCopyEnvelopeTx(tx, id[:], at); err != nil {
+			return err
+		}
 		if !rec.Revoked.IsZero() {
 			return nil
 		}
@@ -360,6 +383,9 @@ func (b *Store) SweepKeys(ctx context.Context, before time.Time) (int, error) {
 			}
 		}
 		deleted = len(expired)
+		if err := sweepCopiesOfTx(tx, expired); err != nil {
+			return err
+		}
 		// A key's read audit trail lives as long as the key.
 		return sweepReads(tx)
 	})

@@ -34,6 +34,15 @@ type Store struct {
 	throttles map[string]keystore.Throttle
 	limits    map[string]keystore.Limit
 	reads     map[keystore.KeyID][]keystore.ReadEvent // in the order recorded
+	copies    map[keystore.KeyID]*serverCopy
+	links     map[string]keystore.KeyID // by string(link digest)
+}
+
+// serverCopy is a copy's description and its envelope, dropped once
+// deleted.
+type serverCopy struct {
+	meta keystore.ServerCopy
+	env  []byte
 }
 
 type codeKey struct {
@@ -57,6 +66,8 @@ func New() *Store {
 		throttles: map[string]keystore.Throttle{},
 		limits:    map[string]keystore.Limit{},
 		reads:     map[keystore.KeyID][]keystore.ReadEvent{},
+		copies:    map[keystore.KeyID]*serverCopy{},
+		links:     map[string]keystore.KeyID{},
 	}
 }
 
@@ -113,6 +124,8 @@ func (s *Store) Key(ctx context.Context, id keystore.KeyID) (keystore.KeyRecord,
 
 func (s *Store) RevokeKey(ctx context.Context, id keystore.KeyID, at time.Time) error {
 	_, err := s.modifyKey(ctx, "revoke key", id, func(r *keystore.KeyRecord) bool {
+		// Under the mutex, with the revocation: the server copy goes.
+		s.deleteEnvelopeLocked(id, at)
 		if !r.Revoked.IsZero() {
 			return false
 		}
@@ -131,6 +144,7 @@ func (s *Store) SweepKeys(ctx context.Context, before time.Time) (int, error) {
 	for id, r := range s.keys {
 		if !r.Expires.IsZero() && r.Expires.Before(before) {
 			delete(s.keys, id)
+			s.deleteCopyLocked(id)
 			n++
 		}
 	}
@@ -475,6 +489,7 @@ func (s *Store) EachKey(ctx context.Context, f keystore.KeyFilter, fn func(keyst
 
 func (s *Store) ShredKey(ctx context.Context, id keystore.KeyID, at time.Time) error {
 	_, err := s.modifyKey(ctx, "shred key", id, func(r *keystore.KeyRecord) bool {
+		s.deleteEnvelopeLocked(id, at)
 		if r.Revoked.IsZero() {
 			r.Revoked = keystore.UTC(at)
 		}
@@ -673,6 +688,9 @@ func (s *Store) Export(ctx context.Context, fn func(keystore.Item) error) error 
 			items = append(items, keystore.Item{Read: &ev})
 		}
 	}
+	for _, c := range s.copies {
+		items = append(items, keystore.Item{Copy: &keystore.CopyItem{ServerCopy: c.meta.Normalized(), Envelope: bytes.Clone(c.env)}})
+	}
 	s.mu.Unlock()
 	for _, it := range items {
 		if err := fn(it); err != nil {
@@ -722,7 +740,154 @@ func (s *Store) Import(ctx context.Context, items []keystore.Item) error {
 			if !slices.Contains(s.reads[it.Read.KeyID], *it.Read) {
 				s.reads[it.Read.KeyID] = append(s.reads[it.Read.KeyID], *it.Read)
 			}
+		case it.Copy != nil:
+			c := it.Copy.Normalized()
+			if err := c.Validate(); err != nil {
+				return err
+			}
+			if _, ok := s.copies[c.KeyID]; ok {
+				continue
+			}
+			sc := &serverCopy{meta: c}
+			if c.Deleted.IsZero() {
+				if int64(len(it.Copy.Envelope)) != c.Size {
+					return keystore.ErrCopySize
+				}
+				sc.env = bytes.Clone(it.Copy.Envelope)
+			}
+			s.copies[c.KeyID] = sc
+			s.links[string(c.LinkDigest)] = c.KeyID
 		}
 	}
 	return nil
+}
+
+// Server copies.
+
+var _ keystore.CopyStore = (*Store)(nil)
+
+func (s *Store) PutCopy(ctx context.Context, c keystore.ServerCopy, env io.Reader) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	c = c.Normalized()
+	c.Deleted = time.Time{}
+	// Read before locking: the reader may be slow, and nothing is stored
+	// unless it gives exactly Size bytes.
+	buf := make([]byte, 0, c.Size)
+	if err := keystore.EachCopyChunk(env, c.Size, func(_ int, chunk []byte) error {
+		buf = append(buf, chunk...)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := s.lock(ctx, "put server copy"); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	s.deleteCopyLocked(c.KeyID)
+	s.copies[c.KeyID] = &serverCopy{meta: c, env: buf}
+	s.links[string(c.LinkDigest)] = c.KeyID
+	return nil
+}
+
+func (s *Store) GetCopy(ctx context.Context, linkDigest []byte) (keystore.ServerCopy, error) {
+	if err := s.lock(ctx, "read server copy"); err != nil {
+		return keystore.ServerCopy{}, err
+	}
+	defer s.mu.Unlock()
+	id, ok := s.links[string(linkDigest)]
+	if !ok {
+		return keystore.ServerCopy{}, keystore.LinkNotFound(linkDigest)
+	}
+	return s.copies[id].meta.Normalized(), nil
+}
+
+func (s *Store) CopyOf(ctx context.Context, id keystore.KeyID) (keystore.ServerCopy, error) {
+	if err := s.lock(ctx, "read server copy"); err != nil {
+		return keystore.ServerCopy{}, err
+	}
+	defer s.mu.Unlock()
+	c, ok := s.copies[id]
+	if !ok {
+		return keystore.ServerCopy{}, keystore.CopyNotFound(id)
+	}
+	return c.meta.Normalized(), nil
+}
+
+// OpenCopy hands out chunks of the envelope as it is at each read, like
+// the other backends, so a deletion while reading ends the stream.
+func (s *Store) OpenCopy(ctx context.Context, id keystore.KeyID) (io.ReadCloser, error) {
+	c, err := s.CopyOf(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !c.Deleted.IsZero() {
+		return nil, keystore.ErrCopyDeleted
+	}
+	return &keystore.ChunkReader{Next: func(seq int) ([]byte, error) {
+		if err := s.lock(ctx, "read server copy"); err != nil {
+			return nil, err
+		}
+		defer s.mu.Unlock()
+		sc, ok := s.copies[id]
+		if !ok || !sc.meta.Deleted.IsZero() {
+			return nil, keystore.ErrCopyDeleted
+		}
+		start := int64(seq) * keystore.CopyChunk
+		if start >= int64(len(sc.env)) {
+			return nil, io.EOF
+		}
+		return bytes.Clone(sc.env[start:min(start+keystore.CopyChunk, int64(len(sc.env)))]), nil
+	}}, nil
+}
+
+func (s *Store) DeleteCopy(ctx context.Context, id keystore.KeyID, at time.Time) (bool, error) {
+	if err := s.lock(ctx, "delete server copy"); err != nil {
+		return false, err
+	}
+	defer s.mu.Unlock()
+	return s.deleteEnvelopeLocked(id, at), nil
+}
+
+func (s *Store) SweepCopies(ctx context.Context, now time.Time) (int, error) {
+	if err := s.lock(ctx, "sweep server copies"); err != nil {
+		return 0, err
+	}
+	defer s.mu.Unlock()
+	n := 0
+	for id, c := range s.copies {
+		rec, ok := s.keys[id]
+		switch {
+		case !ok && c.meta.Created.Before(now.Add(-keystore.CopyOrphanGrace)):
+			if c.meta.Deleted.IsZero() {
+				n++
+			}
+			s.deleteCopyLocked(id)
+		case ok && (!now.Before(c.meta.Until) || rec.Usable(now) != nil):
+			if s.deleteEnvelopeLocked(id, now) {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+// deleteEnvelopeLocked drops id's envelope and marks its copy deleted.
+func (s *Store) deleteEnvelopeLocked(id keystore.KeyID, at time.Time) bool {
+	c, ok := s.copies[id]
+	if !ok || !c.meta.Deleted.IsZero() {
+		return false
+	}
+	c.env = nil
+	c.meta.Deleted = keystore.UTC(at)
+	return true
+}
+
+// deleteCopyLocked drops id's copy whole.
+func (s *Store) deleteCopyLocked(id keystore.KeyID) {
+	if c, ok := s.copies[id]; ok {
+		delete(s.links, string(c.meta.LinkDigest))
+		delete(s.copies, id)
+	}
 }

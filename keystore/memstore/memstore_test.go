@@ -28,6 +28,10 @@ func TestAdminConformance(t *testing.T) {
 	storetest.RunAdmin(t, func(t *testing.T) keystore.Store { return open(t) })
 }
 
+func TestCopyConformance(t *testing.T) {
+	storetest.RunCopies(t, func(t *testing.T) keystore.Store { return memstore.New() })
+}
+
 func TestDumpConformance(t *testing.T) {
 	storetest.RunDump(t, func(t *testing.T) storetest.DumpStore { return open(t) })
 }

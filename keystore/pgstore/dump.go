@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 
@@ -96,7 +97,7 @@ func (s *Store) Export(ctx context.Context, fn func(keystore.Item) error) error 
 				return err
 			}
 		}
-		return nil
+		return exportCopies(ctx, tx, fn)
 	})
 	return wrap("export", err)
 }
@@ -138,6 +139,26 @@ func (s *Store) Import(ctx context.Context, items []keystore.Item) error {
 			l := it.Limit
 			b.Queue(`INSERT INTO limits (key, start_ns, end_ns, count, allowed) VALUES ($1, $2, $3, $4, true) ON CONFLICT DO NOTHING`,
 				l.Key, l.Start.UnixNano(), l.End.UnixNano(), l.Count)
+		case it.Copy != nil:
+			c := it.Copy.Normalized()
+			if err := c.Validate(); err != nil {
+				return err
+			}
+			b.Queue(`INSERT INTO copies (`+copyColumns+`) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
+				c.KeyID[:], c.LinkDigest, c.Created.UnixNano(), c.Until.UnixNano(), c.Size, ns(c.Deleted))
+			if c.Deleted.IsZero() {
+				if int64(len(it.Copy.Envelope)) != c.Size {
+					return keystore.ErrCopySize
+				}
+				// Only into a copy that is kept: a rerun over a copy
+				// deleted meanwhile adds nothing.
+				for seq := 0; int64(seq)*keystore.CopyChunk < c.Size; seq++ {
+					start := int64(seq) * keystore.CopyChunk
+					b.Queue(`INSERT INTO copy_chunks (key_id, seq, data) SELECT $1, $2, $3
+						WHERE EXISTS (SELECT 1 FROM copies WHERE key_id = $1 AND deleted IS NULL) ON CONFLICT DO NOTHING`,
+						c.KeyID[:], int32(seq), it.Copy.Envelope[start:min(start+keystore.CopyChunk, c.Size)])
+				}
+			}
 		case it.Read != nil:
 			ev := it.Read
 			b.Queue(`INSERT INTO reads (key_id, reader, at, remote) SELECT $1, $2, $3, $4
@@ -159,11 +180,11 @@ func (s *Store) Missing(ctx context.Context, items []keystore.Item) (int, error)
 		return 0, err
 	}
 	var (
-		keys, sessions                   [][]byte
+		keys, sessions, copies           [][]byte
 		accounts, throttles, limits      []string
 		codePurposes, codeEmails         []string
 		nKeys, nAccts, nSess, nThr, nLim int
-		nCodes                           int
+		nCodes, nCopies                  int
 	)
 	for _, it := range items {
 		switch {
@@ -180,6 +201,8 @@ func (s *Store) Missing(ctx context.Context, items []keystore.Item) (int, error)
 			throttles = append(throttles, it.Throttle.Key)
 		case it.Limit != nil:
 			limits = append(limits, it.Limit.Key)
+		case it.Copy != nil:
+			copies = append(copies, it.Copy.KeyID[:])
 		}
 	}
 	err := s.pool.QueryRow(ctx, `SELECT
@@ -189,11 +212,48 @@ func (s *Store) Missing(ctx context.Context, items []keystore.Item) (int, error)
 		(SELECT count(*) FROM throttles WHERE key = ANY($4)),
 		(SELECT count(*) FROM limits WHERE key = ANY($5)),
 		(SELECT count(*) FROM codes c JOIN unnest($6::text[], $7::text[]) AS u(purpose, email)
-			ON c.purpose = u.purpose AND c.email = u.email)`,
-		keys, accounts, sessions, throttles, limits, codePurposes, codeEmails).Scan(&nKeys, &nAccts, &nSess, &nThr, &nLim, &nCodes)
+			ON c.purpose = u.purpose AND c.email = u.email),
+		(SELECT count(*) FROM copies WHERE key_id = ANY($8))`,
+		keys, accounts, sessions, throttles, limits, codePurposes, codeEmails, copies).Scan(&nKeys, &nAccts, &nSess, &nThr, &nLim, &nCodes, &nCopies)
 	if err != nil {
 		return 0, wrap("check import", err)
 	}
 	return len(keys) - nKeys + len(accounts) - nAccts + len(sessions) - nSess +
-		len(throttles) - nThr + len(limits) - nLim + len(codeEmails) - nCodes, nil
+		len(throttles) - nThr + len(limits) - nLim + len(codeEmails) - nCodes + len(copies) - nCopies, nil
+}
+
+// exportCopies lists the copies with their envelopes, in tx's snapshot:
+// descriptions first, then each envelope, since one connection runs one
+// query at a time.
+func exportCopies(ctx context.Context, tx pgx.Tx, fn func(keystore.Item) error) error {
+	rows, err := tx.Query(ctx, "SELECT "+copyColumns+" FROM copies ORDER BY key_id")
+	if err != nil {
+		return err
+	}
+	copies, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (keystore.ServerCopy, error) { return scanCopy(r) })
+	if err != nil {
+		return err
+	}
+	for _, c := range copies {
+		it := keystore.CopyItem{ServerCopy: c}
+		if c.Deleted.IsZero() {
+			rows, err := tx.Query(ctx, "SELECT data FROM copy_chunks WHERE key_id = $1 ORDER BY seq", c.KeyID[:])
+			if err != nil {
+				return err
+			}
+			env := make([]byte, 0, c.Size)
+			var data []byte
+			if _, err := pgx.ForEachRow(rows, []any{&data}, func() error { env = append(env, data...); return nil }); err != nil {
+				return err
+			}
+			if int64(len(env)) != c.Size {
+				return fmt.Errorf("server copy %s is damaged: %d of %d bytes", c.KeyID, len(env), c.Size)
+			}
+			it.Envelope = env
+		}
+		if err := fn(keystore.Item{Copy: &it}); err != nil {
+			return err
+		}
+	}
+	return nil
 }

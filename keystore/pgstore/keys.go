@@ -12,30 +12,31 @@ import (
 	"github.com/securemail/securemail/keystore"
 )
 
-const keyColumns = "id, wrapped_dek, master_key_id, sender, recipients, created, expires, revoked, message_id, size"
+const keyColumns = "id, wrapped_dek, master_key_id, sender, recipients, created, expires, revoked, message_id, size, copy_until"
 
 func scanKey(row pgx.Row) (keystore.KeyRecord, error) {
 	var (
 		r                         keystore.KeyRecord
 		id                        []byte
 		created, expires, revoked *int64
+		copyUntil                 *int64
 	)
-	if err := row.Scan(&id, &r.WrappedDEK, &r.MasterKeyID, &r.Sender, &r.Recipients, &created, &expires, &revoked, &r.MessageID, &r.Size); err != nil {
+	if err := row.Scan(&id, &r.WrappedDEK, &r.MasterKeyID, &r.Sender, &r.Recipients, &created, &expires, &revoked, &r.MessageID, &r.Size, &copyUntil); err != nil {
 		return keystore.KeyRecord{}, err
 	}
 	if len(id) != len(r.ID) {
 		return keystore.KeyRecord{}, fmt.Errorf("key record id %x has the wrong length", id)
 	}
 	r.ID = keystore.KeyID(id)
-	r.Created, r.Expires, r.Revoked = tm(created), tm(expires), tm(revoked)
+	r.Created, r.Expires, r.Revoked, r.CopyUntil = tm(created), tm(expires), tm(revoked), tm(copyUntil)
 	return r, nil
 }
 
 func keyArgs(r keystore.KeyRecord) []any {
-	return []any{r.ID[:], r.WrappedDEK, r.MasterKeyID, r.Sender, r.Recipients, ns(r.Created), ns(r.Expires), ns(r.Revoked), r.MessageID, r.Size}
+	return []any{r.ID[:], r.WrappedDEK, r.MasterKeyID, r.Sender, r.Recipients, ns(r.Created), ns(r.Expires), ns(r.Revoked), r.MessageID, r.Size, ns(r.CopyUntil)}
 }
 
-const insertKey = "INSERT INTO keys (" + keyColumns + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING"
+const insertKey = "INSERT INTO keys (" + keyColumns + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING"
 
 // CreateKey inserts the record unless its id exists; when it does, the
 // stored record decides: the same record is success (a retry whose first
@@ -100,13 +101,20 @@ func (s *Store) updateKey(ctx context.Context, op string, id keystore.KeyID, sql
 	return false, wrap(op, err)
 }
 
+// deleteCopyWith is the part of a revocation's statement that deletes the
+// key's server copy with it: data-modifying WITH clauses run to completion
+// whatever the main statement reads, in the same transaction.
+const deleteCopyWith = `WITH copy_gone AS (
+		UPDATE copies SET deleted = $2 WHERE key_id = $1 AND deleted IS NULL RETURNING key_id),
+	chunks_gone AS (DELETE FROM copy_chunks WHERE key_id = $1) `
+
 func (s *Store) RevokeKey(ctx context.Context, id keystore.KeyID, at time.Time) error {
-	_, err := s.updateKey(ctx, "revoke key", id, "UPDATE keys SET revoked = coalesce(revoked, $2) WHERE id = $1", ns(keystore.UTC(at)))
+	_, err := s.updateKey(ctx, "revoke key", id, deleteCopyWith+"UPDATE keys SET revoked = coalesce(revoked, $2) WHERE id = $1", ns(keystore.UTC(at)))
 	return err
 }
 
 func (s *Store) ShredKey(ctx context.Context, id keystore.KeyID, at time.Time) error {
-	_, err := s.updateKey(ctx, "shred key", id, "UPDATE keys SET wrapped_dek = NULL, revoked = coalesce(revoked, $2) WHERE id = $1", ns(keystore.UTC(at)))
+	_, err := s.updateKey(ctx, "shred key", id, deleteCopyWith+"UPDATE keys SET wrapped_dek = NULL, revoked = coalesce(revoked, $2) WHERE id = $1", ns(keystore.UTC(at)))
 	return err
 }
 
@@ -122,11 +130,14 @@ func (s *Store) SweepKeys(ctx context.Context, before time.Time) (int, error) {
 	}
 	n := 0
 	err := s.sweep(ctx, lockSweepKeys, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, "DELETE FROM keys WHERE expires < $1", ns(before))
+		// A key's server copy goes with it.
+		err := tx.QueryRow(ctx, `WITH gone AS (DELETE FROM keys WHERE expires < $1 RETURNING id),
+			copies_gone AS (DELETE FROM copies WHERE key_id IN (SELECT id FROM gone)),
+			chunks_gone AS (DELETE FROM copy_chunks WHERE key_id IN (SELECT id FROM gone))
+			SELECT count(*) FROM gone`, ns(before)).Scan(&n)
 		if err != nil {
 			return err
 		}
-		n = int(tag.RowsAffected())
 		_, err = tx.Exec(ctx, "DELETE FROM reads r WHERE NOT EXISTS (SELECT 1 FROM keys k WHERE k.id = r.key_id)")
 		return err
 	})

@@ -11,7 +11,10 @@
 //     schema is newer than this binary knows is refused.
 //   - Every write is one autocommitted statement or one short transaction,
 //     durable on return as far as the server's synchronous_commit (and a
-//     synchronous standby, if configured) makes it.
+//     synchronous standby, if configured) makes it; except the portal's
+//     upload spool (keystore.SpoolStore), a cache whose transactions
+//     commit with synchronous_commit off, so a crash or failover may lose
+//     its last envelopes, which recipients then post again.
 //   - CreateKey is idempotent by id: a create retried after a failover,
 //     whose first attempt did commit, finds the same record and succeeds;
 //     a different record under the id fails with keystore.ErrKeyExists.
@@ -62,6 +65,7 @@ const (
 	lockSweepPortal int64 = 0x5ec0e3a1_00000003
 	lockSpoolQuota  int64 = 0x5ec0e3a1_00000004
 	lockSweepSpool  int64 = 0x5ec0e3a1_00000005
+	lockSweepCopies int64 = 0x5ec0e3a1_00000006
 )
 
 // Options configures the backend.

@@ -42,7 +42,7 @@ func openEmptied(t *testing.T, srv *pgtest.Server, db string) *pgstore.Store {
 	}
 	t.Cleanup(func() { s.Close() })
 	if _, err := s.Pool().Exec(context.Background(),
-		"TRUNCATE keys, accounts, codes, sessions, throttles, limits, reads RESTART IDENTITY"); err != nil {
+		"TRUNCATE keys, accounts, codes, sessions, throttles, limits, reads, copies, copy_chunks RESTART IDENTITY"); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -59,6 +59,9 @@ func TestConformance(t *testing.T) {
 	})
 	t.Run("Admin", func(t *testing.T) {
 		storetest.RunAdmin(t, func(t *testing.T) keystore.Store { return openEmptied(t, srv, db) })
+	})
+	t.Run("Copies", func(t *testing.T) {
+		storetest.RunCopies(t, func(t *testing.T) keystore.Store { return openEmptied(t, srv, db) })
 	})
 	t.Run("Dump", func(t *testing.T) {
 		// RunDump holds two stores at once: a source and a target.
@@ -228,7 +231,7 @@ func TestBehaviour(t *testing.T) {
 		storetest.Fill(t, s, 5)
 		var buf bytes.Buffer
 		n, err := s.Backup(ctx, &buf)
-		if err != nil || n != int64(buf.Len()) || bytes.Count(buf.Bytes(), []byte("\n")) != 5*7 {
+		if err != nil || n != int64(buf.Len()) || bytes.Count(buf.Bytes(), []byte("\n")) != 5*8 {
 			t.Fatalf("backup: %d bytes, %d lines, %v", n, bytes.Count(buf.Bytes(), []byte("\n")), err)
 		}
 	})

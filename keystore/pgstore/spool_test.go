@@ -3,11 +3,14 @@ package pgstore_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/securemail/securemail/internal/pgtest"
@@ -17,8 +20,10 @@ import (
 
 // TestSpool covers the shared upload spool: the quota holds for
 // reservations made together from two hosts, one envelope uploaded at
-// once from several uploads keeps one copy, chunks stream back in order,
-// and the sweep removes what is old and what was abandoned.
+// once from several uploads keeps one copy, chunks stream back in order
+// at every chunk edge, a commit is all or nothing, a read never takes a
+// removed envelope for a whole one, the sweep removes what is old and
+// what was abandoned, and no spool write waits for durability.
 func TestSpool(t *testing.T) {
 	srv := pgtest.Start(t, fastServer)
 	db := srv.NewDatabase(t)
@@ -92,7 +97,7 @@ func TestSpool(t *testing.T) {
 
 	t.Run("one copy of one envelope uploaded at once", func(t *testing.T) {
 		const n = 8
-		chunks := [][]byte{bytes.Repeat([]byte("a"), 1000), bytes.Repeat([]byte("b"), 1000), []byte("end")}
+		envelope := append(bytes.Repeat([]byte("ab"), pgstore.SpoolChunk/2+1), "end"...) // two chunks
 		var start sync.WaitGroup
 		start.Add(1)
 		var done sync.WaitGroup
@@ -106,17 +111,10 @@ func TestSpool(t *testing.T) {
 				if i%2 == 1 {
 					host = hostB
 				}
-				id, err := host.BeginUpload(ctx, 1<<20, 1<<30, now)
-				if err == nil {
-					for seq, c := range chunks {
-						if err = host.WriteChunk(ctx, id, seq, c); err != nil {
-							break
-						}
-					}
-				}
+				id, err := host.BeginUpload(ctx, 2<<20, 1<<30, now)
 				start.Wait()
 				if err == nil {
-					existed[i], err = host.CommitUpload(ctx, id, "tokenAAAAAAAAAAAAAAAAA", 2003, now)
+					existed[i], err = host.CommitUpload(ctx, id, "tokenAAAAAAAAAAAAAAAAA", int64(len(envelope)), now, bytes.NewReader(envelope))
 				}
 				errs[i] = err
 			}()
@@ -138,19 +136,22 @@ func TestSpool(t *testing.T) {
 		var rows, uploads int
 		hostA.Pool().QueryRow(ctx, "SELECT count(*) FROM spool_chunks").Scan(&rows)
 		hostA.Pool().QueryRow(ctx, "SELECT count(*) FROM spool_uploads").Scan(&uploads)
-		if rows != len(chunks) || uploads != 0 {
-			t.Fatalf("%d chunk rows and %d reservations left, want %d and 0", rows, uploads, len(chunks))
+		if rows != 2 || uploads != 0 {
+			t.Fatalf("%d chunk rows and %d reservations left, want 2 and 0", rows, uploads)
 		}
-		rc, err := hostB.OpenSpooled(ctx, "tokenAAAAAAAAAAAAAAAAA", now.Add(-time.Hour))
+		rc, ent, err := hostB.OpenSpooled(ctx, "tokenAAAAAAAAAAAAAAAAA", now.Add(-time.Hour))
 		if err != nil {
 			t.Fatal(err)
 		}
 		got, err := io.ReadAll(rc)
 		rc.Close()
-		if err != nil || !bytes.Equal(got, bytes.Join(chunks, nil)) {
-			t.Fatalf("read back %d bytes (%v), want the %d written", len(got), err, 2003)
+		if err != nil || !bytes.Equal(got, envelope) {
+			t.Fatalf("read back %d bytes (%v), want the %d written", len(got), err, len(envelope))
 		}
-		_, err = hostB.OpenSpooled(ctx, "tokenAAAAAAAAAAAAAAAAA", now.Add(time.Second))
+		if ent.Size != int64(len(envelope)) || !ent.Touched.Equal(now) {
+			t.Fatalf("entry %+v, want size %d filed at %v", ent, len(envelope), now)
+		}
+		_, _, err = hostB.OpenSpooled(ctx, "tokenAAAAAAAAAAAAAAAAA", now.Add(time.Second))
 		if !errors.Is(err, keystore.ErrNotFound) {
 			t.Fatalf("an envelope older than the TTL opens: %v", err)
 		}
@@ -159,27 +160,194 @@ func TestSpool(t *testing.T) {
 			!strings.Contains(msg, "spooled envelope "+keystore.Fingerprint([]byte("tokenAAAAAAAAAAAAAAAAA"))) {
 			t.Fatalf("not-found message %q: want the token's fingerprint, not the token", msg)
 		}
-	})
-
-	t.Run("sweep", func(t *testing.T) {
-		abandoned, err := hostA.BeginUpload(ctx, 10, 1<<30, now.Add(-2*time.Hour))
+		// Posted again later: its age starts again, its bytes are not read.
+		id, err := hostA.BeginUpload(ctx, 2<<20, 1<<30, now)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := hostA.WriteChunk(ctx, abandoned, 0, []byte("half")); err != nil {
+		later := now.Add(time.Minute)
+		if existed, err := hostA.CommitUpload(ctx, id, "tokenAAAAAAAAAAAAAAAAA", int64(len(envelope)), later, failingReader{}); err != nil || !existed {
+			t.Fatalf("the same envelope again: existed %v, %v", existed, err)
+		}
+		if _, ent, err := hostB.OpenSpooled(ctx, "tokenAAAAAAAAAAAAAAAAA", later); err != nil || !ent.Touched.Equal(later) {
+			t.Fatalf("after posting again: %+v, %v; want filed at %v", ent, err, later)
+		}
+	})
+
+	t.Run("chunk edges", func(t *testing.T) {
+		const chunk = pgstore.SpoolChunk
+		for i, size := range []int{0, 1, chunk - 1, chunk, chunk + 1, 3*chunk + 5, 20<<20 + 7} {
+			token := fmt.Sprintf("edge%018d", i)
+			data := make([]byte, size)
+			rand.Read(data)
+			id, err := hostA.BeginUpload(ctx, int64(size), 1<<30, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := hostA.CommitUpload(ctx, id, token, int64(size), now, bytes.NewReader(data)); err != nil {
+				t.Fatalf("%d bytes: %v", size, err)
+			}
+			var rows int
+			hostA.Pool().QueryRow(ctx, "SELECT count(*) FROM spool_chunks WHERE upload_id = $1", id).Scan(&rows)
+			if want := (size + chunk - 1) / chunk; rows != want {
+				t.Errorf("%d bytes in %d rows, want %d", size, rows, want)
+			}
+			rc, _, err := hostB.OpenSpooled(ctx, token, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(iotest.OneByteReader(io.LimitReader(rc, 1<<10)))
+			if err == nil {
+				var rest []byte
+				rest, err = io.ReadAll(rc)
+				got = append(got, rest...)
+			}
+			rc.Close()
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("%d bytes: read back %d (%v)", size, len(got), err)
+			}
+			if err := hostA.RemoveSpooled(ctx, token); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+
+	t.Run("all or nothing", func(t *testing.T) {
+		const chunk = pgstore.SpoolChunk
+		data := bytes.Repeat([]byte("x"), 3*chunk)
+		short, err := hostA.BeginUpload(ctx, 4<<20, 1<<30, now)
+		if err != nil {
 			t.Fatal(err)
 		}
-		n, err := hostB.SweepSpool(ctx, now.Add(time.Second), now.Add(-time.Hour))
+		if _, err := hostA.CommitUpload(ctx, short, "shortAAAAAAAAAAAAAAAAA", int64(len(data)), now, bytes.NewReader(data[:2*chunk+7])); err == nil {
+			t.Fatal("an upload with fewer bytes than its size was filed")
+		}
+		failed, err := hostA.BeginUpload(ctx, 4<<20, 1<<30, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := hostA.CommitUpload(ctx, failed, "failsAAAAAAAAAAAAAAAAA", int64(len(data)), now,
+			io.MultiReader(bytes.NewReader(data[:chunk+3]), failingReader{})); err == nil {
+			t.Fatal("an upload whose source failed was filed")
+		}
+		var envelopes, chunks, uploads int
+		hostA.Pool().QueryRow(ctx, "SELECT count(*) FROM spool_envelopes").Scan(&envelopes)
+		hostA.Pool().QueryRow(ctx, "SELECT count(*) FROM spool_chunks").Scan(&chunks)
+		hostA.Pool().QueryRow(ctx, "SELECT count(*) FROM spool_uploads").Scan(&uploads)
+		if envelopes != 1 || chunks != 2 || uploads != 2 {
+			t.Fatalf("after two failed commits: %d envelopes, %d chunks, %d reservations; want only the earlier envelope and both reservations",
+				envelopes, chunks, uploads)
+		}
+		for _, id := range []int64{short, failed} {
+			if err := hostB.AbortUpload(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := hostA.CommitUpload(ctx, short, "shortAAAAAAAAAAAAAAAAA", 3, now, bytes.NewReader(data[:3])); !errors.Is(err, keystore.ErrNotFound) {
+			t.Fatalf("commit after the reservation was dropped: %v, want ErrNotFound", err)
+		}
+		hostA.Pool().QueryRow(ctx, "SELECT count(*) FROM spool_envelopes").Scan(&envelopes)
+		if envelopes != 1 {
+			t.Fatalf("%d envelopes, want 1", envelopes)
+		}
+	})
+
+	t.Run("removed while read", func(t *testing.T) {
+		data := bytes.Repeat([]byte("y"), 2*pgstore.SpoolChunk+1)
+		id, err := hostA.BeginUpload(ctx, int64(len(data)), 1<<30, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := hostA.CommitUpload(ctx, id, "goneAAAAAAAAAAAAAAAAAA", int64(len(data)), now, bytes.NewReader(data)); err != nil {
+			t.Fatal(err)
+		}
+		rc, _, err := hostB.OpenSpooled(ctx, "goneAAAAAAAAAAAAAAAAAA", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		if err := hostA.RemoveSpooled(ctx, "goneAAAAAAAAAAAAAAAAAA"); err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(rc)
+		if !errors.Is(err, keystore.ErrNotFound) {
+			t.Fatalf("reading an envelope removed after it was looked up: %d bytes, %v; want ErrNotFound, not an EOF", len(got), err)
+		}
+	})
+
+	t.Run("sweep", func(t *testing.T) {
+		if _, err := hostA.BeginUpload(ctx, 10, 1<<30, now.Add(-2*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		id, err := hostA.BeginUpload(ctx, 10, 1<<30, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := hostA.CommitUpload(ctx, id, "freshAAAAAAAAAAAAAAAAA", 5, now.Add(2*time.Hour), bytes.NewReader([]byte("fresh"))); err != nil {
+			t.Fatal(err)
+		}
+		n, err := hostB.SweepSpool(ctx, now.Add(time.Hour), now.Add(-time.Hour))
 		if err != nil || n != 2 {
 			t.Fatalf("sweep removed %d (%v), want the old envelope and the abandoned upload", n, err)
 		}
 		var rows int
 		hostA.Pool().QueryRow(ctx, "SELECT count(*) FROM spool_chunks").Scan(&rows)
-		if rows != 0 {
-			t.Fatalf("%d chunk rows left after the sweep", rows)
+		if rows != 1 {
+			t.Fatalf("%d chunk rows left after the sweep, want the fresh envelope's", rows)
+		}
+		if _, _, err := hostA.OpenSpooled(ctx, "freshAAAAAAAAAAAAAAAAA", now.Add(time.Hour)); err != nil {
+			t.Fatalf("the fresh envelope after the sweep: %v", err)
 		}
 		if err := hostA.RemoveSpooled(ctx, "tokenAAAAAAAAAAAAAAAAA"); err != nil {
 			t.Fatalf("removing what is gone: %v", err)
 		}
 	})
+
+	// Last, since it changes the server: with a synchronous standby that
+	// never answers, a durable commit waits for ever, and no spool write
+	// waits at all (they commit without waiting for the WAL flush).
+	t.Run("spool writes do not wait for durability", func(t *testing.T) {
+		srv.Exec(t, "postgres", "ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
+		srv.Exec(t, "postgres", "SELECT pg_reload_conf()")
+		// The server takes the setting in a moment (its checkpointer
+		// reloads it): wait until a durable commit waits.
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			wait, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+			_, err := hostA.Pool().Exec(wait, "INSERT INTO spool_uploads (reserved, began_ns) VALUES (0, 0)")
+			cancel()
+			if errors.Is(err, context.DeadlineExceeded) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("a durable commit does not wait for the missing standby after 30 s (%v): the test would prove nothing", err)
+			}
+		}
+		quick, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		id, err := hostB.BeginUpload(quick, 10, 1<<30, now)
+		if err != nil {
+			t.Fatalf("reserve: %v", err)
+		}
+		if _, err := hostB.CommitUpload(quick, id, "asyncAAAAAAAAAAAAAAAAA", 3, now, bytes.NewReader([]byte("abc"))); err != nil {
+			t.Fatalf("commit: %v", err)
+		}
+		if err := hostB.RemoveSpooled(quick, "asyncAAAAAAAAAAAAAAAAA"); err != nil {
+			t.Fatalf("remove: %v", err)
+		}
+		if id, err = hostB.BeginUpload(quick, 10, 1<<30, now); err != nil {
+			t.Fatalf("reserve: %v", err)
+		}
+		if err := hostB.AbortUpload(quick, id); err != nil {
+			t.Fatalf("abort: %v", err)
+		}
+		if _, err := hostB.SweepSpool(quick, now.Add(3*time.Hour), now); err != nil {
+			t.Fatalf("sweep: %v", err)
+		}
+	})
 }
+
+// failingReader fails every read: a source that must not be read, or an
+// upload whose local copy cannot be read.
+type failingReader struct{}
+
+func (failingReader) Read([]byte) (int, error) { return 0, errors.New("read failed") }

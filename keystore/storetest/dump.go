@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"slices"
@@ -28,8 +29,10 @@ func Fill(t testing.TB, s keystore.Store, n int) {
 	ctx := context.Background()
 	for i := range n {
 		email := "reader" + itoa(i) + "@Ext.test"
+		c, _ := Copy(i, int64(100+i))
 		steps := []error{
-			s.CreateKey(ctx, Record(i)),
+			s.PutCopy(ctx, c, bytes.NewReader(Envelope(i, 100+i))),
+			s.CreateKey(ctx, RecordWithCopy(i)),
 			s.CreateAccount(ctx, Account(email)),
 			s.PutCode(ctx, keystore.Code{Purpose: keystore.CodeReset, Email: email, Digest: Digest("code" + itoa(i)), Expires: base.Add(time.Hour), TriesLeft: 3}),
 			s.PutSession(ctx, keystore.Session{Digest: Digest("cookie" + itoa(i)), Email: email, Stage: "authenticated", Token: "tok" + itoa(i),
@@ -74,7 +77,8 @@ func RunDump(t *testing.T, open DumpOpener) {
 	t.Run("RoundTripIdempotent", func(t *testing.T) {
 		src, dst := open(t), open(t)
 		Fill(t, src, 20)
-		// A shredded record (no wrapped key) travels too.
+		// A shredded record (no wrapped key) travels too, and so does
+		// its deleted server copy.
 		if err := src.ShredKey(ctx, Record(0).ID, base.Add(time.Hour)); err != nil {
 			t.Fatal(err)
 		}
@@ -82,8 +86,8 @@ func RunDump(t *testing.T, open DumpOpener) {
 		if err := src.Export(ctx, func(it keystore.Item) error { items = append(items, it); return nil }); err != nil {
 			t.Fatal(err)
 		}
-		if len(items) != 20*7 {
-			t.Fatalf("exported %d items, want %d", len(items), 20*7)
+		if len(items) != 20*8 {
+			t.Fatalf("exported %d items, want %d", len(items), 20*8)
 		}
 		// An import interrupted half way, then run again from the start.
 		if err := dst.Import(ctx, items[:len(items)/2]); err != nil {
