@@ -6,6 +6,8 @@ package portal
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -16,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/securemail/securemail/keystore"
 )
 
 // burst runs f(0..n-1) in n goroutines released together.
@@ -263,8 +267,96 @@ func TestWrongCodePagesTellNothing(t *testing.T) {
 	if other := wrongCode(stranger, "/register/send-code", "/register/code"); other != withCode {
 		t.Errorf("/register/code: a recipient with a code and an address without one get different pages:\n%s\n---\n%s", withCode, other)
 	}
-	if strings.Contains(holder, "You can try") || strings.Contains(withCode, "You can try") {
-		t.Error("a wrong-code page still promises tries")
+	// The count of tries left is there, and the same for every address.
+	for name, page := range map[string]string{"/reset/code": holder, "/register/code": withCode} {
+		if !strings.Contains(page, "You have 4 tries left with this code") {
+			t.Errorf("%s: the first wrong code does not say 4 tries are left:\n%s", name, page)
+		}
+	}
+}
+
+// The wrong-code page counts the tries left down to the last, the same
+// for an address with a code and one without, and a new code starts the
+// count afresh.
+func TestWrongCodeCountsTriesLeft(t *testing.T) {
+	e := newTestEnv(t)
+	s := e.seal(alice, []string{bob, carol}, plainMessage)
+	const stranger = "dave@external.test" // not a recipient: gets no code
+	tries := func(addr string) []string {
+		b := atSignIn(e, s, addr, 1)[0]
+		b.follow(b.post("/register/send-code", nil))
+		var pages []string
+		for range codeTries + 1 {
+			r := b.post("/register/code", url.Values{"code": {"12345678"}})
+			if r.status != http.StatusUnauthorized {
+				t.Fatalf("%s: wrong code answered %d", addr, r.status)
+			}
+			pages = append(pages, strings.ReplaceAll(r.body, addr, "ADDRESS"))
+		}
+		return pages
+	}
+	withCode, without := tries(carol), tries(stranger)
+	for i := range withCode {
+		if withCode[i] != without[i] {
+			t.Errorf("wrong code %d: a recipient with a code and a stranger get different pages:\n%s\n---\n%s", i+1, withCode[i], without[i])
+		}
+	}
+	for i, want := range []string{"4 tries left", "3 tries left", "2 tries left", "1 try left", "that was the last try", "that was the last try"} {
+		if !strings.Contains(withCode[i], want) {
+			t.Errorf("wrong code %d does not say %q:\n%s", i+1, want, withCode[i])
+		}
+	}
+	// The count shown was the code's own: the store's code is spent too.
+	err := e.store.ConsumeCode(context.Background(), keystore.CodeRegister, carol, CodeDigest(string(keystore.CodeRegister), carol, e.sink.code(t, carol)), e.clock.Now())
+	if !errors.Is(err, keystore.ErrTooManyAttempts) {
+		t.Errorf("after five wrong tries the store's code answers %v, want %v", err, keystore.ErrTooManyAttempts)
+	}
+	// A new code has all its tries again.
+	b := atSignIn(e, s, carol, 1)[0]
+	b.follow(b.post("/register/send-code", nil))
+	if r := b.post("/register/code", url.Values{"code": {"12345678"}}); !strings.Contains(r.body, "4 tries left") {
+		t.Errorf("a new code does not start the count afresh:\n%s", r.body)
+	}
+	if r := b.post("/register/code", url.Values{"code": {e.sink.code(t, carol)}}); r.status != http.StatusSeeOther {
+		t.Errorf("the new code after one wrong try: %d\n%s", r.status, r.body)
+	}
+}
+
+// Twelve wrong codes at once for one address are checked no more often
+// than five one after another: the counts shown are 4, 3, 2, 1 once each
+// and the last-try words for the rest, and the code is dead after.
+func TestWrongCodeBurstCountsOnce(t *testing.T) {
+	e := newTestEnv(t, func(o *Options) { o.Limits.CodesPerAddress = Rate{100, time.Hour} })
+	s := e.seal(alice, []string{bob}, plainMessage)
+	bs := atSignIn(e, s, bob, 12)
+	for _, b := range bs {
+		b.follow(b.post("/register/send-code", nil))
+	}
+	code := e.sink.code(t, bob) // the newest, the one the store holds
+	wrong := "00000000"
+	if code == wrong {
+		wrong = "00000001"
+	}
+	rs := make([]response, len(bs))
+	burst(len(bs), func(i int) { rs[i] = bs[i].post("/register/code", url.Values{"code": {wrong}}) })
+	counts := map[string]int{}
+	for _, r := range rs {
+		if r.status != http.StatusUnauthorized {
+			t.Fatalf("a wrong code in the burst answered %d", r.status)
+		}
+		for _, w := range []string{"4 tries left", "3 tries left", "2 tries left", "1 try left", "the last try"} {
+			if strings.Contains(r.body, w) {
+				counts[w]++
+			}
+		}
+	}
+	want := map[string]int{"4 tries left": 1, "3 tries left": 1, "2 tries left": 1, "1 try left": 1, "the last try": 8}
+	if fmt.Sprint(counts) != fmt.Sprint(want) {
+		t.Errorf("the burst's pages say %v, want %v", counts, want)
+	}
+	err := e.store.ConsumeCode(context.Background(), keystore.CodeRegister, bob, CodeDigest(string(keystore.CodeRegister), bob, code), e.clock.Now())
+	if !errors.Is(err, keystore.ErrTooManyAttempts) {
+		t.Errorf("after the burst the store's code answers %v, want %v: the shown count and the code's own disagree", err, keystore.ErrTooManyAttempts)
 	}
 }
 

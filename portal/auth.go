@@ -290,6 +290,12 @@ func (h *handler) codeRequest(w http.ResponseWriter, r *http.Request, purpose ke
 		h.fail(w, r, pageBusy(fmt.Errorf("code request: %w", err)))
 		return
 	}
+	// A new code, if the job makes one, has all its tries: the count the
+	// code page shows starts afresh, for every address alike.
+	if err := h.opts.Store.ResetHits(ctx, codeTryKey(purpose, s.Email)); err != nil {
+		h.fail(w, r, pageStoreFailed("throttle", err))
+		return
+	}
 	s.Stage = stage
 	if err := h.updateSession(r, s); err != nil {
 		h.fail(w, r, pageStoreFailed("session", err))
@@ -352,11 +358,37 @@ func (h *handler) registerCode(w http.ResponseWriter, r *http.Request) {
 		codeView{Action: "/register/code", Resend: "/register/send-code"})
 }
 
+// codeTryKey counts the code tries of an address for a purpose since its
+// last code request.
+func codeTryKey(purpose keystore.CodePurpose, email string) string {
+	return "code-try:" + string(purpose) + ":" + strings.ToLower(email)
+}
+
 // checkCode spends one try of the session's code for purpose; right, it
 // moves the browser (under a new session id) to next.
+//
+// Tries are counted twice. The store's code keeps its own count, which
+// guards it; and a Hit per address and purpose, made afresh by every code
+// request the same way for every address, counts each try before the code
+// is looked at and refuses past codeTries. The second count is what the
+// page shows as tries left: it is the code's own count when the address
+// has a code, and the same number when it has none, so the page tells
+// nothing about accounts or codes.
 func (h *handler) checkCode(w http.ResponseWriter, r *http.Request, s *keystore.Session, purpose keystore.CodePurpose, stage, next string, cv codeView) {
-	code := digitsOnly(r.PostForm.Get("code"))
-	err := h.opts.Store.ConsumeCode(r.Context(), purpose, s.Email, CodeDigest(string(purpose), s.Email, code), h.now())
+	ctx := r.Context()
+	tries, err := h.hit(ctx, codeTryKey(purpose, s.Email), Rate{codeTries, codeLifetime})
+	if err != nil {
+		h.fail(w, r, pageStoreFailed("throttle", err))
+		return
+	}
+	left := 0
+	if tries.Allowed {
+		left = codeTries - tries.Count
+		code := digitsOnly(r.PostForm.Get("code"))
+		err = h.opts.Store.ConsumeCode(ctx, purpose, s.Email, CodeDigest(string(purpose), s.Email, code), h.now())
+	} else {
+		err = keystore.ErrTooManyAttempts
+	}
 	switch {
 	case err == nil:
 		if purpose == keystore.CodeReset {
@@ -377,9 +409,20 @@ func (h *handler) checkCode(w http.ResponseWriter, r *http.Request, s *keystore.
 		h.fail(w, r, pageStoreFailed("code", err))
 		return
 	}
-	const msg = "That code does not work. Check that it is from the newest email we sent and type its 8 digits again. If it still does not work, it may be older than 10 minutes or used up: choose \"Send a new code\"."
-	h.log.Info("portal: wrong or dead code", "purpose", string(purpose), "remote", h.clientIP(r))
-	h.render(w, http.StatusUnauthorized, "code", view{Title: "Check your email", Email: s.Email, Token: s.Token, Error: msg, Code: cv})
+	h.log.Info("portal: wrong or dead code", "purpose", string(purpose), "tries_left", left, "remote", h.clientIP(r))
+	h.render(w, http.StatusUnauthorized, "code", view{Title: "Check your email", Email: s.Email, Token: s.Token, Error: wrongCodeWords(left), Code: cv})
+}
+
+// wrongCodeWords is the wrong-code page's sentence with left tries.
+func wrongCodeWords(left int) string {
+	if left <= 0 {
+		return "That code does not work, and that was the last try with it. Choose \"Send a new code\" and use the code in the new email."
+	}
+	tries := strconv.Itoa(left) + " tries"
+	if left == 1 {
+		tries = "1 try"
+	}
+	return "That code does not work. Check that it is from the newest email we sent and type its 8 digits again. You have " + tries + " left with this code. If it still does not work, it may be older than 10 minutes: choose \"Send a new code\"."
 }
 
 func digitsOnly(s string) string {
@@ -393,8 +436,20 @@ func digitsOnly(s string) string {
 }
 
 func (h *handler) passwordView(title string, s *keystore.Session) view {
-	return view{Title: title, Email: s.Email, Token: s.Token, MinPassword: h.opts.MinPassword, MaxPassword: h.opts.MaxPassword,
+	v := view{Title: title, Email: s.Email, Token: s.Token, MinPassword: h.opts.MinPassword, MaxPassword: h.opts.MaxPassword,
 		Questions: SecurityQuestions, SignedIn: s.Stage == stageAuthenticated}
+	if v.SignedIn {
+		v.Back = messagePath(s.Token)
+	}
+	return v
+}
+
+// messagePath is the page of the message token leads to; "" for none.
+func messagePath(token string) string {
+	if token == "" {
+		return ""
+	}
+	return "/m/" + token
 }
 
 func (h *handler) registerPasswordPage(w http.ResponseWriter, r *http.Request) {
@@ -542,7 +597,7 @@ func (h *handler) resetCode(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) askedView(s *keystore.Session, acct keystore.Account) view {
-	v := view{Title: "Answer your security questions", Email: s.Email, Token: s.Token}
+	v := view{Title: "Answer your security questions", Email: s.Email, Token: s.Token, AnswerTries: h.opts.Limits.AnswersPerReset.N}
 	for i, q := range acct.Questions {
 		text := "Security question"
 		if q.Question >= 0 && q.Question < len(SecurityQuestions) {
@@ -695,7 +750,7 @@ func (h *handler) setPassword(w http.ResponseWriter, r *http.Request, s *keystor
 	}
 	h.log.Info("portal: password "+how, "other_sessions_ended", n-1, "remote", h.clientIP(r))
 	err = h.sendNotice(ctx, s.Email, "The password of your secure messages account was changed",
-		"The password of your account for secure messages at\n"+h.opts.PortalURL+"/\nwas "+map[string]string{"reset": "reset", "change": "changed"}[how]+" at "+h.now().UTC().Format("2 January 2006 15:04 MST")+". Every other browser signed in to the account was signed out.\n\nIf this was you, there is nothing to do. If it was not, reset your password now from the sign-in page and tell the person who sends you secure messages.\n")
+		"The password of your account for secure messages at\n"+h.opts.PortalURL+"/\nwas "+map[string]string{"reset": "reset", "change": "changed"}[how]+" on "+formatWhen(h.now(), time.UTC)+". Every other browser signed in to the account was signed out.\n\nIf this was you, there is nothing to do. If it was not, reset your password now from the sign-in page and tell the person who sends you secure messages.\n")
 	if err != nil {
 		h.log.Error("portal: could not send the password-change notice", "err", err)
 	}
@@ -761,15 +816,8 @@ func (h *handler) changePassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.render(w, http.StatusOK, "plain", view{Title: "Your password was changed", Email: s.Email, SignedIn: true, Token: s.Token,
-		Notice:     "Your new password works from now on. Every other browser signed in to your account was signed out, and we emailed you a note.",
-		Paragraphs: backToMessage(s.Token)})
-}
-
-func backToMessage(token string) []string {
-	if token == "" {
-		return nil
-	}
-	return []string{"To go back to your message, use the browser's back button or open the attachment again."}
+		Notice: "Your new password works from now on. Every other browser signed in to your account was signed out, and we emailed you a note.",
+		Back:   messagePath(s.Token)})
 }
 
 func (h *handler) signout(w http.ResponseWriter, r *http.Request) {

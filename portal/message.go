@@ -52,6 +52,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -82,6 +83,9 @@ type Message struct {
 	// From, To, Cc, Date and Subject are the header fields as text:
 	// RFC 2047 words decoded, unfolded, control characters removed.
 	From, To, Cc, Date, Subject string
+	// Sent is the Date field parsed (RFC 5322, obsolete forms included);
+	// in UTC; zero when the field is missing or does not parse.
+	Sent time.Time
 	// MessageID is the first <msg-id> of the Message-ID field, with its
 	// angle brackets; "" if none.
 	MessageID string
@@ -301,6 +305,9 @@ func (p *messageParser) headers(h mailparse.Header) {
 	m.To = displayHeader(strings.Join(h.Values("to"), ", "))
 	m.Cc = displayHeader(strings.Join(h.Values("cc"), ", "))
 	m.Date = displayHeader(h.Get("date"))
+	if t, err := mail.ParseDate(strings.TrimSpace(stripControls(h.Get("date")))); err == nil {
+		m.Sent = t.UTC()
+	}
 	m.Subject = displayHeader(h.Get("subject"))
 	m.MessageID = firstMsgID(h.Get("message-id"))
 	m.References = strings.Join(strings.Fields(stripControls(h.Get("references"))), " ")

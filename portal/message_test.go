@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/securemail/securemail/internal/mailparse"
@@ -340,6 +341,7 @@ func TestParseMessageAlternative(t *testing.T) {
 	want := &Message{
 		From: "Zoë <Zoe@Example.TEST>", To: `Alice <alice@external.test>, "Bob, B." <bob@external.test>`,
 		Cc: "undisclosed:;, carol@EXTERNAL.test", Date: "Sun, 29 Nov 2026 12:00:00 +0000", Subject: "Grüße and more",
+		Sent:      time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC),
 		MessageID: "<id-1@example.test>", References: "<a@x> <b@y> <c@z>",
 		FromAddress: "Zoe@example.test", ReplyToAddresses: []string{"replies@example.test"},
 		ToAddresses: []string{"alice@external.test", "bob@external.test"}, CcAddresses: []string{"carol@external.test"},

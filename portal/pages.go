@@ -20,6 +20,7 @@ type view struct {
 	MinPassword, MaxPassword int
 	Questions                []string      // the fixed list, for choosing
 	Asked                    []askedAnswer // the account's questions, for answering
+	AnswerTries              int           // sets of answers a reset allows
 	Code                     codeView
 	// Form keeps what the user typed into a form that was refused (never
 	// a password), by field name; Field names the field to fix.
@@ -27,10 +28,15 @@ type view struct {
 	Field string
 
 	Msg         *Message
+	When        string   // Msg's date in words, in Zone; "" when it has none that parses
+	Zone        zoneView // the zone When is written in, and the form to change it
 	ReplyAll    bool
 	Attachments []attachmentLink
 	Sent        *sentReply
 	Org         string // who a reply leaves: the domain of the message's sender
+	// Back, when set, is the message page a "Back to the message" link
+	// under the page's content leads to.
+	Back string
 
 	Brand brandView // set by render from Token (brand.go)
 }
@@ -62,13 +68,14 @@ const layout = `<!DOCTYPE html>
 <link rel="stylesheet" href="/static/portal.css">
 {{with .Brand.ID}}<link rel="stylesheet" href="/static/brand/{{.}}/style.css">
 {{end}}</head><body>
-<header class="bar">{{if .Brand.ID}}<span class="brand">{{if .Brand.Logo}}<img src="/static/brand/{{.Brand.ID}}/logo" alt="{{if .Brand.Org}}{{.Brand.Org}} logo{{else}}Sender's logo{{end}}">{{end}}{{if .Brand.Org}}{{.Brand.Org}} · {{end}}Secure messages</span>{{else}}<span class="brand">Secure messages</span>{{end}}{{if .SignedIn}}<form method="post" action="/signout" class="inline"><span class="who">{{.Email}}</span> <a href="/account/password">Change password</a> <button class="link" type="submit">Sign out</button></form>{{end}}</header>
+<header class="bar">{{if .Brand.ID}}<span class="brand">{{if .Brand.Logo}}<img src="/static/brand/{{.Brand.ID}}/logo" alt="{{if .Brand.Org}}{{.Brand.Org}} logo{{else}}Sender's logo{{end}}">{{end}}<span class="name">{{if .Brand.Org}}{{.Brand.Org}} · {{end}}Secure messages</span></span>{{else}}<span class="brand"><span class="name">Secure messages</span></span>{{end}}{{if .SignedIn}}<span class="who"><span class="vh">Signed in as </span>{{.Email}}</span> <a href="/account/password">Change password</a> <form method="post" action="/signout"><button class="link" type="submit">Sign out</button></form>{{end}}</header>
 <main>
 <h1>{{.Title}}</h1>
 {{if .Error}}<p class="error" role="alert" id="form-error">{{.Error}}</p>{{end}}
 {{if .Notice}}<p class="notice" role="status">{{.Notice}}</p>{{end}}
 {{range .Paragraphs}}<p>{{.}}</p>{{end}}
 {{template "content" .}}
+{{with .Back}}<p class="back"><a href="{{.}}">Back to the message</a></p>{{end}}
 {{with .Brand.Support}}<p class="support">{{.}}</p>{{end}}
 </main>
 </body></html>
@@ -99,7 +106,7 @@ var pageSources = map[string]string{
 	"code": `<form method="post" action="{{.Code.Action}}">
 <label for="code">Code from the email</label>
 <input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9 ]*" maxlength="12" required>
-<p class="hint">The code has 8 digits and works for 10 minutes.</p>
+<p class="hint">The code has 8 digits and works for 10 minutes; you have {{codeTries}} tries.</p>
 <button type="submit">Check the code</button>
 </form>
 <form method="post" action="{{.Code.Resend}}" class="after"><button class="secondary" type="submit">Send a new code</button></form>`,
@@ -114,7 +121,7 @@ var pageSources = map[string]string{
 <label for="confirm">The same password again</label>
 <input id="confirm" name="confirm" type="password" autocomplete="new-password" required{{invalid $ "confirm"}}>
 <fieldset><legend>Three security questions</legend>
-<p class="hint">If you forget your password, we ask these after emailing you a code. Answers are not case-sensitive.</p>
+<p class="hint">If you forget your password, we ask these after emailing you a code. Choose questions whose answers you will remember and others cannot look up. Answers are not case-sensitive.</p>
 {{range $i, $n := slots}}{{$q := printf "q%d" $n}}{{$a := printf "a%d" $n}}
 <label for="{{$q}}">Question {{$n}}</label>
 <select id="{{$q}}" name="{{$q}}" required{{invalid $ $q}}><option value="">Choose a question</option>{{range $qi, $text := $.Questions}}<option value="{{$qi}}"{{if eq (index $.Form $q) (print $qi)}} selected{{end}}>{{$text}}</option>{{end}}</select>
@@ -125,7 +132,13 @@ var pageSources = map[string]string{
 <button type="submit">Create my account</button>
 </form>`,
 
-	"answers": `<form method="post" action="/reset/answers">
+	"answers": `<div class="rules"><ul>
+<li>These are the questions you chose when you created your account.</li>
+<li>Answers are not case-sensitive, and extra spaces do not matter; the spelling does.</li>
+<li>After {{.AnswerTries}} wrong sets of answers this reset ends, and you ask for a new code to start again.</li>
+<li>If you no longer know the answers, tell the person who sent you the message: their administrator can remove your account, and you then create a new one with a code.</li>
+</ul></div>
+<form method="post" action="/reset/answers">
 {{range .Asked}}<label for="a{{.Index}}">{{.Question}}</label>
 <input id="a{{.Index}}" name="a{{.Index}}" autocomplete="off" required>
 {{end}}<button type="submit">Continue</button>
@@ -146,9 +159,19 @@ var pageSources = map[string]string{
 <dt>From</dt><dd>{{.From}}</dd>
 <dt>To</dt><dd>{{.To}}</dd>
 {{if .Cc}}<dt>Cc</dt><dd>{{.Cc}}</dd>{{end}}
-<dt>Date</dt><dd>{{.Date}}</dd>
+{{if $.When}}<dt>Date</dt><dd>{{$.When}}</dd>{{else if .Date}}<dt>Date</dt><dd>{{.Date}}</dd>{{end}}
 <dt>Subject</dt><dd>{{.Subject}}</dd>
 </dl>
+{{if $.When}}<details class="tz"><summary>Change the time zone</summary>
+<form method="post" action="/m/{{$.Token}}/timezone">
+<p class="hint">{{if $.Zone.Chosen}}This device remembers the zone you chose.{{else}}Your browser does not tell this site its time zone{{if ne $.Zone.Words "UTC"}}, so it was guessed from your language{{end}}. Choose yours, and this device remembers it.{{end}}</p>
+<label for="tz">Show times in</label>
+<select id="tz" name="tz"><option value="UTC"{{if eq $.Zone.Current "UTC"}} selected{{end}}>UTC</option>
+{{with $.Zone.Extra}}<option value="{{.Name}}" selected>{{.Label}}</option>
+{{end}}{{range $.Zone.Groups}}<optgroup label="{{.Label}}">{{range .Zones}}<option value="{{.Name}}"{{if eq .Name $.Zone.Current}} selected{{end}}>{{.Label}}</option>{{end}}</optgroup>
+{{end}}</select>
+<button class="secondary" type="submit">Show times in this zone</button>
+</form></details>{{end}}
 {{if .HTML}}<article class="html-body">{{.HTML}}</article>
 {{else if .Text}}<pre class="text-body">{{.Text}}</pre>
 {{else}}<p class="hint">This message has no text.</p>{{end}}
@@ -173,13 +196,13 @@ var pageSources = map[string]string{
 <dt>Subject</dt><dd>{{.Subject}}</dd>
 {{if .Attachments}}<dt>Attached</dt><dd>{{range $i, $a := .Attachments}}{{if $i}}, {{end}}{{$a}}{{end}}</dd>{{end}}
 </dl>
-<p>Your reply is sent encrypted if it leaves {{$.Org}}, like the message you read.</p>{{end}}
-<p><a href="/m/{{.Token}}">Back to the message</a></p>`,
+<p>Your reply is sent encrypted if it leaves {{$.Org}}, like the message you read.</p>{{end}}`,
 }
 
 var pages = func() map[string]*template.Template {
 	base := template.Must(template.New("layout").Funcs(template.FuncMap{
-		"slots": func() []int { return []int{1, 2, 3} },
+		"slots":     func() []int { return []int{1, 2, 3} },
+		"codeTries": func() int { return codeTries },
 		// invalid marks the field a refused form must fix and ties it to
 		// the error above the form, for screen readers.
 		"invalid": func(v view, field string) template.HTMLAttr {
@@ -233,11 +256,14 @@ func serveCSS(w http.ResponseWriter, r *http.Request) {
 
 const portalCSS = `*{box-sizing:border-box}
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2330;background:#f5f6f8;line-height:1.5;font-size:16px}
-.bar{display:flex;flex-wrap:wrap;gap:.5rem;justify-content:space-between;align-items:center;padding:.75rem 1rem;background:#1d3557;color:#fff}
+.bar{display:flex;gap:.75rem;align-items:center;padding:.25rem 1rem;background:#1d3557;color:#fff;white-space:nowrap}
 .bar a,.bar .link{color:#fff}
-.bar a,.bar button.link{display:inline-block;padding:.6rem .25rem;min-height:44px}
-.brand{font-weight:600}
-.who{overflow-wrap:anywhere}
+.bar a,.bar button.link{display:inline-flex;align-items:center;padding:0 .3rem;min-height:44px}
+.bar a,.bar form{flex:none}
+.brand{display:flex;align-items:center;gap:.6rem;font-weight:600;min-width:0;min-height:44px;margin-right:auto}
+.brand .name,.who{overflow:hidden;text-overflow:ellipsis;min-width:0}
+.who{flex-shrink:100}
+.vh{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%);white-space:nowrap}
 main{max-width:46rem;margin:1.5rem auto;padding:1.25rem;background:#fff;border-radius:8px;overflow-wrap:anywhere}
 h1{font-size:1.5rem;margin-top:0}
 h2{font-size:1.15rem;margin-top:2rem}
@@ -248,13 +274,13 @@ input[type=checkbox]{width:auto;min-height:0}
 button{font:inherit;margin-top:1rem;min-height:44px;padding:.6rem 1.2rem;border:0;border-radius:6px;background:#1d3557;color:#fff;cursor:pointer}
 button.secondary{background:#e7ebf1;color:#1d3557}
 button.link{background:none;border:0;margin:0;padding:0 .25rem;min-height:0;text-decoration:underline;cursor:pointer}
-form.inline{display:inline}
 .choices form{border-top:1px solid #dde1e7;margin-top:1.25rem;padding-top:.25rem}
 .after{margin-top:.5rem}
 .hint{color:#4a5262;font-size:.9rem}
 .error{background:#fde8e8;border:1px solid #c53030;padding:.75rem;border-radius:6px}
 .notice{background:#e6f4ea;border:1px solid #2f855a;padding:.75rem;border-radius:6px}
 .rules{background:#f0f4fa;padding:.25rem .75rem;border-radius:6px}
+.back a{display:inline-block;padding:.6rem 0;min-height:44px}
 fieldset{border:1px solid #dde1e7;border-radius:6px;margin-top:1.25rem}
 dl.headers{display:grid;grid-template-columns:max-content 1fr;gap:.25rem .75rem;margin:0 0 1rem}
 dl.headers dt{font-weight:600}
@@ -262,7 +288,9 @@ dl.headers dd{margin:0;min-width:0}
 pre.text-body{white-space:pre-wrap;overflow-wrap:anywhere;font-family:inherit;background:#fafbfc;padding:.75rem;border-radius:6px}
 .html-body{border:1px solid #dde1e7;padding:.75rem;border-radius:6px;overflow-x:auto}
 .html-body img{max-width:100%;height:auto}
+details.tz{margin:0 0 1rem}
+details.tz summary{cursor:pointer;padding:.6rem 0;min-height:44px;color:#1d3557;text-decoration:underline}
 ul.attachments{padding-left:1.2rem}
-ul.attachments a{overflow-wrap:anywhere;display:inline-block;padding:.6rem 0}
-@media (max-width:480px){main{margin:0;border-radius:0;padding:1rem}dl.headers{grid-template-columns:1fr}dl.headers dt{margin-top:.4rem}}
+ul.attachments a{overflow-wrap:anywhere;display:inline-block;padding:.6rem 0;min-height:44px}
+@media (max-width:480px){.bar{font-size:.875rem;gap:.25rem;padding:.25rem .5rem}.bar a,.bar button.link{font-size:.8125rem;padding:0 .25rem}.bar .who{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%)}main{margin:0;border-radius:0;padding:1rem}dl.headers{grid-template-columns:1fr}dl.headers dt{margin-top:.4rem}}
 `

@@ -23,7 +23,8 @@
 //     the answer is 503 "busy" at once. docs/security.md lists every limit.
 //   - Answers do not depend on whether an address has an account: a code
 //     request answers at once and its mail goes out from a queue, and every
-//     failed code gets the same page.
+//     failed code gets the same page, with a count of tries left that is
+//     kept per address and purpose the same way for every address.
 //   - Only an account whose address is one of the key record's envelope
 //     recipients can read, and only an address proved by a code mailed to it
 //     can get an account. No page says whether an account exists or who the
@@ -33,7 +34,11 @@
 //   - Sessions live in the store; the cookie is __Host- prefixed, Secure,
 //     HttpOnly, SameSite=Lax, a browser-session cookie (no Max-Age); the
 //     store ends a session idle 30 minutes or 8 hours old. It gets a new id
-//     whenever the browser proves something.
+//     whenever the browser proves something. The one other cookie,
+//     securemail_tz (__Host- prefixed over https, HttpOnly, Lax), holds
+//     only a time-zone name the reader chose on the message page, for a
+//     year, and is set only by that choice; without it times are in the
+//     zone of an unambiguous Accept-Language region, else in UTC, said.
 //   - The portal does not decide whether mail is encrypted: every reply and
 //     read notice carries the milter's trigger and the milter decides.
 //   - With Options.ReadNotice, the first read of a message by each
@@ -312,6 +317,7 @@ func (h *handler) routes() {
 	m.HandleFunc("GET /m/{token}/part/{index}", h.part)
 	m.HandleFunc("GET /m/{token}/cid/{cid}", h.part)
 	m.HandleFunc("POST /m/{token}/reply", h.reply)
+	m.HandleFunc("POST /m/{token}/timezone", h.chooseZone)
 
 	m.HandleFunc("POST /email", h.email)
 	m.HandleFunc("GET /signin", h.signinPage)

@@ -365,13 +365,18 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, s *keystore.Sessi
 	h.log.Info("portal: message read", "key_id", rec.ID.String(), "reader", s.Email, "remote", h.clientIP(r))
 	h.noteRead(ctx, rec, s.Email, msg.Subject, at)
 	v := view{Title: "Your secure message", Email: s.Email, SignedIn: true, Token: token, Msg: msg, ReplyAll: h.opts.ReplyAll}
+	loc, chosen := h.readerZone(r)
+	v.Zone = newZoneView(loc, chosen)
+	if !msg.Sent.IsZero() {
+		v.When = formatWhen(msg.Sent, loc)
+	}
 	if r.URL.Query().Get("changed") != "" {
 		v.Notice = "Your password was changed. Every other browser signed in to your account was signed out."
 	}
 	for _, a := range msg.Attachments {
 		v.Attachments = append(v.Attachments, attachmentLink{
 			URL:  prefix + "/part/" + strconv.Itoa(a.Index),
-			Name: a.Filename, Type: a.ContentType, Size: humanSize(a.Size),
+			Name: a.Filename, Type: fileKind(a.Filename, a.ContentType), Size: humanSize(a.Size),
 		})
 	}
 	h.render(w, http.StatusOK, "read", v)
@@ -404,17 +409,6 @@ func urlPathEscape(s string) string {
 		}
 	}
 	return b.String()
-}
-
-func humanSize(n int64) string {
-	switch {
-	case n < 1000:
-		return strconv.FormatInt(n, 10) + " bytes"
-	case n < 1000*1000:
-		return strconv.FormatInt((n+500)/1000, 10) + " KB"
-	default:
-		return strconv.FormatFloat(float64(n)/1e6, 'f', 1, 64) + " MB"
-	}
 }
 
 // inlineImageTypes are the only types served as themselves; everything

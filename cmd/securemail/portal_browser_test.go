@@ -11,7 +11,10 @@ package main
 // box. Every screen is photographed at 1280x900 and 360x780 (to
 // $SECUREMAIL_ARTIFACTS when set), must fit a phone, and every portal page
 // is checked with axe-core (injected through the DevTools protocol) for
-// zero violations.
+// zero violations; a signed-in page also at 360 px, where its header must
+// keep to one line. Along the way: a wrong code counts the tries left, the
+// date is in words in UTC and then in the zone the reader chooses, and
+// the reply-sent and change-password pages lead back to the message.
 
 import (
 	"bytes"
@@ -158,6 +161,16 @@ func TestPortalInBrowser(t *testing.T) {
 		t.Errorf("%d mails from %s to %s after one code request, want 1", n, pbPortalFrom, pbRecipient)
 	}
 	step("code mailed")
+	// A mistyped code first: the page says how many tries are left.
+	wrongCode := "12345678"
+	if code == wrongCode {
+		wrongCode = "87654321"
+	}
+	tab.Run(chromedp.SendKeys("#code", wrongCode, chromedp.ByQuery))
+	pbClick(tab, `form[action="/register/code"] button[type=submit]`)
+	tab.WaitText(pbWait, portalURL+"/register/code", "That code does not work", "You have 4 tries left with this code")
+	pbCheckStatus(t, tab, http.StatusUnauthorized)
+	shots.take(tab, "code-wrong")
 	tab.Run(chromedp.SendKeys("#code", code, chromedp.ByQuery))
 	pbClick(tab, `form[action="/register/code"] button[type=submit]`)
 	tab.WaitText(pbWait, portalURL+"/register/password", "Create your account", "Three security questions")
@@ -199,11 +212,14 @@ func TestPortalInBrowser(t *testing.T) {
 
 	// What Bob reads: the HTML part, sanitised; the attachment listed.
 	text := tab.Text("main")
-	for _, want := range []string{pbSender, pbSubject1, pbHTMLMarker, pbAttachName, "100 KB"} {
+	for _, want := range []string{pbSender, pbSubject1, pbHTMLMarker, pbAttachName, "File, 100 KB"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the message page does not show %q; it shows:\n%s", want, text)
 		}
 	}
+	// The browser's language (en-US) names no single zone: the date is
+	// in words, in UTC, and says so.
+	pbCheckDate(t, tab, "UTC")
 	if strings.Contains(text, "SCRIPT-RAN") || tab.HasNode("#script-ran") {
 		t.Error("the message's script ran or its output is on the page")
 	}
@@ -235,6 +251,15 @@ func TestPortalInBrowser(t *testing.T) {
 	}
 	step("attachment downloaded")
 
+	// The reader chooses a time zone, without script: a details element
+	// and a form. The date is then in Tokyo time, and stays so.
+	pbClick(tab, "details.tz summary")
+	tab.Run(chromedp.SetValue("#tz", "Asia/Tokyo", chromedp.ByQuery))
+	pbClick(tab, `form[action$="/timezone"] button[type=submit]`)
+	tab.WaitText(pbWait, portalURL+"/m/"+token, "Your secure message", "(Tokyo time)")
+	pbCheckDate(t, tab, "Tokyo time")
+	shots.take(tab, "read-timezone")
+
 	// A reply with a file: it goes to Alice, who is internal, so in clear.
 	replyFile := filepath.Join(t.TempDir(), pbReplyName)
 	replyBytes := []byte("line one\nline two: PB-REPLY-FILE\n")
@@ -252,6 +277,8 @@ func TestPortalInBrowser(t *testing.T) {
 		t.Errorf("the confirmation does not say the reply is encrypted if it leaves %s:\n%s", pbInternal, text)
 	}
 	shots.take(tab, "reply-sent")
+	pbClick(tab, "p.back a")
+	tab.WaitText(pbWait, portalURL+"/m/"+token, "Your secure message", pbSubject1, "(Tokyo time)")
 	reply, err := sink.WaitFor(func(m mtatest.Message) bool { return strings.EqualFold(m.From, pbRecipient) }, pbWait)
 	if err != nil {
 		t.Fatalf("the reply did not arrive: %v", err)
@@ -327,10 +354,13 @@ func TestPortalInBrowser(t *testing.T) {
 	step("hostile html contained")
 
 	// The other pages a signed-in recipient reaches, for the phone and
-	// axe checks: the front page, "Change password", and signing out.
+	// axe checks: the front page, "Change password" (and back to the
+	// message), and signing out.
 	tab2.Navigate(portalURL + "/account/password")
 	tab2.WaitText(pbWait, portalURL+"/account/password", "Change your password", "Current password")
 	shots.take(tab2, "change-password")
+	pbClick(tab2, "p.back a")
+	tab2.WaitText(pbWait, portalURL+"/m/", "Your secure message", pbSubject3)
 	pbClick(tab2, `form[action="/signout"] button[type=submit]`)
 	tab2.WaitText(pbWait, portalURL+"/signout", "You are signed out")
 	shots.take(tab2, "signed-out")
@@ -640,6 +670,14 @@ func (s *pbShots) take(tab *browsertest.Tab, screen string) {
 			s.t.Errorf("%s at %d px: button %d of main spans x %.0f to %.0f, outside the screen", screen, pbPhoneWidth, i+1, b.X, b.X+b.Width)
 		}
 	}
+	// A signed-in page's header is one line: its text sits in one row
+	// and the bar is one row of controls high.
+	if tab.HasNode(`header form[action="/signout"]`) {
+		pbCheckHeaderOneLine(s.t, tab, screen)
+		if s.axe != "" {
+			pbAxe(s.t, tab, s.axe, screen+" at 360 px")
+		}
+	}
 	// Links and the header's controls are not held to 44 px; list the
 	// small ones so that a reader of the log sees them.
 	var small []string
@@ -656,6 +694,74 @@ func (s *pbShots) take(tab *browsertest.Tab, screen string) {
 	tab.SetViewport(1280, 900, false)
 	if strings.HasPrefix(tab.Location(), "http") {
 		pbAxe(s.t, tab, s.axe, screen)
+	}
+}
+
+// pbCheckHeaderOneLine checks at the current viewport that the header's
+// visible text lies on one line (each text in one box, the boxes' middles
+// within half a line of each other) and that the header is no taller
+// than its tallest control and half a line: a second row would add at
+// least a line.
+func pbCheckHeaderOneLine(t *testing.T, tab *browsertest.Tab, screen string) {
+	t.Helper()
+	var got struct {
+		LineHeight float64   `json:"lineHeight"`
+		Inner      float64   `json:"inner"`
+		Tallest    float64   `json:"tallest"`
+		Middles    []float64 `json:"middles"`
+		Split      []string  `json:"split"`
+	}
+	tab.Run(chromedp.Evaluate(`(() => {
+		const h = document.querySelector('header');
+		const cs = getComputedStyle(h);
+		const out = {lineHeight: parseFloat(cs.lineHeight) || 1.5 * parseFloat(cs.fontSize),
+			inner: h.clientHeight - parseFloat(cs.paddingTop) - parseFloat(cs.paddingBottom),
+			tallest: 0, middles: [], split: []};
+		for (const c of h.children) out.tallest = Math.max(out.tallest, c.getBoundingClientRect().height);
+		// Text in a visually hidden box (1 px, clipped) is for screen
+		// readers only.
+		const shown = el => { for (; el && el !== h; el = el.parentElement) if (el.getBoundingClientRect().width <= 1) return false; return true; };
+		const w = document.createTreeWalker(h, NodeFilter.SHOW_TEXT);
+		while (w.nextNode()) {
+			const n = w.currentNode;
+			if (!n.data.trim() || !shown(n.parentElement)) continue;
+			const r = document.createRange();
+			r.selectNodeContents(n);
+			const boxes = [...r.getClientRects()].filter(b => b.width > 0);
+			if (boxes.length !== 1) out.split.push(n.data.trim());
+			for (const b of boxes) out.middles.push(b.top + b.height / 2);
+		}
+		return out;
+	})()`, &got))
+	if len(got.Split) > 0 {
+		t.Errorf("%s at %d px: header text wraps: %q", screen, pbPhoneWidth, got.Split)
+	}
+	if len(got.Middles) > 0 {
+		lo, hi := got.Middles[0], got.Middles[0]
+		for _, m := range got.Middles {
+			lo, hi = min(lo, m), max(hi, m)
+		}
+		if hi-lo > got.LineHeight/2 {
+			t.Errorf("%s at %d px: the header's text spans %.0f px from the first line's middle to the last (line height %.0f): more than one line",
+				screen, pbPhoneWidth, hi-lo, got.LineHeight)
+		}
+	}
+	if got.Inner > got.Tallest+got.LineHeight/2 {
+		t.Errorf("%s at %d px: the header is %.0f px high inside, its tallest item %.0f px (line height %.0f): it wraps",
+			screen, pbPhoneWidth, got.Inner, got.Tallest, got.LineHeight)
+	}
+}
+
+// pbCheckDate checks that the message page's date is in words, in the
+// zone named by zone ("UTC", "Tokyo time"): "Friday 4 December 2026,
+// 14:05 (UTC)".
+func pbCheckDate(t *testing.T, tab *browsertest.Tab, zone string) {
+	t.Helper()
+	var date string
+	tab.Run(chromedp.Evaluate(`(() => { for (const dt of document.querySelectorAll('dl.headers dt')) if (dt.textContent === 'Date') return dt.nextElementSibling.textContent; return ''; })()`, &date))
+	re := regexp.MustCompile(`^(Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day [1-9]\d? (January|February|March|April|May|June|July|August|September|October|November|December) \d{4}, \d\d:\d\d \(` + regexp.QuoteMeta(zone) + `\)$`)
+	if !re.MatchString(date) {
+		t.Errorf("the message page's date is %q, want it in words in %s", date, zone)
 	}
 }
 
