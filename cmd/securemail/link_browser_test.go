@@ -128,16 +128,7 @@ func TestPhoneLinkInBrowser(t *testing.T) {
 	pbClick(tab, `form[action="/register/code"] button[type=submit]`)
 	tab.WaitText(pbWait, portalURL+"/register/password", "Create your account")
 	fits("create-account")
-	tab.Run(
-		chromedp.SendKeys("#password", pbPassword, chromedp.ByQuery),
-		chromedp.SendKeys("#confirm", pbPassword, chromedp.ByQuery),
-		chromedp.SetValue("#q1", "0", chromedp.ByQuery),
-		chromedp.SendKeys("#a1", "Fluffy", chromedp.ByQuery),
-		chromedp.SetValue("#q2", "3", chromedp.ByQuery),
-		chromedp.SendKeys("#a2", "Hill Street Primary", chromedp.ByQuery),
-		chromedp.SetValue("#q3", "7", chromedp.ByQuery),
-		chromedp.SendKeys("#a3", "Mill Lane", chromedp.ByQuery),
-	)
+	pbFillAccount(tab, pbPassword)
 	pbClick(tab, `form[action="/register/password"] button[type=submit]`)
 	tab.WaitText(pbWait, portalURL+"/m/"+token, "Your secure message", lbSubject, lbMarker)
 	fits("read")

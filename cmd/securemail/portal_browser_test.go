@@ -180,16 +180,7 @@ func TestPortalInBrowser(t *testing.T) {
 	// selects are set as a keyboard user would leave them. First with a
 	// typo in the confirmation: the page must come back with everything
 	// but the passwords kept, and say which field to fix.
-	tab.Run(
-		chromedp.SendKeys("#password", pbPassword, chromedp.ByQuery),
-		chromedp.SendKeys("#confirm", pbPassword+"x", chromedp.ByQuery),
-		chromedp.SetValue("#q1", "0", chromedp.ByQuery),
-		chromedp.SendKeys("#a1", "Fluffy", chromedp.ByQuery),
-		chromedp.SetValue("#q2", "3", chromedp.ByQuery),
-		chromedp.SendKeys("#a2", "Hill Street Primary", chromedp.ByQuery),
-		chromedp.SetValue("#q3", "7", chromedp.ByQuery),
-		chromedp.SendKeys("#a3", "Mill Lane", chromedp.ByQuery),
-	)
+	pbFillAccount(tab, pbPassword+"x")
 	pbClick(tab, `form[action="/register/password"] button[type=submit]`)
 	tab.WaitText(pbWait, portalURL+"/register/password", "Create your account", "not the same", "is confirmed")
 	pbCheckKept(t, tab, map[string]string{"#q1": "0", "#a1": "Fluffy", "#q2": "3", "#a2": "Hill Street Primary",
@@ -572,6 +563,22 @@ func pbCheckReply(t *testing.T, m mtatest.Message, origID string, file []byte) {
 	if len(files) != 1 || files[0] != pbReplyName {
 		t.Errorf("the reply carries files %q, want [%s]", files, pbReplyName)
 	}
+}
+
+// pbFillAccount fills the create-account form: pbPassword, confirm in the
+// second field, and the three security questions with their answers
+// (pbCheckKept's values in TestPortalInBrowser).
+func pbFillAccount(tab *browsertest.Tab, confirm string) {
+	tab.Run(
+		chromedp.SendKeys("#password", pbPassword, chromedp.ByQuery),
+		chromedp.SendKeys("#confirm", confirm, chromedp.ByQuery),
+		chromedp.SetValue("#q1", "0", chromedp.ByQuery),
+		chromedp.SendKeys("#a1", "Fluffy", chromedp.ByQuery),
+		chromedp.SetValue("#q2", "3", chromedp.ByQuery),
+		chromedp.SendKeys("#a2", "Hill Street Primary", chromedp.ByQuery),
+		chromedp.SetValue("#q3", "7", chromedp.ByQuery),
+		chromedp.SendKeys("#a3", "Mill Lane", chromedp.ByQuery),
+	)
 }
 
 // pbClick clicks the element, as a mouse does.

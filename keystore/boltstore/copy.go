@@ -56,6 +56,19 @@ func putCopyMeta(tx *bolt.Tx, c keystore.ServerCopy) error {
 	return copies.Put(c.KeyID[:], val)
 }
 
+// putNewCopyMeta writes a new copy's record and the index from its link
+// to its key id; a deletion later rewrites only the record.
+func putNewCopyMeta(tx *bolt.Tx, c keystore.ServerCopy) error {
+	if err := putCopyMeta(tx, c); err != nil {
+		return err
+	}
+	links, err := tx.CreateBucketIfNotExists(copyLinksBucket)
+	if err != nil {
+		return err
+	}
+	return links.Put(c.LinkDigest, c.KeyID[:])
+}
+
 func chunkKey(seq int) []byte { return binary.BigEndian.AppendUint32(nil, uint32(seq)) }
 
 // PutCopy reads the envelope, then writes the description, the link and
@@ -95,14 +108,7 @@ func writeCopyTx(tx *bolt.Tx, c keystore.ServerCopy, chunks [][]byte) error {
 	if err := deleteCopyTx(tx, c.KeyID[:]); err != nil {
 		return err
 	}
-	if err := putCopyMeta(tx, c); err != nil {
-		return err
-	}
-	links, err := tx.CreateBucketIfNotExists(copyLinksBucket)
-	if err != nil {
-		return err
-	}
-	if err := links.Put(c.LinkDigest, c.KeyID[:]); err != nil {
+	if err := putNewCopyMeta(tx, c); err != nil {
 		return err
 	}
 	all, err := tx.CreateBucketIfNotExists(copyDataBucket)
@@ -348,14 +354,7 @@ func importCopy(tx *bolt.Tx, it keystore.CopyItem) error {
 	if get(tx, copiesBucket, c.KeyID[:]) != nil {
 		return nil
 	}
-	if err := putCopyMeta(tx, c); err != nil {
-		return err
-	}
-	links, err := tx.CreateBucketIfNotExists(copyLinksBucket)
-	if err != nil {
-		return err
-	}
-	if err := links.Put(c.LinkDigest, c.KeyID[:]); err != nil {
+	if err := putNewCopyMeta(tx, c); err != nil {
 		return err
 	}
 	if !c.Deleted.IsZero() {
