@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/securemail/securemail/internal/poll"
 )
 
 // PostfixOptions configure a private Postfix instance.
@@ -389,32 +391,15 @@ func (p *Postfix) Log() string {
 // WaitLog waits until the maillog contains substr. Postfix writes its log
 // through postlogd, a little after the event.
 func (p *Postfix) WaitLog(substr string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		if strings.Contains(p.Log(), substr) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("mtatest: postfix maillog has no %q after %v", substr, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if poll.Wait(timeout, "", func() bool { return strings.Contains(p.Log(), substr) }) != nil {
+		return fmt.Errorf("mtatest: postfix maillog has no %q after %v", substr, timeout)
 	}
+	return nil
 }
 
 // WaitLogMatch waits until a line of the maillog matches re.
 func (p *Postfix) WaitLogMatch(re *regexp.Regexp, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		for _, line := range strings.Split(p.Log(), "\n") {
-			if re.MatchString(line) {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("mtatest: no line of the postfix maillog matches %q after %v", re, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return waitLogLine("postfix maillog", p.Log, re, timeout)
 }
 
 // WaitMilterReject implements MTA: Postfix logs a milter's refusal as
@@ -445,17 +430,7 @@ func (p *Postfix) QueueIDs(t testing.TB) []string {
 // Postfix removes its queue file.
 func (p *Postfix) WaitQueueEmpty(t testing.TB, timeout time.Duration) error {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ids := p.QueueIDs(t)
-		if len(ids) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("mtatest: postfix queue not empty after %v: %v", timeout, ids)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return waitQueueEmpty("postfix", func() []string { return p.QueueIDs(t) }, timeout)
 }
 
 func (p *Postfix) run(tool string, args ...string) (stdout, stderr string, err error) {

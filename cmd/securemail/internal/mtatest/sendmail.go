@@ -668,18 +668,7 @@ func (s *Sendmail) Log() string {
 
 // WaitLogMatch implements MTA.
 func (s *Sendmail) WaitLogMatch(re *regexp.Regexp, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		for _, line := range strings.Split(s.Log(), "\n") {
-			if re.MatchString(line) {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("mtatest: no line of the sendmail log matches %q after %v", re, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return waitLogLine("sendmail log", s.Log, re, timeout)
 }
 
 // sendmailLogLine splits "Mon DD HH:MM:SS sm-mta-test[PID]: QUEUEID: text".
@@ -743,15 +732,5 @@ func (s *Sendmail) QueueFiles(t testing.TB) []string {
 // message delivered (or bounced) and removed.
 func (s *Sendmail) WaitQueueEmpty(t testing.TB, timeout time.Duration) error {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		names := s.QueueFiles(t)
-		if len(names) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("mtatest: sendmail queue not empty after %v: %v", timeout, names)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return waitQueueEmpty("sendmail", func() []string { return s.QueueFiles(t) }, timeout)
 }
