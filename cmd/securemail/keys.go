@@ -330,7 +330,7 @@ const listPaceEvery = 1024
 // while mail flows: it then takes at most a tenth of one core. Serve and
 // the MTA need the CPU more than the operator needs the listing at once
 // (BENCHMARKS.md, "Issue 10: admin commands on the live service").
-var listBusyRest = 9
+const listBusyRest = 9
 
 // listPacer makes a long walk over the key records yield to mail: after
 // every listPaceEvery records it asks whether mail is flowing, and if so
