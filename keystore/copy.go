@@ -19,9 +19,10 @@ import (
 //   - A copy is found by the SHA-256 digest of its link token, never by
 //     the token: the store does not hold what a reader needs to follow a
 //     link.
-//   - PutCopy is durable on return, and the milter calls it before
-//     CreateKey, so a key record whose CopyUntil is set always had its copy
-//     stored. Putting a copy under a key id that has one replaces it.
+//   - PutCopy and CreateKeyWithCopy are durable on return. The milter
+//     uses CreateKeyWithCopy, so a key record whose CopyUntil is set
+//     always has its copy stored with it. Putting a copy under a key id
+//     that has one replaces it.
 //   - The envelope is kept in chunks of at most CopyChunk bytes and read
 //     back one chunk at a time: neither side holds a whole envelope.
 //   - The envelope is deleted (its description stays, with Deleted set,
@@ -30,9 +31,9 @@ import (
 //     and by SweepCopies once Until has passed or the key is no longer
 //     usable. SweepKeys deletes the copies, descriptions and all, of the
 //     keys it deletes.
-//   - A copy whose key record never came (the message was refused after
-//     its copy was stored) is deleted whole by SweepCopies once it is
-//     older than CopyOrphanGrace.
+//   - A copy without a key record (PutCopy alone, or a dump imported
+//     part way) is deleted whole by SweepCopies once it is older than
+//     CopyOrphanGrace.
 
 // CopyChunk is the largest piece of an envelope a store keeps or returns
 // at once.
@@ -108,6 +109,13 @@ type CopyStore interface {
 	// PutCopy stores c with the c.Size bytes read from env; a reader
 	// that gives more or fewer is an error and nothing is stored.
 	PutCopy(ctx context.Context, c ServerCopy, env io.Reader) error
+	// CreateKeyWithCopy stores c, with the c.Size bytes read from env,
+	// and creates rec in one transaction: both or neither, one durable
+	// commit for the two. rec.ID must be c.KeyID and rec.CopyUntil must
+	// be set. Creating the same record again succeeds, as CreateKey
+	// does, and replaces the copy; another record under the id is
+	// ErrKeyExists and stores nothing.
+	CreateKeyWithCopy(ctx context.Context, rec KeyRecord, c ServerCopy, env io.Reader) error
 	// GetCopy returns the description of the copy whose link digest is
 	// digest, a deleted one too, or ErrNotFound.
 	GetCopy(ctx context.Context, linkDigest []byte) (ServerCopy, error)
@@ -126,6 +134,23 @@ type CopyStore interface {
 	// than CopyOrphanGrace without a key record. It returns how many
 	// envelopes it deleted.
 	SweepCopies(ctx context.Context, now time.Time) (int, error)
+}
+
+// ValidateKeyWithCopy checks what CreateKeyWithCopy is given.
+func ValidateKeyWithCopy(rec KeyRecord, c ServerCopy) error {
+	if err := rec.Validate(); err != nil {
+		return err
+	}
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if rec.ID != c.KeyID {
+		return errors.New("keystore: server copy: the copy is of another key than the record")
+	}
+	if rec.CopyUntil.IsZero() {
+		return errors.New("keystore: server copy: the key record does not say a copy is kept (CopyUntil)")
+	}
+	return nil
 }
 
 // ErrCopySize is PutCopy's answer when the reader's length is not Size.

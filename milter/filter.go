@@ -24,10 +24,10 @@
 //
 // A triggered message is answered only after its key record is committed;
 // a triggered message never leaves in plaintext. With Config.LinkFallback
-// the envelope's server copy is stored first, behind a random 128-bit link
-// token that the notice carries (the store keeps only its digest); a copy
-// that cannot be stored refuses the message with 451 4.3.0 like a key that
-// cannot be committed.
+// the envelope's server copy is stored in the same transaction as the key,
+// behind a random 128-bit link token that the notice carries (the store
+// keeps only its digest); a copy that cannot be stored refuses the message
+// with 451 4.3.0 and commits no key.
 //
 // # What the MTA must send
 //
@@ -107,9 +107,10 @@ type Config struct {
 	// LinkFallback keeps a copy of every sealed envelope in Copies for
 	// LinkRetention (never past the key's expiry) and puts a link to it
 	// in the notice, for recipients whose phone cannot post the
-	// attachment's form. The copy is stored before the key is committed;
-	// when it cannot be, the message is refused with 451 4.3.0 like any
-	// other store failure.
+	// attachment's form. Copies must be the store Store is: the key
+	// record is committed through Copies, with its copy, in one
+	// transaction; when that fails the message is refused with 451 4.3.0
+	// like any other store failure.
 	LinkFallback  bool
 	LinkRetention time.Duration
 	Copies        keystore.CopyStore
@@ -376,10 +377,14 @@ func (f *Filter) commitKey(rec keystore.KeyRecord) error {
 	return f.storeCall("key commit", func(ctx context.Context) error { return f.cfg.Store.CreateKey(ctx, rec) })
 }
 
-// putCopy stores the server copy of an envelope within the keystore
-// timeout.
-func (f *Filter) putCopy(c keystore.ServerCopy, env io.Reader) error {
-	return f.storeCall("server copy", func(ctx context.Context) error { return f.cfg.Copies.PutCopy(ctx, c, env) })
+// commitKeyWithCopy stores rec and its server copy in one transaction
+// within the keystore timeout.
+func (f *Filter) commitKeyWithCopy(rec keystore.KeyRecord, c keystore.ServerCopy, env io.Reader) error {
+	start := time.Now()
+	defer func() { f.cfg.Events.KeyCommitted(time.Since(start)) }()
+	return f.storeCall("key commit with server copy", func(ctx context.Context) error {
+		return f.cfg.Copies.CreateKeyWithCopy(ctx, rec, c, env)
+	})
 }
 
 // storeCall runs one store write within the keystore timeout.

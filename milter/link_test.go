@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"io"
 	"regexp"
 	"strings"
@@ -18,19 +19,18 @@ import (
 	"github.com/securemail/securemail/keystore"
 )
 
-// faultyCopies stores server copies in a real store unless told to fail,
-// panic or hang, and notes whether the key record existed when its copy
-// was stored.
+// faultyCopies stores keys with their server copies in a real store
+// unless told to fail, panic or hang, and notes the key ids it was asked
+// to store.
 type faultyCopies struct {
 	keystore.CopyStore
-	keys keystore.KeyStore
 
-	mu         sync.Mutex
-	err        error
-	panicMsg   string
-	block      chan struct{}
-	puts       int
-	keyExisted bool
+	mu       sync.Mutex
+	err      error
+	panicMsg string
+	block    chan struct{}
+	puts     int
+	asked    []keystore.KeyID
 }
 
 func (c *faultyCopies) heal() {
@@ -39,13 +39,11 @@ func (c *faultyCopies) heal() {
 	c.err, c.panicMsg, c.block = nil, "", nil
 }
 
-func (c *faultyCopies) PutCopy(ctx context.Context, sc keystore.ServerCopy, env io.Reader) error {
+func (c *faultyCopies) CreateKeyWithCopy(ctx context.Context, rec keystore.KeyRecord, sc keystore.ServerCopy, env io.Reader) error {
 	c.mu.Lock()
 	c.puts++
+	c.asked = append(c.asked, rec.ID)
 	err, panicMsg, block := c.err, c.panicMsg, c.block
-	if _, kerr := c.keys.Key(ctx, sc.KeyID); kerr == nil {
-		c.keyExisted = true
-	}
 	c.mu.Unlock()
 	if panicMsg != "" {
 		panic(panicMsg)
@@ -60,7 +58,7 @@ func (c *faultyCopies) PutCopy(ctx context.Context, sc keystore.ServerCopy, env 
 	if err != nil {
 		return err
 	}
-	return c.CopyStore.PutCopy(ctx, sc, env)
+	return c.CopyStore.CreateKeyWithCopy(ctx, rec, sc, env)
 }
 
 // newLinkEnv is a filter with the link fallback on (unless off), its
@@ -68,7 +66,7 @@ func (c *faultyCopies) PutCopy(ctx context.Context, sc keystore.ServerCopy, env 
 func newLinkEnv(t *testing.T, on bool, retention time.Duration, mutate func(*Config)) (*testEnv, *faultyCopies) {
 	t.Helper()
 	store := newBoltForTest(t)
-	copies := &faultyCopies{CopyStore: store.(keystore.CopyStore), keys: store}
+	copies := &faultyCopies{CopyStore: store.(keystore.CopyStore)}
 	e := newTestEnv(t, store, func(c *Config) {
 		c.LinkFallback, c.LinkRetention, c.Copies = on, retention, copies
 		if mutate != nil {
@@ -133,9 +131,6 @@ func TestLinkFallbackKeepsACopyBehindAnUnguessableLink(t *testing.T) {
 			wantUntil := testNow.Add(min(tc.retention, 90*24*time.Hour))
 			if !rec.CopyUntil.Equal(wantUntil) {
 				t.Fatalf("key record CopyUntil %v, want %v", rec.CopyUntil, wantUntil)
-			}
-			if copies.keyExisted {
-				t.Fatal("the key was committed before its server copy was stored")
 			}
 			text, html := noticeParts(t, o)
 			found := linkRe.FindStringSubmatch(text)
@@ -225,6 +220,12 @@ func TestLinkFallbackCopyFailureTempfails(t *testing.T) {
 			}
 			if n := e.keysCommitted(); n != 0 {
 				t.Fatalf("%d keys committed for a message whose copy failed", n)
+			}
+			if len(copies.asked) != 1 {
+				t.Fatalf("asked to store %d keys with copies, want 1", len(copies.asked))
+			}
+			if _, err := e.store.Key(context.Background(), copies.asked[0]); !errors.Is(err, keystore.ErrNotFound) {
+				t.Fatalf("the key of a refused message is in the store: %v", err)
 			}
 			if strings.Contains(o.action.SMTPText, "space") || strings.Contains(o.action.SMTPText, "boom") {
 				t.Fatalf("internal detail in the reply: %q", o.action.SMTPText)

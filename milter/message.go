@@ -260,13 +260,13 @@ func (m *message) finish(ed editor, lf bool) error {
 	}
 	var link string
 	if m.f.cfg.LinkFallback {
-		// The copy is stored before the key, so a committed key that says
-		// it has a copy always had one.
-		if link, err = m.storeCopy(&rec, portalURL); err != nil {
-			return fmt.Errorf("store server copy: %w", err)
+		// One transaction for both: a committed key that says it has a
+		// copy always has one, and the message waits for one durable
+		// commit, not two.
+		if link, err = m.commitKeyWithCopy(&rec, portalURL); err != nil {
+			return fmt.Errorf("commit key with server copy: %w", err)
 		}
-	}
-	if err := m.f.commitKey(rec); err != nil {
+	} else if err := m.f.commitKey(rec); err != nil {
 		return fmt.Errorf("commit key: %w", err)
 	}
 	boundary, err := m.boundary()
@@ -308,9 +308,9 @@ func (m *message) finish(ed editor, lf bool) error {
 // session id, and unrelated to the key id, which the attachment shows.
 const linkTokenBytes = 16
 
-// storeCopy stores the envelope as the server copy behind a new link,
-// sets rec.CopyUntil and returns the link.
-func (m *message) storeCopy(rec *keystore.KeyRecord, portalURL string) (string, error) {
+// commitKeyWithCopy commits rec together with the envelope's server copy
+// behind a new link, and returns the link.
+func (m *message) commitKeyWithCopy(rec *keystore.KeyRecord, portalURL string) (string, error) {
 	var raw [linkTokenBytes]byte
 	if _, err := io.ReadFull(m.f.cfg.Rand, raw[:]); err != nil {
 		return "", fmt.Errorf("link token: %w", err)
@@ -325,10 +325,10 @@ func (m *message) storeCopy(rec *keystore.KeyRecord, portalURL string) (string, 
 		return "", err
 	}
 	c := keystore.ServerCopy{KeyID: rec.ID, LinkDigest: keystore.LinkDigest(token), Created: rec.Created, Until: until, Size: m.seal.spool.size}
-	if err := m.f.putCopy(c, env); err != nil {
+	rec.CopyUntil = until
+	if err := m.f.commitKeyWithCopy(*rec, c, env); err != nil {
 		return "", err
 	}
-	rec.CopyUntil = until
 	return strings.TrimSuffix(portalURL, "/") + "/l/" + token, nil
 }
 

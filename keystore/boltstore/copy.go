@@ -79,11 +79,28 @@ func (b *Store) PutCopy(ctx context.Context, c keystore.ServerCopy, env io.Reade
 	if err := c.Validate(); err != nil {
 		return err
 	}
+	return b.commitCopy(ctx, "put server copy", keystore.KeyRecord{}, c, env)
+}
+
+// CreateKeyWithCopy hands the key record and the copy to the committer as
+// one request: they share a transaction, and its fsync with the group's.
+func (b *Store) CreateKeyWithCopy(ctx context.Context, rec keystore.KeyRecord, c keystore.ServerCopy, env io.Reader) error {
+	if err := keystore.ValidateKeyWithCopy(rec, c); err != nil {
+		return err
+	}
+	return b.commitCopy(ctx, "create key with server copy", rec, c, env)
+}
+
+// commitCopy reads the envelope, then writes the description, the link,
+// every chunk and, when rec has an id, the key record in the committer's
+// next group (see Store): under load, the copies of concurrent messages
+// share fsyncs with each other and with their key records.
+func (b *Store) commitCopy(ctx context.Context, op string, rec keystore.KeyRecord, c keystore.ServerCopy, env io.Reader) error {
 	if err := ctx.Err(); err != nil {
-		return wrapf("put server copy", err)
+		return wrapf(op, err)
 	}
 	if b.creates == nil {
-		return wrapf("put server copy", bolterrors.ErrDatabaseReadOnly)
+		return wrapf(op, bolterrors.ErrDatabaseReadOnly)
 	}
 	c = c.Normalized()
 	c.Deleted = time.Time{}
@@ -96,11 +113,20 @@ func (b *Store) PutCopy(ctx context.Context, c keystore.ServerCopy, env io.Reade
 	}); err != nil {
 		return err
 	}
-	err := b.commit(ctx, createRequest{write: func(tx *bolt.Tx) error { return writeCopyTx(tx, c, chunks) }})
-	if errors.Is(err, keystore.ErrClosed) {
+	req := createRequest{write: func(tx *bolt.Tx) error { return writeCopyTx(tx, c, chunks) }}
+	if rec.ID != (keystore.KeyID{}) {
+		rec = rec.Normalized()
+		val, err := encodeKeyRecord(rec)
+		if err != nil {
+			return wrapf(op, err)
+		}
+		req.rec, req.val = rec, val
+	}
+	err := b.commit(ctx, req)
+	if errors.Is(err, keystore.ErrKeyExists) || errors.Is(err, keystore.ErrClosed) {
 		return err
 	}
-	return wrapf("put server copy", err)
+	return wrapf(op, err)
 }
 
 // writeCopyTx replaces id's copy with c and its chunks.

@@ -81,7 +81,8 @@ type createRequest struct {
 	val  []byte
 	done chan error // buffered, one result
 	// write, when set, is another write that shares the group commit
-	// instead of a key record (PutCopy); its error fails the group.
+	// (a server copy); its error fails the group. With a record as well
+	// (val set), it is written only when the record is.
 	write func(tx *bolt.Tx) error
 }
 
@@ -270,27 +271,33 @@ func (b *Store) commitBatch(batch []createRequest) {
 		keys := tx.Bucket(keysBucket)
 		for i, req := range batch {
 			results[i] = nil
+			var old []byte
+			if req.val != nil {
+				old = keys.Get(req.rec.ID[:])
+			}
+			if old != nil {
+				// Creating the same record again succeeds; another
+				// record under the same id fails alone, not the whole
+				// group, and writes nothing.
+				prev, err := decodeKeyRecord(req.rec.ID, old)
+				switch {
+				case err != nil:
+					results[i] = err
+					continue
+				case !prev.Equal(req.rec):
+					results[i] = keystore.ErrKeyExists
+					continue
+				}
+			}
 			if req.write != nil {
 				if err := req.write(tx); err != nil {
 					return err
 				}
-				continue
 			}
-			old := keys.Get(req.rec.ID[:])
-			if old == nil {
+			if req.val != nil && old == nil {
 				if err := keys.Put(req.rec.ID[:], req.val); err != nil {
 					return err
 				}
-				continue
-			}
-			// Creating the same record again succeeds; another record
-			// under the same id fails alone, not the whole group.
-			prev, err := decodeKeyRecord(req.rec.ID, old)
-			switch {
-			case err != nil:
-				results[i] = err
-			case !prev.Equal(req.rec):
-				results[i] = keystore.ErrKeyExists
 			}
 		}
 		return nil

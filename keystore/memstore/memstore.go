@@ -770,25 +770,56 @@ func (s *Store) PutCopy(ctx context.Context, c keystore.ServerCopy, env io.Reade
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	c = c.Normalized()
-	c.Deleted = time.Time{}
-	// Read before locking: the reader may be slow, and nothing is stored
-	// unless it gives exactly Size bytes.
-	buf := make([]byte, 0, c.Size)
-	if err := keystore.EachCopyChunk(env, c.Size, func(_ int, chunk []byte) error {
-		buf = append(buf, chunk...)
-		return nil
-	}); err != nil {
+	c, buf, err := readCopy(c, env)
+	if err != nil {
 		return err
 	}
 	if err := s.lock(ctx, "put server copy"); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()
-	s.deleteCopyLocked(c.KeyID)
-	s.copies[c.KeyID] = &serverCopy{meta: c, env: buf}
-	s.links[string(c.LinkDigest)] = c.KeyID
+	s.putCopyLocked(c, buf)
 	return nil
+}
+
+func (s *Store) CreateKeyWithCopy(ctx context.Context, rec keystore.KeyRecord, c keystore.ServerCopy, env io.Reader) error {
+	if err := keystore.ValidateKeyWithCopy(rec, c); err != nil {
+		return err
+	}
+	c, buf, err := readCopy(c, env)
+	if err != nil {
+		return err
+	}
+	if err := s.lock(ctx, "create key with server copy"); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	rec = cloneRecord(rec.Normalized())
+	if old, ok := s.keys[rec.ID]; ok && !old.Equal(rec) {
+		return keystore.ErrKeyExists
+	}
+	s.keys[rec.ID] = rec
+	s.putCopyLocked(c, buf)
+	return nil
+}
+
+// readCopy reads the envelope before the lock is taken: the reader may be
+// slow, and nothing is stored unless it gives exactly Size bytes.
+func readCopy(c keystore.ServerCopy, env io.Reader) (keystore.ServerCopy, []byte, error) {
+	c = c.Normalized()
+	c.Deleted = time.Time{}
+	buf := make([]byte, 0, c.Size)
+	err := keystore.EachCopyChunk(env, c.Size, func(_ int, chunk []byte) error {
+		buf = append(buf, chunk...)
+		return nil
+	})
+	return c, buf, err
+}
+
+func (s *Store) putCopyLocked(c keystore.ServerCopy, env []byte) {
+	s.deleteCopyLocked(c.KeyID)
+	s.copies[c.KeyID] = &serverCopy{meta: c, env: env}
+	s.links[string(c.LinkDigest)] = c.KeyID
 }
 
 func (s *Store) GetCopy(ctx context.Context, linkDigest []byte) (keystore.ServerCopy, error) {

@@ -40,7 +40,38 @@ func (s *Store) PutCopy(ctx context.Context, c keystore.ServerCopy, env io.Reade
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	if err := begin(ctx, "put server copy"); err != nil {
+	return s.putCopy(ctx, "put server copy", c, env, nil)
+}
+
+// CreateKeyWithCopy writes the copy and inserts the record in one
+// transaction, so the message waits for one durable commit, not two.
+func (s *Store) CreateKeyWithCopy(ctx context.Context, rec keystore.KeyRecord, c keystore.ServerCopy, env io.Reader) error {
+	if err := keystore.ValidateKeyWithCopy(rec, c); err != nil {
+		return err
+	}
+	rec = rec.Normalized()
+	return s.putCopy(ctx, "create key with server copy", c, env, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, insertKey, keyArgs(rec)...)
+		if err != nil || tag.RowsAffected() == 1 {
+			return err
+		}
+		// As in CreateKey: the same record again is a retry whose first
+		// attempt committed.
+		old, err := scanKey(tx.QueryRow(ctx, "SELECT "+keyColumns+" FROM keys WHERE id = $1", rec.ID[:]))
+		if err != nil {
+			return err
+		}
+		if !old.Equal(rec) {
+			return keystore.ErrKeyExists
+		}
+		return nil
+	})
+}
+
+// putCopy replaces c's copy with the envelope streamed from env and runs
+// also, when set, in the same transaction.
+func (s *Store) putCopy(ctx context.Context, op string, c keystore.ServerCopy, env io.Reader, also func(pgx.Tx) error) error {
+	if err := begin(ctx, op); err != nil {
 		return err
 	}
 	c = c.Normalized()
@@ -61,16 +92,19 @@ func (s *Store) PutCopy(ctx context.Context, c keystore.ServerCopy, env io.Reade
 		if src.err == nil && src.size != c.Size {
 			return keystore.ErrCopySize
 		}
+		if also != nil {
+			return also(tx)
+		}
 		return nil
 	})
 	if src.err != nil {
 		// The envelope's reader failed, not the store.
 		return fmt.Errorf("keystore: server copy: read envelope: %w", src.err)
 	}
-	if errors.Is(err, keystore.ErrCopySize) {
+	if errors.Is(err, keystore.ErrCopySize) || errors.Is(err, keystore.ErrKeyExists) {
 		return err
 	}
-	return wrap("put server copy", err)
+	return wrap(op, err)
 }
 
 func (s *Store) GetCopy(ctx context.Context, linkDigest []byte) (keystore.ServerCopy, error) {

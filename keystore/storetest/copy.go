@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -45,19 +46,20 @@ func RecordWithCopy(n int) keystore.KeyRecord {
 // RunCopies runs the server copy suite.
 func RunCopies(t *testing.T, open CopyOpener) {
 	ctx := context.Background()
-	// put stores copy n of size bytes and its key record, in the
-	// milter's order.
+	// put stores copy n of size bytes and, with keys, its key record in
+	// the same transaction, as the milter does.
 	put := func(t *testing.T, s keystore.CopyStore, keys keystore.KeyStore, n int, size int) (keystore.ServerCopy, []byte) {
 		t.Helper()
 		c, _ := Copy(n, int64(size))
 		env := Envelope(n, size)
-		if err := s.PutCopy(ctx, c, bytes.NewReader(env)); err != nil {
-			t.Fatalf("put copy %d: %v", n, err)
-		}
+		var err error
 		if keys != nil {
-			if err := keys.CreateKey(ctx, RecordWithCopy(n)); err != nil {
-				t.Fatal(err)
-			}
+			err = s.CreateKeyWithCopy(ctx, RecordWithCopy(n), c, bytes.NewReader(env))
+		} else {
+			err = s.PutCopy(ctx, c, bytes.NewReader(env))
+		}
+		if err != nil {
+			t.Fatalf("put copy %d: %v", n, err)
 		}
 		return c, env
 	}
@@ -151,6 +153,111 @@ func RunCopies(t *testing.T, open CopyOpener) {
 		bad.LinkDigest = nil
 		if err := s.PutCopy(ctx, bad, bytes.NewReader(Envelope(3, int(c.Size)))); err == nil {
 			t.Fatal("a copy without a link digest was stored")
+		}
+	})
+	t.Run("KeyWithCopyBothOrNeither", func(t *testing.T) {
+		s := open(t)
+		defer s.Close()
+		rec := RecordWithCopy(30)
+		c, _ := Copy(30, keystore.CopyChunk+10)
+		nothing := func(what string) {
+			t.Helper()
+			if _, err := s.Key(ctx, rec.ID); !errors.Is(err, keystore.ErrNotFound) {
+				t.Fatalf("%s left a key record: %v", what, err)
+			}
+			if _, err := s.CopyOf(ctx, c.KeyID); !errors.Is(err, keystore.ErrNotFound) {
+				t.Fatalf("%s left a copy: %v", what, err)
+			}
+		}
+		if err := s.CreateKeyWithCopy(ctx, rec, c, bytes.NewReader(Envelope(30, keystore.CopyChunk+9))); !errors.Is(err, keystore.ErrCopySize) {
+			t.Fatalf("short envelope: %v, want ErrCopySize", err)
+		}
+		nothing("a short envelope")
+		boom := errors.New("disk read failed")
+		if err := s.CreateKeyWithCopy(ctx, rec, c, io.MultiReader(bytes.NewReader(Envelope(30, 100)), iotest.ErrReader(boom))); !errors.Is(err, boom) {
+			t.Fatalf("failing reader: %v, want its error", err)
+		}
+		nothing("a failing reader")
+		other, _ := Copy(31, c.Size)
+		if err := s.CreateKeyWithCopy(ctx, rec, other, bytes.NewReader(Envelope(30, int(c.Size)))); err == nil {
+			t.Fatal("a copy of another key was stored with the record")
+		}
+		if err := s.CreateKeyWithCopy(ctx, Record(30), c, bytes.NewReader(Envelope(30, int(c.Size)))); err == nil {
+			t.Fatal("a record without CopyUntil was stored with a copy")
+		}
+		nothing("a refused pair")
+
+		env := Envelope(30, int(c.Size))
+		if err := s.CreateKeyWithCopy(ctx, rec, c, bytes.NewReader(env)); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.Key(ctx, rec.ID); err != nil || !got.Equal(rec.Normalized()) {
+			t.Fatalf("key after CreateKeyWithCopy: %+v, %v, want %+v", got, err, rec)
+		}
+		if got, err := readAll(t, s, c.KeyID); err != nil || !bytes.Equal(got, env) {
+			t.Fatalf("copy after CreateKeyWithCopy: %d bytes, %v", len(got), err)
+		}
+		// A retry whose first attempt committed succeeds.
+		if err := s.CreateKeyWithCopy(ctx, rec, c, bytes.NewReader(env)); err != nil {
+			t.Fatalf("the same record and copy again: %v", err)
+		}
+		// Another record under the id stores nothing, its copy neither.
+		changed := rec
+		changed.Sender = "mallory@example.org"
+		otherEnv := Envelope(32, int(c.Size))
+		if err := s.CreateKeyWithCopy(ctx, changed, c, bytes.NewReader(otherEnv)); !errors.Is(err, keystore.ErrKeyExists) {
+			t.Fatalf("another record under the id: %v, want ErrKeyExists", err)
+		}
+		if got, err := readAll(t, s, c.KeyID); err != nil || !bytes.Equal(got, env) {
+			t.Fatalf("a refused record replaced the copy: %d bytes, %v", len(got), err)
+		}
+	})
+	t.Run("KeyWithCopyBurst", func(t *testing.T) {
+		// Released together, so a backend that groups commits puts them in
+		// one group; the one refused record fails alone.
+		s := open(t)
+		defer s.Close()
+		conflict := RecordWithCopy(40)
+		if err := s.CreateKey(ctx, conflict); err != nil {
+			t.Fatal(err)
+		}
+		const n = 12
+		start := make(chan struct{})
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rec := RecordWithCopy(40 + i)
+				if i == 0 {
+					rec.Sender = "someone-else@example.org"
+				}
+				c, _ := Copy(40+i, int64(1000+i))
+				<-start
+				errs[i] = s.CreateKeyWithCopy(ctx, rec, c, bytes.NewReader(Envelope(40+i, 1000+i)))
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if !errors.Is(errs[0], keystore.ErrKeyExists) {
+			t.Errorf("the conflicting record: %v, want ErrKeyExists", errs[0])
+		}
+		if _, err := s.CopyOf(ctx, conflict.ID); !errors.Is(err, keystore.ErrNotFound) {
+			t.Errorf("the conflicting record's copy was stored: %v", err)
+		}
+		for i := 1; i < n; i++ {
+			if errs[i] != nil {
+				t.Errorf("record %d: %v", 40+i, errs[i])
+				continue
+			}
+			got, err := readAll(t, s, Record(40+i).ID)
+			if err != nil || !bytes.Equal(got, Envelope(40+i, 1000+i)) {
+				t.Errorf("copy %d: %d bytes, %v", 40+i, len(got), err)
+			}
+			if _, err := s.Key(ctx, Record(40+i).ID); err != nil {
+				t.Errorf("key %d: %v", 40+i, err)
+			}
 		}
 	})
 	t.Run("PutReplaces", func(t *testing.T) {
