@@ -59,7 +59,34 @@ func writeBody(t testing.TB, n Notice, payload []byte) (body, env []byte) {
 func TestBodyGolden(t *testing.T) {
 	t.Parallel()
 	body, _ := writeBody(t, testNotice("Alice Example <alice@example.com>"), []byte(goldenPayload))
-	const golden = "testdata/body.golden"
+	checkGolden(t, body, "testdata/body.golden")
+}
+
+// goldenVariants are the notices whose bodies testdata keeps besides
+// body.golden: every branch of the templates (brand, logo, support line,
+// phone link, a From that the escaping changes) in each language.
+func goldenVariants(t testing.TB) map[string]Notice {
+	branded := testNotice("Zoë <alice+tag@example.com> & \"Co\"")
+	branded.Brand = testBrand(t)
+	branded.Link = testPortal + "/l/AAECAwQFBgcICQoLDA0ODw"
+	branded.LinkUntil = testDate.Add(30 * 24 * time.Hour)
+	return map[string]Notice{"body-branded-link.golden": branded}
+}
+
+func TestBodyGoldenVariants(t *testing.T) {
+	t.Parallel()
+	for name, n := range goldenVariants(t) {
+		t.Run(name, func(t *testing.T) {
+			body, _ := writeBody(t, n, []byte(goldenPayload))
+			checkGolden(t, body, "testdata/"+name)
+		})
+	}
+}
+
+// checkGolden compares body with the file golden, or rewrites the file
+// under -update.
+func checkGolden(t *testing.T, body []byte, golden string) {
+	t.Helper()
 	if *update {
 		if err := os.WriteFile(golden, body, 0o644); err != nil {
 			t.Fatal(err)
