@@ -135,18 +135,3 @@ func (b Brand) data(d *pageData) {
 	// Check has made it a base64 PNG or SVG data: URI.
 	d.Logo = template.URL(b.Logo) //nolint:gosec // checked above
 }
-
-// noticeTextFor is the notice's text part for d.
-func noticeTextFor(d pageData) string {
-	s := fmt.Sprintf(noticeText, d.From, d.PortalURL, d.PortalURL)
-	if d.Link != "" {
-		s = fmt.Sprintf(noticeTextLink, d.From, d.Link, d.LinkUntil, d.PortalURL, d.PortalURL)
-	}
-	if d.Org != "" {
-		s = "Secure message from " + d.Org + "\n\n" + s
-	}
-	if d.Support != "" {
-		s += "\n" + d.Support + "\n"
-	}
-	return s
-}

@@ -8,9 +8,12 @@ import (
 	"mime/quotedprintable"
 	"net/url"
 	"strings"
+	texttemplate "text/template"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/securemail/securemail/internal/catalog"
 )
 
 // PageFileName is the name of the attachment that carries the envelope.
@@ -43,6 +46,9 @@ type Notice struct {
 	// the server until LinkUntil. The notice then explains both ways in.
 	Link      string
 	LinkUntil time.Time
+	// Lang is the language of the notice and the page, the sender's
+	// (catalog.English when zero).
+	Lang catalog.Lang
 	// LF writes bare LF line ends instead of CRLF, for a consumer that
 	// wants the MTA's local form (go-milter's body replacement turns CRLF
 	// into LF itself, at a cost of a pass over the whole body).
@@ -60,6 +66,7 @@ func (n Notice) eol() string {
 // pageData is what the templates are executed with, once per message
 // (Notice.data).
 type pageData struct {
+	Lang       catalog.Lang
 	From       string
 	FromPieces []string // From cut for the page's short lines
 	Date       string
@@ -165,12 +172,13 @@ func escapedWidth(r rune) int {
 // textarea's end tag. Template data is escaped, so no sender can forge it.
 const envelopeMark = "</textarea>"
 
-var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
-<html lang="en">
+// pageSkeleton is SecureMessageATT.html; its words are the catalogue's.
+const pageSkeleton = `<!DOCTYPE html>
+<html lang="{{.Lang}}">
 <head>
 <meta charset="us-ascii">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Secure message{{with .Org}} from {{.}}{{end}}</title>
+<title>{{if .Org}}{{template "page.title_from" .}}{{else}}{{template "page.title" .}}{{end}}</title>
 <style>
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
 background:#f4f5f7;color:#1d2330;margin:0;padding:1rem;line-height:1.5}
@@ -191,102 +199,87 @@ code,.meta strong{overflow-wrap:anywhere}
 </head>
 <body>
 <main>
-{{if or .Org .Logo}}<div class="brand">{{if .Logo}}<img src="{{.Logo}}" alt="{{if .Org}}{{.Org}} logo{{else}}Sender's logo{{end}}">{{end}}{{with .Org}}<span class="org">{{.}}</span>{{end}}</div>
-{{end}}<h1>You have received a secure message{{with .Org}} from {{.}}{{end}}</h1>
-<p class="meta">From: <strong>{{range .FromPieces}}<wbr
+{{if or .Org .Logo}}<div class="brand">{{if .Logo}}<img src="{{.Logo}}" alt="{{if .Org}}{{template "page.logo_alt_org" .}}{{else}}{{template "page.logo_alt" .}}{{end}}">{{end}}{{with .Org}}<span class="org">{{.}}</span>{{end}}</div>
+{{end}}<h1>{{if .Org}}{{template "page.heading_from" .}}{{else}}{{template "page.heading" .}}{{end}}</h1>
+<p class="meta">{{template "page.from" .}} <strong>{{range .FromPieces}}<wbr
 >{{.}}{{end}}</strong><br>
-Sent: {{.Date}}</p>
-<p>The message is encrypted. To read it, click the button below. Your
-browser opens the secure reading site of the sender's mail service, where you
-sign in or create an account with this email address.</p>
+{{template "page.sent" .}}</p>
+<p>{{template "page.explain" .}}</p>
 <form method="post" enctype="multipart/form-data"
 action="{{.OpenURL}}">
 <input type="hidden" name="v" value="{{.Version}}">
 <input type="hidden" name="id" value="{{.KeyID}}">
 <textarea name="envelope" hidden readonly>
 </textarea>
-<button type="submit">Click to read message</button>
+<button type="submit">{{template "page.button" .}}</button>
 </form>
 <div class="check">
-<p><strong>How to check that this is genuine.</strong> After you click, the
-address bar of your browser must start with
-<code>{{.PortalURL}}/</code>
-(the site <code>{{.PortalHost}}</code>).
-If it shows any other address, close the page and do not type your
-password.</p>
-<p>This file never asks for your password. Keep it: it is the only copy of the
-encrypted message, and it can be read only on that site, only by the people it
-was sent to, and only until the sender's service deletes its key.</p>
+<p>{{template "page.check" .}}</p>
+<p>{{template "page.keep" .}}</p>
 {{with .Support}}<p>{{.}}</p>
 {{end}}</div>
 </main>
 </body>
 </html>
-`))
+`
 
-var noticeHTMLTemplate = template.Must(template.New("notice").Parse(`<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"></head>
+// noticeSkeleton is the notice's HTML part.
+const noticeSkeleton = `<!DOCTYPE html>
+<html lang="{{.Lang}}"><head><meta charset="utf-8"></head>
 <body style="font-family:sans-serif;line-height:1.5">
-{{with .Org}}<p>Secure message from <strong>{{.}}</strong></p>
-{{end}}<p><strong>{{.From}}</strong> sent you a secure message.</p>{{if .Link}}
-<p>There are two ways to read it.</p>
-<p><strong>On a computer:</strong> open the attachment
-<strong>SecureMessageATT.html</strong> and click
-<strong>Click to read message</strong>.</p>
-<p><strong>On a phone or tablet, or if the attachment does not open:</strong>
-follow this link to the same reading site:<br>
+{{with .Org}}<p>{{template "notice.org" $}}</p>
+{{end}}<p>{{template "notice.sent_you" .}}</p>{{if .Link}}
+<p>{{template "notice.two_ways" .}}</p>
+<p>{{template "notice.computer" .}}</p>
+<p>{{template "notice.phone_link" .}}<br>
 <a href="{{.Link}}">{{.Link}}</a><br>
-The link works until {{.LinkUntil}}; the attachment works for as long as the
-message can be read.</p>
-<p>Either way, you sign in, or create an account with this email address, at
-<strong>{{.PortalURL}}</strong>.</p>{{else}}
-<p>To read it, open the attachment <strong>SecureMessageATT.html</strong> and
-click <strong>Click to read message</strong>. You will sign in, or create an
-account with this email address, at <strong>{{.PortalURL}}</strong>.</p>
-<p>On a phone or tablet: if the attachment does not open, open this email on
-a computer, or save the attachment to your files and open it in your
-browser.</p>{{end}}
-<p>To check that the message is genuine, make sure the reading site's address
-starts with {{.PortalURL}}/ before you type your password.</p>
+{{template "notice.link_until" .}}</p>
+<p>{{template "notice.either_way" .}}</p>{{else}}
+<p>{{template "notice.open" .}}</p>
+<p>{{template "notice.phone" .}}</p>{{end}}
+<p>{{template "notice.genuine" .}}</p>
 {{with .Support}}<p>{{.}}</p>
 {{end}}</body></html>
-`))
-
-const noticeText = `%s sent you a secure message.
-
-To read it, open the attachment SecureMessageATT.html and click
-"Click to read message". You will sign in, or create an account with
-this email address, at %s
-
-On a phone or tablet: if the attachment does not open, open this email
-on a computer, or save the attachment to your files and open it in
-your browser.
-
-To check that the message is genuine, make sure the reading site's
-address starts with %s/ before you type your password.
 `
 
-// noticeTextLink is the text part when the notice carries the phone link.
-const noticeTextLink = `%s sent you a secure message. There are two ways to read it.
+// noticeTextSkeleton is the notice's text part.
+const noticeTextSkeleton = `{{with .Org}}{{template "text.org" $}}
 
-On a computer: open the attachment SecureMessageATT.html and click
-"Click to read message".
+{{end}}{{if .Link}}{{template "text.notice_link" .}}{{else}}{{template "text.notice" .}}{{end}}{{with .Support}}
+{{.}}
+{{end}}`
 
-On a phone or tablet, or if the attachment does not open: follow this
-link to the same reading site:
-%s
-The link works until %s; the attachment works for as long as the
-message can be read.
+// languageTemplates are the page and the notice in one language.
+type languageTemplates struct {
+	page, notice *template.Template
+	text         *texttemplate.Template
+}
 
-Either way, you sign in, or create an account with this email address,
-at %s
+// templates holds every shipped language's, parsed once.
+var templates = func() map[catalog.Lang]languageTemplates {
+	all := make(map[catalog.Lang]languageTemplates, len(catalog.Languages))
+	for _, l := range catalog.Languages {
+		page := template.Must(template.New("page").Parse(pageSkeleton))
+		notice := template.Must(template.New("notice").Parse(noticeSkeleton))
+		text := texttemplate.Must(texttemplate.New("text").Parse(noticeTextSkeleton))
+		for _, err := range []error{catalog.AddHTML(page, l), catalog.AddHTML(notice, l), catalog.AddText(text, l)} {
+			if err != nil {
+				panic(err)
+			}
+		}
+		all[l] = languageTemplates{page: page, notice: notice, text: text}
+	}
+	return all
+}()
 
-To check that the message is genuine, make sure the reading site's
-address starts with %s/ before you type your password.
-`
-
-// dateLayout is the page's form of the date.
-const dateLayout = "Monday, 2 January 2006 at 15:04 UTC"
+// templatesFor returns l's templates; a language that is not shipped
+// gets English.
+func templatesFor(l catalog.Lang) languageTemplates {
+	if t, ok := templates[l]; ok {
+		return t
+	}
+	return templates[catalog.English]
+}
 
 // data is what the templates are executed with for n, or the error that
 // says n's portal URL or brand is unusable.
@@ -296,9 +289,14 @@ func (n Notice) data() (pageData, error) {
 		return pageData{}, fmt.Errorf("envelope: portal URL %q is not an http(s) URL", n.PortalURL)
 	}
 	from := n.sender()
+	lang := n.Lang
+	if _, ok := templates[lang]; !ok {
+		lang = catalog.English
+	}
 	d := pageData{
+		Lang:       lang,
 		From:       from,
-		Date:       n.Date.UTC().Format(dateLayout),
+		Date:       catalog.Date(lang, n.Date),
 		PortalURL:  strings.TrimSuffix(n.PortalURL, "/"),
 		OpenURL:    strings.TrimSuffix(n.PortalURL, "/") + "/open",
 		PortalHost: u.Host,
@@ -310,7 +308,7 @@ func (n Notice) data() (pageData, error) {
 		if err != nil || l.Scheme != u.Scheme || l.Host != u.Host {
 			return pageData{}, fmt.Errorf("envelope: the link %q is not on the portal %q", n.Link, n.PortalURL)
 		}
-		d.Link, d.LinkUntil = n.Link, n.LinkUntil.UTC().Format(dateLayout)
+		d.Link, d.LinkUntil = n.Link, catalog.Date(lang, n.LinkUntil)
 	}
 	for s := from; s != ""; {
 		var piece string
@@ -346,7 +344,7 @@ func WritePage(w io.Writer, n Notice, env io.Reader) error {
 // the rest, in three writes (the envelope's in blocks).
 func writePage(w io.Writer, n Notice, d pageData, env io.Reader) error {
 	var buf bytes.Buffer
-	if err := pageTemplate.Execute(&buf, d); err != nil {
+	if err := templatesFor(d.Lang).page.Execute(&buf, d); err != nil {
 		return fmt.Errorf("envelope: render page: %w", err)
 	}
 	page := toASCII(buf.String())
@@ -381,7 +379,12 @@ func WriteBody(w io.Writer, n Notice, env io.Reader) error {
 		return fmt.Errorf("envelope: boundary must be 1 to 60 characters")
 	}
 	var html bytes.Buffer
-	if err := noticeHTMLTemplate.Execute(&html, d); err != nil {
+	t := templatesFor(d.Lang)
+	if err := t.notice.Execute(&html, d); err != nil {
+		return fmt.Errorf("envelope: render notice: %w", err)
+	}
+	var text strings.Builder
+	if err := t.text.Execute(&text, d); err != nil {
 		return fmt.Errorf("envelope: render notice: %w", err)
 	}
 	outer, alt := n.Boundary, "alt-"+n.Boundary
@@ -389,7 +392,7 @@ func WriteBody(w io.Writer, n Notice, env io.Reader) error {
 	fmt.Fprintf(&head, "This is a securemail encrypted message in MIME format.\r\n\r\n")
 	fmt.Fprintf(&head, "--%s\r\nContent-Type: multipart/alternative;\r\n boundary=\"%s\"\r\n\r\n", outer, alt)
 	for _, part := range []struct{ ctype, body string }{
-		{"text/plain", noticeTextFor(d)},
+		{"text/plain", text.String()},
 		{"text/html", html.String()},
 	} {
 		fmt.Fprintf(&head, "--%s\r\nContent-Type: %s; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n", alt, part.ctype)

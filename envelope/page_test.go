@@ -18,6 +18,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/emersion/go-message"
+
+	"github.com/securemail/securemail/internal/catalog"
 )
 
 const (
@@ -70,7 +72,10 @@ func goldenVariants(t testing.TB) map[string]Notice {
 	branded.Brand = testBrand(t)
 	branded.Link = testPortal + "/l/AAECAwQFBgcICQoLDA0ODw"
 	branded.LinkUntil = testDate.Add(30 * 24 * time.Hour)
-	return map[string]Notice{"body-branded-link.golden": branded}
+	german, germanBranded := testNotice("Alice Example <alice@example.com>"), branded
+	german.Lang, germanBranded.Lang = catalog.German, catalog.German
+	return map[string]Notice{"body-branded-link.golden": branded,
+		"body-de.golden": german, "body-de-branded-link.golden": germanBranded}
 }
 
 func TestBodyGoldenVariants(t *testing.T) {
@@ -78,6 +83,7 @@ func TestBodyGoldenVariants(t *testing.T) {
 	for name, n := range goldenVariants(t) {
 		t.Run(name, func(t *testing.T) {
 			body, _ := writeBody(t, n, []byte(goldenPayload))
+			checkTransport(t, body, 998)
 			checkGolden(t, body, "testdata/"+name)
 		})
 	}
@@ -112,6 +118,14 @@ func checkGolden(t *testing.T, body []byte, golden string) {
 // longer than 78 characters.
 func check7bit(t *testing.T, body []byte) {
 	t.Helper()
+	checkTransport(t, body, 78)
+}
+
+// checkTransport is check7bit with another line limit: a brand's name
+// (up to 100 characters, each up to an 8-character reference) can make a
+// page line longer than 78, never longer than RFC 5322's 998.
+func checkTransport(t *testing.T, body []byte, maxLine int) {
+	t.Helper()
 	for i, c := range body {
 		switch {
 		case c >= 0x80 || c == 0:
@@ -126,7 +140,7 @@ func check7bit(t *testing.T, body []byte) {
 		t.Fatalf("body does not end with CRLF")
 	}
 	for i, line := range strings.Split(string(body), "\r\n") {
-		if len(line) > 78 {
+		if len(line) > maxLine {
 			t.Fatalf("line %d is %d characters: %q", i+1, len(line), line)
 		}
 	}
@@ -155,32 +169,35 @@ func TestBodyTransport(t *testing.T) {
 	t.Parallel()
 	payload := testPayload("transport", 3000)
 	for _, tc := range fromCases {
-		t.Run(tc.name, func(t *testing.T) {
-			n := testNotice(tc.from)
-			body, env := writeBody(t, n, payload)
-			check7bit(t, body)
-			// FindPage takes a whole message: the body and the header the
-			// milter sets for it.
-			msg := "Content-Type: " + ContentType(n.Boundary) + "\r\n\r\n" + string(body)
-			page, err := FindPage(strings.NewReader(msg))
-			if err != nil {
-				t.Fatalf("FindPage: %v", err)
-			}
-			checkPage(t, page, n)
-			form, err := ParsePage(page)
-			if err != nil {
-				t.Fatalf("ParsePage: %v", err)
-			}
-			if form.Version != Version || form.KeyID != testKeyID || !bytes.Equal(form.Envelope, env) {
-				t.Fatalf("ParsePage = v%d %s %d bytes; want v%d %s and the %d-byte envelope",
-					form.Version, form.KeyID, len(form.Envelope), Version, testKeyID, len(env))
-			}
-			got, err := open(form.Envelope, testDEK, 4096)
-			if err != nil || !bytes.Equal(got, payload) {
-				t.Fatalf("open the page's envelope: %d bytes, %v", len(got), err)
-			}
-			checkNotice(t, body, n)
-		})
+		for _, lang := range catalog.Languages {
+			t.Run(tc.name+"/"+string(lang), func(t *testing.T) {
+				n := testNotice(tc.from)
+				n.Lang = lang
+				body, env := writeBody(t, n, payload)
+				check7bit(t, body)
+				// FindPage takes a whole message: the body and the header the
+				// milter sets for it.
+				msg := "Content-Type: " + ContentType(n.Boundary) + "\r\n\r\n" + string(body)
+				page, err := FindPage(strings.NewReader(msg))
+				if err != nil {
+					t.Fatalf("FindPage: %v", err)
+				}
+				checkPage(t, page, n)
+				form, err := ParsePage(page)
+				if err != nil {
+					t.Fatalf("ParsePage: %v", err)
+				}
+				if form.Version != Version || form.KeyID != testKeyID || !bytes.Equal(form.Envelope, env) {
+					t.Fatalf("ParsePage = v%d %s %d bytes; want v%d %s and the %d-byte envelope",
+						form.Version, form.KeyID, len(form.Envelope), Version, testKeyID, len(env))
+				}
+				got, err := open(form.Envelope, testDEK, 4096)
+				if err != nil || !bytes.Equal(got, payload) {
+					t.Fatalf("open the page's envelope: %d bytes, %v", len(got), err)
+				}
+				checkNotice(t, body, n)
+			})
+		}
 	}
 }
 
@@ -264,12 +281,13 @@ func checkPage(t *testing.T, page []byte, n Notice) {
 		t.Errorf("form fields = %v, want v=1, id=%s and envelope", fields, n.KeyID)
 	}
 	buttons := buttonRe.FindAllStringSubmatch(forms[0][2], -1)
-	if len(buttons) != 1 || attrs(buttons[0][1])["type"] != "submit" || buttons[0][2] != "Click to read message" {
-		t.Errorf("form buttons = %q, want one submit button reading \"Click to read message\"", buttons)
+	button := catalog.Entry(n.Lang, "page.button")
+	if len(buttons) != 1 || attrs(buttons[0][1])["type"] != "submit" || buttons[0][2] != button {
+		t.Errorf("form buttons = %q, want one submit button reading %q", buttons, button)
 	}
 
 	// It says who sent it, when, and how to check the portal's address.
-	m := fromRe.FindStringSubmatch(s)
+	m := regexp.MustCompile(`(?s)` + regexp.QuoteMeta(catalog.Entry(n.Lang, "page.from")) + ` <strong>(.*?)</strong>`).FindStringSubmatch(s)
 	if m == nil {
 		t.Fatalf("page does not name the sender")
 	}
@@ -277,12 +295,17 @@ func checkPage(t *testing.T, page []byte, n Notice) {
 	if want := displayed(n); shown != want {
 		t.Errorf("page shows the sender as %q, want %q", shown, want)
 	}
-	for _, want := range []string{
-		"Sent: Saturday, 14 March 2026 at 15:09 UTC",
-		"<code>" + n.PortalURL + "/</code>",
-		"(the site <code>" + strings.TrimPrefix(n.PortalURL, "https://") + "</code>)",
-		"never asks for your password",
-	} {
+	words := map[catalog.Lang][]string{
+		catalog.English: {"Sent: Saturday, 14 March 2026 at 15:09 UTC", "(the site <code>", "never asks for your password"},
+		catalog.German:  {"Gesendet: Samstag, 14. M&#228;rz 2026 um 15:09 UTC", "(die Seite <code>", "fragt nie nach Ihrem Passwort"},
+	}[n.Lang]
+	if words == nil {
+		words = []string{"Sent: Saturday, 14 March 2026 at 15:09 UTC", "(the site <code>", "never asks for your password"}
+	}
+	for _, want := range append(words,
+		"<code>"+n.PortalURL+"/</code>",
+		"<code>"+strings.TrimPrefix(n.PortalURL, "https://")+"</code>)",
+	) {
 		if !strings.Contains(s, want) {
 			t.Errorf("page lacks %q", want)
 		}
@@ -342,7 +365,11 @@ func checkNotice(t *testing.T, body []byte, n Notice) {
 	}
 	text, htmlNotice := parts[2].body, parts[3].body
 	from := displayed(n)
-	if !strings.Contains(text, from+" sent you a secure message") {
+	sentYou := map[catalog.Lang]string{catalog.English: " sent you a secure message", catalog.German: " hat Ihnen eine sichere Nachricht gesendet"}[n.Lang]
+	if sentYou == "" {
+		sentYou = " sent you a secure message"
+	}
+	if !strings.Contains(text, from+sentYou) {
 		t.Errorf("text notice does not name the sender %q:\n%s", from, text)
 	}
 	if strings.Contains(strings.ToLower(htmlNotice), "<script") || strings.Contains(htmlNotice, "<input") {
@@ -352,7 +379,11 @@ func checkNotice(t *testing.T, body []byte, n Notice) {
 		t.Errorf("HTML notice does not name the sender %q", from)
 	}
 	for _, notice := range []string{text, htmlNotice} {
-		for _, want := range []string{n.PortalURL, "SecureMessageATT.html", "Click to read message", "phone"} {
+		phone := map[catalog.Lang]string{catalog.German: "Smartphone"}[n.Lang]
+		if phone == "" {
+			phone = "phone"
+		}
+		for _, want := range []string{n.PortalURL, "SecureMessageATT.html", catalog.Entry(n.Lang, "page.button"), phone} {
 			if !strings.Contains(notice, want) {
 				t.Errorf("notice lacks %q", want)
 			}
@@ -363,7 +394,7 @@ func checkNotice(t *testing.T, body []byte, n Notice) {
 			}
 			continue
 		}
-		for _, want := range []string{n.Link, "two ways", "On a computer", "On a phone or tablet", n.LinkUntil.UTC().Format(dateLayout)} {
+		for _, want := range []string{n.Link, "two ways", "On a computer", "On a phone or tablet", catalog.Date(catalog.English, n.LinkUntil)} {
 			if !strings.Contains(html.UnescapeString(notice), want) {
 				t.Errorf("notice with a link lacks %q:\n%s", want, notice)
 			}

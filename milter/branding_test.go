@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/securemail/securemail/envelope"
+	"github.com/securemail/securemail/internal/catalog"
 )
 
 func TestBrandingPerSenderDomain(t *testing.T) {
@@ -14,6 +15,8 @@ func TestBrandingPerSenderDomain(t *testing.T) {
 		"example.test": {Brand: envelope.Brand{Organisation: "Example Test Co", Accent: "#0b5d3b", Support: "Call 0800 1"},
 			PortalURL: "https://read.example.test/"},
 		"": {Brand: envelope.Brand{Organisation: "Hosting Provider"}},
+		// A domain whose recipients read German, without a look.
+		"beispiel.test": {Language: catalog.German},
 	}
 	e := newTestEnv(t, nil, func(c *Config) { c.Policy.Brands = brands })
 	for _, tc := range []struct {
@@ -44,6 +47,25 @@ func TestBrandingPerSenderDomain(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("language", func(t *testing.T) {
+		m := tagged("Angebot [encrypt]", "alice@external.test", secretBody())
+		m.from = "zoe@beispiel.test"
+		o := e.send(t, e.newSession(t), m)
+		assertSealed(t, e, m, o)
+		page, err := envelope.FindPage(bytes.NewReader(o.message()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{`<html lang="de">`, "<title>Sichere Nachricht</title>", ">Nachricht lesen</button>"} {
+			if !bytes.Contains(page, []byte(want)) {
+				t.Errorf("the page of a German-reading domain lacks %q", want)
+			}
+		}
+		if !strings.Contains(string(o.message()), "hat Ihnen eine sichere Nachricht gesendet") {
+			t.Error("the notice of a German-reading domain is not in German")
+		}
+	})
 
 	// A reload changes the brand for the next message.
 	pol := testPolicy()

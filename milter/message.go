@@ -282,6 +282,7 @@ func (m *message) finish(ed editor, lf bool) error {
 	}
 	fromText, _ := decodeHeader(m.headerText("From"))
 	notice := envelope.Notice{
+		Lang:      brand.Language,
 		Link:      link,
 		LinkUntil: rec.CopyUntil,
 		From:      fromText,

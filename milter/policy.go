@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/securemail/securemail/envelope"
+	"github.com/securemail/securemail/internal/catalog"
 )
 
 // Branding is one sender domain's look (Policy.Brands).
@@ -15,6 +16,9 @@ type Branding struct {
 	// PortalURL is the reading site this domain's recipients use, e.g.
 	// https://secure.example.com; empty: Config.PortalURL.
 	PortalURL string
+	// Language is the language of the notice and SecureMessageATT.html
+	// for this domain's messages; zero: English.
+	Language catalog.Lang
 }
 
 // policySnapshot is one compiled Policy. It is never changed once built:

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/securemail/securemail/envelope"
+	"github.com/securemail/securemail/internal/catalog"
 	"github.com/securemail/securemail/milter"
 	"github.com/securemail/securemail/portal"
 )
@@ -27,6 +28,8 @@ type BrandConfig struct {
 	Accent    string `mapstructure:"accent"`
 	Support   string `mapstructure:"support"`
 	PortalURL string `mapstructure:"portal_url"`
+	// Language is the notice's and the page's: en (the default) or de.
+	Language string `mapstructure:"language"`
 }
 
 // readBranding reads the branding section, logo files included, into the
@@ -53,6 +56,14 @@ func (c *Config) readBranding() (map[string]milter.Branding, error) {
 				return err
 			}
 			br.PortalURL = strings.TrimSuffix(b.PortalURL, "/")
+		}
+		lang, err := catalog.Parse(b.Language)
+		if err != nil {
+			return fmt.Errorf("%s.language: %w", key, err)
+		}
+		if b.Language != "" {
+			// Set, even to English: an entry replaces the default whole.
+			br.Language = lang
 		}
 		if br != (milter.Branding{}) {
 			out[domain] = br

@@ -63,11 +63,13 @@ func newBrandedSite(t *testing.T) *brandedSite {
 	branding := strings.Replace(brandingYAML(t, dir), "https://secure.examplebank.test", site.brandURL, 1)
 	// No default: a domain without an entry keeps the neutral look.
 	branding = strings.Replace(branding, "  default:\n    organisation: Example Hosting\n", "", 1)
+	// deutsch.test's recipients read German, in the neutral look.
+	branding += "    - domain: deutsch.test\n      language: de\n"
 	if err := os.WriteFile(path, append(cfg, branding...), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	site.env = newRTEnvFrom(t, path)
-	if len(site.env.cfg.lists.brands) != 1 {
+	if len(site.env.cfg.lists.brands) != 2 {
 		t.Fatalf("brands %+v", site.env.cfg.lists.brands)
 	}
 	log := slog.New(slog.DiscardHandler)
@@ -147,6 +149,7 @@ func TestBrandedPagesInBrowser(t *testing.T) {
 	}{
 		{"branded", rtFrom, "Secure message from Example Bank", "Example Bank", site.brandURL},
 		{"unbranded", "carl@unbranded.test", "Secure message", "", site.portalURL},
+		{"german", "dora@deutsch.test", "Sichere Nachricht", "", site.portalURL},
 	} {
 		page := site.seal(t, msg, m.sender)
 		for _, size := range []struct {
@@ -186,6 +189,14 @@ func TestBrandedPagesInBrowser(t *testing.T) {
 					}
 				} else if tab.HasNode(".brand") {
 					t.Error("the unbranded attachment page shows a brand")
+				}
+				if m.name == "german" {
+					if got := tab.Text("button"); got != "Nachricht lesen" {
+						t.Errorf("the German page's button reads %q", got)
+					}
+					for _, v := range runAxe(t, tab, string(axeJS)) {
+						t.Errorf("axe on the German attachment page: %s (%s) on %v", v.ID, v.Help, v.Nodes)
+					}
 				}
 
 				// Click to read message: the portal's first page, on the

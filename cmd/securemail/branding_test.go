@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/securemail/securemail/internal/catalog"
 )
 
 const testBrandSVG = `<svg xmlns="http://www.w3.org/2000/svg" width="160" height="48" viewBox="0 0 160 48"><rect width="160" height="48" rx="6" fill="#0b5d3b"/><text x="14" y="31" font-family="sans-serif" font-size="20" fill="#fff">Example Bank</text></svg>`
@@ -44,6 +46,9 @@ func TestBrandingConfig(t *testing.T) {
 		!strings.HasPrefix(b["example.test"].Brand.Logo, "data:image/svg+xml;base64,") {
 		t.Fatalf("brands %+v", b)
 	}
+	if b["example.test"].Language != "" || b[""].Language != "" {
+		t.Errorf("a language nobody set: %+v", b)
+	}
 	if p := cfg.policy(); len(p.Brands) != 2 {
 		t.Errorf("the milter's policy has %d brands", len(p.Brands))
 	}
@@ -54,6 +59,8 @@ func TestBrandingConfig(t *testing.T) {
 		"bad domain":   {"domain: example.test", "domain: bob@example.test", "not a domain"},
 		"duplicate": {"      portal_url: https://secure.examplebank.test\n",
 			"      portal_url: https://secure.examplebank.test\n    - domain: Example.test\n", "listed twice"},
+		"language not shipped": {"      portal_url: https://secure.examplebank.test\n",
+			"      portal_url: https://secure.examplebank.test\n      language: fr\n", `branding.domains[0].language: language "fr" is not shipped: use one of en, de`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			yaml := strings.Replace(brandingYAML(t, dir), tc.from, tc.to, 1)
@@ -61,6 +68,25 @@ func TestBrandingConfig(t *testing.T) {
 				t.Fatalf("loadConfig error %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestBrandingLanguage: branding.*.language chooses the notice's language
+// per sender domain; "de-AT" is German, and a domain entry that says EN
+// is English although the default is German.
+func TestBrandingLanguage(t *testing.T) {
+	t.Parallel()
+	yaml := "branding:\n  default:\n    language: de-AT\n  domains:\n    - domain: example.test\n      language: EN\n"
+	cfg, err := loadConfig(writeConfig(t, yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := cfg.lists.brands
+	if b[""].Language != catalog.German {
+		t.Errorf("branding.default.language de-AT: %q, want de", b[""].Language)
+	}
+	if got := b["example.test"].Language; got != catalog.English {
+		t.Errorf("example.test's language: EN gave %q, want en", got)
 	}
 }
 

@@ -1,0 +1,223 @@
+// Package catalog holds the sentences a recipient reads, in every language
+// the product ships, and makes templates of them.
+//
+// The contract:
+//
+//   - An entry is text with three kinds of marks: {Name} stands for the
+//     field Name of the data its template is executed with, **text** is
+//     bold and `text` is code. Entries whose key starts with "text." are
+//     for plain-text mail and use neither bold nor code. Nothing else in
+//     an entry is markup: AddHTML escapes & and < in it, so a translation
+//     can never add a tag, and the {Name} values are escaped by
+//     html/template as any other value.
+//   - English is the reference. Every shipped language has exactly its
+//     keys with the same {Name} fields (TestEveryLanguageHasEveryEntry),
+//     so a template never meets a missing entry at run time.
+//   - A language is chosen per deployment (the sender's branding) for
+//     what travels in the mail, and from Accept-Language (Negotiate) for
+//     pages a browser asks for.
+package catalog
+
+import (
+	"fmt"
+	htmltemplate "html/template"
+	"sort"
+	"strings"
+	texttemplate "text/template"
+	"time"
+
+	"golang.org/x/text/language"
+)
+
+// Lang is a shipped language, by its ISO 639-1 code.
+type Lang string
+
+// The shipped languages.
+const (
+	English Lang = "en"
+	German  Lang = "de"
+)
+
+// Languages are the shipped languages, English first.
+var Languages = []Lang{English, German}
+
+// entries holds every language's entries by key.
+var entries = map[Lang]map[string]string{English: english, German: german}
+
+// Parse returns the shipped language that s names ("de", "de-CH",
+// "DE"); "" is English. Anything else is an error that lists what is
+// shipped.
+func Parse(s string) (Lang, error) {
+	if strings.TrimSpace(s) == "" {
+		return English, nil
+	}
+	tag, err := language.Parse(strings.TrimSpace(s))
+	if err == nil {
+		base, _ := tag.Base()
+		if l := Lang(base.String()); entries[l] != nil {
+			return l, nil
+		}
+	}
+	return "", fmt.Errorf("language %q is not shipped: use one of %s", s, shipped())
+}
+
+func shipped() string {
+	names := make([]string, len(Languages))
+	for i, l := range Languages {
+		names[i] = string(l)
+	}
+	return strings.Join(names, ", ")
+}
+
+// matcher picks among the shipped languages, English first (the fallback).
+var matcher = language.NewMatcher([]language.Tag{language.English, language.German})
+
+// Negotiate returns the shipped language that best serves an
+// Accept-Language header, else English.
+func Negotiate(acceptLanguage string) Lang {
+	if acceptLanguage == "" || len(acceptLanguage) > 512 {
+		return English
+	}
+	tags, _, err := language.ParseAcceptLanguage(acceptLanguage)
+	if err != nil || len(tags) == 0 {
+		return English
+	}
+	_, i, conf := matcher.Match(tags...)
+	if conf == language.No {
+		return English
+	}
+	return Languages[i]
+}
+
+// Keys returns the keys of the reference language, sorted.
+func Keys() []string {
+	keys := make([]string, 0, len(english))
+	for k := range english {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Entry returns l's entry for key as written in the catalogue, marks and
+// all (English's when l is not shipped); "" when there is none.
+func Entry(l Lang, key string) string {
+	if entries[l] == nil {
+		l = English
+	}
+	return entries[l][key]
+}
+
+// AddHTML adds every entry of l that is not "text." as a template of t
+// named by its key, so a page can say {{template "page.heading" .}}.
+func AddHTML(t *htmltemplate.Template, l Lang) error {
+	for _, key := range Keys() {
+		if strings.HasPrefix(key, "text.") {
+			continue
+		}
+		if _, err := t.New(key).Parse(source(entries[l][key], true)); err != nil {
+			return fmt.Errorf("catalog: %s %s: %w", l, key, err)
+		}
+	}
+	return nil
+}
+
+// AddText adds every "text." entry of l as a template of t named by its
+// key.
+func AddText(t *texttemplate.Template, l Lang) error {
+	for _, key := range Keys() {
+		if !strings.HasPrefix(key, "text.") {
+			continue
+		}
+		if _, err := t.New(key).Parse(source(entries[l][key], false)); err != nil {
+			return fmt.Errorf("catalog: %s %s: %w", l, key, err)
+		}
+	}
+	return nil
+}
+
+// source turns an entry into template source: {Name} becomes {{.Name}};
+// for HTML, **text** becomes <strong>text</strong>, `text` becomes
+// <code>text</code>, and & and < are escaped. Braces that are not a
+// field stay text.
+func source(entry string, html bool) string {
+	var b strings.Builder
+	bold, code := false, false
+	for i := 0; i < len(entry); i++ {
+		c := entry[i]
+		switch {
+		case c == '{':
+			if name, ok := fieldAt(entry[i:]); ok {
+				b.WriteString("{{." + name + "}}")
+				i += len(name) + 1
+				continue
+			}
+			b.WriteString(`{{"{"}}`)
+		case c == '}':
+			b.WriteString(`{{"}"}}`)
+		case html && c == '*' && strings.HasPrefix(entry[i:], "**"):
+			b.WriteString(map[bool]string{false: "<strong>", true: "</strong>"}[bold])
+			bold = !bold
+			i++
+		case html && c == '`':
+			b.WriteString(map[bool]string{false: "<code>", true: "</code>"}[code])
+			code = !code
+		case html && c == '&':
+			b.WriteString("&amp;")
+		case html && c == '<':
+			b.WriteString("&lt;")
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// fieldAt returns Name when s starts with {Name}: a letter, then letters
+// and digits.
+func fieldAt(s string) (string, bool) {
+	end := strings.IndexByte(s, '}')
+	if end < 2 {
+		return "", false
+	}
+	name := s[1:end]
+	for i, r := range name {
+		letter := r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z'
+		if !letter && (i == 0 || r < '0' || r > '9') {
+			return "", false
+		}
+	}
+	return name, true
+}
+
+// Fields returns the {Name} fields of an entry, in order.
+func Fields(entry string) []string {
+	var names []string
+	for i := 0; i < len(entry); i++ {
+		if entry[i] == '{' {
+			if name, ok := fieldAt(entry[i:]); ok {
+				names = append(names, name)
+				i += len(name) + 1
+			}
+		}
+	}
+	return names
+}
+
+// Date writes t in UTC as l writes a date and time in a sentence:
+// "Saturday, 14 March 2026 at 15:09 UTC", "Samstag, 14. März 2026 um
+// 15:09 UTC".
+func Date(l Lang, t time.Time) string {
+	t = t.UTC()
+	if l == German {
+		return fmt.Sprintf("%s, %d. %s %d um %02d:%02d UTC", germanWeekdays[t.Weekday()], t.Day(),
+			germanMonths[t.Month()-1], t.Year(), t.Hour(), t.Minute())
+	}
+	return t.Format("Monday, 2 January 2006 at 15:04 UTC")
+}
+
+var (
+	germanWeekdays = [...]string{"Sonntag", "Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag"}
+	germanMonths   = [...]string{"Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August",
+		"September", "Oktober", "November", "Dezember"}
+)
