@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/securemail/securemail/keystore"
@@ -211,6 +212,41 @@ func pageExpired(cause error) *pageError {
 func pageRevoked(cause error) *pageError {
 	return &pageError{status: http.StatusGone, title: "The sender withdrew this secure message", cause: cause,
 		words: []string{"This message can no longer be opened, because it was withdrawn. If you still need it, please ask the sender."}}
+}
+
+// unrouted answers, instead of the mux's plain text, a request no route
+// takes: the page of an address that leads nowhere, or of a method the
+// address does not take (with Allow). nil when a route takes r.
+func (h *handler) unrouted(w http.ResponseWriter, r *http.Request) error {
+	if _, pattern := h.mux.Handler(r); pattern != "" {
+		return nil
+	}
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost} {
+		other := r.Clone(r.Context())
+		other.Method = m
+		if _, pattern := h.mux.Handler(other); pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) == 0 {
+		return pageNoSuchPage()
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	return pageWrongMethod(r.Method)
+}
+
+func pageNoSuchPage() *pageError {
+	return &pageError{status: http.StatusNotFound, title: "There is no such page here",
+		cause: errors.New("no route for this path"),
+		words: []string{"The address you followed does not lead to a page of this site.",
+			"To read a secure message, open the SecureMessageATT.html attachment of its email again and choose \"Click to read message\"."}}
+}
+
+func pageWrongMethod(method string) *pageError {
+	return &pageError{status: http.StatusMethodNotAllowed, title: "This page cannot be used that way",
+		cause: fmt.Errorf("method %.16q not allowed here", method),
+		words: []string{"Your browser asked for this page in a way the page does not answer. Go back and try again, or open the attachment of the email again."}}
 }
 
 func pageCannotShow(cause error) *pageError {

@@ -223,6 +223,7 @@ func TestErrorPagesShowNoInternalDetail(t *testing.T) {
 	got("unknown token", http.StatusNotFound, b.get("/m/AAAAAAAAAAAAAAAAAAAAAA"))
 	got("token naming a path", http.StatusNotFound, b.get("/m/..%2F..%2Fetc%2Fpasswd"))
 	got("wrong method", http.StatusMethodNotAllowed, b.get(msg+"/reply"))
+	got("no such page", http.StatusNotFound, b.get("/no/such/page"))
 	got("attachment out of range", http.StatusNotFound, b.get(msg+"/part/7"))
 	got("attachment index not a number", http.StatusNotFound, b.get(msg+"/part/x"))
 	got("empty reply", http.StatusBadRequest, b.postMultipart(msg+"/reply", [][2]string{{"body", " "}}))
@@ -336,6 +337,8 @@ func TestErrorPageCatalogue(t *testing.T) {
 		{"pageExpired", pageExpired(cause), 410, "This secure message has expired", ""},
 		{"pageRevoked", pageRevoked(cause), 410, "The sender withdrew this secure message", ""},
 		{"pageCannotShow", pageCannotShow(cause), 422, "This message cannot be shown", ""},
+		{"pageNoSuchPage", pageNoSuchPage(), 404, "There is no such page here", ""},
+		{"pageWrongMethod", pageWrongMethod("DELETE"), 405, "This page cannot be used that way", ""},
 		{"pageNoSuchAttachment", pageNoSuchAttachment(cause), 404, "No such attachment", ""},
 		{"pageAttachmentUnreadable", pageAttachmentUnreadable(cause), 422, "This attachment cannot be opened", ""},
 		{"pageReplyUnreadable", pageReplyUnreadable(cause), 400, "Your reply could not be read", ""},
@@ -395,5 +398,49 @@ func TestErrorPageCatalogue(t *testing.T) {
 		if !listed[fn.Name.Name] {
 			t.Errorf("constructor %s is not in the catalogue table", fn.Name.Name)
 		}
+	}
+}
+
+// TestUnroutedRequestsGetPages: an address no route takes, or a method an
+// address does not take, gets a page in words with the portal's headers
+// (not the mux's plain text), and a wrong method names the right ones.
+func TestUnroutedRequestsGetPages(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	p, err := New(Options{PortalURL: "https://secure.example.test", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		title, allow string
+	}{
+		{"GET", "/no/such/page", 404, "There is no such page here", ""},
+		{"GET", "/m/AAAAAAAAAAAAAAAAAAAAAA/nothing", 404, "There is no such page here", ""},
+		{"HEAD", "/nowhere", 404, "", ""},
+		{"DELETE", "/signin", 405, "This page cannot be used that way", "GET, POST"},
+		{"PUT", "/healthz", 405, "This page cannot be used that way", "GET"},
+		{"GET", "/open", 405, "This page cannot be used that way", "POST"},
+	} {
+		rec := httptest.NewRecorder()
+		r := httptest.NewRequest(tc.method, tc.path, nil)
+		r.Host = "secure.example.test"
+		p.ServeHTTP(rec, r)
+		body := rec.Body.String()
+		if rec.Code != tc.status || rec.Header().Get("Allow") != tc.allow {
+			t.Errorf("%s %s: %d, Allow %q; want %d, Allow %q", tc.method, tc.path, rec.Code, rec.Header().Get("Allow"), tc.status, tc.allow)
+		}
+		if tc.title != "" && !strings.Contains(body, "<h1>"+html.EscapeString(tc.title)+"</h1>") {
+			t.Errorf("%s %s: not the page in words:\n%s", tc.method, tc.path, body)
+		}
+		if rec.Header().Get("Content-Security-Policy") == "" {
+			t.Errorf("%s %s: without the portal's headers", tc.method, tc.path)
+		}
+		showsNoInternalDetail(t, tc.method+" "+tc.path, body, nil)
+	}
+	if strings.Contains(logs.String(), "AAAAAAAAAAAAAAAAAAAAAA") {
+		t.Errorf("a path's token reached the log: %s", logs.String())
 	}
 }

@@ -361,6 +361,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.fail(w, r, pageInternal(fmt.Errorf("panic: %v", v)))
 		}
 	}()
+	if err := h.unrouted(w, r); err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	h.routed.ServeHTTP(w, r)
 }
 
