@@ -301,9 +301,21 @@ func (h *handler) message(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, pageStoreFailed("session", err))
 		return
 	}
+	change := r.URL.Query().Get("change") != ""
+	if change {
+		// "Not you? Use another address": this device forgets the
+		// address it remembered.
+		h.forgetAddress(w, r)
+	}
 	if s == nil {
 		// No session is stored until the browser gives an address: a
-		// page view writes nothing.
+		// page view writes nothing. A device that remembers an address
+		// goes straight to the sign-in page for it; no code is mailed
+		// until the reader asks for one.
+		if addr := h.remembered(r); addr != "" && !change {
+			h.render(w, http.StatusOK, "signin", signinView(&keystore.Session{Email: strings.ToLower(addr), Token: token, Stage: stageEmail}))
+			return
+		}
 		h.emailPage(w, token)
 		return
 	}
@@ -315,7 +327,7 @@ func (h *handler) message(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if s.Stage != stageAuthenticated {
-		if s.Email != "" && r.URL.Query().Get("change") == "" {
+		if s.Email != "" && !change {
 			http.Redirect(w, r, "/signin", http.StatusSeeOther)
 			return
 		}
@@ -329,9 +341,13 @@ func (h *handler) message(w http.ResponseWriter, r *http.Request) {
 	h.read(w, r, s, token)
 }
 
+func (h *handler) emailView(token string) view {
+	return view{Title: "Read your secure message", Token: token,
+		Paragraphs: []string{"To keep this message private, we check that it is yours. Start with your email address."}}
+}
+
 func (h *handler) emailPage(w http.ResponseWriter, token string) {
-	h.render(w, http.StatusOK, "email", view{Title: "Read your secure message", Token: token,
-		Paragraphs: []string{"To keep this message private, we check that it is yours. Start with your email address."}})
+	h.render(w, http.StatusOK, "email", h.emailView(token))
 }
 
 func (h *handler) read(w http.ResponseWriter, r *http.Request, s *keystore.Session, token string) {
