@@ -227,6 +227,9 @@ type browser struct {
 	token string
 	// addr is the address the last email step gave.
 	addr string
+	// spent, if set, adds up the time of every request and its whole
+	// answer (journey_bench_test.go).
+	spent *time.Duration
 }
 
 // email submits the email page's form, as the browser would from the
@@ -262,6 +265,7 @@ func (b *browser) do(req *http.Request) response {
 	if b.forwardedFor != "" {
 		req.Header.Set("X-Forwarded-For", b.forwardedFor)
 	}
+	start := time.Now()
 	resp, err := b.c.Do(req)
 	if err != nil {
 		b.e.t.Fatal(err)
@@ -270,6 +274,9 @@ func (b *browser) do(req *http.Request) response {
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		b.e.t.Fatal(err)
+	}
+	if b.spent != nil {
+		*b.spent += time.Since(start)
 	}
 	return response{status: resp.StatusCode, header: resp.Header, body: string(body)}
 }
