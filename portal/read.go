@@ -327,8 +327,10 @@ func (h *handler) message(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if s.Stage != stageAuthenticated {
-		if s.Email != "" && !change {
-			http.Redirect(w, r, "/signin", http.StatusSeeOther)
+		// Back to the step the browser is at. A stage no page serves
+		// (one a previous version wrote) starts at the address.
+		if next := stagePage[s.Stage]; next != "" && s.Email != "" && !change {
+			http.Redirect(w, r, next, http.StatusSeeOther)
 			return
 		}
 		h.emailPage(w, token)
@@ -339,6 +341,16 @@ func (h *handler) message(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.read(w, r, s, token)
+}
+
+// stagePage is the page of each stage before sign-in.
+var stagePage = map[string]string{
+	stageEmail:            "/signin",
+	stageCodeSent:         "/signin",
+	stageCodeHeld:         "/signin",
+	stageRegisterVerified: "/register/password",
+	stageResetVerified:    "/reset/answers",
+	stageResetAnswered:    "/reset/password",
 }
 
 func (h *handler) emailView(token string) view {

@@ -205,3 +205,43 @@ func TestRememberedSignInBurstIsCheckedOnlyWithinBudget(t *testing.T) {
 		t.Errorf("answers %v, want %d x 401 and %d x 429", st, budget, len(bs)-budget)
 	}
 }
+
+// The message link, followed again in the middle of a visit, leads back
+// to the step the browser is at, never round in a circle; a session at a
+// stage no page serves (written by an older version) starts at the
+// address.
+func TestMessageLinkMidVisitLeadsToTheStep(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	s := e.seal(alice, []string{bob}, plainMessage)
+	e.browser().register(s, bob)
+	b := e.browser()
+	b.follow(b.open(s))
+	b.follow(b.email(bob))
+	if r := b.get("/m/" + b.token); r.status != http.StatusSeeOther || r.header.Get("Location") != "/signin" {
+		t.Errorf("the link after the address: %d %s", r.status, r.header.Get("Location"))
+	}
+	b.follow(b.post("/code", url.Values{"code": {e.sink.code(t, bob)}}))
+	r := b.get("/m/" + b.token)
+	if r.status != http.StatusSeeOther || r.header.Get("Location") != "/reset/answers" {
+		t.Fatalf("the link after a right code for an account holder: %d %s", r.status, r.header.Get("Location"))
+	}
+	if page := b.follow(r); page.status != http.StatusOK || !strings.Contains(page.body, "Answer your security questions") {
+		t.Errorf("the questions page again: %d\n%s", page.status, page.body)
+	}
+
+	old := e.browser()
+	old.follow(old.open(s))
+	old.follow(old.email(bob))
+	sess, err := old.e.portal.h.opts.Store.Session(t.Context(), SessionDigest(old.cookie().Value))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess.Stage = "register-code-sent" // a stage of the five-screen flow
+	if err := old.e.portal.h.opts.Store.PutSession(t.Context(), sess); err != nil {
+		t.Fatal(err)
+	}
+	if page := old.get("/m/" + old.token); page.status != http.StatusOK || !strings.Contains(page.body, `action="/email"`) {
+		t.Errorf("a session at an old stage: %d %s\n%s", page.status, page.header.Get("Location"), page.body)
+	}
+}
