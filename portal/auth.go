@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/mail"
 	"strconv"
 	"strings"
 	"time"
@@ -17,8 +16,15 @@ import (
 const maxFormBody = 64 << 10
 
 // preAuth are the stages of a browser that gave an address but is not
-// signed in.
-var preAuth = []string{stageEmail, stageRegisterCodeSent, stageResetCodeSent}
+// signed in: all of them show the sign-in page.
+var preAuth = []string{stageEmail, stageCodeSent, stageCodeHeld}
+
+// codePurpose is the purpose the sign-in page's code is stored under. One
+// code proves the mailbox for a first visit (it leads to account
+// creation) and for a forgotten password (it leads to the security
+// questions) alike: which of the two follows is decided only after the
+// code was right, so nothing before that depends on the account.
+const codePurpose = keystore.CodeRegister
 
 func (h *handler) parseForm(w http.ResponseWriter, r *http.Request) bool {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
@@ -29,8 +35,19 @@ func (h *handler) parseForm(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// POST /email: the browser says who it is. Its first session starts here,
-// for the message whose token the form carries.
+// POST /email: the browser says who it is, for the message whose token
+// the form carries, and a code is mailed to that address if the message
+// was sent to it. The sign-in page's "Email me a code" and "Send a new
+// code" buttons post here too, with again=1: they leave the remembered
+// address as it is.
+//
+// The code goes out from this step, once per visit, and not from the
+// sign-in page itself: an account holder whose device remembers the
+// address reaches the sign-in page without this step and gets no mail;
+// one who typed the address gets one code, which they need only if they
+// forgot the password. Whether a code goes out depends on the message's
+// recipients and the code budgets alone, never on the account, and the
+// answer is the same in every case (codeRequest).
 func (h *handler) email(w http.ResponseWriter, r *http.Request) {
 	if !h.ready(w, r) || !h.parseForm(w, r) {
 		return
@@ -49,19 +66,44 @@ func (h *handler) email(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	raw := strings.TrimSpace(r.PostForm.Get("email"))
-	addr, err := mail.ParseAddress(raw)
-	if err != nil || addr.Name != "" || !strings.Contains(addr.Address, "@") || len(addr.Address) > 254 {
-		h.render(w, http.StatusBadRequest, "email", view{Title: "Who are you?", Token: token, Email: raw,
-			Error: "That does not look like an email address. Type it as name@example.com."})
+	addr, ok := bareAddress(raw)
+	if !ok {
+		v := h.emailView(token)
+		v.Email, v.Remember = raw, r.PostForm.Get("remember") != ""
+		v.Error, v.Field = "That does not look like an email address. Type it as name@example.com.", "email"
+		h.render(w, http.StatusBadRequest, "email", v)
 		return
+	}
+	if r.PostForm.Get("again") == "" {
+		if r.PostForm.Get("remember") != "" {
+			h.rememberAddress(w, addr)
+		} else {
+			h.forgetAddress(w, r)
+		}
 	}
 	// A different address starts over: nothing proved for one address
 	// carries over to another.
-	if _, err := h.newSession(w, r, s, addr.Address, stageEmail, token); err != nil {
+	ns, err := h.newSession(w, r, s, addr, stageEmail, token)
+	if err != nil {
 		h.fail(w, r, pageStoreFailed("session", err))
 		return
 	}
-	http.Redirect(w, r, "/signin", http.StatusSeeOther)
+	h.codeRequest(w, r, ns)
+}
+
+// signinView is the sign-in page for s: the password form, and the code
+// form or the button that mails one. It depends on the session's stage
+// and address only, never on whether the address has an account or may
+// read the message.
+func signinView(s *keystore.Session) view {
+	v := view{Title: "Sign in to read your message", Email: s.Email, Token: s.Token}
+	switch s.Stage {
+	case stageCodeSent:
+		v.Code = codeView{Form: true, Words: codeSentNotice(s.Email)}
+	case stageCodeHeld:
+		v.Code = codeView{Form: true, Words: tooManyCodes}
+	}
+	return v
 }
 
 func (h *handler) signinPage(w http.ResponseWriter, r *http.Request) {
@@ -69,14 +111,53 @@ func (h *handler) signinPage(w http.ResponseWriter, r *http.Request) {
 	if s == nil {
 		return
 	}
-	h.render(w, http.StatusOK, "signin", view{Title: "Sign in to read your message", Email: s.Email, Token: s.Token})
+	h.render(w, http.StatusOK, "signin", signinView(s))
 }
 
-// POST /signin: password for the address in the session.
+// signinSession is the browser's pre-sign-in session for POST /signin, or,
+// for a browser with no session whose device remembers an address (it
+// came to the sign-in page straight from the message link), one made
+// from that address and the form's token and not stored. Nil when it
+// answered the request itself.
+func (h *handler) signinSession(w http.ResponseWriter, r *http.Request) *keystore.Session {
+	if !h.ready(w, r) {
+		return nil
+	}
+	s, err := h.session(r)
+	if err != nil {
+		h.fail(w, r, pageStoreFailed("session", err))
+		return nil
+	}
+	if s != nil {
+		return h.sessionAt(w, r, preAuth...)
+	}
+	if !h.parseForm(w, r) {
+		return nil
+	}
+	addr, token := h.remembered(r), r.PostForm.Get("token")
+	if addr == "" || token == "" {
+		h.startOver(w, r, nil)
+		return nil
+	}
+	if _, err := h.tokenRecord(r.Context(), token); err != nil {
+		h.fail(w, r, envelopePage(err))
+		return nil
+	}
+	return &keystore.Session{Email: strings.ToLower(addr), Token: token, Stage: stageEmail}
+}
+
+// POST /signin: password for the address in the session (or the one this
+// device remembers).
 func (h *handler) signin(w http.ResponseWriter, r *http.Request) {
-	s := h.sessionAt(w, r, preAuth...)
+	s := h.signinSession(w, r)
 	if s == nil || !h.parseForm(w, r) {
 		return
+	}
+	// A session made from the remembered address is not stored: nothing
+	// to replace when the password is right.
+	var old *keystore.Session
+	if s.Digest != nil {
+		old = s
 	}
 	ctx := r.Context()
 	password := r.PostForm.Get("password")
@@ -85,7 +166,7 @@ func (h *handler) signin(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, pageStoreFailed("account", err))
 		return
 	}
-	signinView := view{Title: "Sign in to read your message", Email: s.Email, Token: s.Token}
+	signinView := signinView(s)
 	release, ok := h.checkSlot(h.clientIP(r))
 	if !ok {
 		h.fail(w, r, pageBusy(errCheckRefused))
@@ -124,7 +205,7 @@ func (h *handler) signin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.log.Info("portal: sign-in failed", "remote", h.clientIP(r))
-		signinView.Error = "That email address and password do not match. Check both and try again. If this is your first secure message from us, create an account below."
+		signinView.Error = "That email address and password do not match. Check both and try again. If this is your first time here, or you forgot your password, use a code we email you: see below."
 		h.render(w, http.StatusUnauthorized, "signin", signinView)
 		return
 	}
@@ -132,7 +213,7 @@ func (h *handler) signin(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, pageStoreFailed("sign-in", err))
 		return
 	}
-	if _, err := h.newSession(w, r, s, acct.Email, stageAuthenticated, s.Token); err != nil {
+	if _, err := h.newSession(w, r, old, acct.Email, stageAuthenticated, s.Token); err != nil {
 		h.fail(w, r, pageStoreFailed("session", err))
 		return
 	}
@@ -209,7 +290,7 @@ func (h *handler) passwordTry(ctx context.Context, email, ip string, acct keysto
 	}
 	if at.InWindow >= maxFailuresInWindow && now.Sub(at.WindowStart) < throttleWindow &&
 		!(found && acct.PasswordSet.After(at.LastFailure)) {
-		return "Signing in to this address is locked after too many wrong passwords. Choose \"Reset my password\" below to unlock it with a code we email you.", nil
+		return "Signing in to this address is locked after too many wrong passwords. To unlock it, set a new password with a code we email you: see \"First time here, or forgot your password?\" below.", nil
 	}
 	lim := h.opts.Limits
 	for _, c := range []struct {
@@ -256,47 +337,52 @@ func (h *handler) newCode(ctx context.Context, purpose keystore.CodePurpose, ema
 	return code, err
 }
 
-const tooManyCodes = "We have already sent several codes to this address in the last hour. Use the newest email we sent, or wait an hour and ask again."
+const tooManyCodes = "We have already sent several codes to this address in the last hour, so we did not send another. Use the newest email we sent, or wait an hour and ask again."
 
-// codeRequest answers a request for a code. Everything that depends on
-// the address (whether it may read the message, whether it has an
-// account, the code itself and the mail) happens in job, on the mail
-// queue, after the answer: the answer's words and time are the same for
-// every address. Before that, one Hit per client and one per address and
-// purpose bound the mail a stranger can cause.
-func (h *handler) codeRequest(w http.ResponseWriter, r *http.Request, purpose keystore.CodePurpose, stage, next string, job func(ctx context.Context, s keystore.Session)) {
-	s := h.sessionAt(w, r, preAuth...)
-	if s == nil || !h.parseForm(w, r) {
-		return
-	}
+// codeRequest asks for a code for s's address and moves the browser to
+// the sign-in page. Everything that depends on the address (whether it
+// may read the message, whether it has an account, the code itself and
+// the mail) happens in mailCode, on the mail queue, after the answer: the
+// answer's words and time are the same for every address. Before that,
+// one Hit per client and one per address bound the mail a stranger can
+// cause; past either, no code is sent and the sign-in page says so, and
+// a password still signs in.
+func (h *handler) codeRequest(w http.ResponseWriter, r *http.Request, s *keystore.Session) {
 	ctx := r.Context()
 	lim := h.opts.Limits
+	s.Stage = stageCodeSent
 	for _, c := range []struct {
 		key  string
 		rate Rate
-	}{{"code-client:" + h.clientIP(r), lim.CodesPerClient}, {"code-send:" + string(purpose) + ":" + s.Email, lim.CodesPerAddress}} {
+	}{{"code-client:" + h.clientIP(r), lim.CodesPerClient}, {"code-send:" + string(codePurpose) + ":" + s.Email, lim.CodesPerAddress}} {
 		res, err := h.hit(ctx, c.key, c.rate)
 		if err != nil {
 			h.fail(w, r, pageStoreFailed("throttle", err))
 			return
 		}
 		if !res.Allowed {
-			h.render(w, http.StatusTooManyRequests, "signin", view{Title: "Sign in to read your message", Email: s.Email, Token: s.Token, Error: tooManyCodes})
-			return
+			s.Stage = stageCodeHeld
+			break
 		}
 	}
-	queued := *s
-	if err := h.mail.add(func(ctx context.Context) { job(ctx, queued) }); err != nil {
-		h.fail(w, r, pageBusy(fmt.Errorf("code request: %w", err)))
-		return
+	next := "/signin"
+	if s.Stage == stageCodeSent {
+		queued := *s
+		if err := h.mail.add(func(ctx context.Context) { h.mailCode(ctx, queued) }); err != nil {
+			h.fail(w, r, pageBusy(fmt.Errorf("code request: %w", err)))
+			return
+		}
+		// A new code, if the job makes one, has all its tries: the count
+		// the page shows starts afresh, for every address alike.
+		if err := h.opts.Store.ResetHits(ctx, codeTryKey(s.Email)); err != nil {
+			h.fail(w, r, pageStoreFailed("throttle", err))
+			return
+		}
+	} else {
+		// Said in the address for the metrics (internal/metrics): a
+		// refused code request is otherwise a 303 like any other.
+		next = "/signin?codes=held"
 	}
-	// A new code, if the job makes one, has all its tries: the count the
-	// code page shows starts afresh, for every address alike.
-	if err := h.opts.Store.ResetHits(ctx, codeTryKey(purpose, s.Email)); err != nil {
-		h.fail(w, r, pageStoreFailed("throttle", err))
-		return
-	}
-	s.Stage = stage
 	if err := h.updateSession(r, s); err != nil {
 		h.fail(w, r, pageStoreFailed("session", err))
 		return
@@ -304,79 +390,72 @@ func (h *handler) codeRequest(w http.ResponseWriter, r *http.Request, purpose ke
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
-// POST /register/send-code. The code goes out only when the address may
-// read this message and has no account yet; an address with an account
-// gets a note instead, and any other address gets nothing. The answer is
-// the same in all three cases.
-func (h *handler) registerSendCode(w http.ResponseWriter, r *http.Request) {
-	h.codeRequest(w, r, keystore.CodeRegister, stageRegisterCodeSent, "/register/code", func(ctx context.Context, s keystore.Session) {
-		rec, err := h.tokenRecord(ctx, s.Token)
-		if err != nil {
-			h.log.Info("portal: registration code not sent: the message is gone", "err", err)
-			return
-		}
-		_, found, err := h.account(ctx, s.Email)
-		switch {
-		case err != nil:
-		case found:
-			err = h.sendNotice(ctx, s.Email, "You already have an account for secure messages",
-				"Someone, probably you, asked to create an account for secure messages at\n"+h.opts.PortalURL+"/\nfor this address. You already have one, so nothing was changed.\n\nSign in with your password. If you forgot it, choose \"Reset my password\" on the sign-in page.\n")
-		case rec.IsRecipient(s.Email):
-			var code string
-			if code, err = h.newCode(ctx, keystore.CodeRegister, s.Email); err == nil {
-				err = h.sendNotice(ctx, s.Email, "Your code to read a secure message",
-					"Your code is:\n\n    "+code+"\n\nEnter it on the page where you asked for it. It works for 10 minutes.\n\nIf you did not ask for it, ignore this email: without the code nobody can create an account for your address.\n")
-			}
-		default:
-			h.log.Info("portal: registration code not sent: address is not a recipient", "key_id", rec.ID.String())
-		}
-		if err != nil {
-			h.log.Error("portal: could not send a registration code", "err", err)
-		}
-	})
+// mailCode is the queued part of a code request. The code goes out only
+// when the address may read the message; an address with an account gets
+// it too (it is how a forgotten password is reset), with words that say
+// it is needed only then. Any other address gets nothing.
+func (h *handler) mailCode(ctx context.Context, s keystore.Session) {
+	rec, err := h.tokenRecord(ctx, s.Token)
+	if err != nil {
+		h.log.Info("portal: code not sent: the message is gone", "err", err)
+		return
+	}
+	if !rec.IsRecipient(s.Email) {
+		h.log.Info("portal: code not sent: address is not a recipient", "key_id", rec.ID.String())
+		return
+	}
+	_, found, err := h.account(ctx, s.Email)
+	var code string
+	if err == nil {
+		code, err = h.newCode(ctx, codePurpose, s.Email)
+	}
+	if err == nil && found {
+		err = h.sendNotice(ctx, s.Email, "Your code for secure messages",
+			"Your code is:\n\n    "+code+"\n\nYou need it only if you forgot your password: enter it under \"First time here, or forgot your password?\" on the page where you gave your address. It works for 10 minutes. If you know your password, sign in with it and ignore this email.\n\nIf you did not ask for it, ignore this email; nothing changes without the code.\n")
+	} else if err == nil {
+		err = h.sendNotice(ctx, s.Email, "Your code to read a secure message",
+			"Your code is:\n\n    "+code+"\n\nEnter it on the page where you gave your address. It works for 10 minutes.\n\nIf you did not ask for it, ignore this email: without the code nobody can create an account for your address.\n")
+	}
+	if err != nil {
+		h.log.Error("portal: could not send a code", "err", err)
+	}
 }
 
 func codeSentNotice(email string) string {
-	return "If " + email + " is an address this message was sent to, we have emailed it a code. It can take a minute to arrive; look in the spam folder too."
+	return "If this message was sent to " + email + ", we have emailed that address a code. It can take a minute to arrive; look in the spam folder too."
 }
 
-func (h *handler) registerCodePage(w http.ResponseWriter, r *http.Request) {
-	s := h.sessionAt(w, r, stageRegisterCodeSent)
-	if s == nil {
-		return
-	}
-	h.render(w, http.StatusOK, "code", view{Title: "Check your email", Email: s.Email, Token: s.Token,
-		Notice: codeSentNotice(s.Email), Code: codeView{Action: "/register/code", Resend: "/register/send-code"}})
-}
-
-func (h *handler) registerCode(w http.ResponseWriter, r *http.Request) {
-	s := h.sessionAt(w, r, stageRegisterCodeSent)
+// POST /code: the code from the email. Right, it leads to account
+// creation for an address without an account and to the security
+// questions (a password reset) for one with an account.
+func (h *handler) code(w http.ResponseWriter, r *http.Request) {
+	s := h.sessionAt(w, r, preAuth...)
 	if s == nil || !h.parseForm(w, r) {
 		return
 	}
-	h.checkCode(w, r, s, keystore.CodeRegister, stageRegisterVerified, "/register/password",
-		codeView{Action: "/register/code", Resend: "/register/send-code"})
+	h.checkCode(w, r, s)
 }
 
-// codeTryKey counts the code tries of an address for a purpose since its
-// last code request.
-func codeTryKey(purpose keystore.CodePurpose, email string) string {
-	return "code-try:" + string(purpose) + ":" + strings.ToLower(email)
+// codeTryKey counts the code tries of an address since its last code
+// request.
+func codeTryKey(email string) string {
+	return "code-try:" + string(codePurpose) + ":" + strings.ToLower(email)
 }
 
-// checkCode spends one try of the session's code for purpose; right, it
-// moves the browser (under a new session id) to next.
+// checkCode spends one try of the session's code; right, it moves the
+// browser (under a new session id) to account creation or to the
+// security questions.
 //
 // Tries are counted twice. The store's code keeps its own count, which
-// guards it; and a Hit per address and purpose, made afresh by every code
-// request the same way for every address, counts each try before the code
-// is looked at and refuses past codeTries. The second count is what the
-// page shows as tries left: it is the code's own count when the address
-// has a code, and the same number when it has none, so the page tells
-// nothing about accounts or codes.
-func (h *handler) checkCode(w http.ResponseWriter, r *http.Request, s *keystore.Session, purpose keystore.CodePurpose, stage, next string, cv codeView) {
+// guards it; and a Hit per address, made afresh by every code request the
+// same way for every address, counts each try before the code is looked
+// at and refuses past codeTries. The second count is what the page shows
+// as tries left: it is the code's own count when the address has a code,
+// and the same number when it has none, so the page tells nothing about
+// accounts or codes.
+func (h *handler) checkCode(w http.ResponseWriter, r *http.Request, s *keystore.Session) {
 	ctx := r.Context()
-	tries, err := h.hit(ctx, codeTryKey(purpose, s.Email), Rate{codeTries, codeLifetime})
+	tries, err := h.hit(ctx, codeTryKey(s.Email), Rate{codeTries, codeLifetime})
 	if err != nil {
 		h.fail(w, r, pageStoreFailed("throttle", err))
 		return
@@ -385,21 +464,30 @@ func (h *handler) checkCode(w http.ResponseWriter, r *http.Request, s *keystore.
 	if tries.Allowed {
 		left = codeTries - tries.Count
 		code := digitsOnly(r.PostForm.Get("code"))
-		err = h.opts.Store.ConsumeCode(ctx, purpose, s.Email, CodeDigest(string(purpose), s.Email, code), h.now())
+		err = h.opts.Store.ConsumeCode(ctx, codePurpose, s.Email, CodeDigest(string(codePurpose), s.Email, code), h.now())
 	} else {
 		err = keystore.ErrTooManyAttempts
 	}
 	switch {
 	case err == nil:
-		if purpose == keystore.CodeReset {
-			// A code proved the mailbox again: the answers get a new
-			// budget for this reset.
-			if err := h.opts.Store.ResetHits(r.Context(), "answers:"+s.Email); err != nil {
-				h.fail(w, r, pageStoreFailed("throttle", err))
-				return
-			}
+		// Only the owner of the mailbox gets here: what follows may
+		// depend on the account.
+		_, found, err := h.account(ctx, s.Email)
+		if err != nil {
+			h.fail(w, r, pageStoreFailed("account", err))
+			return
 		}
-		h.advance(w, r, s, s.Email, stage, next)
+		if !found {
+			h.advance(w, r, s, s.Email, stageRegisterVerified, "/register/password")
+			return
+		}
+		// A code proved the mailbox again: the answers get a new budget
+		// for this reset.
+		if err := h.opts.Store.ResetHits(ctx, "answers:"+s.Email); err != nil {
+			h.fail(w, r, pageStoreFailed("throttle", err))
+			return
+		}
+		h.advance(w, r, s, s.Email, stageResetVerified, "/reset/answers")
 		return
 	case errors.Is(err, keystore.ErrCodeMismatch), errors.Is(err, keystore.ErrNotFound),
 		errors.Is(err, keystore.ErrExpired), errors.Is(err, keystore.ErrTooManyAttempts):
@@ -409,8 +497,14 @@ func (h *handler) checkCode(w http.ResponseWriter, r *http.Request, s *keystore.
 		h.fail(w, r, pageStoreFailed("code", err))
 		return
 	}
-	h.log.Info("portal: wrong or dead code", "purpose", string(purpose), "tries_left", left, "remote", h.clientIP(r))
-	h.render(w, http.StatusUnauthorized, "code", view{Title: "Check your email", Email: s.Email, Token: s.Token, Error: wrongCodeWords(left), Code: cv})
+	h.log.Info("portal: wrong or dead code", "tries_left", left, "remote", h.clientIP(r))
+	v := signinView(s)
+	v.Code.Form = true
+	if v.Code.Words == "" {
+		v.Code.Words = codeSentNotice(s.Email)
+	}
+	v.Error, v.Field = wrongCodeWords(left), "code"
+	h.render(w, http.StatusUnauthorized, "signin", v)
 }
 
 // wrongCodeWords is the wrong-code page's sentence with left tries.
@@ -452,6 +546,13 @@ func messagePath(token string) string {
 	return "/m/" + token
 }
 
+// registerQuestions is how many security questions an account is created
+// with. Two, with the password and its confirmation, keep a first visit
+// to 8 fields in all (address, code, password twice, two questions and
+// their answers); accounts made with three before keep their three, and
+// a reset asks all of an account's questions.
+const registerQuestions = 2
+
 func (h *handler) registerPasswordPage(w http.ResponseWriter, r *http.Request) {
 	s := h.sessionAt(w, r, stageRegisterVerified)
 	if s == nil {
@@ -489,7 +590,7 @@ func (h *handler) registerPassword(w http.ResponseWriter, r *http.Request) {
 		v.Notice = "Your address " + s.Email + " is confirmed."
 		v.Error, v.Field = msg, field
 		v.Form = map[string]string{}
-		for i := 1; i <= 3; i++ {
+		for i := 1; i <= registerQuestions; i++ {
 			for _, k := range []string{fmt.Sprintf("q%d", i), fmt.Sprintf("a%d", i)} {
 				if val := r.PostForm.Get(k); len(val) <= 200 {
 					v.Form[k] = val
@@ -498,9 +599,9 @@ func (h *handler) registerPassword(w http.ResponseWriter, r *http.Request) {
 		}
 		h.render(w, http.StatusBadRequest, "register", v)
 	}
-	var questions [3]int
-	var answers [3]string
-	for i := range 3 {
+	var questions [registerQuestions]int
+	var answers [registerQuestions]string
+	for i := range registerQuestions {
 		n := i + 1
 		q, err := strconv.Atoi(r.PostForm.Get(fmt.Sprintf("q%d", n)))
 		if err != nil || q < 0 || q >= len(SecurityQuestions) {
@@ -531,7 +632,7 @@ func (h *handler) registerPassword(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, pageHashFailed("hash", err))
 		return
 	}
-	for i := range 3 {
+	for i := range registerQuestions {
 		phc, err := h.opts.Hasher.Hash(ctx, answers[i])
 		if err != nil {
 			h.fail(w, r, pageHashFailed("hash", err))
@@ -557,43 +658,6 @@ func (h *handler) registerPassword(w http.ResponseWriter, r *http.Request) {
 	}
 	h.log.Info("portal: account created", "remote", h.clientIP(r))
 	h.goToMessage(w, r, s.Token, "")
-}
-
-// POST /reset/send-code. Only an existing account gets a code; the
-// answer is the same either way.
-func (h *handler) resetSendCode(w http.ResponseWriter, r *http.Request) {
-	h.codeRequest(w, r, keystore.CodeReset, stageResetCodeSent, "/reset/code", func(ctx context.Context, s keystore.Session) {
-		_, found, err := h.account(ctx, s.Email)
-		if err == nil && found {
-			var code string
-			if code, err = h.newCode(ctx, keystore.CodeReset, s.Email); err == nil {
-				err = h.sendNotice(ctx, s.Email, "Your code to reset your password",
-					"Your code to reset the password of your secure messages account is:\n\n    "+code+"\n\nIt works for 10 minutes. After it, we ask your security questions.\n\nIf you did not ask for it, ignore this email; your password stays as it is.\n")
-			}
-		}
-		if err != nil {
-			h.log.Error("portal: could not send a reset code", "err", err)
-		}
-	})
-}
-
-func (h *handler) resetCodePage(w http.ResponseWriter, r *http.Request) {
-	s := h.sessionAt(w, r, stageResetCodeSent)
-	if s == nil {
-		return
-	}
-	h.render(w, http.StatusOK, "code", view{Title: "Reset your password", Email: s.Email, Token: s.Token,
-		Notice: "If " + s.Email + " has an account, we have emailed it a code. It can take a minute to arrive; look in the spam folder too.",
-		Code:   codeView{Action: "/reset/code", Resend: "/reset/send-code"}})
-}
-
-func (h *handler) resetCode(w http.ResponseWriter, r *http.Request) {
-	s := h.sessionAt(w, r, stageResetCodeSent)
-	if s == nil || !h.parseForm(w, r) {
-		return
-	}
-	h.checkCode(w, r, s, keystore.CodeReset, stageResetVerified, "/reset/answers",
-		codeView{Action: "/reset/code", Resend: "/reset/send-code"})
 }
 
 func (h *handler) askedView(s *keystore.Session, acct keystore.Account) view {

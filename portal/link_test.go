@@ -114,8 +114,7 @@ func TestLinkLeadsIntoTheReadingFlow(t *testing.T) {
 		t.Fatalf("no email form after the link:\n%s", page.body)
 	}
 	b.follow(b.email(bob))
-	b.follow(b.post("/register/send-code", nil))
-	page = b.follow(b.post("/register/code", url.Values{"code": {e.sink.code(t, bob)}}))
+	page = b.follow(b.post("/code", url.Values{"code": {e.sink.code(t, bob)}}))
 	if !strings.Contains(page.body, "Create your account") {
 		t.Fatalf("code not accepted:\n%s", page.body)
 	}

@@ -254,13 +254,12 @@ func TestErrorPagesShowNoInternalDetail(t *testing.T) {
 	// A second browser waiting for a code, for the store's failures.
 	c := e.browser()
 	c.follow(c.open(s))
-	c.follow(c.email(carol))
-	if r := c.post("/register/send-code", nil); r.status != http.StatusSeeOther {
-		t.Fatalf("send-code: %d\n%s", r.status, r.body)
+	if r := c.email(carol); r.status != http.StatusSeeOther {
+		t.Fatalf("email step: %d\n%s", r.status, r.body)
 	}
-	inject("Session", "fail", func() { got("store fails loading the session", http.StatusServiceUnavailable, c.get("/register/code")) })
+	inject("Session", "fail", func() { got("store fails loading the session", http.StatusServiceUnavailable, c.get("/signin")) })
 	inject("ConsumeCode", "fail", func() {
-		got("store fails checking a code", http.StatusServiceUnavailable, c.post("/register/code", url.Values{"code": {"12345678"}}))
+		got("store fails checking a code", http.StatusServiceUnavailable, c.post("/code", url.Values{"code": {"12345678"}}))
 	})
 	inject("Hit", "fail", func() { got("store fails counting an upload", http.StatusServiceUnavailable, b.open(s)) })
 	inject("RecordRead", "panic", func() { got("store panics recording a read", http.StatusInternalServerError, b.get(msg)) })

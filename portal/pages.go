@@ -22,6 +22,7 @@ type view struct {
 	Asked                    []askedAnswer // the account's questions, for answering
 	AnswerTries              int           // sets of answers a reset allows
 	Code                     codeView
+	Remember                 bool // the email page's "remember" box is ticked
 	// Form keeps what the user typed into a form that was refused (never
 	// a password), by field name; Field names the field to fix.
 	Form  map[string]string
@@ -41,9 +42,12 @@ type view struct {
 	Brand brandView // set by render from Token (brand.go)
 }
 
+// codeView is the sign-in page's code part: with Form, the words above
+// the code field (a code was sent, or the budget was spent); without,
+// a button that mails a code.
 type codeView struct {
-	Action string // where the code form posts
-	Resend string // where "send a new code" posts
+	Form  bool
+	Words string
 }
 
 type askedAnswer struct {
@@ -87,29 +91,34 @@ var pageSources = map[string]string{
 	"email": `<form method="post" action="/email">
 <input type="hidden" name="token" value="{{.Token}}">
 <label for="email">Your email address</label>
-<input id="email" name="email" type="email" autocomplete="email" required value="{{.Email}}">
+<input id="email" name="email" type="email" autocomplete="email" required value="{{.Email}}"{{invalid $ "email"}}>
 <p class="hint">Use the address this secure message was sent to.</p>
+<label class="check"><input type="checkbox" name="remember" value="1"{{if .Remember}} checked{{end}}> Remember my email address on this device</label>
+<p class="hint">Only the address is kept, in this browser, so that next time you go straight to your password. Leave it unticked on a shared computer.</p>
 <button type="submit">Continue</button>
 </form>`,
 
-	"signin": `<p>Signing in as <strong>{{.Email}}</strong>. <a href="/m/{{.Token}}?change=1">Not you?</a></p>
+	"signin": `<p>Signing in as <strong>{{.Email}}</strong>. <a class="tap" href="/m/{{.Token}}?change=1">Not you? Use another address</a></p>
+<h2>Have a password?</h2>
 <form method="post" action="/signin">
+<input type="hidden" name="token" value="{{.Token}}">
 <label for="password">Password</label>
 <input id="password" name="password" type="password" autocomplete="current-password" required>
 <button type="submit">Sign in</button>
 </form>
-<div class="choices">
-<form method="post" action="/register/send-code"><p><strong>First secure message from us?</strong> Create an account: we email you a code to prove the address is yours.</p><button class="secondary" type="submit">Create an account</button></form>
-<form method="post" action="/reset/send-code"><p><strong>Forgot your password?</strong> We email you a code, then ask your security questions.</p><button class="secondary" type="submit">Reset my password</button></form>
-</div>`,
-
-	"code": `<form method="post" action="{{.Code.Action}}">
+<section class="choices">
+<h2>First time here, or forgot your password?</h2>
+{{if .Code.Form}}<p>{{.Code.Words}}</p>
+<form method="post" action="/code">
 <label for="code">Code from the email</label>
-<input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9 ]*" maxlength="12" required>
-<p class="hint">The code has 8 digits and works for 10 minutes; you have {{codeTries}} tries.</p>
+<input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9 ]*" maxlength="12" required{{invalid $ "code"}}>
+<p class="hint">The code has 8 digits and works for 10 minutes; you have {{codeTries}} tries. The first time, you then choose a password; if you forgot yours, we ask your security questions.</p>
 <button type="submit">Check the code</button>
 </form>
-<form method="post" action="{{.Code.Resend}}" class="after"><button class="secondary" type="submit">Send a new code</button></form>`,
+<form method="post" action="/email" class="after">{{template "again" .}}<button class="secondary" type="submit">Send a new code</button></form>
+{{else}}<p>We email you a code that proves this address is yours. The first time, you then choose a password; if you forgot yours, we ask your security questions.</p>
+<form method="post" action="/email">{{template "again" .}}<button class="secondary" type="submit">Email me a code</button></form>
+{{end}}</section>`,
 
 	"register": `<div class="rules"><p><strong>Choose a password</strong></p><ul>
 <li>At least {{.MinPassword}} characters; up to {{.MaxPassword}}. Spaces and any letters are fine: a few ordinary words make a good password.</li>
@@ -120,7 +129,7 @@ var pageSources = map[string]string{
 <input id="password" name="password" type="password" autocomplete="new-password" minlength="{{.MinPassword}}" maxlength="{{.MaxPassword}}" required{{invalid $ "password"}}>
 <label for="confirm">The same password again</label>
 <input id="confirm" name="confirm" type="password" autocomplete="new-password" required{{invalid $ "confirm"}}>
-<fieldset><legend>Three security questions</legend>
+<fieldset><legend>Two security questions</legend>
 <p class="hint">If you forget your password, we ask these after emailing you a code. Choose questions whose answers you will remember and others cannot look up. Answers are not case-sensitive.</p>
 {{range $i, $n := slots}}{{$q := printf "q%d" $n}}{{$a := printf "a%d" $n}}
 <label for="{{$q}}">Question {{$n}}</label>
@@ -201,7 +210,13 @@ var pageSources = map[string]string{
 
 var pages = func() map[string]*template.Template {
 	base := template.Must(template.New("layout").Funcs(template.FuncMap{
-		"slots":     func() []int { return []int{1, 2, 3} },
+		"slots": func() []int {
+			n := make([]int, registerQuestions)
+			for i := range n {
+				n[i] = i + 1
+			}
+			return n
+		},
 		"codeTries": func() int { return codeTries },
 		// invalid marks the field a refused form must fix and ties it to
 		// the error above the form, for screen readers.
@@ -212,6 +227,9 @@ var pages = func() map[string]*template.Template {
 			return ` aria-invalid="true" aria-describedby="form-error" autofocus`
 		},
 	}).Parse(layout))
+	// again is the hidden part of the sign-in page's forms that mail a
+	// code: they post the address again to /email.
+	template.Must(base.New("again").Parse(`<input type="hidden" name="token" value="{{.Token}}"><input type="hidden" name="email" value="{{.Email}}"><input type="hidden" name="again" value="1">`))
 	m := make(map[string]*template.Template, len(pageSources))
 	for name, src := range pageSources {
 		m[name] = template.Must(template.Must(base.Clone()).New("content").Parse(src))
@@ -242,7 +260,7 @@ func (h *handler) home(w http.ResponseWriter, r *http.Request) {
 		Title: "Secure messages",
 		Paragraphs: []string{
 			"This is the secure message service of this mail server. People who use it send encrypted email: you receive a short notice with an attachment named SecureMessageATT.html, and you read the message here.",
-			"To read one, open that attachment and choose \"Click to read message\". The first time, you create an account with a code we email to you; after that you sign in with your password.",
+			"To read one, open that attachment and choose \"Click to read message\". The first time, you give your email address, type the code we email to it and choose a password; after that your password is enough.",
 			"A genuine message sends you to an address that starts with " + h.opts.PortalURL + "/ and nowhere else. If a page asks for your password at any other address, close it. We never ask for your password by email.",
 		},
 	})
@@ -268,13 +286,14 @@ main{max-width:46rem;margin:1.5rem auto;padding:1.25rem;background:#fff;border-r
 h1{font-size:1.5rem;margin-top:0}
 h2{font-size:1.15rem;margin-top:2rem}
 label{display:block;font-weight:600;margin:1rem 0 .25rem}
-label.check{font-weight:normal}
+label.check{font-weight:normal;display:flex;gap:.6rem;align-items:center;min-height:44px}
 input,select,textarea{width:100%;font:inherit;padding:.6rem;border:1px solid #8a93a3;border-radius:6px;background:#fff}
-input[type=checkbox]{width:auto;min-height:0}
+input[type=checkbox]{width:1.25rem;height:1.25rem;margin:0;flex:none}
 button{font:inherit;margin-top:1rem;min-height:44px;padding:.6rem 1.2rem;border:0;border-radius:6px;background:#1d3557;color:#fff;cursor:pointer}
 button.secondary{background:#e7ebf1;color:#1d3557}
 button.link{background:none;border:0;margin:0;padding:0 .25rem;min-height:0;text-decoration:underline;cursor:pointer}
-.choices form{border-top:1px solid #dde1e7;margin-top:1.25rem;padding-top:.25rem}
+.choices{border-top:1px solid #dde1e7;margin-top:1.5rem}
+a.tap{display:inline-block;padding:.6rem 0;min-height:44px}
 .after{margin-top:.5rem}
 .hint{color:#4a5262;font-size:.9rem}
 .error{background:#fde8e8;border:1px solid #c53030;padding:.75rem;border-radius:6px}

@@ -43,8 +43,7 @@ func TestBackToTheMessage(t *testing.T) {
 	r := e.browser()
 	r.follow(r.open(s))
 	r.follow(r.email(bob))
-	r.follow(r.post("/reset/send-code", nil))
-	r.follow(r.post("/reset/code", url.Values{"code": {e.sink.code(t, bob)}}))
+	r.follow(r.post("/code", url.Values{"code": {e.sink.code(t, bob)}}))
 	page := r.follow(r.post("/reset/answers", url.Values{"a1": {"Fluffy"}, "a2": {"Springfield"}, "a3": {"Blue"}}))
 	if !strings.Contains(page.body, "Choose a new password") || strings.Contains(page.body, "Back to the message") {
 		t.Errorf("the reset's new-password page offers a way back before signing in:\n%s", page.body)
@@ -61,8 +60,7 @@ func TestSecurityQuestionsPageExplains(t *testing.T) {
 	b := e.browser()
 	b.follow(b.open(s))
 	b.follow(b.email(bob))
-	b.follow(b.post("/reset/send-code", nil))
-	page := b.follow(b.post("/reset/code", url.Values{"code": {e.sink.code(t, bob)}}))
+	page := b.follow(b.post("/code", url.Values{"code": {e.sink.code(t, bob)}}))
 	wrong := b.post("/reset/answers", url.Values{"a1": {"x"}, "a2": {"y"}, "a3": {"z"}})
 	for name, r := range map[string]response{"questions": page, "after a wrong set": wrong} {
 		for _, want := range []string{

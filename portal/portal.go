@@ -21,10 +21,18 @@
 //     no more than the same requests one after another. Password checks
 //     run one at a time per client and wait in a bounded queue; past it
 //     the answer is 503 "busy" at once. docs/security.md lists every limit.
+//   - A reader gives an address (POST /email), and lands on one sign-in
+//     page that serves everyone the same way: a password form, and a code
+//     form for a first visit or a forgotten password. The address step
+//     mails a code if the message was sent to that address (the code
+//     budgets allowing); a right code (POST /code) leads to account
+//     creation for an address without an account, to the security
+//     questions and a new password for one with an account.
 //   - Answers do not depend on whether an address has an account: a code
-//     request answers at once and its mail goes out from a queue, and every
-//     failed code gets the same page, with a count of tries left that is
-//     kept per address and purpose the same way for every address.
+//     request answers at once and its mail goes out from a queue, the
+//     sign-in page is the same for every address, and every failed code
+//     gets the same page, with a count of tries left that is kept per
+//     address the same way for every address.
 //   - Only an account whose address is one of the key record's envelope
 //     recipients can read, and only an address proved by a code mailed to it
 //     can get an account. No page says whether an account exists or who the
@@ -34,11 +42,15 @@
 //   - Sessions live in the store; the cookie is __Host- prefixed, Secure,
 //     HttpOnly, SameSite=Lax, a browser-session cookie (no Max-Age); the
 //     store ends a session idle 30 minutes or 8 hours old. It gets a new id
-//     whenever the browser proves something. The one other cookie,
-//     securemail_tz (__Host- prefixed over https, HttpOnly, Lax), holds
-//     only a time-zone name the reader chose on the message page, for a
-//     year, and is set only by that choice; without it times are in the
-//     zone of an unambiguous Accept-Language region, else in UTC, said.
+//     whenever the browser proves something. Two other cookies, both
+//     __Host- prefixed over https, HttpOnly, Lax, kept for a year and set
+//     only by the reader's choice: securemail_tz holds only a time-zone
+//     name the reader chose on the message page (without it times are in
+//     the zone of an unambiguous Accept-Language region, else in UTC,
+//     said); securemail_address holds only the email address, when the
+//     reader ticks "Remember my email address on this device", so that
+//     the message link lands on the sign-in page for it. It proves
+//     nothing; "Not you? Use another address" removes it.
 //   - The portal does not decide whether mail is encrypted: every reply and
 //     read notice carries the milter's trigger and the milter decides.
 //   - With Options.ReadNotice, the first read of a message by each
@@ -322,14 +334,9 @@ func (h *handler) routes() {
 	m.HandleFunc("POST /email", h.email)
 	m.HandleFunc("GET /signin", h.signinPage)
 	m.HandleFunc("POST /signin", h.signin)
-	m.HandleFunc("POST /register/send-code", h.registerSendCode)
-	m.HandleFunc("GET /register/code", h.registerCodePage)
-	m.HandleFunc("POST /register/code", h.registerCode)
+	m.HandleFunc("POST /code", h.code)
 	m.HandleFunc("GET /register/password", h.registerPasswordPage)
 	m.HandleFunc("POST /register/password", h.registerPassword)
-	m.HandleFunc("POST /reset/send-code", h.resetSendCode)
-	m.HandleFunc("GET /reset/code", h.resetCodePage)
-	m.HandleFunc("POST /reset/code", h.resetCode)
 	m.HandleFunc("GET /reset/answers", h.resetAnswersPage)
 	m.HandleFunc("POST /reset/answers", h.resetAnswers)
 	m.HandleFunc("GET /reset/password", h.resetPasswordPage)

@@ -93,7 +93,7 @@ func TestFirstVisitRegistersAndReads(t *testing.T) {
 		t.Errorf("audit trail %+v, %v; want one read by %s", reads, err, bob)
 	}
 	acct, err := e.store.Account(context.Background(), bob)
-	if err != nil || len(acct.Questions) != 3 || !strings.HasPrefix(acct.PasswordHash, "$argon2id$") {
+	if err != nil || len(acct.Questions) != registerQuestions || !strings.HasPrefix(acct.PasswordHash, "$argon2id$") {
 		t.Errorf("account %+v, %v", acct, err)
 	}
 	if strings.Contains(acct.PasswordHash, testPassword) || strings.Contains(acct.Questions[0].AnswerHash, "fluffy") {
@@ -101,6 +101,9 @@ func TestFirstVisitRegistersAndReads(t *testing.T) {
 	}
 }
 
+// A returning reader in a new browser: address, password, message. The
+// address step mails one code (needed only for a forgotten password);
+// the password itself sends nothing.
 func TestSecondVisitSignsInWithoutRegistering(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t)
@@ -110,17 +113,25 @@ func TestSecondVisitSignsInWithoutRegistering(t *testing.T) {
 
 	second := e.seal(alice, []string{bob}, strings.Replace(plainMessage, "Quarterly numbers", "Second message", 1))
 	b := e.browser()
-	page := b.follow(b.signin(second, bob, testPassword))
+	b.follow(b.open(second))
+	page := b.follow(b.email(bob))
+	if !strings.Contains(page.body, `action="/signin"`) || !strings.Contains(page.body, `action="/code"`) {
+		t.Fatalf("the page after the address has no password and code forms:\n%s", page.body)
+	}
+	if m := e.sink.last(t, bob); !strings.Contains(string(m.Data), "only if you forgot your password") {
+		t.Errorf("the account holder's code mail does not say it is needed only for a forgotten password:\n%s", m.Data)
+	}
+	page = b.follow(b.post("/signin", url.Values{"password": {testPassword}}))
 	if !strings.Contains(page.body, "Second message") {
 		t.Fatalf("second message not shown:\n%s", page.body)
 	}
-	if len(e.sink.messages()) != mails {
-		t.Error("signing in sent mail")
+	if got := len(e.sink.messages()) - mails; got != 1 {
+		t.Errorf("the address step and the password sent %d mails, want 1 (the code)", got)
 	}
 }
 
-// The page after "create an account" is the same for a recipient, an
-// address with an account and a stranger; only the recipient gets a code.
+// The sign-in page after the address is the same for a recipient, an
+// address with an account and a stranger; only recipients get a code.
 func TestRegistrationRevealsNothing(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t)
@@ -132,8 +143,7 @@ func TestRegistrationRevealsNothing(t *testing.T) {
 	for _, who := range []string{bob, carol, mallory} {
 		b := e.browser()
 		b.follow(b.open(s))
-		b.follow(b.email(who))
-		page := b.follow(b.post("/register/send-code", nil))
+		page := b.follow(b.email(who))
 		pages[who] = strings.ReplaceAll(page.body, who, "ADDR")
 	}
 	if pages[bob] != pages[carol] || pages[bob] != pages[mallory] {
@@ -145,8 +155,8 @@ func TestRegistrationRevealsNothing(t *testing.T) {
 	if e.sink.countTo(bob) != 1 || !codeRe.Match(e.sink.last(t, bob).Data) {
 		t.Error("the recipient got no code")
 	}
-	if m := e.sink.last(t, carol); codeRe.Match(m.Data) || !strings.Contains(string(m.Data), "already have") {
-		t.Errorf("an existing account got a code instead of a note:\n%s", m.Data)
+	if m := e.sink.last(t, carol); !codeRe.Match(m.Data) || !strings.Contains(string(m.Data), "only if you forgot your password") {
+		t.Errorf("an account holder's code mail lacks the code or the words for it:\n%s", m.Data)
 	}
 	if got := len(e.sink.messages()) - before; got != 2 {
 		t.Errorf("%d mails sent, want 2", got)
@@ -191,7 +201,6 @@ func TestCodeRules(t *testing.T) {
 		b := e.browser()
 		b.follow(b.open(s))
 		b.follow(b.email(bob))
-		b.follow(b.post("/register/send-code", nil))
 		return b
 	}
 	wrong := func(code string) string {
@@ -205,12 +214,12 @@ func TestCodeRules(t *testing.T) {
 		b := start()
 		code := e.sink.code(t, bob)
 		for i := range 5 {
-			r := b.post("/register/code", url.Values{"code": {wrong(code)}})
+			r := b.post("/code", url.Values{"code": {wrong(code)}})
 			if r.status != http.StatusUnauthorized || !strings.Contains(r.body, "does not work") {
 				t.Fatalf("wrong try %d: %d\n%s", i+1, r.status, r.body)
 			}
 		}
-		r := b.post("/register/code", url.Values{"code": {code}})
+		r := b.post("/code", url.Values{"code": {code}})
 		if r.status != http.StatusUnauthorized || !strings.Contains(r.body, "does not work") {
 			t.Fatalf("right code after 5 wrong tries: %d\n%s", r.status, r.body)
 		}
@@ -218,11 +227,11 @@ func TestCodeRules(t *testing.T) {
 	t.Run("single use", func(t *testing.T) {
 		b := start()
 		code := e.sink.code(t, bob)
-		if r := b.post("/register/code", url.Values{"code": {code}}); r.status != http.StatusSeeOther {
+		if r := b.post("/code", url.Values{"code": {code}}); r.status != http.StatusSeeOther {
 			t.Fatalf("right code: %d", r.status)
 		}
 		b2 := start()
-		if r := b2.post("/register/code", url.Values{"code": {code}}); r.status != http.StatusUnauthorized {
+		if r := b2.post("/code", url.Values{"code": {code}}); r.status != http.StatusUnauthorized {
 			t.Fatalf("used code accepted again: %d", r.status)
 		}
 	})
@@ -230,7 +239,7 @@ func TestCodeRules(t *testing.T) {
 		b := start()
 		code := e.sink.code(t, bob)
 		e.clock.Advance(10*time.Minute + time.Second)
-		r := b.post("/register/code", url.Values{"code": {" " + code[:4] + " " + code[4:]}})
+		r := b.post("/code", url.Values{"code": {" " + code[:4] + " " + code[4:]}})
 		if r.status != http.StatusUnauthorized || !strings.Contains(r.body, "does not work") {
 			t.Fatalf("expired code: %d\n%s", r.status, r.body)
 		}
@@ -238,7 +247,7 @@ func TestCodeRules(t *testing.T) {
 	t.Run("spaces ignored", func(t *testing.T) {
 		b := start()
 		code := e.sink.code(t, bob)
-		if r := b.post("/register/code", url.Values{"code": {" " + code[:4] + " " + code[4:]}}); r.status != http.StatusSeeOther {
+		if r := b.post("/code", url.Values{"code": {" " + code[:4] + " " + code[4:]}}); r.status != http.StatusSeeOther {
 			t.Fatalf("code with spaces: %d\n%s", r.status, r.body)
 		}
 	})
@@ -256,12 +265,17 @@ func TestCodeRules(t *testing.T) {
 		e.clock.Advance(2 * time.Hour)
 		b := start()
 		for range DefaultLimits.CodesPerAddress.N - 1 {
-			b.post("/register/send-code", nil)
+			b.again()
 		}
 		n := e.sink.countTo(bob)
-		r := b.post("/register/send-code", nil)
-		if r.status != http.StatusTooManyRequests || e.sink.countTo(bob) != n {
-			t.Fatalf("send %d in an hour: %d, mails %d -> %d", DefaultLimits.CodesPerAddress.N+1, r.status, n, e.sink.countTo(bob))
+		r := b.again()
+		if r.status != http.StatusSeeOther || r.header.Get("Location") != "/signin?codes=held" || e.sink.countTo(bob) != n {
+			t.Fatalf("send %d in an hour: %d %s, mails %d -> %d", DefaultLimits.CodesPerAddress.N+1, r.status, r.header.Get("Location"), n, e.sink.countTo(bob))
+		}
+		// The sign-in page says so, and a password still signs in.
+		page := b.follow(r)
+		if !strings.Contains(page.body, "did not send another") || !strings.Contains(page.body, `action="/signin"`) {
+			t.Fatalf("the sign-in page past the code budget:\n%s", page.body)
 		}
 	})
 }
@@ -273,8 +287,7 @@ func TestPasswordRules(t *testing.T) {
 	b := e.browser()
 	b.follow(b.open(s))
 	b.follow(b.email(bob))
-	b.follow(b.post("/register/send-code", nil))
-	page := b.follow(b.post("/register/code", url.Values{"code": {e.sink.code(t, bob)}}))
+	page := b.follow(b.post("/code", url.Values{"code": {e.sink.code(t, bob)}}))
 	if !strings.Contains(page.body, "At least 12 characters") {
 		t.Errorf("rules not shown before typing:\n%s", page.body)
 	}
@@ -287,7 +300,7 @@ func TestPasswordRules(t *testing.T) {
 		{"common", registrationForm("password1234"), "often used"},
 		{"mismatch", func() url.Values { f := registrationForm(testPassword); f.Set("confirm", testPassword+"!"); return f }(), "not the same"},
 		{"same question twice", func() url.Values { f := registrationForm(testPassword); f.Set("q2", "0"); return f }(), "different"},
-		{"no answer", func() url.Values { f := registrationForm(testPassword); f.Set("a3", " "); return f }(), "Answer each"},
+		{"no answer", func() url.Values { f := registrationForm(testPassword); f.Set("a2", " "); return f }(), "Answer each"},
 	}
 	for _, tc := range cases {
 		r := b.post("/register/password", tc.form)
@@ -382,11 +395,11 @@ func TestSignInThrottledPerIP(t *testing.T) {
 // opened a message and given bob's address.
 func resetPassword(t *testing.T, e *testEnv, b *browser, newPW string) {
 	t.Helper()
-	page := b.follow(b.post("/reset/send-code", nil))
-	if !strings.Contains(page.body, `action="/reset/code"`) {
+	page := b.get("/signin")
+	if !strings.Contains(page.body, `action="/code"`) {
 		t.Fatalf("no code form:\n%s", page.body)
 	}
-	page = b.follow(b.post("/reset/code", url.Values{"code": {e.sink.code(t, bob)}}))
+	page = b.follow(b.post("/code", url.Values{"code": {e.sink.code(t, bob)}}))
 	if !strings.Contains(page.body, "Answer your security questions") {
 		t.Fatalf("no questions:\n%s", page.body)
 	}
@@ -416,14 +429,14 @@ func TestForgotPassword(t *testing.T) {
 
 	// Skipping the code and the answers changes nothing.
 	b.post("/reset/password", url.Values{"password": {"skipping the questions"}, "confirm": {"skipping the questions"}})
-	b.follow(b.post("/reset/send-code", nil))
+	b.follow(b.again())
 	b.post("/reset/password", url.Values{"password": {"skipping the questions"}, "confirm": {"skipping the questions"}})
 	if r := e.browser().signin(s, bob, "skipping the questions"); r.status != http.StatusUnauthorized {
 		t.Fatalf("password reset without code and answers: %d", r.status)
 	}
 	code := e.sink.code(t, bob)
-	page := b.follow(b.post("/reset/code", url.Values{"code": {code}}))
-	for _, q := range SecurityQuestions[:3] {
+	page := b.follow(b.post("/code", url.Values{"code": {code}}))
+	for _, q := range SecurityQuestions[:registerQuestions] {
 		if !strings.Contains(page.body, template_escape(q)) {
 			t.Errorf("question %q not asked:\n%s", q, page.body)
 		}
@@ -466,8 +479,7 @@ func TestWrongAnswersEndTheReset(t *testing.T) {
 	b := e.browser()
 	b.follow(b.open(s))
 	b.follow(b.email(bob))
-	b.follow(b.post("/reset/send-code", nil))
-	b.follow(b.post("/reset/code", url.Values{"code": {e.sink.code(t, bob)}}))
+	b.follow(b.post("/code", url.Values{"code": {e.sink.code(t, bob)}}))
 	var r response
 	for range DefaultLimits.AnswersPerReset.N {
 		r = b.post("/reset/answers", url.Values{"a1": {"x"}, "a2": {"y"}, "a3": {"z"}})
@@ -490,8 +502,7 @@ func TestSessionCookieAndLifetime(t *testing.T) {
 	}
 	b.follow(b.email(bob))
 	before := b.cookie()
-	b.follow(b.post("/register/send-code", nil))
-	b.follow(b.post("/register/code", url.Values{"code": {e.sink.code(t, bob)}}))
+	b.follow(b.post("/code", url.Values{"code": {e.sink.code(t, bob)}}))
 	r := b.post("/register/password", registrationForm(testPassword))
 	after := b.cookie()
 	if before == nil || after == nil || before.Value == after.Value {
@@ -562,7 +573,7 @@ func TestCrossOriginPostsRefused(t *testing.T) {
 	s := e.seal(alice, []string{bob}, plainMessage)
 	b := e.browser()
 	b.follow(b.open(s)) // cross-site, allowed
-	for _, path := range []string{"/email", "/signin", "/register/send-code", "/reset/send-code", "/signout", "/account/password"} {
+	for _, path := range []string{"/email", "/signin", "/code", "/register/password", "/reset/answers", "/signout", "/account/password"} {
 		req, _ := http.NewRequest("POST", e.srv.URL+path, strings.NewReader("email="+bob))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set("Sec-Fetch-Site", "cross-site")
@@ -1068,13 +1079,12 @@ func TestRelayDownWhileSendingACode(t *testing.T) {
 	s := e.seal(alice, []string{bob}, plainMessage)
 	b := e.browser()
 	b.follow(b.open(s))
-	b.follow(b.email(bob))
-	r := b.post("/register/send-code", nil)
-	if r.status != http.StatusSeeOther || r.header.Get("Location") != "/register/code" {
+	r := b.email(bob)
+	if r.status != http.StatusSeeOther || r.header.Get("Location") != "/signin" {
 		t.Fatalf("%d %v\n%s", r.status, r.header, r.body)
 	}
 	e.portal.h.mail.wait()
-	if logs := e.logs.String(); !strings.Contains(logs, "could not send a registration code") {
+	if logs := e.logs.String(); !strings.Contains(logs, "could not send a code") {
 		t.Errorf("the failed mail is not logged:\n%s", logs)
 	}
 }

@@ -301,9 +301,21 @@ func (h *handler) message(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, pageStoreFailed("session", err))
 		return
 	}
+	change := r.URL.Query().Get("change") != ""
+	if change {
+		// "Not you? Use another address": this device forgets the
+		// address it remembered.
+		h.forgetAddress(w, r)
+	}
 	if s == nil {
 		// No session is stored until the browser gives an address: a
-		// page view writes nothing.
+		// page view writes nothing. A device that remembers an address
+		// goes straight to the sign-in page for it; no code is mailed
+		// until the reader asks for one.
+		if addr := h.remembered(r); addr != "" && !change {
+			h.render(w, http.StatusOK, "signin", signinView(&keystore.Session{Email: strings.ToLower(addr), Token: token, Stage: stageEmail}))
+			return
+		}
 		h.emailPage(w, token)
 		return
 	}
@@ -315,8 +327,10 @@ func (h *handler) message(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if s.Stage != stageAuthenticated {
-		if s.Email != "" && r.URL.Query().Get("change") == "" {
-			http.Redirect(w, r, "/signin", http.StatusSeeOther)
+		// Back to the step the browser is at. A stage no page serves
+		// (one a previous version wrote) starts at the address.
+		if next := stagePage[s.Stage]; next != "" && s.Email != "" && !change {
+			http.Redirect(w, r, next, http.StatusSeeOther)
 			return
 		}
 		h.emailPage(w, token)
@@ -329,9 +343,23 @@ func (h *handler) message(w http.ResponseWriter, r *http.Request) {
 	h.read(w, r, s, token)
 }
 
+// stagePage is the page of each stage before sign-in.
+var stagePage = map[string]string{
+	stageEmail:            "/signin",
+	stageCodeSent:         "/signin",
+	stageCodeHeld:         "/signin",
+	stageRegisterVerified: "/register/password",
+	stageResetVerified:    "/reset/answers",
+	stageResetAnswered:    "/reset/password",
+}
+
+func (h *handler) emailView(token string) view {
+	return view{Title: "Read your secure message", Token: token,
+		Paragraphs: []string{"To keep this message private, we check that it is yours. Start with your email address."}}
+}
+
 func (h *handler) emailPage(w http.ResponseWriter, token string) {
-	h.render(w, http.StatusOK, "email", view{Title: "Read your secure message", Token: token,
-		Paragraphs: []string{"To keep this message private, we check that it is yours. Start with your email address."}})
+	h.render(w, http.StatusOK, "email", h.emailView(token))
 }
 
 func (h *handler) read(w http.ResponseWriter, r *http.Request, s *keystore.Session, token string) {

@@ -12,12 +12,12 @@ import (
 // Session stages. A browser moves through them; only stageAuthenticated
 // may read, reply or change its password.
 const (
-	stageEmail            = "email"              // address given, nothing proved
-	stageRegisterCodeSent = "register-code-sent" // a registration code may be on its way
-	stageRegisterVerified = "register-verified"  // the code proved the address
-	stageResetCodeSent    = "reset-code-sent"
-	stageResetVerified    = "reset-verified" // the code proved the address
-	stageResetAnswered    = "reset-answered" // and the security answers were right
+	stageEmail            = "email"             // address given, no code asked for on this visit
+	stageCodeSent         = "code-sent"         // a code may be on its way
+	stageCodeHeld         = "code-held"         // the code budget was spent: no new code
+	stageRegisterVerified = "register-verified" // the code proved the address, which has no account
+	stageResetVerified    = "reset-verified"    // the code proved the address, which has an account
+	stageResetAnswered    = "reset-answered"    // and the security answers were right
 	stageAuthenticated    = "authenticated"
 )
 

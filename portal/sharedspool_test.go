@@ -130,9 +130,9 @@ func TestSharedSpoolAnyHostServesAnyStep(t *testing.T) {
 		t.Fatalf("host B does not find the envelope uploaded on host A:\n%s", page.body)
 	}
 	page = on(b).follow(on(a).email(bob))
-	page = on(a).follow(on(b).post("/register/send-code", nil))
+	page = on(a).follow(on(b).again())
 	code := a.sink.code(t, bob)
-	page = on(a).follow(on(b).post("/register/code", url.Values{"code": {code}}))
+	page = on(a).follow(on(b).post("/code", url.Values{"code": {code}}))
 	if !strings.Contains(page.body, "Create your account") {
 		t.Fatalf("code sent through host B not accepted on host A:\n%s", page.body)
 	}

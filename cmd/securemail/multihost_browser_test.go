@@ -109,9 +109,7 @@ func TestMultiHostPostgresInBrowser(t *testing.T) {
 	step("envelope opened")
 	tab.Run(chromedp.SendKeys("#email", pbRecipient, chromedp.ByQuery))
 	pbClick(tab, `form[action="/email"] button[type=submit]`)
-	tab.WaitText(pbWait, lb.url+"/signin", "Sign in to read your message", pbRecipient, "Create an account")
-	pbClick(tab, `form[action="/register/send-code"] button[type=submit]`)
-	tab.WaitText(pbWait, lb.url+"/register/code", "Check your email", "Code from the email")
+	tab.WaitText(pbWait, lb.url+"/signin", "Sign in to read your message", pbRecipient, "First time here", "Code from the email")
 
 	// The code, mailed through the milter host's Postfix to the sink.
 	codeMail, err := st.sink.WaitFor(func(m mtatest.Message) bool {
@@ -126,8 +124,8 @@ func TestMultiHostPostgresInBrowser(t *testing.T) {
 	}
 	step("code mailed")
 	tab.Run(chromedp.SendKeys("#code", code, chromedp.ByQuery))
-	pbClick(tab, `form[action="/register/code"] button[type=submit]`)
-	tab.WaitText(pbWait, lb.url+"/register/password", "Create your account", "Three security questions")
+	pbClick(tab, `form[action="/code"] button[type=submit]`)
+	tab.WaitText(pbWait, lb.url+"/register/password", "Create your account", "Two security questions")
 	pbFillAccount(tab, pbPassword)
 	pbClick(tab, `form[action="/register/password"] button[type=submit]`)
 	tab.WaitText(pbWait, lb.url+"/m/"+token, "Your secure message", mhSubject, mhMarker, "Send reply")
@@ -166,9 +164,7 @@ func TestMultiHostPostgresInBrowser(t *testing.T) {
 		{Method: "GET", Path: "/m/" + token, Status: http.StatusOK},
 		{Method: "POST", Path: "/email", Status: http.StatusSeeOther},
 		{Method: "GET", Path: "/signin", Status: http.StatusOK},
-		{Method: "POST", Path: "/register/send-code", Status: http.StatusSeeOther},
-		{Method: "GET", Path: "/register/code", Status: http.StatusOK},
-		{Method: "POST", Path: "/register/code", Status: http.StatusSeeOther},
+		{Method: "POST", Path: "/code", Status: http.StatusSeeOther},
 		{Method: "GET", Path: "/register/password", Status: http.StatusOK},
 		{Method: "POST", Path: "/register/password", Status: http.StatusSeeOther},
 		{Method: "GET", Path: "/m/" + token, Status: http.StatusOK},

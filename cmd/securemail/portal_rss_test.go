@@ -615,7 +615,8 @@ func (c *prssClient) openReadDownload(s prssSealed) {
 var prssCodeRE = regexp.MustCompile(`Your code is:\s+([0-9]{8})`)
 
 // register walks prssRcpt from the attachment to the read page: open, the
-// address, a code mailed to sink, password and security questions.
+// address (which mails a code to sink), the code, password and security
+// questions.
 func (c *prssClient) register(s prssSealed, sink *mtatest.Sink) {
 	c.tb.Helper()
 	token := c.open(s)
@@ -623,16 +624,15 @@ func (c *prssClient) register(s prssSealed, sink *mtatest.Sink) {
 		c.tb.Fatalf("GET /m/{token} before sign-in: status %d, want 200 with the address form\n%.2000s", r.status, r.body)
 	}
 	c.see(c.post("/email", url.Values{"email": {prssRcpt}, "token": {token}}), "POST /email", "/signin")
-	c.see(c.post("/register/send-code", nil), "POST /register/send-code", "/register/code")
 	m, err := sink.WaitFor(func(m mtatest.Message) bool {
 		return slices.Contains(m.Rcpts, prssRcpt) && prssMailCode(m.Data) != ""
 	}, 30*time.Second)
 	if err != nil {
 		c.tb.Fatalf("no code mailed to %s: %v", prssRcpt, err)
 	}
-	c.see(c.post("/register/code", url.Values{"code": {prssMailCode(m.Data)}}), "POST /register/code", "/register/password")
+	c.see(c.post("/code", url.Values{"code": {prssMailCode(m.Data)}}), "POST /code", "/register/password")
 	c.see(c.post("/register/password", url.Values{"password": {prssPassword}, "confirm": {prssPassword},
-		"q1": {"0"}, "a1": {"Fluffy"}, "q2": {"1"}, "a2": {"Springfield"}, "q3": {"2"}, "a3": {"Blue"}}),
+		"q1": {"0"}, "a1": {"Fluffy"}, "q2": {"1"}, "a2": {"Springfield"}}),
 		"POST /register/password", "/m/"+token)
 	c.download(c.readPage(token), s.msg)
 }

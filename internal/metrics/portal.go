@@ -14,7 +14,7 @@ import (
 //
 //	POST /open                 303 -> opens; body bytes -> upload bytes
 //	POST /signin               303 ok, 429 throttled, other 4xx failed
-//	POST /{register,reset}/send-code   429 -> code requests throttled
+//	POST /email                303 to /signin?codes=held -> code requests throttled
 //	POST /m/{token}/reply      2xx/3xx -> replies; body bytes -> upload bytes
 func (m *Metrics) Portal(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -49,7 +49,7 @@ func (m *Metrics) Portal(next http.Handler) http.Handler {
 				m.signins.WithLabelValues("failed").Inc()
 			}
 		case "code":
-			if st == http.StatusTooManyRequests {
+			if st == http.StatusSeeOther && sw.Header().Get("Location") == "/signin?codes=held" {
 				m.codeRequests.WithLabelValues("throttled").Inc()
 			}
 		case "reply":
@@ -66,7 +66,7 @@ func portalRoute(method, path string) string {
 		return "open"
 	case method == http.MethodPost && path == "/signin":
 		return "signin"
-	case method == http.MethodPost && (path == "/register/send-code" || path == "/reset/send-code"):
+	case method == http.MethodPost && path == "/email":
 		return "code"
 	case strings.HasPrefix(path, "/m/"):
 		rest := path[len("/m/"):]
