@@ -178,6 +178,10 @@ func checkConfigValues(r *checkReport, c *Config, bad map[string]bool) {
 	if ok("portal.replies_per_hour") && c.Portal.RepliesPerHour < 1 {
 		r.errorf("portal.replies_per_hour", "set at least 1 (default 20)", "portal.replies_per_hour is %d", c.Portal.RepliesPerHour)
 	}
+	if ok("portal.code_requests_per_hour") && c.Portal.CodeRequestsPerHour < 1 {
+		r.errorf("portal.code_requests_per_hour", "set at least 1 (default 20; raise it for many readers behind one office address)",
+			"portal.code_requests_per_hour is %d", c.Portal.CodeRequestsPerHour)
+	}
 	if err := c.validateMetrics(); err != nil {
 		r.errorf("metrics.listen", "write HOST:PORT such as 127.0.0.1:9894, or leave it empty for no metrics", "%v", err)
 	}

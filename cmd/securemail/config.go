@@ -45,7 +45,11 @@ type Config struct {
 		SpoolDir       string        `mapstructure:"spool_dir"`
 		SpoolMax       ByteSize      `mapstructure:"spool_max"`
 		RepliesPerHour int           `mapstructure:"replies_per_hour"`
-		ReplyAll       bool          `mapstructure:"reply_all"`
+		// CodeRequestsPerHour is the code budget of one client address:
+		// every address step asks for a code, so many readers behind one
+		// office address share it.
+		CodeRequestsPerHour int  `mapstructure:"code_requests_per_hour"`
+		ReplyAll            bool `mapstructure:"reply_all"`
 		// LinkFallback keeps a server copy of each sealed envelope for
 		// LinkRetention and puts a link to it in the notice, for phones
 		// that cannot post the attachment's form (the milter stores it,
@@ -121,6 +125,7 @@ var defaults = map[string]any{
 	"portal.spool_dir":              "",
 	"portal.spool_max":              "2GiB",
 	"portal.replies_per_hour":       20,
+	"portal.code_requests_per_hour": 20,
 	"portal.reply_all":              false,
 	"portal.link_fallback":          false,
 	"portal.link_retention":         "720h",

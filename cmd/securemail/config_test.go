@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/securemail/securemail/portal"
 )
 
 func writeConfig(t *testing.T, yaml string) string {
@@ -128,6 +130,8 @@ func TestInvalidValuesExplained(t *testing.T) {
 		{"portal:\n  argon2:\n    memory: 16KiB\n", "portal.argon2"},
 		{"portal:\n  spool_max: 1MiB\n", "portal.spool_max"},
 		{"portal:\n  replies_per_hour: 0\n", "portal.replies_per_hour"},
+		{"portal:\n  code_requests_per_hour: 0\n", "portal.code_requests_per_hour"},
+		{"portal:\n  code_requests_per_hour: many\n", "portal.code_requests_per_hour"},
 	}
 	for _, tc := range tests {
 		_, err := loadConfig(writeConfig(t, tc.yaml))
@@ -196,5 +200,25 @@ func TestPortalURLPlainHTTPOnlyOnLoopback(t *testing.T) {
 		if err != nil && !strings.Contains(err.Error(), "plain HTTP") {
 			t.Errorf("portal.url %s: %v", url, err)
 		}
+	}
+}
+
+// TestPortalLimitsFromConfig: the configured budgets reach the portal, the
+// defaults when nothing is set.
+func TestPortalLimitsFromConfig(t *testing.T) {
+	t.Parallel()
+	def, err := loadConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := portalLimits(def); l.CodesPerClient != (portal.Rate{N: 20, Per: time.Hour}) || l.RepliesPerAccount != (portal.Rate{N: 20, Per: time.Hour}) {
+		t.Errorf("default limits %+v", l)
+	}
+	cfg, err := loadConfig(writeConfig(t, "portal:\n  code_requests_per_hour: 150\n  replies_per_hour: 7\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := portalLimits(cfg); l.CodesPerClient != (portal.Rate{N: 150, Per: time.Hour}) || l.RepliesPerAccount != (portal.Rate{N: 7, Per: time.Hour}) {
+		t.Errorf("configured limits %+v", l)
 	}
 }

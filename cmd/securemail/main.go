@@ -191,15 +191,15 @@ func newBrandedPortal(cfg *Config, store keystore.Store, mk *keystore.MasterKey,
 	}
 	a := cfg.Portal.Argon2
 	return portal.New(portal.Options{
-		SharedSpool:    shared,
-		PortalURL:      cfg.Portal.URL,
-		Keys:           store,
-		Store:          portalStore,
-		MasterKey:      mk,
-		SpoolDir:       portalSpoolPath(cfg),
-		SpoolTTL:       cfg.Portal.SpoolTTL,
-		SpoolMax:       int64(cfg.Portal.SpoolMax),
-		Limits:         portal.Limits{RepliesPerAccount: portal.Rate{N: cfg.Portal.RepliesPerHour, Per: time.Hour}},
+		SharedSpool: shared,
+		PortalURL:   cfg.Portal.URL,
+		Keys:        store,
+		Store:       portalStore,
+		MasterKey:   mk,
+		SpoolDir:    portalSpoolPath(cfg),
+		SpoolTTL:    cfg.Portal.SpoolTTL,
+		SpoolMax:    int64(cfg.Portal.SpoolMax),
+		Limits:         portalLimits(cfg),
 		MaxMessageSize: int64(cfg.Policy.MaxMessageSize),
 		Mailer:         &portal.SMTPMailer{Addr: cfg.SMTP.Relay, HelloName: portalHost(cfg)},
 		From:           cfg.portalFrom(),
@@ -218,6 +218,15 @@ func newBrandedPortal(cfg *Config, store keystore.Store, mk *keystore.MasterKey,
 		Brands:         brands,
 		Logger:         log,
 	})
+}
+
+// portalLimits are the portal's budgets that the configuration sets; the
+// others keep portal.DefaultLimits.
+func portalLimits(cfg *Config) portal.Limits {
+	return portal.Limits{
+		RepliesPerAccount: portal.Rate{N: cfg.Portal.RepliesPerHour, Per: time.Hour},
+		CodesPerClient:    portal.Rate{N: cfg.Portal.CodeRequestsPerHour, Per: time.Hour},
+	}
 }
 
 func portalHost(cfg *Config) string {
