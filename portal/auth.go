@@ -129,7 +129,7 @@ func (h *handler) signinSession(w http.ResponseWriter, r *http.Request) *keystor
 		return nil
 	}
 	if s != nil {
-		return h.sessionAt(w, r, preAuth...)
+		return h.atStage(w, r, s, preAuth...)
 	}
 	if !h.parseForm(w, r) {
 		return nil

@@ -3,6 +3,7 @@ package portal
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -118,12 +119,14 @@ func (h *handler) sessionAt(w http.ResponseWriter, r *http.Request, stages ...st
 		h.fail(w, r, pageStoreFailed("session", err))
 		return nil
 	}
-	if s != nil {
-		for _, st := range stages {
-			if s.Stage == st {
-				return s
-			}
-		}
+	return h.atStage(w, r, s, stages...)
+}
+
+// atStage returns s when it is at one of stages; otherwise it sends the
+// browser back to the start and returns nil.
+func (h *handler) atStage(w http.ResponseWriter, r *http.Request, s *keystore.Session, stages ...string) *keystore.Session {
+	if s != nil && slices.Contains(stages, s.Stage) {
+		return s
 	}
 	h.startOver(w, r, s)
 	return nil
