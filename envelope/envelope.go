@@ -51,7 +51,10 @@
 // portal address and telling mobile users what to do, then the page as an
 // attachment named SecureMessageATT.html. When the sender's service keeps a
 // copy of the envelope (Notice.Link), the notice gives the link to it and
-// explains the two ways in: the attachment, or the link from a phone.
+// explains the two ways in: the attachment, or the link from a phone. The
+// notice and the page speak Notice.Lang, with their sentences from
+// internal/catalog; the form (field names, action) is the same in every
+// language.
 //
 // # Backwards compatibility
 //
