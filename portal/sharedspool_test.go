@@ -811,3 +811,34 @@ func TestSharedSpoolSameEnvelopeTwiceAtOnce(t *testing.T) {
 		a.portal.h.spool.drop(context.Background(), strings.TrimPrefix(r1.header.Get("Location"), "/m/"))
 	}
 }
+
+// TestSharedSpoolStoreCloseFinishesFilings: at shutdown, a filing still
+// in progress holds its connection, so closing the store waits for it to
+// commit (cmd closes the store after the portal); its goroutine then
+// ends, and the other host serves the envelope.
+func TestSharedSpoolStoreCloseFinishesFilings(t *testing.T) {
+	t.Parallel()
+	a, b, release := newGatedHosts(t)
+	br := a.browser()
+	opened := br.open(a.seal(alice, []string{bob}, plainMessage))
+	if opened.status != http.StatusSeeOther {
+		t.Fatalf("open: %d", opened.status)
+	}
+	closed := make(chan struct{})
+	go func() {
+		a.portal.h.opts.Keys.(*pgstore.Store).Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+		t.Fatal("the store closed under a filing in progress")
+	case <-time.After(100 * time.Millisecond): // a hint only
+	}
+	release <- nil
+	<-closed
+	sharedOf(a).wait()
+	br.e = b
+	if page := br.follow(opened); !strings.Contains(page.body, `action="/email"`) {
+		t.Fatalf("B after A shut down:\n%.300s", page.body)
+	}
+}
