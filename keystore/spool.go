@@ -37,10 +37,21 @@ type SpoolStore interface {
 	// restarts and existed is true. ErrNotFound when the reservation is
 	// gone (swept).
 	CommitUpload(ctx context.Context, upload int64, token string, size int64, now time.Time, data io.Reader) (existed bool, err error)
+	// StartCommit is CommitUpload in two steps, so that the bytes may be
+	// stored after the upload was answered: it ends the reservation and
+	// files the entry, which is seen by no one until the returned
+	// SpoolCommit is finished. Until then a second commit of token (on
+	// any host) waits for it, as do OpenSpooled and RemoveSpooled of
+	// token (for a bounded time). When token is already spooled, its
+	// age restarts, the reservation is dropped and Existed is true;
+	// the commit is then done and Finish must not be called. The
+	// caller calls Finish or Abort exactly once otherwise.
+	StartCommit(ctx context.Context, upload int64, token string, size int64, now time.Time) (SpoolCommit, error)
 	// AbortUpload drops an upload and its reservation.
 	AbortUpload(ctx context.Context, upload int64) error
 	// OpenSpooled looks up the envelope under token: ErrNotFound when
-	// unknown or last filed before notBefore. Its bytes are fetched when
+	// unknown or last filed before notBefore. An entry being filed
+	// (StartCommit) is waited for, for a bounded time. Its bytes are fetched when
 	// first read, so a caller that needs only the entry closes the
 	// reader unread; a reader that would return fewer bytes than the
 	// entry's size (the envelope removed meanwhile) fails instead.
@@ -50,6 +61,19 @@ type SpoolStore interface {
 	// SweepSpool deletes envelopes last touched before notBefore and
 	// uploads begun before abandonedBefore, on one host at a time.
 	SweepSpool(ctx context.Context, notBefore, abandonedBefore time.Time) (int, error)
+}
+
+// SpoolCommit is a filing begun by SpoolStore.StartCommit.
+type SpoolCommit interface {
+	// Existed reports that the envelope was spooled already: nothing
+	// more to store.
+	Existed() bool
+	// Finish stores the entry's bytes, read from data, and commits the
+	// filing, all or nothing; on failure the entry was never seen and
+	// the reservation is back, for AbortUpload.
+	Finish(ctx context.Context, data io.Reader) error
+	// Abort gives the filing up, as a failed Finish.
+	Abort()
 }
 
 // SpoolEntry describes an envelope in a SpoolStore.

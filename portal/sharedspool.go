@@ -47,15 +47,31 @@ func (s *spool) sweepOld(_ context.Context, now time.Time) (int, error) { return
 // per host instead of at every read:
 //
 //   - put writes the upload to the folder first (its token is known only
-//     at the end), then commits it to the store from there in one
-//     transaction, or only restarts its age when the store has it;
-//   - get asks the store for the entry (one small query) and reads the
-//     local copy when it has the entry's size; otherwise (the envelope was
+//     at the end), then files it in the store (StartCommit: the
+//     reservation ends and the entry is filed, unseen until committed)
+//     and answers; the bytes are stored from the copy, and the filing
+//     committed, in the background (a filing), or only the entry's age
+//     restarts when the store has it. The quota is checked before the
+//     upload, as before: a filing counts as its reservation until it
+//     commits;
+//   - get serves this host's copy of an envelope it is filing without
+//     asking the store (it has just received it); otherwise it asks the
+//     store for the entry (one small query; an entry another host is
+//     filing is waited for, a few seconds at most) and reads the local
+//     copy when it has the entry's size; otherwise (the envelope was
 //     posted through another host, or the copy was cut short) it copies
 //     the envelope from the store, in one streaming query, and reads that;
-//   - drop and the sweep remove both; a local copy is swept by its file
-//     time, which get moves up to the store's when another host posted
-//     the envelope again, so a copy lives as long as the entry.
+//   - a filing that fails (the database went away, the host stopped)
+//     leaves nothing in the store and no copy: the recipient posts the
+//     attachment again, as for any envelope the spool no longer has;
+//   - drop ends a filing of its token first (cancelled; the store's
+//     removal waits for another host's), then removes both; the sweep
+//     removes both; a local copy is swept by its file time, which get
+//     moves up to the store's when another host posted the envelope
+//     again, so a copy lives as long as the entry;
+//   - wait returns when the filings in progress have ended. Without it,
+//     a filing in progress holds a connection of the store's pool, whose
+//     Close waits for it.
 //
 // A copy is named by its token, derived from the envelope's content, so
 // it can never be of another envelope than the store's entry.
@@ -67,7 +83,22 @@ type sharedSpool struct {
 	quota int64
 	key   []byte
 	mu    sync.Mutex // serialises filing copies in dir
+
+	fmu     sync.Mutex         // guards filings; taken before mu, never after
+	filings map[string]*filing // by token: this host's filings in progress
+	running sync.WaitGroup     // their goroutines
 }
+
+// filing is an envelope this host received whose bytes are being stored.
+type filing struct {
+	size   int64
+	now    time.Time // its age, on the handler's clock
+	cancel context.CancelFunc
+	done   chan struct{} // closed when it has ended
+}
+
+// filingTimeout bounds storing one envelope's bytes in the background.
+const filingTimeout = 2 * time.Minute
 
 func newSharedSpool(ctx context.Context, st keystore.SpoolStore, dir string, ttl time.Duration, max, quota int64) (*sharedSpool, error) {
 	if dir == "" {
@@ -85,7 +116,7 @@ func newSharedSpool(ctx context.Context, st keystore.SpoolStore, dir string, ttl
 	if len(key) != 32 {
 		return nil, errors.New("portal: shared spool: the stored token key is damaged")
 	}
-	return &sharedSpool{st: st, dir: dir, ttl: ttl, max: max, quota: quota, key: key}, nil
+	return &sharedSpool{st: st, dir: dir, ttl: ttl, max: max, quota: quota, key: key, filings: map[string]*filing{}}, nil
 }
 
 func (s *sharedSpool) maxEnvelope() int64 { return s.max }
@@ -124,26 +155,87 @@ func (s *sharedSpool) put(ctx context.Context, src io.Reader, now time.Time) (st
 	if err != nil {
 		return "", err
 	}
+	// Opened before the filing starts: the bytes stored are this file's
+	// even if the copy is replaced or removed meanwhile.
 	f, err := os.Open(spoolPath(s.dir, token))
 	if err != nil {
 		return "", err
 	}
-	_, err = s.st.CommitUpload(ctx, upload, token, n, now, f)
-	f.Close()
+	c, err := s.st.StartCommit(ctx, upload, token, n, now)
 	if err != nil {
+		f.Close()
 		if !existed {
 			// The store has not got it: no copy of it here either.
 			s.removeCopy(token)
 		}
 		return "", err
 	}
-	committed = true
+	committed = true // the reservation is the filing's now
+	if c.Existed() {
+		f.Close()
+		return token, nil
+	}
+	s.finishLater(token, upload, n, now, c, f)
 	return token, nil
 }
+
+// finishLater stores f's n bytes and commits the filing c of token in
+// the background. A filing that fails gives its reservation back and
+// removes this host's copy, unless a newer filing of the same token has
+// taken its place.
+func (s *sharedSpool) finishLater(token string, upload, n int64, now time.Time, c keystore.SpoolCommit, f *os.File) {
+	ctx, cancel := context.WithTimeout(context.Background(), filingTimeout)
+	fl := &filing{size: n, now: now, cancel: cancel, done: make(chan struct{})}
+	s.fmu.Lock()
+	s.filings[token] = fl
+	s.running.Add(1)
+	s.fmu.Unlock()
+	go func() {
+		defer s.running.Done()
+		defer close(fl.done)
+		defer cancel()
+		err := c.Finish(ctx, f)
+		f.Close()
+		if err != nil {
+			actx, acancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_ = s.st.AbortUpload(actx, upload)
+			acancel()
+		}
+		s.fmu.Lock()
+		defer s.fmu.Unlock()
+		if s.filings[token] != fl {
+			return
+		}
+		delete(s.filings, token)
+		if err != nil {
+			s.removeCopy(token)
+		}
+	}()
+}
+
+// filingOf returns this host's filing of token in progress, or nil.
+func (s *sharedSpool) filingOf(token string) *filing {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	return s.filings[token]
+}
+
+// wait returns when the filings in progress have ended.
+func (s *sharedSpool) wait() { s.running.Wait() }
 
 func (s *sharedSpool) get(ctx context.Context, token string, now time.Time) (io.ReadCloser, error) {
 	if !validToken(token) {
 		return nil, os.ErrNotExist
+	}
+	path := spoolPath(s.dir, token)
+	if fl := s.filingOf(token); fl != nil && now.Sub(fl.now) <= s.ttl {
+		// Received here moments ago; the store does not show it yet.
+		if f, err := os.Open(path); err == nil {
+			if st, err := f.Stat(); err == nil && st.Size() == fl.size {
+				return f, nil
+			}
+			f.Close()
+		}
 	}
 	rc, ent, err := s.st.OpenSpooled(ctx, token, now.Add(-s.ttl))
 	if errors.Is(err, keystore.ErrNotFound) {
@@ -153,7 +245,6 @@ func (s *sharedSpool) get(ctx context.Context, token string, now time.Time) (io.
 		return nil, err
 	}
 	defer rc.Close() // unread when the copy here serves
-	path := spoolPath(s.dir, token)
 	if f, err := os.Open(path); err == nil {
 		if st, err := f.Stat(); err == nil && st.Size() == ent.Size {
 			if st.ModTime().Before(ent.Touched) {
@@ -215,6 +306,10 @@ func (s *sharedSpool) removeCopy(token string) {
 func (s *sharedSpool) drop(ctx context.Context, token string) {
 	if !validToken(token) {
 		return
+	}
+	if fl := s.filingOf(token); fl != nil {
+		fl.cancel()
+		<-fl.done
 	}
 	s.removeCopy(token)
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

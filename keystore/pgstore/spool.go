@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"time"
 
@@ -79,26 +80,59 @@ func (s *Store) BeginUpload(ctx context.Context, reserve, quota int64, now time.
 	return id, nil
 }
 
-// CommitUpload files the upload under token, or restarts the age of the
-// envelope already there and drops the upload, in one transaction: the
-// reservation, the envelope's row and (for a new envelope) its chunks,
-// streamed with COPY, are committed together. The envelope's row is
-// inserted first, so a second host committing the same token waits for
-// this one and then finds it, and never copies its chunks for nothing.
+// CommitUpload files the upload in one call: StartCommit, then Finish
+// with data.
 func (s *Store) CommitUpload(ctx context.Context, upload int64, token string, size int64, now time.Time, data io.Reader) (bool, error) {
-	if err := begin(ctx, "spool commit"); err != nil {
+	c, err := s.StartCommit(ctx, upload, token, size, now)
+	if err != nil {
 		return false, err
+	}
+	if c.Existed() {
+		return true, nil
+	}
+	return false, c.Finish(ctx, data)
+}
+
+// lockSpoolFiling is the first key of the two-key advisory lock that a
+// transaction filing an envelope holds on its token (the second key is
+// tokenLockKey), a key space apart from the one-key locks of pgstore.go.
+const lockSpoolFiling int32 = 0x5ec0e3a1
+
+// spoolFilingWait bounds how long OpenSpooled and RemoveSpooled wait for
+// another host's filing of the same token: longer than filing the
+// largest envelope takes, short enough for a recipient to wait.
+const spoolFilingWait = 10 * time.Second
+
+// tokenLockKey is token's key in the lockSpoolFiling space; two tokens
+// that share one only wait for each other.
+func tokenLockKey(token string) int32 {
+	h := fnv.New32a()
+	h.Write([]byte(token))
+	return int32(h.Sum32())
+}
+
+// StartCommit files the upload under token, or restarts the age of the
+// envelope already there and drops the upload. For a new envelope it
+// opens the transaction that Finish commits, holding the token's filing
+// lock and the envelope's row: the reservation, the row and its chunks,
+// streamed with COPY, are committed together. The lock is taken first,
+// so a second host committing the same token waits for this one and then
+// finds it, and never copies its chunks for nothing; OpenSpooled and
+// RemoveSpooled on another host wait for it too.
+func (s *Store) StartCommit(ctx context.Context, upload int64, token string, size int64, now time.Time) (keystore.SpoolCommit, error) {
+	if err := begin(ctx, "spool commit"); err != nil {
+		return nil, err
 	}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return false, wrap("spool commit", err)
+		return nil, wrap("spool commit", err)
 	}
-	defer conn.Release()
 	var reserved bool
 	var filed int64
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(spoolAsync)
+	b.Queue("SELECT pg_advisory_xact_lock($1::int4, $2::int4)", lockSpoolFiling, tokenLockKey(token))
 	b.Queue("DELETE FROM spool_uploads WHERE id = $1", upload).Exec(func(tag pgconn.CommandTag) error {
 		reserved = tag.RowsAffected() == 1
 		return nil
@@ -112,25 +146,70 @@ func (s *Store) CommitUpload(ctx context.Context, upload int64, token string, si
 	if err == nil && !reserved {
 		err = keystore.NotFound(fmt.Sprintf("spool upload %d", upload))
 	}
-	existed := filed != upload
-	if err == nil && !existed {
-		src := &chunkSource{owner: upload, r: data, buf: make([]byte, min(size, spoolChunk))}
-		_, err = conn.CopyFrom(ctx, pgx.Identifier{"spool_chunks"}, []string{"upload_id", "seq", "data"}, src)
-		if err == nil && src.size != size {
-			err = fmt.Errorf("upload %d: %d bytes to store, not %d", upload, src.size, size)
-		}
-	}
-	if err == nil {
+	c := &spoolCommit{conn: conn, upload: upload, size: size, existed: filed != upload}
+	if err == nil && c.existed {
 		_, err = conn.Exec(ctx, "COMMIT")
+		if err == nil {
+			conn.Release()
+			c.conn = nil
+			return c, nil
+		}
 	}
 	if err != nil {
-		rollback(ctx, conn)
+		c.end(ctx)
 		if errors.Is(err, keystore.ErrNotFound) {
-			return false, err
+			return nil, err
 		}
-		return false, wrap("spool commit", err)
+		return nil, wrap("spool commit", err)
 	}
-	return existed, nil
+	return c, nil
+}
+
+// spoolCommit is a filing begun by StartCommit, holding its connection
+// with the transaction open until Finish or Abort.
+type spoolCommit struct {
+	conn    *pgxpool.Conn // nil once ended
+	upload  int64
+	size    int64
+	existed bool
+}
+
+func (c *spoolCommit) Existed() bool { return c.existed }
+
+// Finish streams the chunks with COPY and commits, or rolls back.
+func (c *spoolCommit) Finish(ctx context.Context, data io.Reader) error {
+	if c.conn == nil {
+		return errors.New("keystore: spool commit: already ended")
+	}
+	src := &chunkSource{owner: c.upload, r: data, buf: make([]byte, min(c.size, spoolChunk))}
+	_, err := c.conn.CopyFrom(ctx, pgx.Identifier{"spool_chunks"}, []string{"upload_id", "seq", "data"}, src)
+	if err == nil && src.size != c.size {
+		err = fmt.Errorf("upload %d: %d bytes to store, not %d", c.upload, src.size, c.size)
+	}
+	if err == nil {
+		_, err = c.conn.Exec(ctx, "COMMIT")
+	}
+	if err != nil {
+		c.end(ctx)
+		return wrap("spool commit", err)
+	}
+	c.conn.Release()
+	c.conn = nil
+	return nil
+}
+
+// Abort rolls the filing back; the upload's reservation is kept.
+func (c *spoolCommit) Abort() {
+	if c.conn != nil {
+		c.end(context.Background())
+	}
+}
+
+// end rolls back and gives the connection back.
+func (c *spoolCommit) end(ctx context.Context) {
+	rollback(ctx, c.conn)
+	c.conn.Release()
+	c.conn = nil
 }
 
 // rollback ends a failed transaction on conn, so the pool gets it back
@@ -168,7 +247,27 @@ func (s *Store) OpenSpooled(ctx context.Context, token string, notBefore time.Ti
 		return nil, keystore.SpoolEntry{}, err
 	}
 	var upload, size, touched int64
-	err := s.pool.QueryRow(ctx, "SELECT upload_id, size, touched_ns FROM spool_envelopes WHERE token = $1", token).Scan(&upload, &size, &touched)
+	const entry = "SELECT upload_id, size, touched_ns FROM spool_envelopes WHERE token = $1"
+	err := s.pool.QueryRow(ctx, entry, token).Scan(&upload, &size, &touched)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// Perhaps being filed by another host: wait for its filing to
+		// end (the lock is taken before that host answers the upload),
+		// then look again, in one round trip. A filing not ended in
+		// spoolFilingWait counts as none (55P03).
+		b := &pgx.Batch{}
+		b.Queue("BEGIN")
+		b.Queue(fmt.Sprintf("SET LOCAL lock_timeout = %d", spoolFilingWait.Milliseconds()))
+		b.Queue("SELECT pg_advisory_xact_lock_shared($1::int4, $2::int4)", lockSpoolFiling, tokenLockKey(token))
+		b.Queue(entry, token).QueryRow(func(row pgx.Row) error {
+			return row.Scan(&upload, &size, &touched)
+		})
+		b.Queue("COMMIT")
+		err = s.pool.SendBatch(ctx, b).Close()
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55P03" {
+			err = pgx.ErrNoRows
+		}
+	}
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && touched < notBefore.UnixNano()) {
 		return nil, keystore.SpoolEntry{}, keystore.SpooledNotFound(token)
 	}
@@ -258,7 +357,8 @@ func (r *chunkReader) Close() error {
 	return nil
 }
 
-// RemoveSpooled deletes an envelope and its chunks.
+// RemoveSpooled deletes an envelope and its chunks, after waiting for a
+// filing of the same token in progress (StartCommit) to end.
 func (s *Store) RemoveSpooled(ctx context.Context, token string) error {
 	if err := begin(ctx, "spool remove"); err != nil {
 		return err
@@ -266,6 +366,10 @@ func (s *Store) RemoveSpooled(ctx context.Context, token string) error {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(spoolAsync)
+	// After a filing of token in progress on another host, which would
+	// otherwise commit the envelope right after it was removed.
+	b.Queue(fmt.Sprintf("SET LOCAL lock_timeout = %d", spoolFilingWait.Milliseconds()))
+	b.Queue("SELECT pg_advisory_xact_lock_shared($1::int4, $2::int4)", lockSpoolFiling, tokenLockKey(token))
 	b.Queue(`WITH gone AS (DELETE FROM spool_envelopes WHERE token = $1 RETURNING upload_id)
 		DELETE FROM spool_chunks WHERE upload_id IN (SELECT upload_id FROM gone)`, token)
 	b.Queue("COMMIT")

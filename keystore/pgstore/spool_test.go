@@ -303,6 +303,103 @@ func TestSpool(t *testing.T) {
 		}
 	})
 
+	// StartCommit leaves the filing's transaction open until Finish:
+	// another host's lookup or removal of the token waits for it, then
+	// finds what it committed, or nothing when it was given up.
+	t.Run("a filing in progress is waited for", func(t *testing.T) {
+		data := bytes.Repeat([]byte("w"), pgstore.SpoolChunk+1)
+		file := func(token string) (int64, keystore.SpoolCommit) {
+			t.Helper()
+			id, err := hostA.BeginUpload(ctx, int64(len(data)), 1<<30, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := hostA.StartCommit(ctx, id, token, int64(len(data)), now)
+			if err != nil || c.Existed() {
+				t.Fatalf("start %s: %v, %v", token, c, err)
+			}
+			return id, c
+		}
+		// waiting returns once a session waits for a filing's lock.
+		waiting := func() {
+			t.Helper()
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+				var n int
+				if err := hostA.Pool().QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				if n > 0 {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("nobody waits for the filing after 30 s")
+				}
+			}
+		}
+		type read struct {
+			data []byte
+			err  error
+		}
+		lookup := func(token string) chan read {
+			got := make(chan read, 1)
+			go func() {
+				rc, _, err := hostB.OpenSpooled(ctx, token, now)
+				if err != nil {
+					got <- read{err: err}
+					return
+				}
+				defer rc.Close()
+				b, err := io.ReadAll(rc)
+				got <- read{b, err}
+			}()
+			return got
+		}
+
+		_, c := file("waitAAAAAAAAAAAAAAAAAA")
+		got := lookup("waitAAAAAAAAAAAAAAAAAA")
+		waiting()
+		if err := c.Finish(ctx, bytes.NewReader(data)); err != nil {
+			t.Fatal(err)
+		}
+		if r := <-got; r.err != nil || !bytes.Equal(r.data, data) {
+			t.Fatalf("lookup waiting for the filing: %d bytes, %v; want the %d filed", len(r.data), r.err, len(data))
+		}
+
+		id, c := file("abortAAAAAAAAAAAAAAAAA")
+		got = lookup("abortAAAAAAAAAAAAAAAAA")
+		waiting()
+		c.Abort()
+		if r := <-got; !errors.Is(r.err, keystore.ErrNotFound) {
+			t.Fatalf("lookup waiting for a filing given up: %v, want ErrNotFound", r.err)
+		}
+		// The reservation is back, for AbortUpload.
+		if err := hostA.AbortUpload(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		var uploads int
+		hostA.Pool().QueryRow(ctx, "SELECT count(*) FROM spool_uploads").Scan(&uploads)
+		if uploads != 0 {
+			t.Fatalf("%d reservations left", uploads)
+		}
+
+		_, c = file("removeAAAAAAAAAAAAAAAA")
+		removed := make(chan error, 1)
+		go func() { removed <- hostB.RemoveSpooled(ctx, "removeAAAAAAAAAAAAAAAA") }()
+		waiting()
+		if err := c.Finish(ctx, bytes.NewReader(data)); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-removed; err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := hostA.OpenSpooled(ctx, "removeAAAAAAAAAAAAAAAA", now); !errors.Is(err, keystore.ErrNotFound) {
+			t.Fatalf("removed while being filed: %v, want ErrNotFound (the removal waits for the filing)", err)
+		}
+		if err := hostA.RemoveSpooled(ctx, "waitAAAAAAAAAAAAAAAAAA"); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	// Last, since it changes the server: with a synchronous standby that
 	// never answers, a durable commit waits for ever, and no spool write
 	// waits at all (they commit without waiting for the WAL flush).
