@@ -274,6 +274,7 @@ func New(opts Options) (*Handler, error) {
 			h.mail.close()
 			return nil, err
 		}
+		shared.log = h.log
 		h.spool = shared
 	case opts.SpoolDir != "":
 		local, err := newSpool(opts.SpoolDir, opts.SpoolTTL, maxUpload(opts.MaxMessageSize), opts.SpoolMax)
@@ -307,6 +308,11 @@ func (p *Handler) Close() error {
 	p.stop()
 	<-p.done
 	p.h.uploads.Wait()
+	if shared, ok := p.h.spool.(*sharedSpool); ok {
+		// Envelopes this host received are stored before the store
+		// closes, so another host can still serve them.
+		shared.wait()
+	}
 	p.h.mail.close()
 	return nil
 }

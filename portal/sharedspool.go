@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -83,6 +84,8 @@ type sharedSpool struct {
 	quota int64
 	key   []byte
 	mu    sync.Mutex // serialises filing copies in dir
+
+	log *slog.Logger // nil: a failed filing is not logged (tests)
 
 	fmu     sync.Mutex         // guards filings; taken before mu, never after
 	filings map[string]*filing // by token: this host's filings in progress
@@ -197,6 +200,11 @@ func (s *sharedSpool) finishLater(token string, upload, n int64, now time.Time, 
 		err := c.Finish(ctx, f)
 		f.Close()
 		if err != nil {
+			if s.log != nil {
+				// The token's fingerprint, never the token: it reads the envelope.
+				s.log.Warn("portal: an envelope was not stored in the shared spool; its reader posts it again",
+					"envelope", keystore.Fingerprint([]byte(token)), "bytes", n, "err", err)
+			}
 			actx, acancel := context.WithTimeout(context.Background(), 10*time.Second)
 			_ = s.st.AbortUpload(actx, upload)
 			acancel()

@@ -685,6 +685,10 @@ func TestSharedSpoolFilingFails(t *testing.T) {
 	}
 	release <- errors.New("keystore: spool commit: connection lost")
 	sharedOf(a).wait()
+	if logs := a.logs.String(); !strings.Contains(logs, "was not stored in the shared spool") ||
+		!strings.Contains(logs, "envelope="+keystore.Fingerprint([]byte(br.token))) || !strings.Contains(logs, "connection lost") {
+		t.Errorf("the failed filing is not in A's log with its fingerprint and cause:\n%s", logs)
+	}
 	for _, h := range []*testEnv{a, b} {
 		br.e = h
 		if r := br.get(opened.header.Get("Location")); r.status != http.StatusNotFound || !strings.Contains(r.body, "Please open your message again") {
@@ -840,5 +844,32 @@ func TestSharedSpoolStoreCloseFinishesFilings(t *testing.T) {
 	br.e = b
 	if page := br.follow(opened); !strings.Contains(page.body, `action="/email"`) {
 		t.Fatalf("B after A shut down:\n%.300s", page.body)
+	}
+}
+
+// TestSharedSpoolHandlerCloseWaitsForFilings: closing the portal waits
+// for the filings it started, so an envelope this host answered for is in
+// the store (for the other hosts) before serve closes the store.
+func TestSharedSpoolHandlerCloseWaitsForFilings(t *testing.T) {
+	t.Parallel()
+	a, _, release := newGatedHosts(t)
+	s := a.seal(alice, []string{bob}, plainMessage)
+	if opened := a.browser().open(s); opened.status != http.StatusSeeOther {
+		t.Fatalf("open on A: %d\n%s", opened.status, opened.body)
+	}
+	closed := make(chan struct{})
+	go func() {
+		a.portal.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a filing was held")
+	case <-time.After(100 * time.Millisecond): // a hint only; what counts is the store below
+	}
+	release <- nil
+	<-closed
+	if envelopes, chunks, uploads := spoolCounts(t, a); envelopes != 1 || chunks == 0 || uploads != 0 {
+		t.Fatalf("after Close: %d envelopes, %d chunks, %d reservations; want the envelope stored", envelopes, chunks, uploads)
 	}
 }
