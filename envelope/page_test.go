@@ -228,7 +228,6 @@ var (
 	attrRe   = regexp.MustCompile(`([a-z-]+)(?:="([^"]*)")?`)
 	tagRe    = regexp.MustCompile(`<(input|textarea|button|select)\s([^>]*)>`)
 	buttonRe = regexp.MustCompile(`(?s)<button\s([^>]*)>(.*?)</button>`)
-	fromRe   = regexp.MustCompile(`(?s)From: <strong>(.*?)</strong>`)
 )
 
 func attrs(s string) map[string]string {
