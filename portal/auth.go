@@ -71,7 +71,7 @@ func (h *handler) email(w http.ResponseWriter, r *http.Request) {
 		v := h.emailView(token)
 		v.Email, v.Remember = raw, r.PostForm.Get("remember") != ""
 		v.Error, v.Field = "That does not look like an email address. Type it as name@example.com.", "email"
-		h.render(w, http.StatusBadRequest, "email", v)
+		h.render(w, r, http.StatusBadRequest, "email", v)
 		return
 	}
 	if r.PostForm.Get("again") == "" {
@@ -111,7 +111,7 @@ func (h *handler) signinPage(w http.ResponseWriter, r *http.Request) {
 	if s == nil {
 		return
 	}
-	h.render(w, http.StatusOK, "signin", signinView(s))
+	h.render(w, r, http.StatusOK, "signin", signinView(s))
 }
 
 // signinSession is the browser's pre-sign-in session for POST /signin, or,
@@ -178,7 +178,7 @@ func (h *handler) signin(w http.ResponseWriter, r *http.Request) {
 		return
 	} else if msg != "" {
 		signinView.Error = msg
-		h.render(w, http.StatusTooManyRequests, "signin", signinView)
+		h.render(w, r, http.StatusTooManyRequests, "signin", signinView)
 		return
 	}
 	ok = false
@@ -206,7 +206,7 @@ func (h *handler) signin(w http.ResponseWriter, r *http.Request) {
 		}
 		h.log.Info("portal: sign-in failed", "remote", h.clientIP(r))
 		signinView.Error = "That email address and password do not match. Check both and try again. If this is your first time here, or you forgot your password, use a code we email you: see below."
-		h.render(w, http.StatusUnauthorized, "signin", signinView)
+		h.render(w, r, http.StatusUnauthorized, "signin", signinView)
 		return
 	}
 	if err := h.signedIn(ctx, acct, password); err != nil {
@@ -504,7 +504,7 @@ func (h *handler) checkCode(w http.ResponseWriter, r *http.Request, s *keystore.
 		v.Code.Words = codeSentNotice(s.Email)
 	}
 	v.Error, v.Field = wrongCodeWords(left), "code"
-	h.render(w, http.StatusUnauthorized, "signin", v)
+	h.render(w, r, http.StatusUnauthorized, "signin", v)
 }
 
 // wrongCodeWords is the wrong-code page's sentence with left tries.
@@ -560,7 +560,7 @@ func (h *handler) registerPasswordPage(w http.ResponseWriter, r *http.Request) {
 	}
 	v := h.passwordView("Create your account", s)
 	v.Notice = "Your address " + s.Email + " is confirmed."
-	h.render(w, http.StatusOK, "register", v)
+	h.render(w, r, http.StatusOK, "register", v)
 }
 
 // newPassword checks the password and confirmation fields of the form and
@@ -597,7 +597,7 @@ func (h *handler) registerPassword(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 		}
-		h.render(w, http.StatusBadRequest, "register", v)
+		h.render(w, r, http.StatusBadRequest, "register", v)
 	}
 	var questions [registerQuestions]int
 	var answers [registerQuestions]string
@@ -682,7 +682,7 @@ func (h *handler) resetAnswersPage(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, pageStoreFailed("account for a verified reset", cmpErr(err, keystore.ErrNotFound)))
 		return
 	}
-	h.render(w, http.StatusOK, "answers", h.askedView(s, acct))
+	h.render(w, r, http.StatusOK, "answers", h.askedView(s, acct))
 }
 
 func (h *handler) resetAnswers(w http.ResponseWriter, r *http.Request) {
@@ -741,7 +741,7 @@ func (h *handler) resetAnswers(w http.ResponseWriter, r *http.Request) {
 		}
 		v := h.askedView(s, acct)
 		v.Error = "At least one answer is not right. Answers are not case-sensitive; check the spelling."
-		h.render(w, http.StatusUnauthorized, "answers", v)
+		h.render(w, r, http.StatusUnauthorized, "answers", v)
 		return
 	}
 	if err := h.opts.Store.ResetHits(ctx, key); err != nil {
@@ -766,7 +766,7 @@ func (h *handler) resetPasswordPage(w http.ResponseWriter, r *http.Request) {
 	if s == nil {
 		return
 	}
-	h.render(w, http.StatusOK, "newpassword", h.passwordView("Choose a new password", s))
+	h.render(w, r, http.StatusOK, "newpassword", h.passwordView("Choose a new password", s))
 }
 
 func (h *handler) resetPassword(w http.ResponseWriter, r *http.Request) {
@@ -778,7 +778,7 @@ func (h *handler) resetPassword(w http.ResponseWriter, r *http.Request) {
 	if problem != "" {
 		v := h.passwordView("Choose a new password", s)
 		v.Error, v.Field = problem, field
-		h.render(w, http.StatusBadRequest, "newpassword", v)
+		h.render(w, r, http.StatusBadRequest, "newpassword", v)
 		return
 	}
 	if !h.setPassword(w, r, s, pw, "reset") {
@@ -826,7 +826,7 @@ func (h *handler) changePasswordPage(w http.ResponseWriter, r *http.Request) {
 	if s == nil {
 		return
 	}
-	h.render(w, http.StatusOK, "newpassword", h.passwordView("Change your password", s))
+	h.render(w, r, http.StatusOK, "newpassword", h.passwordView("Change your password", s))
 }
 
 func (h *handler) changePassword(w http.ResponseWriter, r *http.Request) {
@@ -838,7 +838,7 @@ func (h *handler) changePassword(w http.ResponseWriter, r *http.Request) {
 	refuse := func(status int, msg string) {
 		v := h.passwordView("Change your password", s)
 		v.Error = msg
-		h.render(w, status, "newpassword", v)
+		h.render(w, r, status, "newpassword", v)
 	}
 	acct, found, err := h.account(ctx, s.Email)
 	if err != nil || !found {
@@ -879,7 +879,7 @@ func (h *handler) changePassword(w http.ResponseWriter, r *http.Request) {
 	if !h.setPassword(w, r, s, pw, "change") {
 		return
 	}
-	h.render(w, http.StatusOK, "plain", view{Title: "Your password was changed", Email: s.Email, SignedIn: true, Token: s.Token,
+	h.render(w, r, http.StatusOK, "plain", view{Title: "Your password was changed", Email: s.Email, SignedIn: true, Token: s.Token,
 		Notice: "Your new password works from now on. Every other browser signed in to your account was signed out, and we emailed you a note.",
 		Back:   messagePath(s.Token)})
 }
@@ -894,6 +894,6 @@ func (h *handler) signout(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	h.clearCookie(w)
-	h.render(w, http.StatusOK, "plain", view{Title: "You are signed out",
+	h.render(w, r, http.StatusOK, "plain", view{Title: "You are signed out",
 		Paragraphs: []string{"To read a secure message again, open its SecureMessageATT.html attachment and choose \"Click to read message\"."}})
 }

@@ -59,7 +59,7 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if pe.closeConn {
 		w.Header().Set("Connection", "close")
 	}
-	h.render(w, pe.status, "plain", view{Title: pe.title, Paragraphs: pe.words})
+	h.render(w, r, pe.status, "plain", view{Title: pe.title, Paragraphs: pe.words})
 }
 
 // routePattern names r's route ("POST /m/{token}/reply") for the log; ""

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"html/template"
 	"net/http"
+
+	"github.com/securemail/securemail/internal/catalog"
 )
 
 // view is what every page template gets; each page uses the fields it
@@ -40,6 +42,10 @@ type view struct {
 	Back string
 
 	Brand brandView // set by render from Token (brand.go)
+	// Lang is the page's language and Langs the switch to the others; set
+	// by render from the request unless a handler set Lang.
+	Lang  catalog.Lang
+	Langs []langLink
 }
 
 // codeView is the sign-in page's code part: with Form, the words above
@@ -66,7 +72,7 @@ type sentReply struct {
 }
 
 const layout = `<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
+<html lang="{{.Lang}}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{.Title}}{{if .Brand.Org}} · {{.Brand.Org}}{{else if ne .Title "Secure messages"}} · Secure messages{{end}}</title>
 <link rel="stylesheet" href="/static/portal.css">
@@ -82,6 +88,7 @@ const layout = `<!DOCTYPE html>
 {{with .Back}}<p class="back"><a href="{{.}}">Back to the message</a></p>{{end}}
 {{with .Brand.Support}}<p class="support">{{.}}</p>{{end}}
 </main>
+<footer class="langs">{{range .Langs}}<a href="{{.URL}}" lang="{{.Lang}}" hreflang="{{.Lang}}">{{.Name}}</a>{{end}}</footer>
 </body></html>
 `
 
@@ -163,53 +170,21 @@ var pageSources = map[string]string{
 <input id="confirm" name="confirm" type="password" autocomplete="new-password" required{{invalid $ "confirm"}}>
 <button type="submit">Save the new password</button>
 </form>`,
-
-	"read": `{{with .Msg}}<dl class="headers">
-<dt>From</dt><dd>{{.From}}</dd>
-<dt>To</dt><dd>{{.To}}</dd>
-{{if .Cc}}<dt>Cc</dt><dd>{{.Cc}}</dd>{{end}}
-{{if $.When}}<dt>Date</dt><dd>{{$.When}}</dd>{{else if .Date}}<dt>Date</dt><dd>{{.Date}}</dd>{{end}}
-<dt>Subject</dt><dd>{{.Subject}}</dd>
-</dl>
-{{if $.When}}<details class="tz"><summary>Change the time zone</summary>
-<form method="post" action="/m/{{$.Token}}/timezone">
-<p class="hint">{{if $.Zone.Chosen}}This device remembers the zone you chose.{{else}}Your browser does not tell this site its time zone{{if ne $.Zone.Words "UTC"}}, so it was guessed from your language{{end}}. Choose yours, and this device remembers it.{{end}}</p>
-<label for="tz">Show times in</label>
-<select id="tz" name="tz"><option value="UTC"{{if eq $.Zone.Current "UTC"}} selected{{end}}>UTC</option>
-{{with $.Zone.Extra}}<option value="{{.Name}}" selected>{{.Label}}</option>
-{{end}}{{range $.Zone.Groups}}<optgroup label="{{.Label}}">{{range .Zones}}<option value="{{.Name}}"{{if eq .Name $.Zone.Current}} selected{{end}}>{{.Label}}</option>{{end}}</optgroup>
-{{end}}</select>
-<button class="secondary" type="submit">Show times in this zone</button>
-</form></details>{{end}}
-{{if .HTML}}<article class="html-body">{{.HTML}}</article>
-{{else if .Text}}<pre class="text-body">{{.Text}}</pre>
-{{else}}<p class="hint">This message has no text.</p>{{end}}
-{{if .Truncated}}<p class="hint">The text is too long to show here in full.</p>{{end}}
-{{if .HTMLTooLarge}}<p class="hint">The formatted version of this message is too large to show here; it is listed with the attachments.</p>{{end}}
-{{end}}
-{{if .Attachments}}<section><h2>Attachments</h2><ul class="attachments">
-{{range .Attachments}}<li><a href="{{.URL}}" download>{{.Name}}</a> <span class="hint">{{.Type}}, {{.Size}}</span></li>
-{{end}}</ul></section>{{end}}
-<section><h2>Reply</h2>
-<form method="post" action="/m/{{.Token}}/reply" enctype="multipart/form-data">
-{{if .ReplyAll}}<p><label class="check"><input type="checkbox" name="all" value="1"> Reply to everyone this message was sent to</label></p>{{end}}
-<label for="body">Your reply{{if .Msg}} to {{.Msg.From}}{{end}}</label>
-<textarea id="body" name="body" rows="8" required></textarea>
-<label for="files">Attach files (optional)</label>
-<input id="files" name="files" type="file" multiple>
-<button type="submit">Send reply</button>
-</form></section>`,
-
-	"sent": `{{with .Sent}}<dl class="headers">
-<dt>To</dt><dd>{{range $i, $a := .To}}{{if $i}}, {{end}}{{$a}}{{end}}</dd>
-<dt>Subject</dt><dd>{{.Subject}}</dd>
-{{if .Attachments}}<dt>Attached</dt><dd>{{range $i, $a := .Attachments}}{{if $i}}, {{end}}{{$a}}{{end}}</dd>{{end}}
-</dl>
-<p>Your reply is sent encrypted if it leaves {{$.Org}}, like the message you read.</p>{{end}}`,
 }
 
-var pages = func() map[string]*template.Template {
+// pages holds every page in every language: the same sources, with "t"
+// rendering the language's catalogue entries (catalog.HTML).
+var pages = func() map[catalog.Lang]map[string]*template.Template {
+	all := make(map[catalog.Lang]map[string]*template.Template, len(catalog.Languages))
+	for _, l := range catalog.Languages {
+		all[l] = pagesIn(l)
+	}
+	return all
+}()
+
+func pagesIn(l catalog.Lang) map[string]*template.Template {
 	base := template.Must(template.New("layout").Funcs(template.FuncMap{
+		"t": func(key string, nameValues ...any) template.HTML { return catalog.HTML(l, key, nameValues...) },
 		"slots": func() []int {
 			n := make([]int, registerQuestions)
 			for i := range n {
@@ -230,33 +205,40 @@ var pages = func() map[string]*template.Template {
 	// again is the hidden part of the sign-in page's forms that mail a
 	// code: they post the address again to /email.
 	template.Must(base.New("again").Parse(`<input type="hidden" name="token" value="{{.Token}}"><input type="hidden" name="email" value="{{.Email}}"><input type="hidden" name="again" value="1">`))
-	m := make(map[string]*template.Template, len(pageSources))
-	for name, src := range pageSources {
-		m[name] = template.Must(template.Must(base.Clone()).New("content").Parse(src))
+	m := make(map[string]*template.Template, len(pageSources)+len(readPageSources))
+	for _, sources := range []map[string]string{pageSources, readPageSources} {
+		for name, src := range sources {
+			m[name] = template.Must(template.Must(base.Clone()).New("content").Parse(src))
+		}
 	}
 	return m
-}()
+}
 
 // render writes a page. Pages are rendered into a buffer first, so a
 // template error becomes a plain 500 page instead of half a page.
-func (h *handler) render(w http.ResponseWriter, status int, name string, v view) {
+func (h *handler) render(w http.ResponseWriter, r *http.Request, status int, name string, v view) {
 	v.Brand = h.pageBrand(v)
+	if v.Lang == "" {
+		v.Lang = h.lang(r)
+	}
+	v.Langs = langSwitch(r, v.Lang, v.Token)
 	var buf bytes.Buffer
-	if err := pages[name].ExecuteTemplate(&buf, "layout", v); err != nil {
+	if err := pages[v.Lang][name].ExecuteTemplate(&buf, "layout", v); err != nil {
 		h.log.Error("portal: page template failed", "page", name, "err", err)
 		ie := pageInternal(err)
 		status = ie.status
 		buf.Reset()
-		pages["plain"].ExecuteTemplate(&buf, "layout", view{Title: ie.title, Paragraphs: ie.words})
+		pages[v.Lang]["plain"].ExecuteTemplate(&buf, "layout", view{Title: ie.title, Paragraphs: ie.words, Lang: v.Lang})
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Language", string(v.Lang))
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())
 }
 
 func (h *handler) home(w http.ResponseWriter, r *http.Request) {
-	h.render(w, http.StatusOK, "plain", view{
+	h.render(w, r, http.StatusOK, "plain", view{
 		Title: "Secure messages",
 		Paragraphs: []string{
 			"This is the secure message service of this mail server. People who use it send encrypted email: you receive a short notice with an attachment named SecureMessageATT.html, and you read the message here.",
@@ -311,5 +293,7 @@ details.tz{margin:0 0 1rem}
 details.tz summary{cursor:pointer;padding:.6rem 0;min-height:44px;color:#1d3557;text-decoration:underline}
 ul.attachments{padding-left:1.2rem}
 ul.attachments a{overflow-wrap:anywhere;display:inline-block;padding:.6rem 0;min-height:44px}
+footer.langs{max-width:46rem;margin:0 auto 1.5rem;padding:0 1.25rem;display:flex;gap:1rem}
+footer.langs a{display:inline-block;padding:.6rem 0;min-height:44px}
 @media (max-width:480px){.bar{font-size:.875rem;gap:.25rem;padding:.25rem .5rem}.bar a,.bar button.link{font-size:.8125rem;padding:0 .25rem}.bar .who{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%)}main{margin:0;border-radius:0;padding:1rem}dl.headers{grid-template-columns:1fr}dl.headers dt{margin-top:.4rem}}
 `
