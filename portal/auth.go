@@ -897,3 +897,12 @@ func (h *handler) signout(w http.ResponseWriter, r *http.Request) {
 	h.render(w, r, http.StatusOK, "plain", view{Title: "You are signed out",
 		Paragraphs: []string{"To read a secure message again, open its SecureMessageATT.html attachment and choose \"Click to read message\"."}})
 }
+
+func (h *handler) emailView(token string) view {
+	return view{Title: "Read your secure message", Token: token,
+		Paragraphs: []string{"To keep this message private, we check that it is yours. Start with your email address."}}
+}
+
+func (h *handler) emailPage(w http.ResponseWriter, r *http.Request, token string) {
+	h.render(w, r, http.StatusOK, "email", h.emailView(token))
+}

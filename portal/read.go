@@ -353,15 +353,6 @@ var stagePage = map[string]string{
 	stageResetAnswered:    "/reset/password",
 }
 
-func (h *handler) emailView(token string) view {
-	return view{Title: "Read your secure message", Token: token,
-		Paragraphs: []string{"To keep this message private, we check that it is yours. Start with your email address."}}
-}
-
-func (h *handler) emailPage(w http.ResponseWriter, r *http.Request, token string) {
-	h.render(w, r, http.StatusOK, "email", h.emailView(token))
-}
-
 func (h *handler) read(w http.ResponseWriter, r *http.Request, s *keystore.Session, token string) {
 	ctx := r.Context()
 	pt, rec, err := h.plaintext(ctx, token)
