@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/securemail/securemail/envelope"
+	"github.com/securemail/securemail/internal/catalog"
 	"github.com/securemail/securemail/keystore"
 )
 
@@ -278,10 +279,11 @@ func (h *handler) reader(w http.ResponseWriter, r *http.Request) (*keystore.Sess
 
 func (h *handler) notForYou(w http.ResponseWriter, r *http.Request, s *keystore.Session) {
 	h.log.Info("portal: read refused: not a recipient", "remote", h.clientIP(r))
-	h.render(w, r, http.StatusForbidden, "plain", view{Title: "This message was not sent to you", Email: s.Email, SignedIn: true, Token: s.Token,
+	l := h.lang(r)
+	h.render(w, r, http.StatusForbidden, "plain", view{Title: catalog.Text(l, "read.not_for_you.title"), Email: s.Email, SignedIn: true, Token: s.Token, Lang: l,
 		Paragraphs: []string{
-			"You are signed in as " + s.Email + ", and this message was not sent to that address.",
-			"If it was sent to another address of yours, sign out and sign in with that address. A message forwarded to you cannot be opened: ask the sender to send it to you directly.",
+			catalog.Text(l, "read.not_for_you.signed_in", "Email", s.Email),
+			catalog.Text(l, "read.not_for_you.other"),
 		}})
 }
 
@@ -383,19 +385,20 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, s *keystore.Sessi
 	msg.Subject = h.withoutTag(msg.Subject)
 	h.log.Info("portal: message read", "key_id", rec.ID.String(), "reader", s.Email, "remote", h.clientIP(r))
 	h.noteRead(ctx, rec, s.Email, msg.Subject, at)
-	v := view{Title: "Your secure message", Email: s.Email, SignedIn: true, Token: token, Msg: msg, ReplyAll: h.opts.ReplyAll}
+	l := h.lang(r)
+	v := view{Title: catalog.Text(l, "read.title"), Email: s.Email, SignedIn: true, Token: token, Msg: msg, ReplyAll: h.opts.ReplyAll, Lang: l}
 	loc, chosen := h.readerZone(r)
-	v.Zone = newZoneView(loc, chosen)
+	v.Zone = newZoneView(l, loc, chosen)
 	if !msg.Sent.IsZero() {
-		v.When = formatWhen(msg.Sent, loc)
+		v.When = formatWhenIn(l, msg.Sent, loc)
 	}
 	if r.URL.Query().Get("changed") != "" {
-		v.Notice = "Your password was changed. Every other browser signed in to your account was signed out."
+		v.Notice = catalog.Text(l, "read.password_changed")
 	}
 	for _, a := range msg.Attachments {
 		v.Attachments = append(v.Attachments, attachmentLink{
 			URL:  prefix + "/part/" + strconv.Itoa(a.Index),
-			Name: a.Filename, Type: fileKind(a.Filename, a.ContentType), Size: humanSize(a.Size),
+			Name: a.Filename, Type: fileKindIn(l, a.Filename, a.ContentType), Size: humanSizeIn(l, a.Size),
 		})
 	}
 	h.render(w, r, http.StatusOK, "read", v)
@@ -501,45 +504,45 @@ func (h *handler) part(w http.ResponseWriter, r *http.Request) {
 // pageSources are the others.
 var readPageSources = map[string]string{
 	"read": `{{with .Msg}}<dl class="headers">
-<dt>From</dt><dd>{{.From}}</dd>
-<dt>To</dt><dd>{{.To}}</dd>
-{{if .Cc}}<dt>Cc</dt><dd>{{.Cc}}</dd>{{end}}
-{{if $.When}}<dt>Date</dt><dd>{{$.When}}</dd>{{else if .Date}}<dt>Date</dt><dd>{{.Date}}</dd>{{end}}
-<dt>Subject</dt><dd>{{.Subject}}</dd>
+<dt>{{t "read.from"}}</dt><dd>{{.From}}</dd>
+<dt>{{t "read.to"}}</dt><dd>{{.To}}</dd>
+{{if .Cc}}<dt>{{t "read.cc"}}</dt><dd>{{.Cc}}</dd>{{end}}
+{{if $.When}}<dt>{{t "read.date"}}</dt><dd>{{$.When}}</dd>{{else if .Date}}<dt>{{t "read.date"}}</dt><dd>{{.Date}}</dd>{{end}}
+<dt>{{t "read.subject"}}</dt><dd>{{.Subject}}</dd>
 </dl>
-{{if $.When}}<details class="tz"><summary>Change the time zone</summary>
+{{if $.When}}<details class="tz"><summary>{{t "read.tz.summary"}}</summary>
 <form method="post" action="/m/{{$.Token}}/timezone">
-<p class="hint">{{if $.Zone.Chosen}}This device remembers the zone you chose.{{else}}Your browser does not tell this site its time zone{{if ne $.Zone.Words "UTC"}}, so it was guessed from your language{{end}}. Choose yours, and this device remembers it.{{end}}</p>
-<label for="tz">Show times in</label>
+<p class="hint">{{if $.Zone.Chosen}}{{t "read.tz.chosen"}}{{else if $.Zone.Guessed}}{{t "read.tz.guessed"}}{{else}}{{t "read.tz.unknown"}}{{end}}</p>
+<label for="tz">{{t "read.tz.label"}}</label>
 <select id="tz" name="tz"><option value="UTC"{{if eq $.Zone.Current "UTC"}} selected{{end}}>UTC</option>
 {{with $.Zone.Extra}}<option value="{{.Name}}" selected>{{.Label}}</option>
 {{end}}{{range $.Zone.Groups}}<optgroup label="{{.Label}}">{{range .Zones}}<option value="{{.Name}}"{{if eq .Name $.Zone.Current}} selected{{end}}>{{.Label}}</option>{{end}}</optgroup>
 {{end}}</select>
-<button class="secondary" type="submit">Show times in this zone</button>
+<button class="secondary" type="submit">{{t "read.tz.button"}}</button>
 </form></details>{{end}}
 {{if .HTML}}<article class="html-body">{{.HTML}}</article>
 {{else if .Text}}<pre class="text-body">{{.Text}}</pre>
-{{else}}<p class="hint">This message has no text.</p>{{end}}
-{{if .Truncated}}<p class="hint">The text is too long to show here in full.</p>{{end}}
-{{if .HTMLTooLarge}}<p class="hint">The formatted version of this message is too large to show here; it is listed with the attachments.</p>{{end}}
+{{else}}<p class="hint">{{t "read.no_text"}}</p>{{end}}
+{{if .Truncated}}<p class="hint">{{t "read.truncated"}}</p>{{end}}
+{{if .HTMLTooLarge}}<p class="hint">{{t "read.html_too_large"}}</p>{{end}}
 {{end}}
-{{if .Attachments}}<section><h2>Attachments</h2><ul class="attachments">
+{{if .Attachments}}<section><h2>{{t "read.attachments"}}</h2><ul class="attachments">
 {{range .Attachments}}<li><a href="{{.URL}}" download>{{.Name}}</a> <span class="hint">{{.Type}}, {{.Size}}</span></li>
 {{end}}</ul></section>{{end}}
-<section><h2>Reply</h2>
+<section><h2>{{t "read.reply"}}</h2>
 <form method="post" action="/m/{{.Token}}/reply" enctype="multipart/form-data">
-{{if .ReplyAll}}<p><label class="check"><input type="checkbox" name="all" value="1"> Reply to everyone this message was sent to</label></p>{{end}}
-<label for="body">Your reply{{if .Msg}} to {{.Msg.From}}{{end}}</label>
+{{if .ReplyAll}}<p><label class="check"><input type="checkbox" name="all" value="1"> {{t "read.reply_all"}}</label></p>{{end}}
+<label for="body">{{if .Msg}}{{t "read.your_reply_to" "From" .Msg.From}}{{else}}{{t "read.your_reply"}}{{end}}</label>
 <textarea id="body" name="body" rows="8" required></textarea>
-<label for="files">Attach files (optional)</label>
+<label for="files">{{t "read.attach_files"}}</label>
 <input id="files" name="files" type="file" multiple>
-<button type="submit">Send reply</button>
+<button type="submit">{{t "read.send_reply"}}</button>
 </form></section>`,
 
 	"sent": `{{with .Sent}}<dl class="headers">
-<dt>To</dt><dd>{{range $i, $a := .To}}{{if $i}}, {{end}}{{$a}}{{end}}</dd>
-<dt>Subject</dt><dd>{{.Subject}}</dd>
-{{if .Attachments}}<dt>Attached</dt><dd>{{range $i, $a := .Attachments}}{{if $i}}, {{end}}{{$a}}{{end}}</dd>{{end}}
+<dt>{{t "read.to"}}</dt><dd>{{range $i, $a := .To}}{{if $i}}, {{end}}{{$a}}{{end}}</dd>
+<dt>{{t "read.subject"}}</dt><dd>{{.Subject}}</dd>
+{{if .Attachments}}<dt>{{t "read.sent.attached"}}</dt><dd>{{range $i, $a := .Attachments}}{{if $i}}, {{end}}{{$a}}{{end}}</dd>{{end}}
 </dl>
-<p>Your reply is sent encrypted if it leaves {{$.Org}}, like the message you read.</p>{{end}}`,
+<p>{{if $.Org}}{{t "read.sent.encrypted" "Org" $.Org}}{{else}}{{t "read.sent.encrypted_unknown"}}{{end}}</p>{{end}}`,
 }

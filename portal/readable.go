@@ -11,36 +11,72 @@ import (
 	_ "time/tzdata" // zones work on hosts without /usr/share/zoneinfo
 
 	"golang.org/x/text/language"
+
+	"github.com/securemail/securemail/internal/catalog"
 )
 
 // Dates, file types and sizes in words, for the pages a recipient reads.
 
-// whenLayout is how a page writes a moment: "Friday 4 December 2026,
-// 14:05", followed by the zone in words.
-const whenLayout = "Monday 2 January 2006, 15:04"
-
-// formatWhen writes t in loc, with the zone said: "Friday 4 December 2026,
-// 14:05 (UTC)" or "Friday 4 December 2026, 15:05 (Berlin time)".
+// formatWhen writes t in loc in English: "Friday 4 December 2026, 14:05
+// (UTC)" or "Friday 4 December 2026, 15:05 (Berlin time)".
 func formatWhen(t time.Time, loc *time.Location) string {
+	return formatWhenIn(catalog.English, t, loc)
+}
+
+// formatWhenIn writes t in loc as l writes a date and time, with the zone
+// said: "Friday 4 December 2026, 15:05 (Berlin time)", "Freitag, 4.
+// Dezember 2026 um 15:05 (Ortszeit Berlin)".
+func formatWhenIn(l catalog.Lang, t time.Time, loc *time.Location) string {
 	if loc == nil {
 		loc = time.UTC
 	}
-	return t.In(loc).Format(whenLayout) + " (" + zoneWords(loc) + ")"
+	t = t.In(loc)
+	return catalog.Text(l, "read.when",
+		"Weekday", catalog.Text(l, "read.weekday."+strings.ToLower(t.Weekday().String())),
+		"Day", t.Day(), "Month", catalog.Text(l, "read.month."+strings.ToLower(t.Month().String())),
+		"Year", t.Year(), "Time", t.Format("15:04"), "Zone", zoneWords(l, loc))
 }
 
 // zoneWords names a zone for a reader: "UTC", or its city and "time".
-func zoneWords(loc *time.Location) string {
+func zoneWords(l catalog.Lang, loc *time.Location) string {
 	name := loc.String()
 	if loc == time.UTC || name == "UTC" || name == "" {
-		return "UTC"
+		return catalog.Text(l, "read.zone.utc")
 	}
-	return zoneCity(name) + " time"
+	return catalog.Text(l, "read.zone.city", "City", zoneCityIn(l, name))
 }
 
 // zoneCity is the last element of an IANA name with spaces for
 // underscores: "America/Argentina/Buenos_Aires" is "Buenos Aires".
 func zoneCity(name string) string {
 	return strings.ReplaceAll(path.Base(name), "_", " ")
+}
+
+// zoneCityIn is zoneCity as l names the city: German readers look for
+// Wien, not Vienna.
+func zoneCityIn(l catalog.Lang, name string) string {
+	if l == catalog.German {
+		if c, ok := germanCities[name]; ok {
+			return c
+		}
+	}
+	return zoneCity(name)
+}
+
+// germanCities are the German names of the offered cities whose German
+// name differs from the zone's; proper names, so kept here rather than
+// as catalogue entries every language must give.
+var germanCities = map[string]string{
+	"Europe/Lisbon": "Lissabon", "Europe/Rome": "Rom", "Europe/Brussels": "Brüssel", "Europe/Zurich": "Zürich",
+	"Europe/Vienna": "Wien", "Europe/Copenhagen": "Kopenhagen", "Europe/Warsaw": "Warschau", "Europe/Prague": "Prag",
+	"Europe/Athens": "Athen", "Europe/Kyiv": "Kiew", "Europe/Bucharest": "Bukarest", "Europe/Moscow": "Moskau",
+	"Atlantic/Canary": "Kanaren", "Atlantic/Azores": "Azoren", "Africa/Cairo": "Kairo", "Asia/Tehran": "Teheran",
+	"Asia/Kolkata": "Kalkutta", "Asia/Singapore": "Singapur", "Asia/Tokyo": "Tokio", "Asia/Riyadh": "Riad",
+	"America/Mexico_City": "Mexiko-Stadt", "America/Bogota": "Bogotá", "America/Sao_Paulo": "São Paulo",
+	"America/St_Johns": "St. John’s", "Europe/Belgrade": "Belgrad", "Europe/Sofia": "Sofia",
+	"Europe/Luxembourg": "Luxemburg", "Europe/Vilnius": "Wilna", "Europe/Tirane": "Tirana",
+	"Africa/Algiers": "Algier", "Asia/Damascus": "Damaskus", "Asia/Baghdad": "Bagdad", "Asia/Nicosia": "Nikosia",
+	"America/Havana": "Havanna",
 }
 
 // zoneCookie holds the zone a reader chose on the message page: a
@@ -145,35 +181,46 @@ type zoneOption struct {
 // zoneChoices are the zones offered on the message page: a city for each
 // clock most readers live by, grouped by part of the world. A reader whose
 // city is missing picks one with the same clock.
-var zoneChoices = func() []zoneGroup {
+var zoneChoices = zoneChoicesIn(catalog.English)
+
+// zoneChoicesByLang are zoneChoices with the labels of each language.
+var zoneChoicesByLang = func() map[catalog.Lang][]zoneGroup {
+	m := map[catalog.Lang][]zoneGroup{}
+	for _, l := range catalog.Languages {
+		m[l] = zoneChoicesIn(l)
+	}
+	return m
+}()
+
+func zoneChoicesIn(l catalog.Lang) []zoneGroup {
 	groups := []struct {
-		label string
+		key   string
 		names []string
 	}{
-		{"Europe", []string{"Europe/London", "Europe/Dublin", "Europe/Lisbon", "Europe/Berlin", "Europe/Paris", "Europe/Madrid", "Europe/Rome",
+		{"europe", []string{"Europe/London", "Europe/Dublin", "Europe/Lisbon", "Europe/Berlin", "Europe/Paris", "Europe/Madrid", "Europe/Rome",
 			"Europe/Amsterdam", "Europe/Brussels", "Europe/Zurich", "Europe/Vienna", "Europe/Stockholm", "Europe/Oslo", "Europe/Copenhagen",
 			"Europe/Warsaw", "Europe/Prague", "Europe/Budapest", "Europe/Athens", "Europe/Helsinki", "Europe/Kyiv", "Europe/Bucharest",
 			"Europe/Istanbul", "Europe/Moscow", "Atlantic/Canary", "Atlantic/Azores", "Atlantic/Reykjavik"}},
-		{"Africa", []string{"Africa/Casablanca", "Africa/Lagos", "Africa/Cairo", "Africa/Johannesburg", "Africa/Nairobi"}},
-		{"Asia", []string{"Asia/Dubai", "Asia/Tehran", "Asia/Karachi", "Asia/Kolkata", "Asia/Dhaka", "Asia/Bangkok", "Asia/Jakarta",
+		{"africa", []string{"Africa/Casablanca", "Africa/Lagos", "Africa/Cairo", "Africa/Johannesburg", "Africa/Nairobi"}},
+		{"asia", []string{"Asia/Dubai", "Asia/Tehran", "Asia/Karachi", "Asia/Kolkata", "Asia/Dhaka", "Asia/Bangkok", "Asia/Jakarta",
 			"Asia/Singapore", "Asia/Shanghai", "Asia/Hong_Kong", "Asia/Taipei", "Asia/Manila", "Asia/Seoul", "Asia/Tokyo", "Asia/Jerusalem",
 			"Asia/Riyadh"}},
-		{"Oceania", []string{"Australia/Perth", "Australia/Adelaide", "Australia/Brisbane", "Australia/Sydney", "Pacific/Auckland",
+		{"oceania", []string{"Australia/Perth", "Australia/Adelaide", "Australia/Brisbane", "Australia/Sydney", "Pacific/Auckland",
 			"Pacific/Honolulu"}},
-		{"Americas", []string{"America/Anchorage", "America/Los_Angeles", "America/Denver", "America/Phoenix", "America/Chicago",
+		{"americas", []string{"America/Anchorage", "America/Los_Angeles", "America/Denver", "America/Phoenix", "America/Chicago",
 			"America/Mexico_City", "America/New_York", "America/Toronto", "America/Halifax", "America/Bogota", "America/Lima",
 			"America/Santiago", "America/Sao_Paulo", "America/Argentina/Buenos_Aires", "America/St_Johns"}},
 	}
 	out := make([]zoneGroup, 0, len(groups))
 	for _, g := range groups {
-		zg := zoneGroup{Label: g.label}
+		zg := zoneGroup{Label: catalog.Text(l, "read.tz."+g.key)}
 		for _, n := range g.names {
-			zg.Zones = append(zg.Zones, zoneOption{Name: n, Label: zoneCity(n)})
+			zg.Zones = append(zg.Zones, zoneOption{Name: n, Label: zoneCityIn(l, n)})
 		}
 		out = append(out, zg)
 	}
 	return out
-}()
+}
 
 // knownZones are the names loadZone accepts.
 var knownZones = func() map[string]bool {
@@ -194,16 +241,21 @@ type zoneView struct {
 	Current string // the IANA name, or "UTC"
 	Words   string // "UTC", "Berlin time"
 	Chosen  bool   // the reader chose it (else it was guessed or is UTC)
+	Guessed bool   // not chosen and not UTC: guessed from the language
 	Groups  []zoneGroup
 	// Extra is the current zone when zoneChoices lacks it (guessed from
 	// the language), so the select can show it.
 	Extra *zoneOption
 }
 
-func newZoneView(loc *time.Location, chosen bool) zoneView {
-	v := zoneView{Current: loc.String(), Words: zoneWords(loc), Chosen: chosen, Groups: zoneChoices}
+func newZoneView(l catalog.Lang, loc *time.Location, chosen bool) zoneView {
+	v := zoneView{Current: loc.String(), Words: zoneWords(l, loc), Chosen: chosen, Groups: zoneChoicesByLang[l]}
 	if v.Current == "" {
 		v.Current = "UTC"
+	}
+	v.Guessed = !chosen && v.Current != "UTC"
+	if v.Groups == nil {
+		v.Groups = zoneChoices
 	}
 	if v.Current != "UTC" {
 		found := false
@@ -213,7 +265,7 @@ func newZoneView(loc *time.Location, chosen bool) zoneView {
 			}
 		}
 		if !found {
-			v.Extra = &zoneOption{Name: v.Current, Label: zoneCity(v.Current)}
+			v.Extra = &zoneOption{Name: v.Current, Label: zoneCityIn(l, v.Current)}
 		}
 	}
 	return v
@@ -221,23 +273,37 @@ func newZoneView(loc *time.Location, chosen bool) zoneView {
 
 // humanSize writes a size in bytes, kilobytes and megabytes of 1000 (SI),
 // as file managers on phones and macOS do: "66 KB", "1.5 MB". Every
-// size a recipient reads is written by it.
-func humanSize(n int64) string {
+// size a recipient reads is written by it or humanSizeIn.
+func humanSize(n int64) string { return humanSizeIn(catalog.English, n) }
+
+// humanSizeIn is humanSize as l writes it: "1,5 MB" in German.
+func humanSizeIn(l catalog.Lang, n int64) string {
 	switch {
 	case n == 1:
-		return "1 byte"
+		return catalog.Text(l, "read.size.byte")
 	case n < 1000:
-		return strconv.FormatInt(n, 10) + " bytes"
+		return catalog.Text(l, "read.size.bytes", "N", n)
 	case n < 999_500:
-		return strconv.FormatInt((n+500)/1000, 10) + " KB"
+		return catalog.Text(l, "read.size.kb", "N", (n+500)/1000)
 	case n < 999_950_000:
-		return strconv.FormatFloat(float64(n)/1e6, 'f', 1, 64) + " MB"
+		return catalog.Text(l, "read.size.mb", "N", decimal(l, float64(n)/1e6))
 	default:
-		return strconv.FormatFloat(float64(n)/1e9, 'f', 1, 64) + " GB"
+		return catalog.Text(l, "read.size.gb", "N", decimal(l, float64(n)/1e9))
 	}
 }
 
-// kindByExtension and kindByType name file types in words. The extension
+// decimal writes x with one decimal, with l's decimal mark.
+func decimal(l catalog.Lang, x float64) string {
+	s := strconv.FormatFloat(x, 'f', 1, 64)
+	if l == catalog.German {
+		s = strings.Replace(s, ".", ",", 1)
+	}
+	return s
+}
+
+// kindByExtension and kindByType name file types in English words, which
+// also name their catalogue entries (kindKey): "PDF document" is
+// read.kind.pdf_document. The extension
 // is asked first: it decides what the reader's computer does with the
 // file when it is opened, whatever the sender's mail program declared.
 var kindByExtension = map[string]string{
@@ -296,9 +362,18 @@ var kindByType = map[string]string{
 // kindByFamily names what is left by the first half of its media type.
 var kindByFamily = map[string]string{"image": "Image", "audio": "Audio", "video": "Video", "text": "Text file"}
 
-// fileKind names an attachment's type in words, from its file name first,
-// then its declared media type; "File" when neither says.
+// fileKind names an attachment's type in English words (fileKindIn).
 func fileKind(name, mediaType string) string {
+	return fileKindIn(catalog.English, name, mediaType)
+}
+
+// fileKindIn names an attachment's type in l's words, from its file name
+// first, then its declared media type; "File" when neither says.
+func fileKindIn(l catalog.Lang, name, mediaType string) string {
+	return catalog.Text(l, kindKey(englishKind(name, mediaType)))
+}
+
+func englishKind(name, mediaType string) string {
 	if ext := strings.ToLower(path.Ext(name)); ext != "" {
 		if k, ok := kindByExtension[ext]; ok {
 			return k
@@ -313,4 +388,24 @@ func fileKind(name, mediaType string) string {
 		return k
 	}
 	return "File"
+}
+
+// kindKey is the catalogue key of an English kind: lower case, every run
+// of other characters one underscore.
+func kindKey(kind string) string {
+	var b strings.Builder
+	b.WriteString("read.kind.")
+	under := false
+	for _, r := range strings.ToLower(kind) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			if under && b.Len() > len("read.kind.") {
+				b.WriteByte('_')
+			}
+			under = false
+			b.WriteRune(r)
+		} else {
+			under = true
+		}
+	}
+	return b.String()
 }

@@ -200,7 +200,8 @@ func TestReadPageDateInWords(t *testing.T) {
 		t.Errorf("the zone form does not offer UTC as the current zone:\n%s", page.body)
 	}
 	for _, tc := range []struct{ lang, want string }{
-		{"de-DE,de;q=0.9,en;q=0.8", "Sunday 29 November 2026, 11:00 (Berlin time)"},
+		{"de-DE,de;q=0.9,en;q=0.8", "Sonntag, 29. November 2026 um 11:00 (Ortszeit Berlin)"},
+		{"en-DE,en;q=0.9", "Sunday 29 November 2026, 11:00 (Berlin time)"},
 		{"ja-JP", "Sunday 29 November 2026, 19:00 (Tokyo time)"},
 		{"en-US,en;q=0.9", "Sunday 29 November 2026, 10:00 (UTC)"},
 		// Not in the offered list: shown, and selected in the form.
@@ -230,10 +231,15 @@ func TestReadPageDateInWords(t *testing.T) {
 	if zc == nil || zc.Value != "America/New_York" || !zc.HttpOnly || zc.SameSite != http.SameSiteLaxMode || zc.MaxAge <= 0 {
 		t.Errorf("zone cookie %+v, want America/New_York, HttpOnly, Lax, remembered", zc)
 	}
-	r = b.getWith(u, map[string]string{"Accept-Language": "de-DE"})
+	r = b.getWith(u, map[string]string{"Accept-Language": "en-DE"})
 	if !strings.Contains(r.body, "<dd>Sunday 29 November 2026, 05:00 (New York time)</dd>") ||
 		!strings.Contains(r.body, `<option value="America/New_York" selected>`) || !strings.Contains(r.body, "remembers the zone you chose") {
 		t.Errorf("the chosen zone is not used:\n%s", r.body)
+	}
+	r = b.getWith(u, map[string]string{"Accept-Language": "de-DE"})
+	if !strings.Contains(r.body, "<dd>Sonntag, 29. November 2026 um 05:00 (Ortszeit New York)</dd>") ||
+		!strings.Contains(r.body, "Dieses Gerät merkt sich die Zeitzone, die Sie gewählt haben.") {
+		t.Errorf("the chosen zone is not used in German:\n%s", r.body)
 	}
 	// A zone the portal does not offer is refused, and changes nothing.
 	for _, bad := range []string{"Mars/Base", "Local", "../../../etc/passwd", ""} {

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/emersion/go-message/mail"
+
+	"github.com/securemail/securemail/internal/catalog"
 )
 
 // maxReplyBody is the most text a reply may carry.
@@ -146,7 +148,7 @@ func (h *handler) reply(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("portal: reply sent", "key_id", rec.ID.String(), "recipients", len(to), "attachments", len(names))
-	h.render(w, r, http.StatusOK, "sent", view{Title: "Your reply was sent", Email: s.Email, SignedIn: true, Token: token,
+	h.render(w, r, http.StatusOK, "sent", view{Title: catalog.Text(h.lang(r), "read.sent.title"), Email: s.Email, SignedIn: true, Token: token,
 		Sent: &sentReply{To: to, Subject: subject, Attachments: names}, Org: senderDomain(rec.Sender), Back: messagePath(token)})
 }
 
@@ -265,10 +267,11 @@ func cleanFilename(name string) string {
 }
 
 // senderDomain names the organisation a reply goes back to, for the
-// confirmation page: the domain of the message's sender.
+// confirmation page: the domain of the message's sender; "" when the
+// sender has none, and the page says it in words (read.sent.encrypted_unknown).
 func senderDomain(sender string) string {
 	if at := strings.LastIndexByte(sender, '@'); at >= 0 && at < len(sender)-1 {
 		return sender[at+1:]
 	}
-	return "the organisation that sent you the message"
+	return ""
 }
