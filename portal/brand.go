@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/securemail/securemail/envelope"
+	"github.com/securemail/securemail/internal/catalog"
 )
 
 // Brands tells the portal how a sender's organisation looks, so that every
@@ -21,6 +22,22 @@ type Brands interface {
 	ForSender(sender string) (id string, b envelope.Brand, ok bool)
 	// ByID returns the brand an id names.
 	ByID(id string) (envelope.Brand, bool)
+	// Language is the language configured for sender's domain (the one
+	// its notices are in), for the mail the portal sends the sender;
+	// "" is English.
+	Language(sender string) catalog.Lang
+}
+
+// senderLang is the language of the mail the portal sends to sender:
+// the one configured for its domain, else English.
+func (h *handler) senderLang(sender string) catalog.Lang {
+	if h.opts.Brands == nil {
+		return catalog.English
+	}
+	if l := h.opts.Brands.Language(sender); l != "" {
+		return l
+	}
+	return catalog.English
 }
 
 // brandView is the brand part of a page.

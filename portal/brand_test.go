@@ -6,10 +6,22 @@ import (
 	"testing"
 
 	"github.com/securemail/securemail/envelope"
+	"github.com/securemail/securemail/internal/catalog"
 )
 
-// testBrands brands every sender of example.test.
-type testBrands struct{ b envelope.Brand }
+// testBrands brands every sender of example.test, whose notices are in
+// lang ("" English).
+type testBrands struct {
+	b    envelope.Brand
+	lang catalog.Lang
+}
+
+func (t testBrands) Language(sender string) catalog.Lang {
+	if strings.HasSuffix(strings.ToLower(sender), "@example.test") {
+		return t.lang
+	}
+	return ""
+}
 
 func (t testBrands) ForSender(sender string) (string, envelope.Brand, bool) {
 	if strings.HasSuffix(strings.ToLower(sender), "@example.test") {
@@ -31,7 +43,7 @@ func TestPagesShowTheSendersBrand(t *testing.T) {
 	t.Parallel()
 	brand := envelope.Brand{Organisation: "Example Bank <EB>", Accent: "#0B5D3B", Support: "Questions? Call 0800 1",
 		Logo: "data:image/svg+xml;base64," + base64.StdEncoding.EncodeToString([]byte(brandSVG))}
-	e := newTestEnv(t, func(o *Options) { o.Brands = testBrands{brand} })
+	e := newTestEnv(t, func(o *Options) { o.Brands = testBrands{b: brand} })
 	msg := "From: Zoe <zoe@example.test>\nTo: bob@external.test\nSubject: Offer\n\nHello\n"
 
 	b := e.browser()

@@ -2,20 +2,17 @@ package portal
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"strings"
 	"time"
 
+	"github.com/securemail/securemail/internal/catalog"
 	"github.com/securemail/securemail/keystore"
 )
 
 // readNoticeForever is the window of a read notice's Hit for a key that
 // never expires: longer than any message is kept.
 const readNoticeForever = 100 * 365 * 24 * time.Hour
-
-// noticeDateLayout is how a read notice writes times.
-const noticeDateLayout = "Monday, 2 January 2006 at 15:04 UTC"
 
 // readNoticeKey is the Hit key that lets one notice through per message
 // and reader.
@@ -69,16 +66,17 @@ func (h *handler) noteRead(ctx context.Context, rec keystore.KeyRecord, reader, 
 
 // sendReadNotice mails rec's sender that reader read the message at at:
 // who, when, the key id and the subject without the tag, never a word of
-// the content. It carries the milter's trigger like every mail of the
+// the content; in the language configured for the sender's domain. It carries the milter's trigger like every mail of the
 // portal's, and refers to the original so mail programs thread it.
 func (h *handler) sendReadNotice(ctx context.Context, rec keystore.KeyRecord, reader, subject string, at time.Time) error {
+	l := h.senderLang(rec.Sender)
 	shown := subject
 	if strings.TrimSpace(shown) == "" {
-		shown = "(no subject)"
+		shown = catalog.Text(l, "text.readnotice.no_subject")
 	}
-	notice := "Read: " + shown
+	notice := catalog.Text(l, "text.readnotice.subject", "Subject", shown)
 	if strings.TrimSpace(subject) == "" {
-		notice = "Your secure message was read"
+		notice = catalog.Text(l, "text.readnotice.subject_none")
 	}
 	hdr, err := newHeader(h.opts.From, []string{rec.Sender}, notice, h.now())
 	if err != nil {
@@ -95,16 +93,19 @@ func (h *handler) sendReadNotice(ctx context.Context, rec keystore.KeyRecord, re
 		hdr.SetSubject(notice + " " + h.opts.SubjectTag)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s read the secure message you sent.\n\n", reader)
-	fmt.Fprintf(&b, "Subject:  %s\n", shown)
+	line := func(key string, nameValues ...any) { b.WriteString(catalog.Text(l, key, nameValues...) + "\n") }
+	line("text.readnotice.intro", "Reader", reader)
+	b.WriteString("\n")
+	line("text.readnotice.subject_line", "Subject", shown)
 	if !rec.Created.IsZero() {
-		fmt.Fprintf(&b, "Sent:     %s\n", rec.Created.UTC().Format(noticeDateLayout))
+		line("text.readnotice.sent_line", "Sent", catalog.Date(l, rec.Created))
 	}
-	fmt.Fprintf(&b, "Read by:  %s\n", reader)
-	fmt.Fprintf(&b, "Read:     %s\n", at.UTC().Format(noticeDateLayout))
-	fmt.Fprintf(&b, "Key id:   %s\n\n", rec.ID)
-	b.WriteString("You get this notice once for each recipient, the first time they read the message. It says nothing of what the message contains.\n")
-	b.WriteString("To withdraw the message, ask your mail administrator to revoke the key id above.\n")
+	line("text.readnotice.reader_line", "Reader", reader)
+	line("text.readnotice.read_line", "Read", catalog.Date(l, at))
+	line("text.readnotice.key_line", "KeyID", rec.ID)
+	b.WriteString("\n")
+	line("text.readnotice.once")
+	line("text.readnotice.withdraw")
 	return h.opts.Mailer.Send(ctx, h.opts.From, []string{rec.Sender}, func(w io.Writer) error {
 		return writeTextMessage(w, hdr, b.String())
 	})

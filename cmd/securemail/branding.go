@@ -124,6 +124,13 @@ func (p *portalBrands) ForSender(sender string) (string, envelope.Brand, bool) {
 	return key, b.Brand, true
 }
 
+// Language is the language of sender's entry (its domain's, else the
+// default), as the milter writes that sender's notices; "" is English.
+func (p *portalBrands) Language(sender string) catalog.Lang {
+	_, b, _ := milter.LookupBrand(*p.cur.Load(), sender)
+	return b.Language
+}
+
 func (p *portalBrands) ByID(id string) (envelope.Brand, bool) {
 	if id == defaultBrandID {
 		id = ""

@@ -88,6 +88,17 @@ func TestBrandingLanguage(t *testing.T) {
 	if got := b["example.test"].Language; got != catalog.English {
 		t.Errorf("example.test's language: EN gave %q, want en", got)
 	}
+	// The portal's read notices follow the same entries.
+	pb := newPortalBrands(cfg)
+	for sender, want := range map[string]catalog.Lang{"alice@example.test": catalog.English, "alice@sub.example.test": catalog.English,
+		"zoe@other.test": catalog.German} {
+		if got := pb.Language(sender); got != want {
+			t.Errorf("portal language for %s: %q, want %q", sender, got, want)
+		}
+	}
+	if got := newPortalBrands(&Config{}).Language("zoe@other.test"); got != "" {
+		t.Errorf("portal language without branding: %q, want \"\" (English)", got)
+	}
 }
 
 func TestPortalHostCheck(t *testing.T) {
