@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/securemail/securemail/internal/catalog"
 )
 
 func TestFormatWhen(t *testing.T) {
@@ -264,5 +266,111 @@ func TestReadPageAttachmentTypeInWords(t *testing.T) {
 	page := e.browser().register(s, bob)
 	if !strings.Contains(page.body, `plan.pdf</a> <span class="hint">PDF document, 21 bytes</span>`) || strings.Contains(page.body, "application/pdf") {
 		t.Errorf("the attachment's type is not in words:\n%s", page.body)
+	}
+}
+
+func TestReadableInGerman(t *testing.T) {
+	at := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	vienna, _ := time.LoadLocation("Europe/Vienna")
+	for _, tc := range []struct {
+		loc  *time.Location
+		want string
+	}{
+		{time.UTC, "Sonntag, 29. November 2026 um 10:00 (UTC)"},
+		{berlin, "Sonntag, 29. November 2026 um 11:00 (Ortszeit Berlin)"},
+		{vienna, "Sonntag, 29. November 2026 um 11:00 (Ortszeit Wien)"},
+	} {
+		if got := formatWhenIn(catalog.German, at, tc.loc); got != tc.want {
+			t.Errorf("formatWhenIn(de, %v) = %q, want %q", tc.loc, got, tc.want)
+		}
+	}
+	for n, want := range map[int64]string{1: "1 Byte", 21: "21 Bytes", 65_536: "66 KB", 1_550_000: "1,6 MB", 3_200_000_000: "3,2 GB"} {
+		if got := humanSizeIn(catalog.German, n); got != want {
+			t.Errorf("humanSizeIn(de, %d) = %q, want %q", n, got, want)
+		}
+	}
+	for _, tc := range []struct{ name, typ, want string }{
+		{"plan.pdf", "application/pdf", "PDF-Dokument"},
+		{"sheet.xlsx", "", "Excel-Tabelle"},
+		{"scan", "image/x-portable-anymap", "Bild"},
+		{"figures.bin", "application/octet-stream", "Datei"},
+	} {
+		if got := fileKindIn(catalog.German, tc.name, tc.typ); got != tc.want {
+			t.Errorf("fileKindIn(de, %q, %q) = %q, want %q", tc.name, tc.typ, got, tc.want)
+		}
+	}
+	// The zone form's groups and cities are German too.
+	v := newZoneView(catalog.German, vienna, true)
+	if v.Groups[0].Label != "Europa" || v.Words != "Ortszeit Wien" {
+		t.Errorf("German zone view: group %q, words %q", v.Groups[0].Label, v.Words)
+	}
+}
+
+// Every kind a file can be named has an entry, in every language.
+func TestEveryKindHasAnEntry(t *testing.T) {
+	for _, m := range []map[string]string{kindByExtension, kindByType, kindByFamily, {"": "File"}} {
+		for _, kind := range m {
+			for _, l := range catalog.Languages {
+				if catalog.Entry(l, kindKey(kind)) == "" {
+					t.Errorf("%s has no entry %s for %q", l, kindKey(kind), kind)
+				}
+			}
+			if got := catalog.Text(catalog.English, kindKey(kind)); got != kind {
+				t.Errorf("English %s is %q, want %q", kindKey(kind), got, kind)
+			}
+		}
+	}
+}
+
+const germanReadMessage = `From: Alice <alice@example.com>
+To: bob@external.test
+Subject: Vertrag
+Date: Sun, 29 Nov 2026 10:00:00 +0000
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="b"
+
+--b
+Content-Type: text/plain; charset=utf-8
+
+Anbei der Vertrag.
+--b
+Content-Type: application/pdf; name="vertrag.pdf"
+Content-Disposition: attachment; filename="vertrag.pdf"
+
+`
+
+// The message page in German: the page's words, the date, the zone form
+// and the attachment's kind and size.
+func TestReadPageInGerman(t *testing.T) {
+	e := newTestEnv(t)
+	msg := germanReadMessage + strings.Repeat("x", 65_999) + "\n--b--\n"
+	s := e.seal(alice, []string{bob}, msg)
+	b := e.browser()
+	b.register(s, bob)
+	r := b.getWith("/m/"+b.token, map[string]string{"Accept-Language": "de"})
+	for _, want := range []string{
+		`<html lang="de">`,
+		"<title>Ihre sichere Nachricht",
+		"<dt>Von</dt>", "<dt>An</dt>", "<dt>Betreff</dt>",
+		"<dt>Datum</dt><dd>Sonntag, 29. November 2026 um 10:00 (UTC)</dd>",
+		"<summary>Zeitzone ändern</summary>", `<optgroup label="Europa">`, ">Wien</option>",
+		"<h2>Anhänge</h2>", `vertrag.pdf</a> <span class="hint">PDF-Dokument, 66 KB</span>`,
+		"<h2>Antworten</h2>", "Ihre Antwort an Alice &lt;alice@example.com&gt;", "Dateien anhängen (optional)",
+		`<button type="submit">Antwort senden</button>`,
+	} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("the German message page lacks %q:\n%s", want, r.body)
+		}
+	}
+	for _, english := range []string{"<dt>From</dt>", "Attachments", "Send reply", "Sunday", "PDF document"} {
+		if strings.Contains(r.body, english) {
+			t.Errorf("the German message page says %q", english)
+		}
+	}
+	// The same page in English, for the same reader.
+	r = b.getWith("/m/"+b.token, map[string]string{"Accept-Language": "en"})
+	if !strings.Contains(r.body, "<dd>Sunday 29 November 2026, 10:00 (UTC)</dd>") || !strings.Contains(r.body, "PDF document, 66 KB") {
+		t.Errorf("the English message page changed:\n%s", r.body)
 	}
 }

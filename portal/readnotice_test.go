@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"mime"
+	"mime/quotedprintable"
 	"net/http"
 	"net/mail"
 	"net/netip"
@@ -15,6 +17,7 @@ import (
 	gomilter "github.com/emersion/go-milter"
 	"github.com/emersion/go-smtp"
 
+	"github.com/securemail/securemail/internal/catalog"
 	"github.com/securemail/securemail/keystore"
 	"github.com/securemail/securemail/milter"
 )
@@ -249,5 +252,57 @@ func TestReadNoticeDecidedByTheMilter(t *testing.T) {
 	}
 	if res.replaced != nil {
 		t.Fatal("the milter sealed a read notice to an internal sender")
+	}
+}
+
+// TestReadNoticeInSendersLanguage: the notice is in the language
+// configured for the sender's domain (Brands.Language), through the SMTP
+// relay; a sender of a domain without one gets English.
+func TestReadNoticeInSendersLanguage(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t, withReadNotice, func(o *Options) { o.Brands = testBrands{lang: catalog.German} })
+	const zoe = "zoe@example.test"
+	german := e.seal(zoe, []string{bob}, strings.Replace(plainMessage, "q3-numbers", "q3-de", 1))
+	english := e.seal(alice, []string{bob}, plainMessage)
+	b := e.browser()
+	b.register(german, bob)
+	if r := b.follow(b.open(english)); r.status != http.StatusOK {
+		t.Fatalf("reading the English sender's message: %d\n%s", r.status, r.body)
+	}
+	notice := func(to string) (subject, text string) {
+		t.Helper()
+		for _, m := range sentMails(e) {
+			if len(m.to) == 1 && m.to[0] == to {
+				msg := m.parse(t)
+				body, err := io.ReadAll(quotedprintable.NewReader(msg.Body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				subject, _ = new(mime.WordDecoder).DecodeHeader(msg.Header.Get("Subject"))
+				return subject, string(body)
+			}
+		}
+		t.Fatalf("no read notice to %s", to)
+		return "", ""
+	}
+	now := catalog.Date(catalog.German, e.clock.Now())
+	subject, text := notice(zoe)
+	if !strings.HasPrefix(subject, "Gelesen: Quarterly numbers") {
+		t.Errorf("German notice subject %q", subject)
+	}
+	for _, want := range []string{bob + " hat Ihre sichere Nachricht gelesen.", "Betreff:       Quarterly numbers\r\n",
+		"Gelesen von:   " + bob, "Gelesen:       " + now, "Schlüssel-ID:  " + german.form.KeyID.String(),
+		"Über ihren Inhalt sagt sie nichts."} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the German notice does not say %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "read the secure message") || strings.Contains(text, "Revenue") {
+		t.Errorf("the German notice has English words or content:\n%s", text)
+	}
+	subject, text = notice(alice)
+	if !strings.HasPrefix(subject, "Read: Quarterly numbers") || !strings.Contains(text, bob+" read the secure message you sent.") ||
+		!strings.Contains(text, "Read:     "+catalog.Date(catalog.English, e.clock.Now())) || strings.Contains(text, "Gelesen") {
+		t.Errorf("the English notice: subject %q\n%s", subject, text)
 	}
 }
