@@ -228,7 +228,8 @@ func (h *handler) render(w http.ResponseWriter, r *http.Request, status int, nam
 		ie := pageInternal(err)
 		status = ie.status
 		buf.Reset()
-		pages[v.Lang]["plain"].ExecuteTemplate(&buf, "layout", view{Title: ie.title, Paragraphs: ie.words, Lang: v.Lang})
+		title, words := ie.page(v.Lang)
+		pages[v.Lang]["plain"].ExecuteTemplate(&buf, "layout", view{Title: title, Paragraphs: words, Lang: v.Lang, Langs: v.Langs})
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
