@@ -6,12 +6,14 @@ import (
 	"mime"
 	"mime/quotedprintable"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/securemail/securemail/internal/smtptest"
+	"github.com/securemail/securemail/keystore"
 
 	"github.com/securemail/securemail/internal/catalog"
 )
@@ -212,4 +214,21 @@ func TestGermanReaderJourney(t *testing.T) {
 	check("wrong answers", r.post("/reset/answers", url.Values{"a1": {"wrong"}, "a2": {"wrong"}}), "Mindestens eine Antwort stimmt nicht.")
 	check("new password page", r.follow(r.post("/reset/answers", url.Values{"a1": {"Fluffy"}, "a2": {"Springfield"}})), "Neues Passwort festlegen")
 	check("home", r.get("/"), "Sichere Nachrichten", "Dies ist der Dienst für sichere Nachrichten")
+}
+
+// BenchmarkRenderSigninPage renders the sign-in page with its code form,
+// the page with the most catalogue entries a reader meets, in each
+// language (BENCHMARKS.md, issue 14 item 4).
+func BenchmarkRenderSigninPage(b *testing.B) {
+	for _, l := range catalog.Languages {
+		b.Run(string(l), func(b *testing.B) {
+			h := &handler{}
+			req := httptest.NewRequest(http.MethodGet, "/signin", nil)
+			v := signinView(l, &keystore.Session{Email: "bob@external.test", Token: "tok", Stage: stageCodeSent})
+			b.ReportAllocs()
+			for b.Loop() {
+				h.render(httptest.NewRecorder(), req, http.StatusOK, "signin", v)
+			}
+		})
+	}
 }
