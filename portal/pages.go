@@ -74,21 +74,21 @@ type sentReply struct {
 const layout = `<!DOCTYPE html>
 <html lang="{{.Lang}}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{.Title}}{{if .Brand.Org}} · {{.Brand.Org}}{{else if ne .Title "Secure messages"}} · Secure messages{{end}}</title>
+<title>{{.Title}}{{if .Brand.Org}} · {{.Brand.Org}}{{else if ne .Title (print (t "portal.service"))}} · {{t "portal.service"}}{{end}}</title>
 <link rel="stylesheet" href="/static/portal.css">
 {{with .Brand.ID}}<link rel="stylesheet" href="/static/brand/{{.}}/style.css">
 {{end}}</head><body>
-<header class="bar">{{if .Brand.ID}}<span class="brand">{{if .Brand.Logo}}<img src="/static/brand/{{.Brand.ID}}/logo" alt="{{if .Brand.Org}}{{.Brand.Org}} logo{{else}}Sender's logo{{end}}">{{end}}<span class="name">{{if .Brand.Org}}{{.Brand.Org}} · {{end}}Secure messages</span></span>{{else}}<span class="brand"><span class="name">Secure messages</span></span>{{end}}{{if .SignedIn}}<span class="who"><span class="vh">Signed in as </span>{{.Email}}</span> <a href="/account/password">Change password</a> <form method="post" action="/signout"><button class="link" type="submit">Sign out</button></form>{{end}}</header>
+<header class="bar">{{if .Brand.ID}}<span class="brand">{{if .Brand.Logo}}<img src="/static/brand/{{.Brand.ID}}/logo" alt="{{if .Brand.Org}}{{t "page.logo_alt_org" "Org" .Brand.Org}}{{else}}{{t "page.logo_alt"}}{{end}}">{{end}}<span class="name">{{if .Brand.Org}}{{.Brand.Org}} · {{end}}{{t "portal.service"}}</span></span>{{else}}<span class="brand"><span class="name">{{t "portal.service"}}</span></span>{{end}}{{if .SignedIn}}<span class="who"><span class="vh">{{t "portal.signed_in_as"}} </span>{{.Email}}</span> <a href="/account/password">{{t "portal.change_password"}}</a> <form method="post" action="/signout"><button class="link" type="submit">{{t "portal.sign_out"}}</button></form>{{end}}</header>
 <main>
 <h1>{{.Title}}</h1>
 {{if .Error}}<p class="error" role="alert" id="form-error">{{.Error}}</p>{{end}}
 {{if .Notice}}<p class="notice" role="status">{{.Notice}}</p>{{end}}
 {{range .Paragraphs}}<p>{{.}}</p>{{end}}
 {{template "content" .}}
-{{with .Back}}<p class="back"><a href="{{.}}">Back to the message</a></p>{{end}}
+{{with .Back}}<p class="back"><a href="{{.}}">{{t "portal.back"}}</a></p>{{end}}
 {{with .Brand.Support}}<p class="support">{{.}}</p>{{end}}
 </main>
-<footer class="langs">{{range .Langs}}<a href="{{.URL}}" lang="{{.Lang}}" hreflang="{{.Lang}}">{{.Name}}</a>{{end}}</footer>
+<footer class="langs" aria-label="{{t "portal.languages"}}">{{range .Langs}}<a href="{{.URL}}" lang="{{.Lang}}" hreflang="{{.Lang}}">{{.Name}}</a>{{end}}</footer>
 </body></html>
 `
 
@@ -97,78 +97,78 @@ var pageSources = map[string]string{
 
 	"email": `<form method="post" action="/email">
 <input type="hidden" name="token" value="{{.Token}}">
-<label for="email">Your email address</label>
+<label for="email">{{t "portal.email.label"}}</label>
 <input id="email" name="email" type="email" autocomplete="email" required value="{{.Email}}"{{invalid $ "email"}}>
-<p class="hint">Use the address this secure message was sent to.</p>
-<label class="check"><input type="checkbox" name="remember" value="1"{{if .Remember}} checked{{end}}> Remember my email address on this device</label>
-<p class="hint">Only the address is kept, in this browser, so that next time you go straight to your password. Leave it unticked on a shared computer.</p>
-<button type="submit">Continue</button>
+<p class="hint">{{t "portal.email.hint"}}</p>
+<label class="check"><input type="checkbox" name="remember" value="1"{{if .Remember}} checked{{end}}> {{t "portal.email.remember"}}</label>
+<p class="hint">{{t "portal.email.remember_hint"}}</p>
+<button type="submit">{{t "portal.continue"}}</button>
 </form>`,
 
-	"signin": `<p>Signing in as <strong>{{.Email}}</strong>. <a class="tap" href="/m/{{.Token}}?change=1">Not you? Use another address</a></p>
-<h2>Have a password?</h2>
+	"signin": `<p>{{t "portal.signin.as" "Email" .Email}} <a class="tap" href="/m/{{.Token}}?change=1">{{t "portal.signin.not_you"}}</a></p>
+<h2>{{t "portal.signin.have_password"}}</h2>
 <form method="post" action="/signin">
 <input type="hidden" name="token" value="{{.Token}}">
-<label for="password">Password</label>
+<label for="password">{{t "portal.signin.password"}}</label>
 <input id="password" name="password" type="password" autocomplete="current-password" required>
-<button type="submit">Sign in</button>
+<button type="submit">{{t "portal.signin.button"}}</button>
 </form>
 <section class="choices">
-<h2>First time here, or forgot your password?</h2>
+<h2>{{t "portal.signin.first_time"}}</h2>
 {{if .Code.Form}}<p>{{.Code.Words}}</p>
 <form method="post" action="/code">
-<label for="code">Code from the email</label>
+<label for="code">{{t "portal.code.label"}}</label>
 <input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9 ]*" maxlength="12" required{{invalid $ "code"}}>
-<p class="hint">The code has 8 digits and works for 10 minutes; you have {{codeTries}} tries. The first time, you then choose a password; if you forgot yours, we ask your security questions.</p>
-<button type="submit">Check the code</button>
+<p class="hint">{{t "portal.code.hint" "Tries" codeTries}}</p>
+<button type="submit">{{t "portal.code.check"}}</button>
 </form>
-<form method="post" action="/email" class="after">{{template "again" .}}<button class="secondary" type="submit">Send a new code</button></form>
-{{else}}<p>We email you a code that proves this address is yours. The first time, you then choose a password; if you forgot yours, we ask your security questions.</p>
-<form method="post" action="/email">{{template "again" .}}<button class="secondary" type="submit">Email me a code</button></form>
+<form method="post" action="/email" class="after">{{template "again" .}}<button class="secondary" type="submit">{{t "portal.code.send_new"}}</button></form>
+{{else}}<p>{{t "portal.code.explain"}}</p>
+<form method="post" action="/email">{{template "again" .}}<button class="secondary" type="submit">{{t "portal.code.email_me"}}</button></form>
 {{end}}</section>`,
 
-	"register": `<div class="rules"><p><strong>Choose a password</strong></p><ul>
-<li>At least {{.MinPassword}} characters; up to {{.MaxPassword}}. Spaces and any letters are fine: a few ordinary words make a good password.</li>
-<li>Not a password that is often used or has leaked before; we check a list.</li>
+	"register": `<div class="rules"><p><strong>{{t "portal.register.choose"}}</strong></p><ul>
+<li>{{t "portal.register.rule_length" "Min" .MinPassword "Max" .MaxPassword}}</li>
+<li>{{t "portal.register.rule_list"}}</li>
 </ul></div>
 <form method="post" action="/register/password">
-<label for="password">New password</label>
+<label for="password">{{t "portal.password.new"}}</label>
 <input id="password" name="password" type="password" autocomplete="new-password" minlength="{{.MinPassword}}" maxlength="{{.MaxPassword}}" required{{invalid $ "password"}}>
-<label for="confirm">The same password again</label>
+<label for="confirm">{{t "portal.password.again"}}</label>
 <input id="confirm" name="confirm" type="password" autocomplete="new-password" required{{invalid $ "confirm"}}>
-<fieldset><legend>Two security questions</legend>
-<p class="hint">If you forget your password, we ask these after emailing you a code. Choose questions whose answers you will remember and others cannot look up. Answers are not case-sensitive.</p>
+<fieldset><legend>{{t "portal.register.questions"}}</legend>
+<p class="hint">{{t "portal.register.questions_hint"}}</p>
 {{range $i, $n := slots}}{{$q := printf "q%d" $n}}{{$a := printf "a%d" $n}}
-<label for="{{$q}}">Question {{$n}}</label>
-<select id="{{$q}}" name="{{$q}}" required{{invalid $ $q}}><option value="">Choose a question</option>{{range $qi, $text := $.Questions}}<option value="{{$qi}}"{{if eq (index $.Form $q) (print $qi)}} selected{{end}}>{{$text}}</option>{{end}}</select>
-<label for="{{$a}}">Answer {{$n}}</label>
+<label for="{{$q}}">{{t "portal.register.question_n" "N" $n}}</label>
+<select id="{{$q}}" name="{{$q}}" required{{invalid $ $q}}><option value="">{{t "portal.register.choose_question"}}</option>{{range $qi, $text := $.Questions}}<option value="{{$qi}}"{{if eq (index $.Form $q) (print $qi)}} selected{{end}}>{{$text}}</option>{{end}}</select>
+<label for="{{$a}}">{{t "portal.register.answer_n" "N" $n}}</label>
 <input id="{{$a}}" name="{{$a}}" autocomplete="off" required value="{{index $.Form $a}}"{{invalid $ $a}}>
 {{end}}
 </fieldset>
-<button type="submit">Create my account</button>
+<button type="submit">{{t "portal.register.create"}}</button>
 </form>`,
 
 	"answers": `<div class="rules"><ul>
-<li>These are the questions you chose when you created your account.</li>
-<li>Answers are not case-sensitive, and extra spaces do not matter; the spelling does.</li>
-<li>After {{.AnswerTries}} wrong sets of answers this reset ends, and you ask for a new code to start again.</li>
-<li>If you no longer know the answers, tell the person who sent you the message: their administrator can remove your account, and you then create a new one with a code.</li>
+<li>{{t "portal.answers.chosen"}}</li>
+<li>{{t "portal.answers.case"}}</li>
+<li>{{t "portal.answers.tries" "Tries" .AnswerTries}}</li>
+<li>{{t "portal.answers.forgot"}}</li>
 </ul></div>
 <form method="post" action="/reset/answers">
 {{range .Asked}}<label for="a{{.Index}}">{{.Question}}</label>
 <input id="a{{.Index}}" name="a{{.Index}}" autocomplete="off" required>
-{{end}}<button type="submit">Continue</button>
+{{end}}<button type="submit">{{t "portal.continue"}}</button>
 </form>`,
 
-	"newpassword": `<div class="rules"><p>At least {{.MinPassword}} characters, up to {{.MaxPassword}}; not a password that is often used or has leaked.</p></div>
+	"newpassword": `<div class="rules"><p>{{t "portal.newpassword.rules" "Min" .MinPassword "Max" .MaxPassword}}</p></div>
 <form method="post" action="{{if .SignedIn}}/account/password{{else}}/reset/password{{end}}">
-{{if .SignedIn}}<label for="current">Current password</label>
+{{if .SignedIn}}<label for="current">{{t "portal.password.current"}}</label>
 <input id="current" name="current" type="password" autocomplete="current-password" required>
-{{end}}<label for="password">New password</label>
+{{end}}<label for="password">{{t "portal.password.new"}}</label>
 <input id="password" name="password" type="password" autocomplete="new-password" minlength="{{.MinPassword}}" maxlength="{{.MaxPassword}}" required{{invalid $ "password"}}>
-<label for="confirm">The same password again</label>
+<label for="confirm">{{t "portal.password.again"}}</label>
 <input id="confirm" name="confirm" type="password" autocomplete="new-password" required{{invalid $ "confirm"}}>
-<button type="submit">Save the new password</button>
+<button type="submit">{{t "portal.newpassword.save"}}</button>
 </form>`,
 }
 
@@ -239,12 +239,13 @@ func (h *handler) render(w http.ResponseWriter, r *http.Request, status int, nam
 }
 
 func (h *handler) home(w http.ResponseWriter, r *http.Request) {
+	l := h.lang(r)
 	h.render(w, r, http.StatusOK, "plain", view{
-		Title: "Secure messages",
+		Title: catalog.Text(l, "portal.service"),
 		Paragraphs: []string{
-			"This is the secure message service of this mail server. People who use it send encrypted email: you receive a short notice with an attachment named SecureMessageATT.html, and you read the message here.",
-			"To read one, open that attachment and choose \"Click to read message\". The first time, you give your email address, type the code we email to it and choose a password; after that your password is enough.",
-			"A genuine message sends you to an address that starts with " + h.opts.PortalURL + "/ and nowhere else. If a page asks for your password at any other address, close it. We never ask for your password by email.",
+			catalog.Text(l, "portal.home.about"),
+			catalog.Text(l, "portal.home.how"),
+			catalog.Text(l, "portal.home.genuine", "PortalURL", h.opts.PortalURL),
 		},
 	})
 }

@@ -313,7 +313,7 @@ func (h *handler) message(w http.ResponseWriter, r *http.Request) {
 		// goes straight to the sign-in page for it; no code is mailed
 		// until the reader asks for one.
 		if addr := h.remembered(r); addr != "" && !change {
-			h.render(w, r, http.StatusOK, "signin", signinView(&keystore.Session{Email: strings.ToLower(addr), Token: token, Stage: stageEmail}))
+			h.render(w, r, http.StatusOK, "signin", signinView(h.lang(r), &keystore.Session{Email: strings.ToLower(addr), Token: token, Stage: stageEmail}))
 			return
 		}
 		h.emailPage(w, r, token)
