@@ -115,22 +115,10 @@ func (h *handler) routePattern(r *http.Request) string {
 // retrySeconds is Retry-After for a budget that frees up after d.
 func retrySeconds(d time.Duration) int { return int(d.Seconds()) + 1 }
 
-// waitFor is d as a page says "Please wait {Wait}", rounded up: "a
-// minute", "5 minutes", "an hour", "3 hours", "2 days".
+// waitFor is d as a page says "Please wait {Wait}", in the page's
+// language.
 func waitFor(d time.Duration) localized {
-	return func(l catalog.Lang) string {
-		switch {
-		case d <= time.Minute:
-			return catalog.Text(l, "error.wait.minute")
-		case d < time.Hour:
-			return catalog.Text(l, "error.wait.minutes", "N", int((d+time.Minute-1)/time.Minute))
-		case d <= time.Hour:
-			return catalog.Text(l, "error.wait.hour")
-		case d < 48*time.Hour:
-			return catalog.Text(l, "error.wait.hours", "N", int((d+time.Hour-1)/time.Hour))
-		}
-		return catalog.Text(l, "error.wait.days", "N", int((d+24*time.Hour-1)/(24*time.Hour)))
-	}
+	return func(l catalog.Lang) string { return durationWords(l, d) }
 }
 
 // sizeIn is humanSize written as l writes numbers: "1,5 MB" in German.

@@ -362,7 +362,7 @@ func TestErrorPageCatalogue(t *testing.T) {
 		"pageTooManyOpened":  {"Bitte warten Sie 2 Minuten und"},
 		"pageTooManyLinks":   {"Bitte warten Sie 2 Minuten und"},
 		"pageLinkEnded":      {"bis Dienstag, 1. Dezember 2026 um 09:00 UTC zum Lesen"},
-		"pageTooManyReplies": {"zuletzt 20 Antworten gesendet", "Bitte warten Sie eine Stunde und"},
+		"pageTooManyReplies": {"zuletzt 20 Antworten gesendet"},
 		"pageReplyTooLarge":  {"größer als 1,0 MB."},
 	}
 	for _, c := range cases {

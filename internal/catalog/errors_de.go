@@ -8,12 +8,6 @@ func init() {
 		"error.expired.title":         "Diese sichere Nachricht ist abgelaufen",
 		"error.revoked.title":         "Der Absender hat diese sichere Nachricht zurückgezogen",
 
-		"error.wait.minute":  "eine Minute",
-		"error.wait.minutes": "{N} Minuten",
-		"error.wait.hour":    "eine Stunde",
-		"error.wait.hours":   "{N} Stunden",
-		"error.wait.days":    "{N} Tage",
-
 		"error.form_unreadable.title": "Das Formular konnte nicht gelesen werden",
 		"error.form_unreadable.text":  "Das Formular war zu groß oder wurde unterwegs beschädigt. Gehen Sie zurück und versuchen Sie es noch einmal.",
 

@@ -11,13 +11,6 @@ func init() {
 		"error.expired.title":         "This secure message has expired",
 		"error.revoked.title":         "The sender withdrew this secure message",
 
-		// How long to wait, as a page says "Please wait {Wait}".
-		"error.wait.minute":  "a minute",
-		"error.wait.minutes": "{N} minutes",
-		"error.wait.hour":    "an hour",
-		"error.wait.hours":   "{N} hours",
-		"error.wait.days":    "{N} days",
-
 		"error.form_unreadable.title": "This form could not be read",
 		"error.form_unreadable.text":  "The form was too large or damaged on its way. Go back and try again.",
 
