@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/securemail/securemail/internal/smtptest"
 	"github.com/securemail/securemail/keystore"
@@ -230,5 +231,29 @@ func BenchmarkRenderSigninPage(b *testing.B) {
 				h.render(httptest.NewRecorder(), req, http.StatusOK, "signin", v)
 			}
 		})
+	}
+}
+
+// durationWords rounds up and says one of each unit in words.
+func TestDurationWords(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		d      time.Duration
+		en, de string
+	}{
+		{30 * time.Second, "a minute", "eine Minute"},
+		{time.Minute, "a minute", "eine Minute"},
+		{4*time.Minute + time.Second, "5 minutes", "5 Minuten"},
+		{time.Hour, "an hour", "eine Stunde"},
+		{time.Hour + time.Second, "2 hours", "2 Stunden"},
+		{47 * time.Hour, "47 hours", "47 Stunden"},
+		{48 * time.Hour, "2 days", "2 Tage"},
+	} {
+		if got := durationWords(catalog.English, tc.d); got != tc.en {
+			t.Errorf("%v in English: %q, want %q", tc.d, got, tc.en)
+		}
+		if got := durationWords(catalog.German, tc.d); got != tc.de {
+			t.Errorf("%v in German: %q, want %q", tc.d, got, tc.de)
+		}
 	}
 }
