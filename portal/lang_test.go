@@ -96,7 +96,7 @@ func TestLanguageSwitchAfterForm(t *testing.T) {
 func englishLeft(page string) string {
 	page = html.UnescapeString(page)
 	for _, key := range catalog.Keys() {
-		if !strings.HasPrefix(key, "portal.") && !strings.HasPrefix(key, "text.mail.") {
+		if !strings.HasPrefix(key, "portal.") && !strings.HasPrefix(key, "error.") && !strings.HasPrefix(key, "text.mail.") {
 			continue
 		}
 		en := catalog.Text(catalog.English, key)
