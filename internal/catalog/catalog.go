@@ -293,6 +293,17 @@ func compiled(entry string, html bool) []part {
 	return parts
 }
 
+// Source returns l's entry for key as html/template source, as AddHTML
+// parses it: a page may put it in its own source in place of calling
+// HTML for an entry without fields, since it never changes.
+func Source(l Lang, key string) string {
+	e := Entry(l, key)
+	if e == "" {
+		e = key
+	}
+	return source(e, true)
+}
+
 // source turns an entry into template source: {Name} becomes {{.Name}};
 // for HTML, **text** becomes <strong>text</strong>, `text` becomes
 // <code>text</code>, and & and < are escaped. Braces that are not a
