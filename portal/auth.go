@@ -310,9 +310,6 @@ func (h *handler) passwordTry(ctx context.Context, l catalog.Lang, email, ip str
 	return "", nil
 }
 
-// humanDuration is durationWords in English.
-func humanDuration(d time.Duration) string { return durationWords(catalog.English, d) }
-
 // durationWords says d, rounded up, in l: "a minute", "5 minutes".
 func durationWords(l catalog.Lang, d time.Duration) string {
 	if d <= time.Minute {
@@ -320,6 +317,9 @@ func durationWords(l catalog.Lang, d time.Duration) string {
 	}
 	if d < time.Hour {
 		return catalog.Text(l, "portal.duration.minutes", "N", int((d+time.Minute-1)/time.Minute))
+	}
+	if d <= time.Hour {
+		return catalog.Text(l, "portal.duration.hour")
 	}
 	if d < 48*time.Hour {
 		return catalog.Text(l, "portal.duration.hours", "N", int((d+time.Hour-1)/time.Hour))

@@ -6,12 +6,15 @@ import (
 	"mime"
 	"mime/quotedprintable"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/securemail/securemail/internal/smtptest"
+	"github.com/securemail/securemail/keystore"
 
 	"github.com/securemail/securemail/internal/catalog"
 )
@@ -93,7 +96,7 @@ func TestLanguageSwitchAfterForm(t *testing.T) {
 func englishLeft(page string) string {
 	page = html.UnescapeString(page)
 	for _, key := range catalog.Keys() {
-		if !strings.HasPrefix(key, "portal.") && !strings.HasPrefix(key, "text.mail.") {
+		if !strings.HasPrefix(key, "portal.") && !strings.HasPrefix(key, "error.") && !strings.HasPrefix(key, "text.mail.") {
 			continue
 		}
 		en := catalog.Text(catalog.English, key)
@@ -212,4 +215,45 @@ func TestGermanReaderJourney(t *testing.T) {
 	check("wrong answers", r.post("/reset/answers", url.Values{"a1": {"wrong"}, "a2": {"wrong"}}), "Mindestens eine Antwort stimmt nicht.")
 	check("new password page", r.follow(r.post("/reset/answers", url.Values{"a1": {"Fluffy"}, "a2": {"Springfield"}})), "Neues Passwort festlegen")
 	check("home", r.get("/"), "Sichere Nachrichten", "Dies ist der Dienst für sichere Nachrichten")
+}
+
+// BenchmarkRenderSigninPage renders the sign-in page with its code form,
+// the page with the most catalogue entries a reader meets, in each
+// language (BENCHMARKS.md, issue 14 item 4).
+func BenchmarkRenderSigninPage(b *testing.B) {
+	for _, l := range catalog.Languages {
+		b.Run(string(l), func(b *testing.B) {
+			h := &handler{}
+			req := httptest.NewRequest(http.MethodGet, "/signin", nil)
+			v := signinView(l, &keystore.Session{Email: "bob@external.test", Token: "tok", Stage: stageCodeSent})
+			b.ReportAllocs()
+			for b.Loop() {
+				h.render(httptest.NewRecorder(), req, http.StatusOK, "signin", v)
+			}
+		})
+	}
+}
+
+// durationWords rounds up and says one of each unit in words.
+func TestDurationWords(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		d      time.Duration
+		en, de string
+	}{
+		{30 * time.Second, "a minute", "eine Minute"},
+		{time.Minute, "a minute", "eine Minute"},
+		{4*time.Minute + time.Second, "5 minutes", "5 Minuten"},
+		{time.Hour, "an hour", "eine Stunde"},
+		{time.Hour + time.Second, "2 hours", "2 Stunden"},
+		{47 * time.Hour, "47 hours", "47 Stunden"},
+		{48 * time.Hour, "2 days", "2 Tage"},
+	} {
+		if got := durationWords(catalog.English, tc.d); got != tc.en {
+			t.Errorf("%v in English: %q, want %q", tc.d, got, tc.en)
+		}
+		if got := durationWords(catalog.German, tc.d); got != tc.de {
+			t.Errorf("%v in German: %q, want %q", tc.d, got, tc.de)
+		}
+	}
 }

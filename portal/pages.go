@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"html/template"
 	"net/http"
+	"regexp"
 
 	"github.com/securemail/securemail/internal/catalog"
 )
@@ -201,17 +202,29 @@ func pagesIn(l catalog.Lang) map[string]*template.Template {
 			}
 			return ` aria-invalid="true" aria-describedby="form-error" autofocus`
 		},
-	}).Parse(layout))
+	}).Parse(inlineEntries(l, layout)))
 	// again is the hidden part of the sign-in page's forms that mail a
 	// code: they post the address again to /email.
 	template.Must(base.New("again").Parse(`<input type="hidden" name="token" value="{{.Token}}"><input type="hidden" name="email" value="{{.Email}}"><input type="hidden" name="again" value="1">`))
 	m := make(map[string]*template.Template, len(pageSources)+len(readPageSources))
 	for _, sources := range []map[string]string{pageSources, readPageSources} {
 		for name, src := range sources {
-			m[name] = template.Must(template.Must(base.Clone()).New("content").Parse(src))
+			m[name] = template.Must(template.Must(base.Clone()).New("content").Parse(inlineEntries(l, src)))
 		}
 	}
 	return m
+}
+
+// fixedEntry is a {{t "key"}} without values in a page's source.
+var fixedEntry = regexp.MustCompile(`\{\{t "([a-z0-9_.]+)"\}\}`)
+
+// inlineEntries puts the source of every entry a page names without
+// values into the page's source, so rendering does not call t for words
+// that never change (a reflected call is most of a page's render time).
+func inlineEntries(l catalog.Lang, src string) string {
+	return fixedEntry.ReplaceAllStringFunc(src, func(m string) string {
+		return catalog.Source(l, fixedEntry.FindStringSubmatch(m)[1])
+	})
 }
 
 // render writes a page. Pages are rendered into a buffer first, so a
@@ -228,7 +241,8 @@ func (h *handler) render(w http.ResponseWriter, r *http.Request, status int, nam
 		ie := pageInternal(err)
 		status = ie.status
 		buf.Reset()
-		pages[v.Lang]["plain"].ExecuteTemplate(&buf, "layout", view{Title: ie.title, Paragraphs: ie.words, Lang: v.Lang})
+		title, words := ie.page(v.Lang)
+		pages[v.Lang]["plain"].ExecuteTemplate(&buf, "layout", view{Title: title, Paragraphs: words, Lang: v.Lang, Langs: v.Langs})
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")

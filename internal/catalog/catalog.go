@@ -27,7 +27,9 @@ import (
 	"fmt"
 	htmltemplate "html/template"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	texttemplate "text/template"
 	"time"
 
@@ -186,29 +188,78 @@ func format(entry, key string, html bool, nameValues []any) string {
 	if entry == "" {
 		entry = key
 	}
-	value := func(name string) (string, bool) {
-		for i := 0; i+1 < len(nameValues); i += 2 {
-			if n, _ := nameValues[i].(string); n == name {
-				return fmt.Sprint(nameValues[i+1]), true
-			}
-		}
-		return "", false
+	parts := compiled(entry, html)
+	if len(parts) == 1 && parts[0].field == "" {
+		return parts[0].text
 	}
 	var b strings.Builder
+	for _, p := range parts {
+		if p.field == "" {
+			b.WriteString(p.text)
+			continue
+		}
+		v, found := fieldValue(p.field, nameValues)
+		if !found {
+			v = "{" + p.field + "}"
+		}
+		if html {
+			v = htmltemplate.HTMLEscapeString(v)
+		}
+		b.WriteString(v)
+	}
+	return b.String()
+}
+
+func fieldValue(name string, nameValues []any) (string, bool) {
+	for i := 0; i+1 < len(nameValues); i += 2 {
+		if n, _ := nameValues[i].(string); n == name {
+			switch v := nameValues[i+1].(type) {
+			case string:
+				return v, true
+			case int:
+				return strconv.Itoa(v), true
+			default:
+				return fmt.Sprint(v), true
+			}
+		}
+	}
+	return "", false
+}
+
+// part is a piece of a compiled entry: text ready to write (marks turned
+// into tags or dropped, escaped for HTML), or the name of a field.
+type part struct{ text, field string }
+
+// compiledEntries caches each entry's parts by its text and form, so a
+// page pays for parsing an entry once per process.
+var compiledEntries sync.Map // compileKey -> []part
+
+type compileKey struct {
+	entry string
+	html  bool
+}
+
+func compiled(entry string, html bool) []part {
+	k := compileKey{entry, html}
+	if p, ok := compiledEntries.Load(k); ok {
+		return p.([]part)
+	}
+	var parts []part
+	var b strings.Builder
+	flush := func() {
+		if b.Len() > 0 {
+			parts = append(parts, part{text: b.String()})
+			b.Reset()
+		}
+	}
 	bold, code := false, false
 	for i := 0; i < len(entry); i++ {
 		c := entry[i]
 		switch {
 		case c == '{':
 			if name, ok := fieldAt(entry[i:]); ok {
-				v, found := value(name)
-				if !found {
-					v = "{" + name + "}"
-				}
-				if html {
-					v = htmltemplate.HTMLEscapeString(v)
-				}
-				b.WriteString(v)
+				flush()
+				parts = append(parts, part{field: name})
 				i += len(name) + 1
 				continue
 			}
@@ -234,7 +285,23 @@ func format(entry, key string, html bool, nameValues []any) string {
 			b.WriteByte(c)
 		}
 	}
-	return b.String()
+	flush()
+	if len(parts) == 0 {
+		parts = []part{{}}
+	}
+	compiledEntries.Store(k, parts)
+	return parts
+}
+
+// Source returns l's entry for key as html/template source, as AddHTML
+// parses it: a page may put it in its own source in place of calling
+// HTML for an entry without fields, since it never changes.
+func Source(l Lang, key string) string {
+	e := Entry(l, key)
+	if e == "" {
+		e = key
+	}
+	return source(e, true)
 }
 
 // source turns an entry into template source: {Name} becomes {{.Name}};

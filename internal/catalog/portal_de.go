@@ -30,6 +30,7 @@ func init() {
 		"portal.signin.too_many":      "Zu viele Passwortversuche. Warten Sie zu Ihrer Sicherheit {Wait}, bevor Sie es noch einmal versuchen, oder setzen Sie Ihr Passwort zurück.",
 		"portal.duration.minute":      "eine Minute",
 		"portal.duration.minutes":     "{N} Minuten",
+		"portal.duration.hour":        "eine Stunde",
 		"portal.duration.hours":       "{N} Stunden",
 		"portal.duration.days":        "{N} Tage",
 

@@ -37,6 +37,7 @@ func init() {
 		"portal.signin.too_many":      "Too many password tries. For your safety, wait {Wait} before you try again, or reset your password.",
 		"portal.duration.minute":      "a minute",
 		"portal.duration.minutes":     "{N} minutes",
+		"portal.duration.hour":        "an hour",
 		"portal.duration.hours":       "{N} hours",
 		"portal.duration.days":        "{N} days",
 
