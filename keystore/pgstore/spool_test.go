@@ -252,6 +252,97 @@ func TestSpool(t *testing.T) {
 		}
 	})
 
+	t.Run("streamed while arriving", func(t *testing.T) {
+		const chunk = pgstore.SpoolChunk
+		data := make([]byte, 3*chunk+5)
+		rand.Read(data)
+		count := func(q string, arg any) int {
+			var n int
+			if err := hostA.Pool().QueryRow(ctx, q, arg).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		// stream sends src's bytes through a pipe, the first half before
+		// the stream begins, the rest after, and returns the upload.
+		stream := func(src []byte, fail error) (int64, keystore.SpoolStream) {
+			id, err := hostA.BeginUpload(ctx, 4<<20, 1<<30, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pr, pw := io.Pipe()
+			st, err := hostA.StreamUpload(ctx, id, pr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				pw.Write(src[:len(src)/2])
+				time.Sleep(10 * time.Millisecond)
+				pw.Write(src[len(src)/2:])
+				pw.CloseWithError(fail)
+			}()
+			return id, st
+		}
+		const token = "streamAAAAAAAAAAAAAAAA"
+		id, st := stream(data, nil)
+		c, err := st.Commit(ctx, token, int64(len(data)), now)
+		if err != nil || c.Existed() {
+			t.Fatalf("commit: %v, existed %v", err, c != nil && c.Existed())
+		}
+		if err := c.Finish(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		rc, _, err := hostB.OpenSpooled(ctx, token, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("read back %d bytes (%v), want the %d streamed", len(got), err, len(data))
+		}
+		if n := count("SELECT count(*) FROM spool_uploads WHERE id = $1", id); n != 0 {
+			t.Fatal("reservation left after a streamed commit")
+		}
+		// The same envelope again: its age restarts, its bytes are dropped.
+		again, st := stream(data, nil)
+		c, err = st.Commit(ctx, token, int64(len(data)), now.Add(time.Minute))
+		if err != nil || !c.Existed() {
+			t.Fatalf("second commit: %v, want existed", err)
+		}
+		if n := count("SELECT count(*) FROM spool_chunks WHERE upload_id = $1", again) + count("SELECT count(*) FROM spool_uploads WHERE id = $1", again); n != 0 {
+			t.Fatalf("%d chunks or reservations of the envelope streamed again", n)
+		}
+		// Fewer bytes than said, a failing source, an abort: nothing filed, the reservation kept.
+		for i, tc := range []struct {
+			src  []byte
+			fail error
+			size int
+		}{{data[:chunk+9], nil, len(data)}, {data, errors.New("client went away"), len(data)}, {data, nil, -1}} {
+			id, st := stream(tc.src, tc.fail)
+			tok := fmt.Sprintf("streamfail%012d", i)
+			if tc.size < 0 {
+				st.Abort()
+			} else if c, err := st.Commit(ctx, tok, int64(tc.size), now); err == nil {
+				if err := c.Finish(ctx, nil); err == nil {
+					t.Fatalf("case %d: filed", i)
+				}
+			}
+			if n := count("SELECT count(*) FROM spool_envelopes WHERE token = $1", tok) + count("SELECT count(*) FROM spool_chunks WHERE upload_id = $1", id); n != 0 {
+				t.Fatalf("case %d: %d entries or chunks left", i, n)
+			}
+			if n := count("SELECT count(*) FROM spool_uploads WHERE id = $1", id); n != 1 {
+				t.Fatalf("case %d: reservation gone", i)
+			}
+			if err := hostA.AbortUpload(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := hostA.RemoveSpooled(ctx, token); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("removed while read", func(t *testing.T) {
 		data := bytes.Repeat([]byte("y"), 2*pgstore.SpoolChunk+1)
 		id, err := hostA.BeginUpload(ctx, int64(len(data)), 1<<30, now)
