@@ -47,13 +47,6 @@ type SpoolStore interface {
 	// the commit is then done and Finish must not be called. The
 	// caller calls Finish or Abort exactly once otherwise.
 	StartCommit(ctx context.Context, upload int64, token string, size int64, now time.Time) (SpoolCommit, error)
-	// StreamUpload is StartCommit with the bytes stored while they
-	// arrive, before the token is known: it begins storing upload's
-	// bytes, read from data until io.EOF (data blocks until more have
-	// arrived; an error from it gives the stream up). The returned
-	// SpoolStream's Commit then files them under token. The caller
-	// calls Commit or Abort exactly once.
-	StreamUpload(ctx context.Context, upload int64, data io.Reader) (SpoolStream, error)
 	// AbortUpload drops an upload and its reservation.
 	AbortUpload(ctx context.Context, upload int64) error
 	// OpenSpooled looks up the envelope under token: ErrNotFound when
@@ -80,19 +73,6 @@ type SpoolCommit interface {
 	// the reservation is back, for AbortUpload.
 	Finish(ctx context.Context, data io.Reader) error
 	// Abort gives the filing up, as a failed Finish.
-	Abort()
-}
-
-// SpoolStream is an upload being stored by SpoolStore.StreamUpload.
-type SpoolStream interface {
-	// Commit is StartCommit for the streamed bytes, of which there must
-	// be size: it files the entry, unseen until the returned
-	// SpoolCommit is finished, or restarts the age of the envelope
-	// already there (Existed; the bytes streamed are dropped). Finish
-	// then takes no data (nil): it waits for the stream to end and
-	// commits. On error the stream is given up.
-	Commit(ctx context.Context, token string, size int64, now time.Time) (SpoolCommit, error)
-	// Abort gives the stream up; the upload's reservation is kept.
 	Abort()
 }
 

@@ -3,10 +3,7 @@ package portal
 import (
 	"bufio"
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -93,7 +90,6 @@ type sharedSpool struct {
 
 	fmu     sync.Mutex         // guards filings; taken before mu, never after
 	filings map[string]*filing // by token: this host's filings in progress
-	streams chan struct{}      // streamSlots: uploads being streamed
 	running sync.WaitGroup     // their goroutines
 }
 
@@ -124,7 +120,7 @@ func newSharedSpool(ctx context.Context, st keystore.SpoolStore, dir string, ttl
 	if len(key) != 32 {
 		return nil, errors.New("portal: shared spool: the stored token key is damaged")
 	}
-	return &sharedSpool{st: st, dir: dir, ttl: ttl, max: max, quota: quota, key: key, filings: map[string]*filing{}, streams: make(chan struct{}, streamSlots)}, nil
+	return &sharedSpool{st: st, dir: dir, ttl: ttl, max: max, quota: quota, key: key, filings: map[string]*filing{}}, nil
 }
 
 func (s *sharedSpool) maxEnvelope() int64 { return s.max }
@@ -153,16 +149,7 @@ func (s *sharedSpool) put(ctx context.Context, src io.Reader, now time.Time) (st
 			_ = s.st.AbortUpload(actx, upload)
 		}
 	}()
-	var tmp, token string
-	var n int64
-	var stream keystore.SpoolStream
-	var fw *follower // the stream's reader of the received file
-	if s.streamSlot() {
-		defer s.streamDone()
-		tmp, token, n, stream, fw, err = s.receiveStreamed(ctx, upload, src)
-	} else {
-		tmp, token, n, err = receive(s.dir, s.key, s.max, src)
-	}
+	tmp, token, n, err := receive(s.dir, s.key, s.max, src)
 	if err != nil {
 		return "", err
 	}
@@ -170,31 +157,17 @@ func (s *sharedSpool) put(ctx context.Context, src io.Reader, now time.Time) (st
 	existed, _, err := fileUpload(s.dir, tmp, token, n, now)
 	s.mu.Unlock()
 	if err != nil {
-		if stream != nil {
-			stream.Abort()
-			fw.Close()
-		}
 		return "", err
 	}
-	var f *os.File
-	var c keystore.SpoolCommit
-	if stream != nil {
-		c, err = stream.Commit(ctx, token, n, now)
-	} else {
-		// Opened before the filing starts: the bytes stored are this
-		// file's even if the copy is replaced or removed meanwhile.
-		if f, err = os.Open(spoolPath(s.dir, token)); err != nil {
-			return "", err
-		}
-		c, err = s.st.StartCommit(ctx, upload, token, n, now)
-	}
+	// Opened before the filing starts: the bytes stored are this file's
+	// even if the copy is replaced or removed meanwhile.
+	f, err := os.Open(spoolPath(s.dir, token))
 	if err != nil {
-		if f != nil {
-			f.Close()
-		}
-		if fw != nil {
-			fw.Close() // the stream was given up
-		}
+		return "", err
+	}
+	c, err := s.st.StartCommit(ctx, upload, token, n, now)
+	if err != nil {
+		f.Close()
 		if !existed {
 			// The store has not got it: no copy of it here either.
 			s.removeCopy(token)
@@ -203,166 +176,18 @@ func (s *sharedSpool) put(ctx context.Context, src io.Reader, now time.Time) (st
 	}
 	committed = true // the reservation is the filing's now
 	if c.Existed() {
-		if f != nil {
-			f.Close()
-		}
-		if fw != nil {
-			fw.Close() // the stream was given up
-		}
+		f.Close()
 		return token, nil
 	}
-	if fw != nil {
-		s.finishLater(token, upload, n, now, c, nil, fw)
-	} else {
-		s.finishLater(token, upload, n, now, c, f, f)
-	}
+	s.finishLater(token, upload, n, now, c, f)
 	return token, nil
 }
 
-// streamSlots bounds the uploads whose bytes are copied into the store
-// while they arrive: each holds a connection of the store's pool for as
-// long as its client takes to send them. The others are stored after
-// they have arrived.
-const streamSlots = 4
-
-// streamSlot takes a slot for streaming an upload, if one is free.
-func (s *sharedSpool) streamSlot() bool {
-	select {
-	case s.streams <- struct{}{}:
-		return true
-	default:
-		return false
-	}
-}
-
-func (s *sharedSpool) streamDone() { <-s.streams }
-
-// receiveStreamed is receive (spool.go, the same token), with the
-// decoded bytes copied into the store as they are written to the
-// received file: the store reads the file behind the writer (a
-// follower), so a store slower than the upload never slows it down.
-func (s *sharedSpool) receiveStreamed(ctx context.Context, upload int64, src io.Reader) (tmp, token string, n int64, stream keystore.SpoolStream, fw *follower, err error) {
-	f, err := os.CreateTemp(s.dir, "upload-*")
-	if err != nil {
-		return "", "", 0, nil, nil, err
-	}
-	rf, err := os.Open(f.Name())
-	if err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return "", "", 0, nil, nil, err
-	}
-	fw = newFollower(rf)
-	defer func() {
-		fw.end(err)
-		if err != nil {
-			if stream != nil {
-				stream.Abort()
-			}
-			fw.Close()
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if stream, err = s.st.StreamUpload(ctx, upload, fw); err != nil {
-		return "", "", 0, nil, nil, err
-	}
-	sum := sha256.New()
-	dec := base64.NewDecoder(base64.StdEncoding, &spaceStripper{r: src})
-	n, err = io.Copy(io.MultiWriter(f, sum, fw), io.LimitReader(dec, s.max+1))
-	if err != nil {
-		return "", "", 0, nil, nil, fmt.Errorf("portal: envelope is not base64: %w", err)
-	}
-	if n > s.max {
-		return "", "", 0, nil, nil, errSpoolTooLarge
-	}
-	if err = f.Close(); err != nil {
-		return "", "", 0, nil, nil, err
-	}
-	mac := hmac.New(sha256.New, s.key)
-	mac.Write(sum.Sum(nil))
-	return f.Name(), base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:16]), n, stream, fw, nil
-}
-
-// follower reads a file (its own descriptor) behind the writer that
-// tells it, through Write, how many bytes it has written: a read waits
-// for bytes not written yet, and gets io.EOF after the last one, or the
-// writer's error.
-type follower struct {
-	f    *os.File
-	mu   sync.Mutex
-	cond sync.Cond
-	off  int64 // read so far
-	size int64 // written so far
-	done bool
-	err  error
-}
-
-func newFollower(f *os.File) *follower {
-	fw := &follower{f: f}
-	fw.cond.L = &fw.mu
-	return fw
-}
-
-// Write counts p, which the writer has written to the file.
-func (fw *follower) Write(p []byte) (int, error) {
-	fw.mu.Lock()
-	fw.size += int64(len(p))
-	fw.mu.Unlock()
-	fw.cond.Broadcast()
-	return len(p), nil
-}
-
-// end says the writer is done: err, or no more bytes.
-func (fw *follower) end(err error) {
-	fw.mu.Lock()
-	fw.done = true
-	if err != nil {
-		fw.err = err
-	} else {
-		fw.err = io.EOF
-	}
-	fw.mu.Unlock()
-	fw.cond.Broadcast()
-}
-
-func (fw *follower) Read(p []byte) (int, error) {
-	fw.mu.Lock()
-	for fw.off >= fw.size && !fw.done {
-		fw.cond.Wait()
-	}
-	if fw.done && fw.err != io.EOF {
-		fw.mu.Unlock()
-		return 0, fw.err
-	}
-	if fw.off >= fw.size {
-		fw.mu.Unlock()
-		return 0, io.EOF
-	}
-	avail := fw.size - fw.off
-	fw.mu.Unlock()
-	if int64(len(p)) > avail {
-		p = p[:avail]
-	}
-	n, err := fw.f.ReadAt(p, fw.off)
-	fw.mu.Lock()
-	fw.off += int64(n)
-	fw.mu.Unlock()
-	if n == len(p) {
-		err = nil
-	}
-	return n, err
-}
-
-// Close closes the follower's descriptor.
-func (fw *follower) Close() error { return fw.f.Close() }
-
-// finishLater stores data's n bytes (none when they were streamed:
-// data is nil) and commits the filing c of token in the background,
-// then closes closer. A filing that fails gives its reservation back and
+// finishLater stores f's n bytes and commits the filing c of token in
+// the background. A filing that fails gives its reservation back and
 // removes this host's copy, unless a newer filing of the same token has
 // taken its place.
-func (s *sharedSpool) finishLater(token string, upload, n int64, now time.Time, c keystore.SpoolCommit, data io.Reader, closer io.Closer) {
+func (s *sharedSpool) finishLater(token string, upload, n int64, now time.Time, c keystore.SpoolCommit, f *os.File) {
 	ctx, cancel := context.WithTimeout(context.Background(), filingTimeout)
 	fl := &filing{size: n, now: now, cancel: cancel, done: make(chan struct{})}
 	s.fmu.Lock()
@@ -373,8 +198,8 @@ func (s *sharedSpool) finishLater(token string, upload, n int64, now time.Time, 
 		defer s.running.Done()
 		defer close(fl.done)
 		defer cancel()
-		err := c.Finish(ctx, data)
-		closer.Close()
+		err := c.Finish(ctx, f)
+		f.Close()
 		if err != nil {
 			if s.log != nil {
 				// The token's fingerprint, never the token: it reads the envelope.

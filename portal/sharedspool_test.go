@@ -568,7 +568,7 @@ func newOpenReadBoltEnv(b *testing.B) *testEnv {
 	return e
 }
 
-// gatedSpool holds every filing's Finish (streamed or not) until the test sends its
+// gatedSpool holds every filing's Finish until the test sends its
 // outcome on release (nil: store the bytes; an error: fail as a database
 // gone away would), or the filing is cancelled.
 type gatedSpool struct {
@@ -582,27 +582,6 @@ func (g *gatedSpool) StartCommit(ctx context.Context, upload int64, token string
 		return c, err
 	}
 	return &gatedCommit{SpoolCommit: c, release: g.release}, nil
-}
-
-func (g *gatedSpool) StreamUpload(ctx context.Context, upload int64, data io.Reader) (keystore.SpoolStream, error) {
-	st, err := g.SpoolStore.StreamUpload(ctx, upload, data)
-	if err != nil {
-		return nil, err
-	}
-	return &gatedStream{SpoolStream: st, release: g.release}, nil
-}
-
-type gatedStream struct {
-	keystore.SpoolStream
-	release chan error
-}
-
-func (s *gatedStream) Commit(ctx context.Context, token string, size int64, now time.Time) (keystore.SpoolCommit, error) {
-	c, err := s.SpoolStream.Commit(ctx, token, size, now)
-	if err != nil || c.Existed() {
-		return c, err
-	}
-	return &gatedCommit{SpoolCommit: c, release: s.release}, nil
 }
 
 type gatedCommit struct {

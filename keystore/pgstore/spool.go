@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -130,22 +129,6 @@ func (s *Store) StartCommit(ctx context.Context, upload int64, token string, siz
 	if err != nil {
 		return nil, wrap("spool commit", err)
 	}
-	existed, err := fileEntry(ctx, conn, upload, token, size, now)
-	if err != nil {
-		return nil, err
-	}
-	c := &spoolCommit{conn: conn, upload: upload, size: size, existed: existed}
-	if existed {
-		c.conn = nil
-	}
-	return c, nil
-}
-
-// fileEntry begins the filing transaction on conn: the token's filing
-// lock, the reservation ended, the entry inserted. When the token was
-// spooled already it commits at once (only the age restarted) and gives
-// conn back, as it does on failure.
-func fileEntry(ctx context.Context, conn *pgxpool.Conn, upload int64, token string, size int64, now time.Time) (existed bool, err error) {
 	var reserved bool
 	var filed int64
 	b := &pgx.Batch{}
@@ -165,151 +148,23 @@ func fileEntry(ctx context.Context, conn *pgxpool.Conn, upload int64, token stri
 	if err == nil && !reserved {
 		err = keystore.NotFound(fmt.Sprintf("spool upload %d", upload))
 	}
-	existed = filed != upload
-	if err == nil && existed {
-		if _, err = conn.Exec(ctx, "COMMIT"); err == nil {
+	c := &spoolCommit{conn: conn, upload: upload, size: size, existed: filed != upload}
+	if err == nil && c.existed {
+		_, err = conn.Exec(ctx, "COMMIT")
+		if err == nil {
 			conn.Release()
-			return true, nil
+			c.conn = nil
+			return c, nil
 		}
 	}
 	if err != nil {
-		rollback(ctx, conn)
-		conn.Release()
+		c.end(ctx)
 		if errors.Is(err, keystore.ErrNotFound) {
-			return false, err
-		}
-		return false, wrap("spool commit", err)
-	}
-	return false, nil
-}
-
-// StreamUpload copies the upload's chunks into the store while they
-// arrive, in a transaction of its own on a connection of its own (the
-// stream's), so that little is left to store when the upload ends. The
-// stream's Commit files the entry in a second transaction, which holds
-// the token's filing lock, as StartCommit does; its Finish commits the
-// chunks, then the entry, so whoever waits for the lock finds both. The
-// chunks of an envelope already spooled are rolled back unseen.
-func (s *Store) StreamUpload(ctx context.Context, upload int64, data io.Reader) (keystore.SpoolStream, error) {
-	if err := begin(ctx, "spool stream"); err != nil {
-		return nil, err
-	}
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return nil, wrap("spool stream", err)
-	}
-	// Not the request's context: the copy outlives the upload's
-	// answer, until Finish or Abort.
-	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	st := &spoolStream{s: s, conn: conn, upload: upload, cancel: cancel, done: make(chan struct{})}
-	st.src = &chunkSource{owner: upload, r: &stoppableReader{r: data, stop: &st.stopped}, buf: make([]byte, spoolChunk)}
-	go func() {
-		defer close(st.done)
-		b := &pgx.Batch{}
-		b.Queue("BEGIN")
-		b.Queue(spoolAsync)
-		if st.err = conn.SendBatch(cctx, b).Close(); st.err != nil {
-			return
-		}
-		_, st.err = conn.CopyFrom(cctx, pgx.Identifier{"spool_chunks"}, []string{"upload_id", "seq", "data"}, st.src)
-	}()
-	return st, nil
-}
-
-// errStreamStopped ends a stream's copy that is given up.
-var errStreamStopped = errors.New("keystore: spool stream given up")
-
-// stoppableReader reads r until stop is set, then fails: the copy
-// then ends with CopyFail, and its connection stays usable.
-type stoppableReader struct {
-	r    io.Reader
-	stop *atomic.Bool
-}
-
-func (r *stoppableReader) Read(p []byte) (int, error) {
-	if r.stop.Load() {
-		return 0, errStreamStopped
-	}
-	return r.r.Read(p)
-}
-
-// spoolStream is an upload being copied by StreamUpload.
-type spoolStream struct {
-	s       *Store
-	conn    *pgxpool.Conn
-	upload  int64
-	src     *chunkSource
-	stopped atomic.Bool
-	cancel  context.CancelFunc
-	done    chan struct{} // closed when the copy has ended; then err is set
-	err     error
-	ended   bool
-}
-
-func (st *spoolStream) Commit(ctx context.Context, token string, size int64, now time.Time) (keystore.SpoolCommit, error) {
-	conn, err := st.s.pool.Acquire(ctx)
-	if err != nil {
-		st.Abort()
-		return nil, wrap("spool commit", err)
-	}
-	existed, err := fileEntry(ctx, conn, st.upload, token, size, now)
-	if err != nil || existed {
-		st.Abort()
-		if err != nil {
 			return nil, err
 		}
-		return &spoolCommit{upload: st.upload, size: size, existed: true}, nil
+		return nil, wrap("spool commit", err)
 	}
-	return &spoolCommit{conn: conn, upload: st.upload, size: size, stream: st}, nil
-}
-
-// wait waits for the copy to end (ctx: it is cancelled, which costs its
-// connection) and returns how it ended.
-func (st *spoolStream) wait(ctx context.Context) error {
-	select {
-	case <-st.done:
-	case <-ctx.Done():
-		st.cancel()
-		<-st.done
-	}
-	return st.err
-}
-
-// commit commits the copied chunks, of which there must be size bytes,
-// and gives the stream's connection back.
-func (st *spoolStream) commit(ctx context.Context, size int64) error {
-	err := st.wait(ctx)
-	if err == nil && st.src.size != size {
-		err = fmt.Errorf("upload %d: %d bytes streamed, not %d", st.upload, st.src.size, size)
-	}
-	if err == nil {
-		_, err = st.conn.Exec(ctx, "COMMIT")
-	}
-	if err != nil {
-		st.Abort()
-		return err
-	}
-	st.ended = true
-	st.cancel()
-	st.conn.Release()
-	return nil
-}
-
-// Abort stops the copy, rolls it back and gives the connection back.
-func (st *spoolStream) Abort() {
-	if st.ended {
-		return
-	}
-	st.ended = true
-	st.stopped.Store(true)
-	// A copy waiting for bytes that are not coming is cancelled after
-	// a while; the data's writer normally ends it first.
-	t := time.AfterFunc(5*time.Second, st.cancel)
-	<-st.done
-	t.Stop()
-	rollback(context.Background(), st.conn)
-	st.cancel()
-	st.conn.Release()
+	return c, nil
 }
 
 // spoolCommit is a filing begun by StartCommit, holding its connection
@@ -319,32 +174,14 @@ type spoolCommit struct {
 	upload  int64
 	size    int64
 	existed bool
-	stream  *spoolStream // the chunks' copy (StreamUpload), or nil
 }
 
 func (c *spoolCommit) Existed() bool { return c.existed }
 
-// Finish streams the chunks with COPY and commits, or rolls back. A
-// streamed upload's chunks are committed first (data is nil), then the
-// entry.
+// Finish streams the chunks with COPY and commits, or rolls back.
 func (c *spoolCommit) Finish(ctx context.Context, data io.Reader) error {
 	if c.conn == nil {
 		return errors.New("keystore: spool commit: already ended")
-	}
-	if c.stream != nil {
-		err := c.stream.commit(ctx, c.size)
-		if err == nil {
-			_, err = c.conn.Exec(ctx, "COMMIT")
-		}
-		if err != nil {
-			// Chunks committed without their entry are the upload's,
-			// dropped with it (AbortUpload, or the sweep).
-			c.end(ctx)
-			return wrap("spool commit", err)
-		}
-		c.conn.Release()
-		c.conn = nil
-		return nil
 	}
 	src := &chunkSource{owner: c.upload, r: data, buf: make([]byte, min(c.size, spoolChunk))}
 	_, err := c.conn.CopyFrom(ctx, pgx.Identifier{"spool_chunks"}, []string{"upload_id", "seq", "data"}, src)
@@ -365,9 +202,6 @@ func (c *spoolCommit) Finish(ctx context.Context, data io.Reader) error {
 
 // Abort rolls the filing back; the upload's reservation is kept.
 func (c *spoolCommit) Abort() {
-	if c.stream != nil {
-		c.stream.Abort()
-	}
 	if c.conn != nil {
 		c.end(context.Background())
 	}
