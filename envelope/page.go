@@ -262,7 +262,7 @@ var templates = func() map[catalog.Lang]languageTemplates {
 		page := template.Must(template.New("page").Parse(pageSkeleton))
 		notice := template.Must(template.New("notice").Parse(noticeSkeleton))
 		text := texttemplate.Must(texttemplate.New("text").Parse(noticeTextSkeleton))
-		for _, err := range []error{catalog.AddHTML(page, l), catalog.AddHTML(notice, l), catalog.AddText(text, l)} {
+		for _, err := range []error{catalog.AddHTML(page, l, "page.", "notice."), catalog.AddHTML(notice, l, "page.", "notice."), catalog.AddText(text, l, "text.org", "text.notice")} {
 			if err != nil {
 				panic(err)
 			}

@@ -1,6 +1,8 @@
 package portal
 
 import (
+	"github.com/securemail/securemail/internal/catalog"
+
 	"context"
 	"errors"
 	"fmt"
@@ -68,10 +70,10 @@ func (h *handler) email(w http.ResponseWriter, r *http.Request) {
 	raw := strings.TrimSpace(r.PostForm.Get("email"))
 	addr, ok := bareAddress(raw)
 	if !ok {
-		v := h.emailView(token)
+		v := h.emailView(h.lang(r), token)
 		v.Email, v.Remember = raw, r.PostForm.Get("remember") != ""
-		v.Error, v.Field = "That does not look like an email address. Type it as name@example.com.", "email"
-		h.render(w, http.StatusBadRequest, "email", v)
+		v.Error, v.Field = catalog.Text(v.Lang, "portal.email.invalid"), "email"
+		h.render(w, r, http.StatusBadRequest, "email", v)
 		return
 	}
 	if r.PostForm.Get("again") == "" {
@@ -95,13 +97,13 @@ func (h *handler) email(w http.ResponseWriter, r *http.Request) {
 // form or the button that mails one. It depends on the session's stage
 // and address only, never on whether the address has an account or may
 // read the message.
-func signinView(s *keystore.Session) view {
-	v := view{Title: "Sign in to read your message", Email: s.Email, Token: s.Token}
+func signinView(l catalog.Lang, s *keystore.Session) view {
+	v := view{Title: catalog.Text(l, "portal.signin.title"), Email: s.Email, Token: s.Token, Lang: l}
 	switch s.Stage {
 	case stageCodeSent:
-		v.Code = codeView{Form: true, Words: codeSentNotice(s.Email)}
+		v.Code = codeView{Form: true, Words: codeSentNotice(l, s.Email)}
 	case stageCodeHeld:
-		v.Code = codeView{Form: true, Words: tooManyCodes}
+		v.Code = codeView{Form: true, Words: catalog.Text(l, "portal.code.held")}
 	}
 	return v
 }
@@ -111,7 +113,7 @@ func (h *handler) signinPage(w http.ResponseWriter, r *http.Request) {
 	if s == nil {
 		return
 	}
-	h.render(w, http.StatusOK, "signin", signinView(s))
+	h.render(w, r, http.StatusOK, "signin", signinView(h.lang(r), s))
 }
 
 // signinSession is the browser's pre-sign-in session for POST /signin, or,
@@ -166,19 +168,19 @@ func (h *handler) signin(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, pageStoreFailed("account", err))
 		return
 	}
-	signinView := signinView(s)
+	signinView := signinView(h.lang(r), s)
 	release, ok := h.checkSlot(h.clientIP(r))
 	if !ok {
 		h.fail(w, r, pageBusy(errCheckRefused))
 		return
 	}
 	defer release()
-	if msg, err := h.passwordTry(ctx, s.Email, h.clientIP(r), acct, found); err != nil {
+	if msg, err := h.passwordTry(ctx, h.lang(r), s.Email, h.clientIP(r), acct, found); err != nil {
 		h.fail(w, r, pageStoreFailed("throttle", err))
 		return
 	} else if msg != "" {
 		signinView.Error = msg
-		h.render(w, http.StatusTooManyRequests, "signin", signinView)
+		h.render(w, r, http.StatusTooManyRequests, "signin", signinView)
 		return
 	}
 	ok = false
@@ -205,8 +207,8 @@ func (h *handler) signin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.log.Info("portal: sign-in failed", "remote", h.clientIP(r))
-		signinView.Error = "That email address and password do not match. Check both and try again. If this is your first time here, or you forgot your password, use a code we email you: see below."
-		h.render(w, http.StatusUnauthorized, "signin", signinView)
+		signinView.Error = catalog.Text(signinView.Lang, "portal.signin.wrong")
+		h.render(w, r, http.StatusUnauthorized, "signin", signinView)
 		return
 	}
 	if err := h.signedIn(ctx, acct, password); err != nil {
@@ -282,7 +284,7 @@ func (h *handler) loginFailed(ctx context.Context, email string) error {
 // budget beyond its own), then the address's budget. It answers the same
 // whether or not the account exists: tries count against the address
 // either way.
-func (h *handler) passwordTry(ctx context.Context, email, ip string, acct keystore.Account, found bool) (string, error) {
+func (h *handler) passwordTry(ctx context.Context, l catalog.Lang, email, ip string, acct keystore.Account, found bool) (string, error) {
 	now := h.now()
 	at, err := h.opts.Store.Throttle(ctx, "acct:"+email)
 	if err != nil {
@@ -290,7 +292,7 @@ func (h *handler) passwordTry(ctx context.Context, email, ip string, acct keysto
 	}
 	if at.InWindow >= maxFailuresInWindow && now.Sub(at.WindowStart) < throttleWindow &&
 		!(found && acct.PasswordSet.After(at.LastFailure)) {
-		return "Signing in to this address is locked after too many wrong passwords. To unlock it, set a new password with a code we email you: see \"First time here, or forgot your password?\" below.", nil
+		return catalog.Text(l, "portal.signin.locked"), nil
 	}
 	lim := h.opts.Limits
 	for _, c := range []struct {
@@ -302,23 +304,27 @@ func (h *handler) passwordTry(ctx context.Context, email, ip string, acct keysto
 			return "", err
 		}
 		if !res.Allowed {
-			return "Too many password tries. For your safety, wait " + humanDuration(res.RetryAfter) + " before you try again, or reset your password.", nil
+			return catalog.Text(l, "portal.signin.too_many", "Wait", durationWords(l, res.RetryAfter)), nil
 		}
 	}
 	return "", nil
 }
 
-func humanDuration(d time.Duration) string {
+// durationWords says d, rounded up, in l: "a minute", "5 minutes".
+func durationWords(l catalog.Lang, d time.Duration) string {
 	if d <= time.Minute {
-		return "a minute"
+		return catalog.Text(l, "portal.duration.minute")
 	}
 	if d < time.Hour {
-		return strconv.Itoa(int((d+time.Minute-1)/time.Minute)) + " minutes"
+		return catalog.Text(l, "portal.duration.minutes", "N", int((d+time.Minute-1)/time.Minute))
+	}
+	if d <= time.Hour {
+		return catalog.Text(l, "portal.duration.hour")
 	}
 	if d < 48*time.Hour {
-		return strconv.Itoa(int((d+time.Hour-1)/time.Hour)) + " hours"
+		return catalog.Text(l, "portal.duration.hours", "N", int((d+time.Hour-1)/time.Hour))
 	}
-	return strconv.Itoa(int((d+24*time.Hour-1)/(24*time.Hour))) + " days"
+	return catalog.Text(l, "portal.duration.days", "N", int((d+24*time.Hour-1)/(24*time.Hour)))
 }
 
 // newCode makes a code for purpose and email and stores its digest.
@@ -336,8 +342,6 @@ func (h *handler) newCode(ctx context.Context, purpose keystore.CodePurpose, ema
 	})
 	return code, err
 }
-
-const tooManyCodes = "We have already sent several codes to this address in the last hour, so we did not send another. Use the newest email we sent, or wait an hour and ask again."
 
 // codeRequest asks for a code for s's address and moves the browser to
 // the sign-in page. Everything that depends on the address (whether it
@@ -367,8 +371,8 @@ func (h *handler) codeRequest(w http.ResponseWriter, r *http.Request, s *keystor
 	}
 	next := "/signin"
 	if s.Stage == stageCodeSent {
-		queued := *s
-		if err := h.mail.add(func(ctx context.Context) { h.mailCode(ctx, queued) }); err != nil {
+		queued, lang := *s, h.lang(r)
+		if err := h.mail.add(func(ctx context.Context) { h.mailCode(ctx, lang, queued) }); err != nil {
 			h.fail(w, r, pageBusy(fmt.Errorf("code request: %w", err)))
 			return
 		}
@@ -394,7 +398,7 @@ func (h *handler) codeRequest(w http.ResponseWriter, r *http.Request, s *keystor
 // when the address may read the message; an address with an account gets
 // it too (it is how a forgotten password is reset), with words that say
 // it is needed only then. Any other address gets nothing.
-func (h *handler) mailCode(ctx context.Context, s keystore.Session) {
+func (h *handler) mailCode(ctx context.Context, l catalog.Lang, s keystore.Session) {
 	rec, err := h.tokenRecord(ctx, s.Token)
 	if err != nil {
 		h.log.Info("portal: code not sent: the message is gone", "err", err)
@@ -410,19 +414,17 @@ func (h *handler) mailCode(ctx context.Context, s keystore.Session) {
 		code, err = h.newCode(ctx, codePurpose, s.Email)
 	}
 	if err == nil && found {
-		err = h.sendNotice(ctx, s.Email, "Your code for secure messages",
-			"Your code is:\n\n    "+code+"\n\nYou need it only if you forgot your password: enter it under \"First time here, or forgot your password?\" on the page where you gave your address. It works for 10 minutes. If you know your password, sign in with it and ignore this email.\n\nIf you did not ask for it, ignore this email; nothing changes without the code.\n")
+		err = h.sendNotice(ctx, s.Email, catalog.Text(l, "text.mail.reset_code_subject"), catalog.Text(l, "text.mail.reset_code", "Code", code))
 	} else if err == nil {
-		err = h.sendNotice(ctx, s.Email, "Your code to read a secure message",
-			"Your code is:\n\n    "+code+"\n\nEnter it on the page where you gave your address. It works for 10 minutes.\n\nIf you did not ask for it, ignore this email: without the code nobody can create an account for your address.\n")
+		err = h.sendNotice(ctx, s.Email, catalog.Text(l, "text.mail.code_subject"), catalog.Text(l, "text.mail.code", "Code", code))
 	}
 	if err != nil {
 		h.log.Error("portal: could not send a code", "err", err)
 	}
 }
 
-func codeSentNotice(email string) string {
-	return "If this message was sent to " + email + ", we have emailed that address a code. It can take a minute to arrive; look in the spam folder too."
+func codeSentNotice(l catalog.Lang, email string) string {
+	return catalog.Text(l, "portal.code.sent", "Email", email)
 }
 
 // POST /code: the code from the email. Right, it leads to account
@@ -498,25 +500,25 @@ func (h *handler) checkCode(w http.ResponseWriter, r *http.Request, s *keystore.
 		return
 	}
 	h.log.Info("portal: wrong or dead code", "tries_left", left, "remote", h.clientIP(r))
-	v := signinView(s)
+	v := signinView(h.lang(r), s)
 	v.Code.Form = true
 	if v.Code.Words == "" {
-		v.Code.Words = codeSentNotice(s.Email)
+		v.Code.Words = codeSentNotice(v.Lang, s.Email)
 	}
-	v.Error, v.Field = wrongCodeWords(left), "code"
-	h.render(w, http.StatusUnauthorized, "signin", v)
+	v.Error, v.Field = wrongCodeWords(v.Lang, left), "code"
+	h.render(w, r, http.StatusUnauthorized, "signin", v)
 }
 
 // wrongCodeWords is the wrong-code page's sentence with left tries.
-func wrongCodeWords(left int) string {
+func wrongCodeWords(l catalog.Lang, left int) string {
 	if left <= 0 {
-		return "That code does not work, and that was the last try with it. Choose \"Send a new code\" and use the code in the new email."
+		return catalog.Text(l, "portal.code.wrong_last")
 	}
-	tries := strconv.Itoa(left) + " tries"
+	tries := catalog.Text(l, "portal.code.tries_many", "N", left)
 	if left == 1 {
-		tries = "1 try"
+		tries = catalog.Text(l, "portal.code.tries_one")
 	}
-	return "That code does not work. Check that it is from the newest email we sent and type its 8 digits again. You have " + tries + " left with this code. If it still does not work, it may be older than 10 minutes: choose \"Send a new code\"."
+	return catalog.Text(l, "portal.code.wrong", "Tries", tries)
 }
 
 func digitsOnly(s string) string {
@@ -529,9 +531,11 @@ func digitsOnly(s string) string {
 	return b.String()
 }
 
-func (h *handler) passwordView(title string, s *keystore.Session) view {
-	v := view{Title: title, Email: s.Email, Token: s.Token, MinPassword: h.opts.MinPassword, MaxPassword: h.opts.MaxPassword,
-		Questions: SecurityQuestions, SignedIn: s.Stage == stageAuthenticated}
+// passwordView is a page that sets a password, in l, titled by the
+// catalogue entry titleKey.
+func (h *handler) passwordView(l catalog.Lang, titleKey string, s *keystore.Session) view {
+	v := view{Title: catalog.Text(l, titleKey), Email: s.Email, Token: s.Token, MinPassword: h.opts.MinPassword, MaxPassword: h.opts.MaxPassword,
+		Questions: securityQuestions(l), SignedIn: s.Stage == stageAuthenticated, Lang: l}
 	if v.SignedIn {
 		v.Back = messagePath(s.Token)
 	}
@@ -558,21 +562,22 @@ func (h *handler) registerPasswordPage(w http.ResponseWriter, r *http.Request) {
 	if s == nil {
 		return
 	}
-	v := h.passwordView("Create your account", s)
-	v.Notice = "Your address " + s.Email + " is confirmed."
-	h.render(w, http.StatusOK, "register", v)
+	v := h.passwordView(h.lang(r), "portal.register.title", s)
+	v.Notice = catalog.Text(v.Lang, "portal.register.confirmed", "Email", s.Email)
+	h.render(w, r, http.StatusOK, "register", v)
 }
 
 // newPassword checks the password and confirmation fields of the form and
 // returns the password normalised, or a sentence for the user and the
 // field to fix.
 func (h *handler) newPassword(r *http.Request) (pw, problem, field string) {
+	l := h.lang(r)
 	pw = NormalizePassword(r.PostForm.Get("password"))
-	if problem := PasswordProblem(pw, h.opts.MinPassword, h.opts.MaxPassword); problem != "" {
+	if problem := PasswordProblemIn(l, pw, h.opts.MinPassword, h.opts.MaxPassword); problem != "" {
 		return "", problem, "password"
 	}
 	if pw != NormalizePassword(r.PostForm.Get("confirm")) {
-		return "", "The two passwords are not the same. Type the new password again in both password fields.", "confirm"
+		return "", catalog.Text(l, "portal.password.mismatch"), "confirm"
 	}
 	return pw, "", ""
 }
@@ -585,9 +590,10 @@ func (h *handler) registerPassword(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	// A refused form comes back as typed (the passwords excepted), with
 	// the confirmation of the address, and names the field to fix.
+	l := h.lang(r)
 	refuse := func(msg, field string) {
-		v := h.passwordView("Create your account", s)
-		v.Notice = "Your address " + s.Email + " is confirmed."
+		v := h.passwordView(l, "portal.register.title", s)
+		v.Notice = catalog.Text(l, "portal.register.confirmed", "Email", s.Email)
 		v.Error, v.Field = msg, field
 		v.Form = map[string]string{}
 		for i := 1; i <= registerQuestions; i++ {
@@ -597,7 +603,7 @@ func (h *handler) registerPassword(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 		}
-		h.render(w, http.StatusBadRequest, "register", v)
+		h.render(w, r, http.StatusBadRequest, "register", v)
 	}
 	var questions [registerQuestions]int
 	var answers [registerQuestions]string
@@ -605,25 +611,25 @@ func (h *handler) registerPassword(w http.ResponseWriter, r *http.Request) {
 		n := i + 1
 		q, err := strconv.Atoi(r.PostForm.Get(fmt.Sprintf("q%d", n)))
 		if err != nil || q < 0 || q >= len(SecurityQuestions) {
-			refuse(fmt.Sprintf("Question %d: choose a question from the list.", n), fmt.Sprintf("q%d", n))
+			refuse(catalog.Text(l, "portal.register.question_none", "N", n), fmt.Sprintf("q%d", n))
 			return
 		}
 		for j := range i {
 			if questions[j] == q {
-				refuse(fmt.Sprintf("Question %d is the same as question %d. Choose a different question for question %d.", n, j+1, n), fmt.Sprintf("q%d", n))
+				refuse(catalog.Text(l, "portal.register.question_same", "N", n, "Other", j+1), fmt.Sprintf("q%d", n))
 				return
 			}
 		}
 		questions[i] = q
 		answers[i] = NormalizeAnswer(r.PostForm.Get(fmt.Sprintf("a%d", n)))
 		if len([]rune(answers[i])) < 2 {
-			refuse(fmt.Sprintf("Answer %d: answer each security question (at least two characters).", n), fmt.Sprintf("a%d", n))
+			refuse(catalog.Text(l, "portal.register.answer_none", "N", n), fmt.Sprintf("a%d", n))
 			return
 		}
 	}
 	pw, problem, field := h.newPassword(r)
 	if problem != "" {
-		refuse(problem+" Your questions and answers are kept below.", field)
+		refuse(catalog.Text(l, "portal.register.kept", "Problem", problem), field)
 		return
 	}
 	acct := keystore.Account{Email: s.Email, Created: h.now(), VerifiedAt: s.Created, PasswordSet: h.now()}
@@ -660,12 +666,13 @@ func (h *handler) registerPassword(w http.ResponseWriter, r *http.Request) {
 	h.goToMessage(w, r, s.Token, "")
 }
 
-func (h *handler) askedView(s *keystore.Session, acct keystore.Account) view {
-	v := view{Title: "Answer your security questions", Email: s.Email, Token: s.Token, AnswerTries: h.opts.Limits.AnswersPerReset.N}
+func (h *handler) askedView(l catalog.Lang, s *keystore.Session, acct keystore.Account) view {
+	v := view{Title: catalog.Text(l, "portal.answers.title"), Email: s.Email, Token: s.Token, AnswerTries: h.opts.Limits.AnswersPerReset.N, Lang: l}
+	questions := securityQuestions(l)
 	for i, q := range acct.Questions {
-		text := "Security question"
-		if q.Question >= 0 && q.Question < len(SecurityQuestions) {
-			text = SecurityQuestions[q.Question]
+		text := catalog.Text(l, "portal.answers.question")
+		if q.Question >= 0 && q.Question < len(questions) {
+			text = questions[q.Question]
 		}
 		v.Asked = append(v.Asked, askedAnswer{Index: i + 1, Question: text})
 	}
@@ -682,7 +689,7 @@ func (h *handler) resetAnswersPage(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, pageStoreFailed("account for a verified reset", cmpErr(err, keystore.ErrNotFound)))
 		return
 	}
-	h.render(w, http.StatusOK, "answers", h.askedView(s, acct))
+	h.render(w, r, http.StatusOK, "answers", h.askedView(h.lang(r), s, acct))
 }
 
 func (h *handler) resetAnswers(w http.ResponseWriter, r *http.Request) {
@@ -739,9 +746,9 @@ func (h *handler) resetAnswers(w http.ResponseWriter, r *http.Request) {
 			endReset()
 			return
 		}
-		v := h.askedView(s, acct)
-		v.Error = "At least one answer is not right. Answers are not case-sensitive; check the spelling."
-		h.render(w, http.StatusUnauthorized, "answers", v)
+		v := h.askedView(h.lang(r), s, acct)
+		v.Error = catalog.Text(v.Lang, "portal.answers.wrong")
+		h.render(w, r, http.StatusUnauthorized, "answers", v)
 		return
 	}
 	if err := h.opts.Store.ResetHits(ctx, key); err != nil {
@@ -766,7 +773,7 @@ func (h *handler) resetPasswordPage(w http.ResponseWriter, r *http.Request) {
 	if s == nil {
 		return
 	}
-	h.render(w, http.StatusOK, "newpassword", h.passwordView("Choose a new password", s))
+	h.render(w, r, http.StatusOK, "newpassword", h.passwordView(h.lang(r), "portal.newpassword.reset_title", s))
 }
 
 func (h *handler) resetPassword(w http.ResponseWriter, r *http.Request) {
@@ -776,9 +783,9 @@ func (h *handler) resetPassword(w http.ResponseWriter, r *http.Request) {
 	}
 	pw, problem, field := h.newPassword(r)
 	if problem != "" {
-		v := h.passwordView("Choose a new password", s)
+		v := h.passwordView(h.lang(r), "portal.newpassword.reset_title", s)
 		v.Error, v.Field = problem, field
-		h.render(w, http.StatusBadRequest, "newpassword", v)
+		h.render(w, r, http.StatusBadRequest, "newpassword", v)
 		return
 	}
 	if !h.setPassword(w, r, s, pw, "reset") {
@@ -813,8 +820,10 @@ func (h *handler) setPassword(w http.ResponseWriter, r *http.Request, s *keystor
 		return false
 	}
 	h.log.Info("portal: password "+how, "other_sessions_ended", n-1, "remote", h.clientIP(r))
-	err = h.sendNotice(ctx, s.Email, "The password of your secure messages account was changed",
-		"The password of your account for secure messages at\n"+h.opts.PortalURL+"/\nwas "+map[string]string{"reset": "reset", "change": "changed"}[how]+" on "+formatWhen(h.now(), time.UTC)+". Every other browser signed in to the account was signed out.\n\nIf this was you, there is nothing to do. If it was not, reset your password now from the sign-in page and tell the person who sends you secure messages.\n")
+	l := h.lang(r)
+	err = h.sendNotice(ctx, s.Email, catalog.Text(l, "text.mail.password_subject"),
+		catalog.Text(l, map[string]string{"reset": "text.mail.password_was_reset", "change": "text.mail.password_was_changed"}[how],
+			"PortalURL", h.opts.PortalURL, "When", catalog.Date(l, h.now())))
 	if err != nil {
 		h.log.Error("portal: could not send the password-change notice", "err", err)
 	}
@@ -826,7 +835,7 @@ func (h *handler) changePasswordPage(w http.ResponseWriter, r *http.Request) {
 	if s == nil {
 		return
 	}
-	h.render(w, http.StatusOK, "newpassword", h.passwordView("Change your password", s))
+	h.render(w, r, http.StatusOK, "newpassword", h.passwordView(h.lang(r), "portal.newpassword.change_title", s))
 }
 
 func (h *handler) changePassword(w http.ResponseWriter, r *http.Request) {
@@ -836,9 +845,9 @@ func (h *handler) changePassword(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	refuse := func(status int, msg string) {
-		v := h.passwordView("Change your password", s)
+		v := h.passwordView(h.lang(r), "portal.newpassword.change_title", s)
 		v.Error = msg
-		h.render(w, status, "newpassword", v)
+		h.render(w, r, status, "newpassword", v)
 	}
 	acct, found, err := h.account(ctx, s.Email)
 	if err != nil || !found {
@@ -851,7 +860,7 @@ func (h *handler) changePassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	if msg, err := h.passwordTry(ctx, s.Email, h.clientIP(r), acct, true); err != nil {
+	if msg, err := h.passwordTry(ctx, h.lang(r), s.Email, h.clientIP(r), acct, true); err != nil {
 		h.fail(w, r, pageStoreFailed("throttle", err))
 		return
 	} else if msg != "" {
@@ -868,7 +877,7 @@ func (h *handler) changePassword(w http.ResponseWriter, r *http.Request) {
 			h.fail(w, r, pageStoreFailed("throttle", err))
 			return
 		}
-		refuse(http.StatusUnauthorized, "Your current password is not right.")
+		refuse(http.StatusUnauthorized, catalog.Text(h.lang(r), "portal.newpassword.wrong"))
 		return
 	}
 	pw, problem, _ := h.newPassword(r)
@@ -879,8 +888,9 @@ func (h *handler) changePassword(w http.ResponseWriter, r *http.Request) {
 	if !h.setPassword(w, r, s, pw, "change") {
 		return
 	}
-	h.render(w, http.StatusOK, "plain", view{Title: "Your password was changed", Email: s.Email, SignedIn: true, Token: s.Token,
-		Notice: "Your new password works from now on. Every other browser signed in to your account was signed out, and we emailed you a note.",
+	l := h.lang(r)
+	h.render(w, r, http.StatusOK, "plain", view{Title: catalog.Text(l, "portal.newpassword.done_title"), Email: s.Email, SignedIn: true, Token: s.Token,
+		Notice: catalog.Text(l, "portal.newpassword.done"),
 		Back:   messagePath(s.Token)})
 }
 
@@ -894,6 +904,16 @@ func (h *handler) signout(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	h.clearCookie(w)
-	h.render(w, http.StatusOK, "plain", view{Title: "You are signed out",
-		Paragraphs: []string{"To read a secure message again, open its SecureMessageATT.html attachment and choose \"Click to read message\"."}})
+	l := h.lang(r)
+	h.render(w, r, http.StatusOK, "plain", view{Title: catalog.Text(l, "portal.signout.title"),
+		Paragraphs: []string{catalog.Text(l, "portal.signout.words")}})
+}
+
+func (h *handler) emailView(l catalog.Lang, token string) view {
+	return view{Title: catalog.Text(l, "portal.email.title"), Token: token, Lang: l,
+		Paragraphs: []string{catalog.Text(l, "portal.email.intro")}}
+}
+
+func (h *handler) emailPage(w http.ResponseWriter, r *http.Request, token string) {
+	h.render(w, r, http.StatusOK, "email", h.emailView(h.lang(r), token))
 }

@@ -9,18 +9,20 @@ import (
 	"strings"
 	"time"
 
+	"github.com/securemail/securemail/internal/catalog"
 	"github.com/securemail/securemail/keystore"
 )
 
 // pageError is a request the portal answers with a page in words instead
-// of what was asked for. title and words are what the recipient reads and
-// never carry internal detail; cause is for the log only. Every error page
-// is one, and h.fail is the one place that turns it into a page and a log
-// line (as milter.Reply is for SMTP replies).
+// of what was asked for. title and words are what the recipient reads, in
+// the request's language, and never carry internal detail; cause is for
+// the log only. Every error page is one, and h.fail is the one place that
+// turns it into a page and a log line (as milter.Reply is for SMTP
+// replies).
 type pageError struct {
 	status int
-	title  string
-	words  []string // the page's paragraphs
+	title  entry
+	words  []entry // the page's paragraphs
 	cause  error
 	level  slog.Level // of the log line; the zero value is Info
 	// retryAfter, when positive, is sent as Retry-After in seconds.
@@ -30,8 +32,43 @@ type pageError struct {
 	closeConn bool
 }
 
+// entry is a catalogue entry with its field values, rendered when the
+// page's language is known. A value that is a localized is rendered in
+// that language too (a duration, a size, a date).
+type entry struct {
+	key  string
+	args []any // "Name", value, ...
+}
+
+// localized is a field value that depends on the language.
+type localized func(catalog.Lang) string
+
+func say(key string, nameValues ...any) entry { return entry{key, nameValues} }
+
+func (m entry) in(l catalog.Lang) string {
+	args := make([]any, len(m.args))
+	for i, a := range m.args {
+		if f, ok := a.(localized); ok {
+			a = f(l)
+		}
+		args[i] = a
+	}
+	return catalog.Text(l, m.key, args...)
+}
+
+// page returns e's title and paragraphs in l.
+func (e *pageError) page(l catalog.Lang) (string, []string) {
+	words := make([]string, len(e.words))
+	for i, w := range e.words {
+		words[i] = w.in(l)
+	}
+	return e.title.in(l), words
+}
+
+// Error is for the log, so it is in English whatever the reader's
+// language.
 func (e *pageError) Error() string {
-	s := "portal: " + strconv.Itoa(e.status) + " " + e.title
+	s := "portal: " + strconv.Itoa(e.status) + " " + e.title.in(catalog.English)
 	if e.cause != nil {
 		s += ": " + e.cause.Error()
 	}
@@ -59,7 +96,9 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if pe.closeConn {
 		w.Header().Set("Connection", "close")
 	}
-	h.render(w, pe.status, "plain", view{Title: pe.title, Paragraphs: pe.words})
+	l := h.lang(r)
+	title, words := pe.page(l)
+	h.render(w, r, pe.status, "plain", view{Title: title, Paragraphs: words, Lang: l})
 }
 
 // routePattern names r's route ("POST /m/{token}/reply") for the log; ""
@@ -76,142 +115,143 @@ func (h *handler) routePattern(r *http.Request) string {
 // retrySeconds is Retry-After for a budget that frees up after d.
 func retrySeconds(d time.Duration) int { return int(d.Seconds()) + 1 }
 
+// waitFor is d as a page says "Please wait {Wait}", in the page's
+// language.
+func waitFor(d time.Duration) localized {
+	return func(l catalog.Lang) string { return durationWords(l, d) }
+}
+
+// sizeIn is humanSize written as l writes numbers: "1,5 MB" in German.
+func sizeIn(n int64) localized {
+	return func(l catalog.Lang) string {
+		s := humanSize(n)
+		if l == catalog.German {
+			s = strings.NewReplacer(".", ",", " bytes", " Byte", " byte", " Byte").Replace(s)
+		}
+		return s
+	}
+}
+
 // The catalogue of error pages. Causes given here for pages without an
 // underlying error say in the log why the page was shown.
 
 func pageFormUnreadable(err error) *pageError {
-	return &pageError{status: http.StatusBadRequest, title: "This form could not be read", cause: err,
-		words: []string{"The form was too large or damaged on its way. Go back and try again."}}
+	return &pageError{status: http.StatusBadRequest, title: say("error.form_unreadable.title"), cause: err,
+		words: []entry{say("error.form_unreadable.text")}}
 }
 
 func pageStartOver() *pageError {
-	return &pageError{status: http.StatusUnauthorized, title: "Please open your message again",
+	return &pageError{status: http.StatusUnauthorized, title: say("error.open_again.title"),
 		cause: errors.New("no session at the stage this page needs"),
-		words: []string{
-			"Your visit ended, or this page was reached out of order. Open the SecureMessageATT.html attachment in your email again and choose \"Click to read message\".",
-			"This site needs a cookie to remember each step. If your browser blocks cookies, allow them for this site and try again.",
-		}}
+		words: []entry{say("error.start_over.text"), say("error.start_over.cookies")}}
 }
 
 func pageAccountExists(email string) *pageError {
-	return &pageError{status: http.StatusConflict, title: "You already have an account",
+	return &pageError{status: http.StatusConflict, title: say("error.account_exists.title"),
 		cause: errors.New("registration for an address that has an account"),
-		words: []string{"An account for " + email + " exists. Open the message again and sign in with your password."}}
+		words: []entry{say("error.account_exists.text", "Email", email)}}
 }
 
 func pageTooManyAnswers() *pageError {
-	return &pageError{status: http.StatusUnauthorized, title: "Too many wrong answers",
+	return &pageError{status: http.StatusUnauthorized, title: say("error.too_many_answers.title"),
 		cause: errors.New("security answers budget spent; reset ended"),
-		words: []string{"The answers were wrong too many times, so this reset has ended. Open your message again and ask for a new code to start over."}}
+		words: []entry{say("error.too_many_answers.text")}}
 }
 
 // pageBusy answers a request that found the password checks or the mail
 // queue full: at once, in words, instead of after a long wait.
 func pageBusy(cause error) *pageError {
-	return &pageError{status: http.StatusServiceUnavailable, title: "This server is busy", cause: cause,
+	return &pageError{status: http.StatusServiceUnavailable, title: say("error.busy.title"), cause: cause,
 		level: slog.LevelWarn, retryAfter: 60,
-		words: []string{"Too many people are using this site right now. Nothing was lost. Please try again in a minute."}}
+		words: []entry{say("error.busy.text")}}
 }
 
 func pageTooManyUploads() *pageError {
-	return &pageError{status: http.StatusTooManyRequests, title: "Too many uploads at once",
+	return &pageError{status: http.StatusTooManyRequests, title: say("error.too_many_uploads.title"),
 		cause: errors.New("too many uploads in progress from this client"), retryAfter: 60,
-		words: []string{"Your browser is already sending several messages to this server. Wait until they have finished, then try again."}}
+		words: []entry{say("error.too_many_uploads.text")}}
 }
 
 func pageUploadTooSlow(cause error) *pageError {
-	return &pageError{status: http.StatusRequestTimeout, title: "The upload was too slow", cause: cause, closeConn: true,
-		words: []string{"Your browser sent the message too slowly, so this server stopped waiting. Check your connection and try again."}}
+	return &pageError{status: http.StatusRequestTimeout, title: say("error.upload_too_slow.title"), cause: cause, closeConn: true,
+		words: []entry{say("error.upload_too_slow.text")}}
 }
 
 func pageSpoolFull(cause error) *pageError {
-	return &pageError{status: http.StatusServiceUnavailable, title: "This server is busy", cause: cause,
+	return &pageError{status: http.StatusServiceUnavailable, title: say("error.busy.title"), cause: cause,
 		level: slog.LevelWarn, retryAfter: 300,
-		words: []string{"Too many messages are being read right now, so this server cannot take yours at the moment. Nothing was lost. Please open the attachment again in a few minutes."}}
+		words: []entry{say("error.spool_full.text")}}
 }
 
 func pageTooManyOpened(retry time.Duration) *pageError {
-	return &pageError{status: http.StatusTooManyRequests, title: "Too many messages opened",
+	return &pageError{status: http.StatusTooManyRequests, title: say("error.too_many_opened.title"),
 		cause: errors.New("upload budget of this client spent"), retryAfter: retrySeconds(retry),
-		words: []string{"Your browser has sent this server a great many messages in a short time. Please wait " + humanDuration(retry) + " and open the attachment again."}}
+		words: []entry{say("error.too_many_opened.text", "Wait", waitFor(retry))}}
 }
 
 // pageTooManyLinks is pageTooManyOpened for a phone link: one budget.
 func pageTooManyLinks(retry time.Duration) *pageError {
-	return &pageError{status: http.StatusTooManyRequests, title: "Too many messages opened",
+	return &pageError{status: http.StatusTooManyRequests, title: say("error.too_many_opened.title"),
 		cause: errors.New("upload budget of this client spent (phone link)"), retryAfter: retrySeconds(retry),
-		words: []string{"Your browser has opened a great many messages on this server in a short time. Please wait " + humanDuration(retry) + " and follow the link again."}}
+		words: []entry{say("error.too_many_links.text", "Wait", waitFor(retry))}}
 }
 
 func pageUnknownLink(cause error) *pageError {
-	return &pageError{status: http.StatusNotFound, title: "This link does not work", cause: cause,
-		words: []string{
-			"This site knows no message under this link. Check that you opened the whole link from the email; some apps cut long links.",
-			"You can also read the message from the email's attachment: open SecureMessageATT.html and choose \"Click to read message\".",
-		}}
+	return &pageError{status: http.StatusNotFound, title: say("error.unknown_link.title"), cause: cause,
+		words: []entry{say("error.unknown_link.text"), say("error.unknown_link.attachment")}}
 }
 
 // pageLinkEnded explains a link whose copy is gone while the message can
 // still be read from the attachment.
 func pageLinkEnded(c keystore.ServerCopy, cause error) *pageError {
-	when := "for a limited time"
+	kept := say("error.link_ended.kept_for_time")
 	if c.Deleted.IsZero() || !c.Deleted.Before(c.Until) {
-		when = "until " + c.Until.UTC().Format(linkDateLayout)
+		kept = say("error.link_ended.kept_until", "Until", localized(func(l catalog.Lang) string {
+			if l == catalog.German {
+				return catalog.Date(l, c.Until)
+			}
+			return c.Until.UTC().Format(linkDateLayout)
+		}))
 	}
-	return &pageError{status: http.StatusGone, title: "This link has ended", cause: cause,
-		words: []string{
-			"The link opened a copy of your message that this site kept " + when + " for reading on a phone. That copy has been deleted.",
-			"Your message can still be read: open the attachment SecureMessageATT.html in the email, on a computer if your phone cannot open it, and choose \"Click to read message\".",
-		}}
+	return &pageError{status: http.StatusGone, title: say("error.link_ended.title"), cause: cause,
+		words: []entry{kept, say("error.link_ended.attachment")}}
 }
 
 // pageLinkRevoked and pageLinkExpired are pageRevoked and pageExpired for
 // a link: its copy went with the key.
 func pageLinkRevoked(cause error) *pageError {
-	return &pageError{status: http.StatusGone, title: "The sender withdrew this secure message", cause: cause,
-		words: []string{
-			"This message can no longer be opened, because it was withdrawn. The copy that this link opened has been deleted from this site, and the attachment in the email cannot be opened either.",
-			"If you still need the message, please ask the sender.",
-		}}
+	return &pageError{status: http.StatusGone, title: say("error.revoked.title"), cause: cause,
+		words: []entry{say("error.link_revoked.text"), say("error.link_revoked.ask")}}
 }
 
 func pageLinkExpired(cause error) *pageError {
-	return &pageError{status: http.StatusGone, title: "This secure message has expired", cause: cause,
-		words: []string{
-			"Secure messages can be read for a limited time, and this one can no longer be opened. The copy that this link opened has been deleted from this site, and nobody can read the message now, here or anywhere else.",
-			"If you still need it, please ask the sender to send it again.",
-		}}
+	return &pageError{status: http.StatusGone, title: say("error.expired.title"), cause: cause,
+		words: []entry{say("error.link_expired.text"), say("error.expired.ask")}}
 }
 
 func pageMessageTooLarge(cause error) *pageError {
-	return &pageError{status: http.StatusRequestEntityTooLarge, title: "This message is too large", cause: cause,
-		words: []string{"What your browser sent is larger than any secure message this server sends, so it is not one of ours. Please ask the sender to send the message again."}}
+	return &pageError{status: http.StatusRequestEntityTooLarge, title: say("error.message_too_large.title"), cause: cause,
+		words: []entry{say("error.message_too_large.text")}}
 }
 
 func pageDamaged(cause error) *pageError {
-	return &pageError{status: http.StatusBadRequest, title: "This secure message is damaged", cause: cause,
-		words: []string{
-			"The attachment did not arrive complete or was changed on its way, so it cannot be opened. Nothing in it was shown to anyone.",
-			"Please ask the sender to send the message again. If you opened SecureMessageATT.html in an app other than a web browser, save it and open it in a browser.",
-		}}
+	return &pageError{status: http.StatusBadRequest, title: say("error.damaged.title"), cause: cause,
+		words: []entry{say("error.damaged.text"), say("error.damaged.again")}}
 }
 
 func pageEnvelopeGone(cause error) *pageError {
-	return &pageError{status: http.StatusNotFound, title: "Please open your message again", cause: cause,
-		words: []string{"This page was open for a long time, so the copy of your message on this site was removed. Open the SecureMessageATT.html attachment again and choose \"Click to read message\"."}}
+	return &pageError{status: http.StatusNotFound, title: say("error.open_again.title"), cause: cause,
+		words: []entry{say("error.envelope_gone.text")}}
 }
 
 func pageExpired(cause error) *pageError {
-	return &pageError{status: http.StatusGone, title: "This secure message has expired", cause: cause,
-		words: []string{
-			"Secure messages can be read for a limited time, and this one can no longer be opened. Nobody can read it now, here or anywhere else.",
-			"If you still need it, please ask the sender to send it again.",
-		}}
+	return &pageError{status: http.StatusGone, title: say("error.expired.title"), cause: cause,
+		words: []entry{say("error.expired.text"), say("error.expired.ask")}}
 }
 
 func pageRevoked(cause error) *pageError {
-	return &pageError{status: http.StatusGone, title: "The sender withdrew this secure message", cause: cause,
-		words: []string{"This message can no longer be opened, because it was withdrawn. If you still need it, please ask the sender."}}
+	return &pageError{status: http.StatusGone, title: say("error.revoked.title"), cause: cause,
+		words: []entry{say("error.revoked.text")}}
 }
 
 // unrouted answers, instead of the mux's plain text, a request no route
@@ -237,95 +277,94 @@ func (h *handler) unrouted(w http.ResponseWriter, r *http.Request) error {
 }
 
 func pageNoSuchPage() *pageError {
-	return &pageError{status: http.StatusNotFound, title: "There is no such page here",
+	return &pageError{status: http.StatusNotFound, title: say("error.no_such_page.title"),
 		cause: errors.New("no route for this path"),
-		words: []string{"The address you followed does not lead to a page of this site.",
-			"To read a secure message, open the SecureMessageATT.html attachment of its email again and choose \"Click to read message\"."}}
+		words: []entry{say("error.no_such_page.text"), say("error.no_such_page.attachment")}}
 }
 
 func pageWrongMethod(method string) *pageError {
-	return &pageError{status: http.StatusMethodNotAllowed, title: "This page cannot be used that way",
+	return &pageError{status: http.StatusMethodNotAllowed, title: say("error.wrong_method.title"),
 		cause: fmt.Errorf("method %.16q not allowed here", method),
-		words: []string{"Your browser asked for this page in a way the page does not answer. Go back and try again, or open the attachment of the email again."}}
+		words: []entry{say("error.wrong_method.text")}}
 }
 
 func pageCannotShow(cause error) *pageError {
-	return &pageError{status: http.StatusUnprocessableEntity, title: "This message cannot be shown", cause: cause,
+	return &pageError{status: http.StatusUnprocessableEntity, title: say("error.cannot_show.title"), cause: cause,
 		level: slog.LevelWarn,
-		words: []string{"The message was decrypted, but its content is not in a form this page can show. Please ask the sender to send it again, perhaps without special formatting."}}
+		words: []entry{say("error.cannot_show.text")}}
 }
 
 func pageNoSuchAttachment(cause error) *pageError {
-	return &pageError{status: http.StatusNotFound, title: "No such attachment", cause: cause,
-		words: []string{"This message has no such attachment."}}
+	return &pageError{status: http.StatusNotFound, title: say("error.no_such_attachment.title"), cause: cause,
+		words: []entry{say("error.no_such_attachment.text")}}
 }
 
 func pageAttachmentUnreadable(cause error) *pageError {
-	return &pageError{status: http.StatusUnprocessableEntity, title: "This attachment cannot be opened", cause: cause,
+	return &pageError{status: http.StatusUnprocessableEntity, title: say("error.attachment_unreadable.title"), cause: cause,
 		level: slog.LevelWarn,
-		words: []string{"The attachment is not in a form this page can send. Please ask the sender to send it again."}}
+		words: []entry{say("error.attachment_unreadable.text")}}
 }
 
 func pageReplyUnreadable(cause error) *pageError {
-	return &pageError{status: http.StatusBadRequest, title: "Your reply could not be read", cause: cause,
-		words: []string{"The form was damaged on its way. Go back and try again."}}
+	return &pageError{status: http.StatusBadRequest, title: say("error.reply_unreadable.title"), cause: cause,
+		words: []entry{say("error.reply_unreadable.text")}}
 }
 
 func pageReplyEmpty() *pageError {
-	return &pageError{status: http.StatusBadRequest, title: "Your reply is empty",
+	return &pageError{status: http.StatusBadRequest, title: say("error.reply_empty.title"),
 		cause: errors.New("reply without text or files"),
-		words: []string{"Go back, write your reply and send it again."}}
+		words: []entry{say("error.reply_empty.text")}}
 }
 
 func pageNobodyToReply() *pageError {
-	return &pageError{status: http.StatusUnprocessableEntity, title: "There is nobody to reply to",
+	return &pageError{status: http.StatusUnprocessableEntity, title: say("error.nobody_to_reply.title"),
 		cause: errors.New("the message names no sender to reply to"),
-		words: []string{"This message does not say who sent it, so a reply cannot be addressed. Contact the sender another way."}}
+		words: []entry{say("error.nobody_to_reply.text")}}
 }
 
 func pageTooManyReplies(limit int, retry time.Duration) *pageError {
-	return &pageError{status: http.StatusTooManyRequests, title: "You have sent many replies",
+	return &pageError{status: http.StatusTooManyRequests, title: say("error.too_many_replies.title"),
 		cause: errors.New("reply budget of this account spent"), retryAfter: retrySeconds(retry),
-		words: []string{"Your reply was not sent: this account has sent " + strconv.Itoa(limit) + " replies recently, which is as many as we allow in a while. Please wait " + humanDuration(retry) + " and send it again."}}
+		words: []entry{say("error.too_many_replies.text", "Limit", limit, "Wait", waitFor(retry))}}
 }
 
 func pageReplyTooLarge(limit int64, cause error) *pageError {
-	return &pageError{status: http.StatusRequestEntityTooLarge, title: "Your reply is too large", cause: cause,
-		words: []string{"Your reply was not sent: with its attachments it is larger than " + humanSize(limit) + ". Go back and attach fewer or smaller files."}}
+	return &pageError{status: http.StatusRequestEntityTooLarge, title: say("error.reply_too_large.title"), cause: cause,
+		words: []entry{say("error.reply_too_large.text", "Size", sizeIn(limit))}}
 }
 
 func pageReplyNotSent(cause error) *pageError {
-	return &pageError{status: http.StatusServiceUnavailable, title: "Your reply was not sent", cause: cause,
+	return &pageError{status: http.StatusServiceUnavailable, title: say("error.reply_not_sent.title"), cause: cause,
 		level: slog.LevelError,
-		words: []string{"This server could not send your reply just now. Nothing was sent. Go back and try again in a few minutes."}}
+		words: []entry{say("error.reply_not_sent.text")}}
 }
 
 func pageCrossOrigin() *pageError {
-	return &pageError{status: http.StatusForbidden, title: "This form came from another site",
+	return &pageError{status: http.StatusForbidden, title: say("error.cross_origin.title"),
 		cause: errors.New("cross-origin request refused"),
-		words: []string{"For your safety this page only accepts forms sent from this site. Go back, reload the page and try again."}}
+		words: []entry{say("error.cross_origin.text")}}
 }
 
 func pageNotEnabled() *pageError {
-	return &pageError{status: http.StatusServiceUnavailable, title: "Reading is not enabled on this server",
+	return &pageError{status: http.StatusServiceUnavailable, title: say("error.not_enabled.title"),
 		cause: errors.New("reading is not configured (keys, store, master key, spool or mailer missing)"),
-		words: []string{"This server encrypts outgoing mail, but reading secure messages here is not set up. Your message is safe and still encrypted; please ask the sender to contact you another way."}}
+		words: []entry{say("error.not_enabled.text")}}
 }
 
 // pageStoreFailed answers a request whose store call failed for a reason
 // that is not the user's.
 func pageStoreFailed(op string, err error) *pageError {
-	return &pageError{status: http.StatusServiceUnavailable, title: "Please try again in a minute",
+	return &pageError{status: http.StatusServiceUnavailable, title: say("error.store_failed.title"),
 		cause: fmt.Errorf("%s: %w", op, err), level: slog.LevelError,
-		words: []string{"This server could not finish your request just now. Nothing was lost. Please try again in a minute."}}
+		words: []entry{say("error.store_failed.text")}}
 }
 
 // pageInternal is the page of a bug: a panic, a template that failed, an
 // error nobody turned into a page.
 func pageInternal(cause error) *pageError {
-	return &pageError{status: http.StatusInternalServerError, title: "Something went wrong", cause: cause,
+	return &pageError{status: http.StatusInternalServerError, title: say("error.internal.title"), cause: cause,
 		level: slog.LevelError,
-		words: []string{"This page could not be shown because of a problem on this server. Please try again in a few minutes."}}
+		words: []entry{say("error.internal.text")}}
 }
 
 // pageHashFailed answers a request whose argon2 work could not run: busy

@@ -355,11 +355,58 @@ func TestErrorPageCatalogue(t *testing.T) {
 		{"a plain error", cause, 500, "Something went wrong", ""},
 		{"a wrapped pageError", fmt.Errorf("reply: %w", pageReplyEmpty()), 400, "Your reply is empty", ""},
 	}
+	// German words that come from the constructor's values, written as
+	// German writes them.
+	german := map[string][]string{
+		"pageAccountExists":  {"Für bob@external.test gibt es bereits ein Konto."},
+		"pageTooManyOpened":  {"Bitte warten Sie 2 Minuten und"},
+		"pageTooManyLinks":   {"Bitte warten Sie 2 Minuten und"},
+		"pageLinkEnded":      {"bis Dienstag, 1. Dezember 2026 um 09:00 UTC zum Lesen"},
+		"pageTooManyReplies": {"zuletzt 20 Antworten gesendet"},
+		"pageReplyTooLarge":  {"größer als 1,0 MB."},
+	}
 	for _, c := range cases {
 		logs.Reset()
 		rec := httptest.NewRecorder()
 		p.h.fail(rec, httptest.NewRequest("POST", "/m/AAAAAAAAAAAAAAAAAAAAAA/reply", nil), c.err)
 		body := rec.Body.String()
+		// The same page for a German reader: every title and paragraph
+		// in German, every field filled, the status and headers as in
+		// English, the cause as far off the page.
+		deReq := httptest.NewRequest("POST", "/m/AAAAAAAAAAAAAAAAAAAAAA/reply", nil)
+		deReq.Header.Set("Accept-Language", "de-DE,de;q=0.9,en;q=0.5")
+		de := httptest.NewRecorder()
+		p.h.fail(de, deReq, c.err)
+		deBody := de.Body.String()
+		if de.Code != c.status || de.Header().Get("Retry-After") != c.retry || de.Header().Get("Content-Language") != "de" ||
+			!strings.Contains(deBody, `<html lang="de">`) {
+			t.Errorf("%s in German: %d, Retry-After %q, Content-Language %q, want %d, %q, de:\n%s", c.ctor, de.Code,
+				de.Header().Get("Retry-After"), de.Header().Get("Content-Language"), c.status, c.retry, deBody)
+		}
+		enTitle, enWords := pageWords(body)
+		deTitle, deWords := pageWords(deBody)
+		if enTitle == "" || deTitle == "" || deTitle == enTitle || len(deWords) != len(enWords) {
+			t.Errorf("%s: German title %q and %d paragraphs, English %q and %d", c.ctor, deTitle, len(deWords), enTitle, len(enWords))
+		}
+		for _, w := range enWords {
+			if strings.Contains(deBody, w) {
+				t.Errorf("%s: the German page has the English words %q", c.ctor, w)
+			}
+		}
+		for _, want := range german[c.ctor] {
+			if !strings.Contains(deBody, want) {
+				t.Errorf("%s: the German page lacks %q:\n%s", c.ctor, want, deBody)
+			}
+		}
+		for lang, b := range map[string]string{"English": body, "German": deBody} {
+			if m := unfilledField.FindString(b); m != "" {
+				t.Errorf("%s: the %s page leaves %s unfilled:\n%s", c.ctor, lang, m, b)
+			}
+		}
+		showsNoInternalDetail(t, c.ctor+" in German", deBody, []string{leakyCause})
+		logs.Reset()
+		rec = httptest.NewRecorder()
+		p.h.fail(rec, httptest.NewRequest("POST", "/m/AAAAAAAAAAAAAAAAAAAAAA/reply", nil), c.err)
 		if rec.Code != c.status || !strings.Contains(body, "<h1>"+html.EscapeString(c.title)+"</h1>") || rec.Header().Get("Retry-After") != c.retry {
 			t.Errorf("%s: %d, Retry-After %q, want %d %q, Retry-After %q:\n%s", c.ctor, rec.Code, rec.Header().Get("Retry-After"), c.status, c.title, c.retry, body)
 		}
@@ -397,6 +444,64 @@ func TestErrorPageCatalogue(t *testing.T) {
 		if !listed[fn.Name.Name] {
 			t.Errorf("constructor %s is not in the catalogue table", fn.Name.Name)
 		}
+	}
+}
+
+// unfilledField is a catalogue field left in a page: {Name}.
+var unfilledField = regexp.MustCompile(`\{[A-Za-z][A-Za-z0-9]*\}`)
+
+var (
+	pageHeading   = regexp.MustCompile(`<h1>(.*?)</h1>`)
+	pageParagraph = regexp.MustCompile(`<p>(.*?)</p>`)
+)
+
+// pageWords returns an error page's title and paragraphs as HTML.
+func pageWords(body string) (string, []string) {
+	var title string
+	if m := pageHeading.FindStringSubmatch(body); m != nil {
+		title = m[1]
+	}
+	var words []string
+	for _, m := range pageParagraph.FindAllStringSubmatch(body, -1) {
+		words = append(words, m[1])
+	}
+	return title, words
+}
+
+// The log of an error page is for the operator and stays English
+// whatever the reader's language.
+func TestErrorPageLogIsEnglish(t *testing.T) {
+	t.Parallel()
+	if got := pageTooManyReplies(20, time.Hour).Error(); got != "portal: 429 You have sent many replies: reply budget of this account spent" {
+		t.Errorf("Error() = %q", got)
+	}
+}
+
+// A German reader who comes back to a message whose copy is gone reads
+// the error page in German, and its switch leads to the same page in
+// English.
+func TestErrorPageInGerman(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	b := e.browser()
+	const link = "/m/AAAAAAAAAAAAAAAAAAAAAA"
+	de := map[string]string{"Accept-Language": "de"}
+	r := b.getWith(link, de)
+	if r.status != http.StatusNotFound || r.header.Get("Content-Language") != "de" || !strings.Contains(r.body, `<html lang="de">`) ||
+		!strings.Contains(r.body, "<h1>Bitte öffnen Sie Ihre Nachricht erneut</h1>") || !strings.Contains(r.body, "„Nachricht lesen“") {
+		t.Fatalf("Accept-Language de: %d, Content-Language %q, not the German page:\n%s", r.status, r.header.Get("Content-Language"), r.body)
+	}
+	const sw = `<a href="/lang/en?back=%2Fm%2FAAAAAAAAAAAAAAAAAAAAAA" lang="en" hreflang="en">English</a>`
+	if !strings.Contains(r.body, sw) {
+		t.Fatalf("the German error page has no switch to English back to it:\n%s", r.body)
+	}
+	r = b.get("/lang/en?back=%2Fm%2FAAAAAAAAAAAAAAAAAAAAAA")
+	if r.status != http.StatusSeeOther || r.header.Get("Location") != link {
+		t.Fatalf("the switch: %d to %q, want 303 to %s", r.status, r.header.Get("Location"), link)
+	}
+	r = b.getWith(r.header.Get("Location"), de)
+	if r.status != http.StatusNotFound || !strings.Contains(r.body, `<html lang="en">`) || !strings.Contains(r.body, "<h1>Please open your message again</h1>") {
+		t.Fatalf("after the switch: %d, not the English page:\n%s", r.status, r.body)
 	}
 }
 

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"html/template"
 	"net/http"
+	"regexp"
+
+	"github.com/securemail/securemail/internal/catalog"
 )
 
 // view is what every page template gets; each page uses the fields it
@@ -40,6 +43,10 @@ type view struct {
 	Back string
 
 	Brand brandView // set by render from Token (brand.go)
+	// Lang is the page's language and Langs the switch to the others; set
+	// by render from the request unless a handler set Lang.
+	Lang  catalog.Lang
+	Langs []langLink
 }
 
 // codeView is the sign-in page's code part: with Form, the words above
@@ -66,22 +73,23 @@ type sentReply struct {
 }
 
 const layout = `<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
+<html lang="{{.Lang}}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{.Title}}{{if .Brand.Org}} · {{.Brand.Org}}{{else if ne .Title "Secure messages"}} · Secure messages{{end}}</title>
+<title>{{.Title}}{{if .Brand.Org}} · {{.Brand.Org}}{{else if ne .Title (print (t "portal.service"))}} · {{t "portal.service"}}{{end}}</title>
 <link rel="stylesheet" href="/static/portal.css">
 {{with .Brand.ID}}<link rel="stylesheet" href="/static/brand/{{.}}/style.css">
 {{end}}</head><body>
-<header class="bar">{{if .Brand.ID}}<span class="brand">{{if .Brand.Logo}}<img src="/static/brand/{{.Brand.ID}}/logo" alt="{{if .Brand.Org}}{{.Brand.Org}} logo{{else}}Sender's logo{{end}}">{{end}}<span class="name">{{if .Brand.Org}}{{.Brand.Org}} · {{end}}Secure messages</span></span>{{else}}<span class="brand"><span class="name">Secure messages</span></span>{{end}}{{if .SignedIn}}<span class="who"><span class="vh">Signed in as </span>{{.Email}}</span> <a href="/account/password">Change password</a> <form method="post" action="/signout"><button class="link" type="submit">Sign out</button></form>{{end}}</header>
+<header class="bar">{{if .Brand.ID}}<span class="brand">{{if .Brand.Logo}}<img src="/static/brand/{{.Brand.ID}}/logo" alt="{{if .Brand.Org}}{{t "page.logo_alt_org" "Org" .Brand.Org}}{{else}}{{t "page.logo_alt"}}{{end}}">{{end}}<span class="name">{{if .Brand.Org}}{{.Brand.Org}} · {{end}}{{t "portal.service"}}</span></span>{{else}}<span class="brand"><span class="name">{{t "portal.service"}}</span></span>{{end}}{{if .SignedIn}}<span class="who"><span class="vh">{{t "portal.signed_in_as"}} </span>{{.Email}}</span> <a href="/account/password">{{t "portal.change_password"}}</a> <form method="post" action="/signout"><button class="link" type="submit">{{t "portal.sign_out"}}</button></form>{{end}}</header>
 <main>
 <h1>{{.Title}}</h1>
 {{if .Error}}<p class="error" role="alert" id="form-error">{{.Error}}</p>{{end}}
 {{if .Notice}}<p class="notice" role="status">{{.Notice}}</p>{{end}}
 {{range .Paragraphs}}<p>{{.}}</p>{{end}}
 {{template "content" .}}
-{{with .Back}}<p class="back"><a href="{{.}}">Back to the message</a></p>{{end}}
+{{with .Back}}<p class="back"><a href="{{.}}">{{t "portal.back"}}</a></p>{{end}}
 {{with .Brand.Support}}<p class="support">{{.}}</p>{{end}}
 </main>
+<footer class="langs" aria-label="{{t "portal.languages"}}">{{range .Langs}}<a href="{{.URL}}" lang="{{.Lang}}" hreflang="{{.Lang}}">{{.Name}}</a>{{end}}</footer>
 </body></html>
 `
 
@@ -90,126 +98,94 @@ var pageSources = map[string]string{
 
 	"email": `<form method="post" action="/email">
 <input type="hidden" name="token" value="{{.Token}}">
-<label for="email">Your email address</label>
+<label for="email">{{t "portal.email.label"}}</label>
 <input id="email" name="email" type="email" autocomplete="email" required value="{{.Email}}"{{invalid $ "email"}}>
-<p class="hint">Use the address this secure message was sent to.</p>
-<label class="check"><input type="checkbox" name="remember" value="1"{{if .Remember}} checked{{end}}> Remember my email address on this device</label>
-<p class="hint">Only the address is kept, in this browser, so that next time you go straight to your password. Leave it unticked on a shared computer.</p>
-<button type="submit">Continue</button>
+<p class="hint">{{t "portal.email.hint"}}</p>
+<label class="check"><input type="checkbox" name="remember" value="1"{{if .Remember}} checked{{end}}> {{t "portal.email.remember"}}</label>
+<p class="hint">{{t "portal.email.remember_hint"}}</p>
+<button type="submit">{{t "portal.continue"}}</button>
 </form>`,
 
-	"signin": `<p>Signing in as <strong>{{.Email}}</strong>. <a class="tap" href="/m/{{.Token}}?change=1">Not you? Use another address</a></p>
-<h2>Have a password?</h2>
+	"signin": `<p>{{t "portal.signin.as" "Email" .Email}} <a class="tap" href="/m/{{.Token}}?change=1">{{t "portal.signin.not_you"}}</a></p>
+<h2>{{t "portal.signin.have_password"}}</h2>
 <form method="post" action="/signin">
 <input type="hidden" name="token" value="{{.Token}}">
-<label for="password">Password</label>
+<label for="password">{{t "portal.signin.password"}}</label>
 <input id="password" name="password" type="password" autocomplete="current-password" required>
-<button type="submit">Sign in</button>
+<button type="submit">{{t "portal.signin.button"}}</button>
 </form>
 <section class="choices">
-<h2>First time here, or forgot your password?</h2>
+<h2>{{t "portal.signin.first_time"}}</h2>
 {{if .Code.Form}}<p>{{.Code.Words}}</p>
 <form method="post" action="/code">
-<label for="code">Code from the email</label>
+<label for="code">{{t "portal.code.label"}}</label>
 <input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9 ]*" maxlength="12" required{{invalid $ "code"}}>
-<p class="hint">The code has 8 digits and works for 10 minutes; you have {{codeTries}} tries. The first time, you then choose a password; if you forgot yours, we ask your security questions.</p>
-<button type="submit">Check the code</button>
+<p class="hint">{{t "portal.code.hint" "Tries" codeTries}}</p>
+<button type="submit">{{t "portal.code.check"}}</button>
 </form>
-<form method="post" action="/email" class="after">{{template "again" .}}<button class="secondary" type="submit">Send a new code</button></form>
-{{else}}<p>We email you a code that proves this address is yours. The first time, you then choose a password; if you forgot yours, we ask your security questions.</p>
-<form method="post" action="/email">{{template "again" .}}<button class="secondary" type="submit">Email me a code</button></form>
+<form method="post" action="/email" class="after">{{template "again" .}}<button class="secondary" type="submit">{{t "portal.code.send_new"}}</button></form>
+{{else}}<p>{{t "portal.code.explain"}}</p>
+<form method="post" action="/email">{{template "again" .}}<button class="secondary" type="submit">{{t "portal.code.email_me"}}</button></form>
 {{end}}</section>`,
 
-	"register": `<div class="rules"><p><strong>Choose a password</strong></p><ul>
-<li>At least {{.MinPassword}} characters; up to {{.MaxPassword}}. Spaces and any letters are fine: a few ordinary words make a good password.</li>
-<li>Not a password that is often used or has leaked before; we check a list.</li>
+	"register": `<div class="rules"><p><strong>{{t "portal.register.choose"}}</strong></p><ul>
+<li>{{t "portal.register.rule_length" "Min" .MinPassword "Max" .MaxPassword}}</li>
+<li>{{t "portal.register.rule_list"}}</li>
 </ul></div>
 <form method="post" action="/register/password">
-<label for="password">New password</label>
+<label for="password">{{t "portal.password.new"}}</label>
 <input id="password" name="password" type="password" autocomplete="new-password" minlength="{{.MinPassword}}" maxlength="{{.MaxPassword}}" required{{invalid $ "password"}}>
-<label for="confirm">The same password again</label>
+<label for="confirm">{{t "portal.password.again"}}</label>
 <input id="confirm" name="confirm" type="password" autocomplete="new-password" required{{invalid $ "confirm"}}>
-<fieldset><legend>Two security questions</legend>
-<p class="hint">If you forget your password, we ask these after emailing you a code. Choose questions whose answers you will remember and others cannot look up. Answers are not case-sensitive.</p>
+<fieldset><legend>{{t "portal.register.questions"}}</legend>
+<p class="hint">{{t "portal.register.questions_hint"}}</p>
 {{range $i, $n := slots}}{{$q := printf "q%d" $n}}{{$a := printf "a%d" $n}}
-<label for="{{$q}}">Question {{$n}}</label>
-<select id="{{$q}}" name="{{$q}}" required{{invalid $ $q}}><option value="">Choose a question</option>{{range $qi, $text := $.Questions}}<option value="{{$qi}}"{{if eq (index $.Form $q) (print $qi)}} selected{{end}}>{{$text}}</option>{{end}}</select>
-<label for="{{$a}}">Answer {{$n}}</label>
+<label for="{{$q}}">{{t "portal.register.question_n" "N" $n}}</label>
+<select id="{{$q}}" name="{{$q}}" required{{invalid $ $q}}><option value="">{{t "portal.register.choose_question"}}</option>{{range $qi, $text := $.Questions}}<option value="{{$qi}}"{{if eq (index $.Form $q) (print $qi)}} selected{{end}}>{{$text}}</option>{{end}}</select>
+<label for="{{$a}}">{{t "portal.register.answer_n" "N" $n}}</label>
 <input id="{{$a}}" name="{{$a}}" autocomplete="off" required value="{{index $.Form $a}}"{{invalid $ $a}}>
 {{end}}
 </fieldset>
-<button type="submit">Create my account</button>
+<button type="submit">{{t "portal.register.create"}}</button>
 </form>`,
 
 	"answers": `<div class="rules"><ul>
-<li>These are the questions you chose when you created your account.</li>
-<li>Answers are not case-sensitive, and extra spaces do not matter; the spelling does.</li>
-<li>After {{.AnswerTries}} wrong sets of answers this reset ends, and you ask for a new code to start again.</li>
-<li>If you no longer know the answers, tell the person who sent you the message: their administrator can remove your account, and you then create a new one with a code.</li>
+<li>{{t "portal.answers.chosen"}}</li>
+<li>{{t "portal.answers.case"}}</li>
+<li>{{t "portal.answers.tries" "Tries" .AnswerTries}}</li>
+<li>{{t "portal.answers.forgot"}}</li>
 </ul></div>
 <form method="post" action="/reset/answers">
 {{range .Asked}}<label for="a{{.Index}}">{{.Question}}</label>
 <input id="a{{.Index}}" name="a{{.Index}}" autocomplete="off" required>
-{{end}}<button type="submit">Continue</button>
+{{end}}<button type="submit">{{t "portal.continue"}}</button>
 </form>`,
 
-	"newpassword": `<div class="rules"><p>At least {{.MinPassword}} characters, up to {{.MaxPassword}}; not a password that is often used or has leaked.</p></div>
+	"newpassword": `<div class="rules"><p>{{t "portal.newpassword.rules" "Min" .MinPassword "Max" .MaxPassword}}</p></div>
 <form method="post" action="{{if .SignedIn}}/account/password{{else}}/reset/password{{end}}">
-{{if .SignedIn}}<label for="current">Current password</label>
+{{if .SignedIn}}<label for="current">{{t "portal.password.current"}}</label>
 <input id="current" name="current" type="password" autocomplete="current-password" required>
-{{end}}<label for="password">New password</label>
+{{end}}<label for="password">{{t "portal.password.new"}}</label>
 <input id="password" name="password" type="password" autocomplete="new-password" minlength="{{.MinPassword}}" maxlength="{{.MaxPassword}}" required{{invalid $ "password"}}>
-<label for="confirm">The same password again</label>
+<label for="confirm">{{t "portal.password.again"}}</label>
 <input id="confirm" name="confirm" type="password" autocomplete="new-password" required{{invalid $ "confirm"}}>
-<button type="submit">Save the new password</button>
+<button type="submit">{{t "portal.newpassword.save"}}</button>
 </form>`,
-
-	"read": `{{with .Msg}}<dl class="headers">
-<dt>From</dt><dd>{{.From}}</dd>
-<dt>To</dt><dd>{{.To}}</dd>
-{{if .Cc}}<dt>Cc</dt><dd>{{.Cc}}</dd>{{end}}
-{{if $.When}}<dt>Date</dt><dd>{{$.When}}</dd>{{else if .Date}}<dt>Date</dt><dd>{{.Date}}</dd>{{end}}
-<dt>Subject</dt><dd>{{.Subject}}</dd>
-</dl>
-{{if $.When}}<details class="tz"><summary>Change the time zone</summary>
-<form method="post" action="/m/{{$.Token}}/timezone">
-<p class="hint">{{if $.Zone.Chosen}}This device remembers the zone you chose.{{else}}Your browser does not tell this site its time zone{{if ne $.Zone.Words "UTC"}}, so it was guessed from your language{{end}}. Choose yours, and this device remembers it.{{end}}</p>
-<label for="tz">Show times in</label>
-<select id="tz" name="tz"><option value="UTC"{{if eq $.Zone.Current "UTC"}} selected{{end}}>UTC</option>
-{{with $.Zone.Extra}}<option value="{{.Name}}" selected>{{.Label}}</option>
-{{end}}{{range $.Zone.Groups}}<optgroup label="{{.Label}}">{{range .Zones}}<option value="{{.Name}}"{{if eq .Name $.Zone.Current}} selected{{end}}>{{.Label}}</option>{{end}}</optgroup>
-{{end}}</select>
-<button class="secondary" type="submit">Show times in this zone</button>
-</form></details>{{end}}
-{{if .HTML}}<article class="html-body">{{.HTML}}</article>
-{{else if .Text}}<pre class="text-body">{{.Text}}</pre>
-{{else}}<p class="hint">This message has no text.</p>{{end}}
-{{if .Truncated}}<p class="hint">The text is too long to show here in full.</p>{{end}}
-{{if .HTMLTooLarge}}<p class="hint">The formatted version of this message is too large to show here; it is listed with the attachments.</p>{{end}}
-{{end}}
-{{if .Attachments}}<section><h2>Attachments</h2><ul class="attachments">
-{{range .Attachments}}<li><a href="{{.URL}}" download>{{.Name}}</a> <span class="hint">{{.Type}}, {{.Size}}</span></li>
-{{end}}</ul></section>{{end}}
-<section><h2>Reply</h2>
-<form method="post" action="/m/{{.Token}}/reply" enctype="multipart/form-data">
-{{if .ReplyAll}}<p><label class="check"><input type="checkbox" name="all" value="1"> Reply to everyone this message was sent to</label></p>{{end}}
-<label for="body">Your reply{{if .Msg}} to {{.Msg.From}}{{end}}</label>
-<textarea id="body" name="body" rows="8" required></textarea>
-<label for="files">Attach files (optional)</label>
-<input id="files" name="files" type="file" multiple>
-<button type="submit">Send reply</button>
-</form></section>`,
-
-	"sent": `{{with .Sent}}<dl class="headers">
-<dt>To</dt><dd>{{range $i, $a := .To}}{{if $i}}, {{end}}{{$a}}{{end}}</dd>
-<dt>Subject</dt><dd>{{.Subject}}</dd>
-{{if .Attachments}}<dt>Attached</dt><dd>{{range $i, $a := .Attachments}}{{if $i}}, {{end}}{{$a}}{{end}}</dd>{{end}}
-</dl>
-<p>Your reply is sent encrypted if it leaves {{$.Org}}, like the message you read.</p>{{end}}`,
 }
 
-var pages = func() map[string]*template.Template {
+// pages holds every page in every language: the same sources, with "t"
+// rendering the language's catalogue entries (catalog.HTML).
+var pages = func() map[catalog.Lang]map[string]*template.Template {
+	all := make(map[catalog.Lang]map[string]*template.Template, len(catalog.Languages))
+	for _, l := range catalog.Languages {
+		all[l] = pagesIn(l)
+	}
+	return all
+}()
+
+func pagesIn(l catalog.Lang) map[string]*template.Template {
 	base := template.Must(template.New("layout").Funcs(template.FuncMap{
+		"t": func(key string, nameValues ...any) template.HTML { return catalog.HTML(l, key, nameValues...) },
 		"slots": func() []int {
 			n := make([]int, registerQuestions)
 			for i := range n {
@@ -226,42 +202,63 @@ var pages = func() map[string]*template.Template {
 			}
 			return ` aria-invalid="true" aria-describedby="form-error" autofocus`
 		},
-	}).Parse(layout))
+	}).Parse(inlineEntries(l, layout)))
 	// again is the hidden part of the sign-in page's forms that mail a
 	// code: they post the address again to /email.
 	template.Must(base.New("again").Parse(`<input type="hidden" name="token" value="{{.Token}}"><input type="hidden" name="email" value="{{.Email}}"><input type="hidden" name="again" value="1">`))
-	m := make(map[string]*template.Template, len(pageSources))
-	for name, src := range pageSources {
-		m[name] = template.Must(template.Must(base.Clone()).New("content").Parse(src))
+	m := make(map[string]*template.Template, len(pageSources)+len(readPageSources))
+	for _, sources := range []map[string]string{pageSources, readPageSources} {
+		for name, src := range sources {
+			m[name] = template.Must(template.Must(base.Clone()).New("content").Parse(inlineEntries(l, src)))
+		}
 	}
 	return m
-}()
+}
+
+// fixedEntry is a {{t "key"}} without values in a page's source.
+var fixedEntry = regexp.MustCompile(`\{\{t "([a-z0-9_.]+)"\}\}`)
+
+// inlineEntries puts the source of every entry a page names without
+// values into the page's source, so rendering does not call t for words
+// that never change (a reflected call is most of a page's render time).
+func inlineEntries(l catalog.Lang, src string) string {
+	return fixedEntry.ReplaceAllStringFunc(src, func(m string) string {
+		return catalog.Source(l, fixedEntry.FindStringSubmatch(m)[1])
+	})
+}
 
 // render writes a page. Pages are rendered into a buffer first, so a
 // template error becomes a plain 500 page instead of half a page.
-func (h *handler) render(w http.ResponseWriter, status int, name string, v view) {
+func (h *handler) render(w http.ResponseWriter, r *http.Request, status int, name string, v view) {
 	v.Brand = h.pageBrand(v)
+	if v.Lang == "" {
+		v.Lang = h.lang(r)
+	}
+	v.Langs = langSwitch(r, v.Lang, v.Token)
 	var buf bytes.Buffer
-	if err := pages[name].ExecuteTemplate(&buf, "layout", v); err != nil {
+	if err := pages[v.Lang][name].ExecuteTemplate(&buf, "layout", v); err != nil {
 		h.log.Error("portal: page template failed", "page", name, "err", err)
 		ie := pageInternal(err)
 		status = ie.status
 		buf.Reset()
-		pages["plain"].ExecuteTemplate(&buf, "layout", view{Title: ie.title, Paragraphs: ie.words})
+		title, words := ie.page(v.Lang)
+		pages[v.Lang]["plain"].ExecuteTemplate(&buf, "layout", view{Title: title, Paragraphs: words, Lang: v.Lang, Langs: v.Langs})
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Language", string(v.Lang))
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())
 }
 
 func (h *handler) home(w http.ResponseWriter, r *http.Request) {
-	h.render(w, http.StatusOK, "plain", view{
-		Title: "Secure messages",
+	l := h.lang(r)
+	h.render(w, r, http.StatusOK, "plain", view{
+		Title: catalog.Text(l, "portal.service"),
 		Paragraphs: []string{
-			"This is the secure message service of this mail server. People who use it send encrypted email: you receive a short notice with an attachment named SecureMessageATT.html, and you read the message here.",
-			"To read one, open that attachment and choose \"Click to read message\". The first time, you give your email address, type the code we email to it and choose a password; after that your password is enough.",
-			"A genuine message sends you to an address that starts with " + h.opts.PortalURL + "/ and nowhere else. If a page asks for your password at any other address, close it. We never ask for your password by email.",
+			catalog.Text(l, "portal.home.about"),
+			catalog.Text(l, "portal.home.how"),
+			catalog.Text(l, "portal.home.genuine", "PortalURL", h.opts.PortalURL),
 		},
 	})
 }
@@ -311,5 +308,7 @@ details.tz{margin:0 0 1rem}
 details.tz summary{cursor:pointer;padding:.6rem 0;min-height:44px;color:#1d3557;text-decoration:underline}
 ul.attachments{padding-left:1.2rem}
 ul.attachments a{overflow-wrap:anywhere;display:inline-block;padding:.6rem 0;min-height:44px}
+footer.langs{max-width:46rem;margin:0 auto 1.5rem;padding:0 1.25rem;display:flex;gap:1rem}
+footer.langs a{display:inline-block;padding:.6rem 0;min-height:44px}
 @media (max-width:480px){.bar{font-size:.875rem;gap:.25rem;padding:.25rem .5rem}.bar a,.bar button.link{font-size:.8125rem;padding:0 .25rem}.bar .who{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%)}main{margin:0;border-radius:0;padding:1rem}dl.headers{grid-template-columns:1fr}dl.headers dt{margin-top:.4rem}}
 `

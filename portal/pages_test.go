@@ -1,11 +1,12 @@
 package portal
 
 import (
+	"github.com/securemail/securemail/internal/catalog"
+
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 )
 
 // backLink is the link a page shows under its content to the message.
@@ -35,8 +36,9 @@ func TestBackToTheMessage(t *testing.T) {
 			t.Errorf("%s: %d, want %d with one %s:\n%s", tc.name, tc.r.status, tc.want, link, tc.r.body)
 		}
 	}
-	// The notice mailed about the change writes its moment the same way.
-	if want := "was changed on " + formatWhen(e.clock.Now(), time.UTC) + "."; !strings.Contains(string(e.sink.last(t, bob).Data), want) {
+	// The notice mailed about the change writes its moment in words, in
+	// UTC said as such (as the notice of a sealed message does).
+	if want := "was changed on " + catalog.Date(catalog.English, e.clock.Now()) + "."; !strings.Contains(string(e.sink.last(t, bob).Data), want) {
 		t.Errorf("the password notice lacks %q:\n%s", want, e.sink.last(t, bob).Data)
 	}
 	// A reset, before signing in, has no message to go back to yet.

@@ -332,6 +332,7 @@ func (h *handler) routes() {
 	m.HandleFunc("POST /open", h.open)
 	m.HandleFunc("GET /l/{link}", h.link)
 	m.HandleFunc("GET /m/{token}", h.message)
+	m.HandleFunc("GET /lang/{lang}", h.chooseLang)
 	m.HandleFunc("GET /m/{token}/part/{index}", h.part)
 	m.HandleFunc("GET /m/{token}/cid/{cid}", h.part)
 	m.HandleFunc("POST /m/{token}/reply", h.reply)

@@ -278,7 +278,7 @@ func (h *handler) reader(w http.ResponseWriter, r *http.Request) (*keystore.Sess
 
 func (h *handler) notForYou(w http.ResponseWriter, r *http.Request, s *keystore.Session) {
 	h.log.Info("portal: read refused: not a recipient", "remote", h.clientIP(r))
-	h.render(w, http.StatusForbidden, "plain", view{Title: "This message was not sent to you", Email: s.Email, SignedIn: true, Token: s.Token,
+	h.render(w, r, http.StatusForbidden, "plain", view{Title: "This message was not sent to you", Email: s.Email, SignedIn: true, Token: s.Token,
 		Paragraphs: []string{
 			"You are signed in as " + s.Email + ", and this message was not sent to that address.",
 			"If it was sent to another address of yours, sign out and sign in with that address. A message forwarded to you cannot be opened: ask the sender to send it to you directly.",
@@ -313,10 +313,10 @@ func (h *handler) message(w http.ResponseWriter, r *http.Request) {
 		// goes straight to the sign-in page for it; no code is mailed
 		// until the reader asks for one.
 		if addr := h.remembered(r); addr != "" && !change {
-			h.render(w, http.StatusOK, "signin", signinView(&keystore.Session{Email: strings.ToLower(addr), Token: token, Stage: stageEmail}))
+			h.render(w, r, http.StatusOK, "signin", signinView(h.lang(r), &keystore.Session{Email: strings.ToLower(addr), Token: token, Stage: stageEmail}))
 			return
 		}
-		h.emailPage(w, token)
+		h.emailPage(w, r, token)
 		return
 	}
 	if s.Token != token {
@@ -333,7 +333,7 @@ func (h *handler) message(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, next, http.StatusSeeOther)
 			return
 		}
-		h.emailPage(w, token)
+		h.emailPage(w, r, token)
 		return
 	}
 	if !rec.IsRecipient(s.Email) {
@@ -351,15 +351,6 @@ var stagePage = map[string]string{
 	stageRegisterVerified: "/register/password",
 	stageResetVerified:    "/reset/answers",
 	stageResetAnswered:    "/reset/password",
-}
-
-func (h *handler) emailView(token string) view {
-	return view{Title: "Read your secure message", Token: token,
-		Paragraphs: []string{"To keep this message private, we check that it is yours. Start with your email address."}}
-}
-
-func (h *handler) emailPage(w http.ResponseWriter, token string) {
-	h.render(w, http.StatusOK, "email", h.emailView(token))
 }
 
 func (h *handler) read(w http.ResponseWriter, r *http.Request, s *keystore.Session, token string) {
@@ -407,7 +398,7 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, s *keystore.Sessi
 			Name: a.Filename, Type: fileKind(a.Filename, a.ContentType), Size: humanSize(a.Size),
 		})
 	}
-	h.render(w, http.StatusOK, "read", v)
+	h.render(w, r, http.StatusOK, "read", v)
 }
 
 // withoutTag removes the trigger tag from a subject: the envelope holds the
@@ -504,4 +495,51 @@ func (h *handler) part(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.fail(w, r, pageAttachmentUnreadable(fmt.Errorf("attachment of key %s: %w", rec.ID, err)))
+}
+
+// readPageSources are the message page and the page after a reply, as
+// pageSources are the others.
+var readPageSources = map[string]string{
+	"read": `{{with .Msg}}<dl class="headers">
+<dt>From</dt><dd>{{.From}}</dd>
+<dt>To</dt><dd>{{.To}}</dd>
+{{if .Cc}}<dt>Cc</dt><dd>{{.Cc}}</dd>{{end}}
+{{if $.When}}<dt>Date</dt><dd>{{$.When}}</dd>{{else if .Date}}<dt>Date</dt><dd>{{.Date}}</dd>{{end}}
+<dt>Subject</dt><dd>{{.Subject}}</dd>
+</dl>
+{{if $.When}}<details class="tz"><summary>Change the time zone</summary>
+<form method="post" action="/m/{{$.Token}}/timezone">
+<p class="hint">{{if $.Zone.Chosen}}This device remembers the zone you chose.{{else}}Your browser does not tell this site its time zone{{if ne $.Zone.Words "UTC"}}, so it was guessed from your language{{end}}. Choose yours, and this device remembers it.{{end}}</p>
+<label for="tz">Show times in</label>
+<select id="tz" name="tz"><option value="UTC"{{if eq $.Zone.Current "UTC"}} selected{{end}}>UTC</option>
+{{with $.Zone.Extra}}<option value="{{.Name}}" selected>{{.Label}}</option>
+{{end}}{{range $.Zone.Groups}}<optgroup label="{{.Label}}">{{range .Zones}}<option value="{{.Name}}"{{if eq .Name $.Zone.Current}} selected{{end}}>{{.Label}}</option>{{end}}</optgroup>
+{{end}}</select>
+<button class="secondary" type="submit">Show times in this zone</button>
+</form></details>{{end}}
+{{if .HTML}}<article class="html-body">{{.HTML}}</article>
+{{else if .Text}}<pre class="text-body">{{.Text}}</pre>
+{{else}}<p class="hint">This message has no text.</p>{{end}}
+{{if .Truncated}}<p class="hint">The text is too long to show here in full.</p>{{end}}
+{{if .HTMLTooLarge}}<p class="hint">The formatted version of this message is too large to show here; it is listed with the attachments.</p>{{end}}
+{{end}}
+{{if .Attachments}}<section><h2>Attachments</h2><ul class="attachments">
+{{range .Attachments}}<li><a href="{{.URL}}" download>{{.Name}}</a> <span class="hint">{{.Type}}, {{.Size}}</span></li>
+{{end}}</ul></section>{{end}}
+<section><h2>Reply</h2>
+<form method="post" action="/m/{{.Token}}/reply" enctype="multipart/form-data">
+{{if .ReplyAll}}<p><label class="check"><input type="checkbox" name="all" value="1"> Reply to everyone this message was sent to</label></p>{{end}}
+<label for="body">Your reply{{if .Msg}} to {{.Msg.From}}{{end}}</label>
+<textarea id="body" name="body" rows="8" required></textarea>
+<label for="files">Attach files (optional)</label>
+<input id="files" name="files" type="file" multiple>
+<button type="submit">Send reply</button>
+</form></section>`,
+
+	"sent": `{{with .Sent}}<dl class="headers">
+<dt>To</dt><dd>{{range $i, $a := .To}}{{if $i}}, {{end}}{{$a}}{{end}}</dd>
+<dt>Subject</dt><dd>{{.Subject}}</dd>
+{{if .Attachments}}<dt>Attached</dt><dd>{{range $i, $a := .Attachments}}{{if $i}}, {{end}}{{$a}}{{end}}</dd>{{end}}
+</dl>
+<p>Your reply is sent encrypted if it leaves {{$.Org}}, like the message you read.</p>{{end}}`,
 }

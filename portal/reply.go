@@ -146,7 +146,7 @@ func (h *handler) reply(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("portal: reply sent", "key_id", rec.ID.String(), "recipients", len(to), "attachments", len(names))
-	h.render(w, http.StatusOK, "sent", view{Title: "Your reply was sent", Email: s.Email, SignedIn: true, Token: token,
+	h.render(w, r, http.StatusOK, "sent", view{Title: "Your reply was sent", Email: s.Email, SignedIn: true, Token: token,
 		Sent: &sentReply{To: to, Subject: subject, Attachments: names}, Org: senderDomain(rec.Sender), Back: messagePath(token)})
 }
 

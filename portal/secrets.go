@@ -11,6 +11,8 @@ package portal
 // hashed and verified as NormalizeAnswer(answer).
 
 import (
+	"github.com/securemail/securemail/internal/catalog"
+
 	"bufio"
 	"bytes"
 	"compress/gzip"
@@ -383,6 +385,11 @@ func NormalizePassword(pw string) string {
 // list of common passwords (IsCommonPassword). There are no composition
 // rules.
 func PasswordProblem(pw string, minLen, maxLen int) string {
+	return PasswordProblemIn(catalog.English, pw, minLen, maxLen)
+}
+
+// PasswordProblemIn is PasswordProblem in the reader's language l.
+func PasswordProblemIn(l catalog.Lang, pw string, minLen, maxLen int) string {
 	if minLen <= 0 {
 		minLen = DefaultMinPasswordLen
 	}
@@ -390,19 +397,19 @@ func PasswordProblem(pw string, minLen, maxLen int) string {
 		maxLen = DefaultMaxPasswordLen
 	}
 	if !utf8.ValidString(pw) {
-		return "This password contains characters that cannot be used. Choose another."
+		return catalog.Text(l, "portal.password.bad_chars")
 	}
 	pw = NormalizePassword(pw)
 	n := utf8.RuneCountInString(pw)
 	switch {
 	case n < minLen:
-		return fmt.Sprintf("Use at least %d characters.", minLen)
+		return catalog.Text(l, "portal.password.too_short", "Min", minLen)
 	case n > maxLen:
-		return fmt.Sprintf("Use at most %d characters.", maxLen)
+		return catalog.Text(l, "portal.password.too_long", "Max", maxLen)
 	case isOneRepeatedRune(pw):
-		return "A password made of one character repeated is too easy to guess. Choose another."
+		return catalog.Text(l, "portal.password.repeated")
 	case isCommonNormalized(pw):
-		return "This password is on a list of passwords that are often used or leaked. Choose another."
+		return catalog.Text(l, "portal.password.common")
 	}
 	return ""
 }
@@ -487,20 +494,23 @@ func NormalizeAnswer(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// SecurityQuestions is the fixed list offered at registration; accounts store
-// the index. Only append: never reorder, reword the meaning of or remove an
-// entry, or stored answers would belong to another question.
-var SecurityQuestions = []string{
-	"What was the name of your first pet?",
-	"In what city or town were you born?",
-	"What is your mother's maiden name?",
-	"What was the name of your first school?",
-	"What was the make and model of your first car?",
-	"What is the first name of your oldest cousin?",
-	"In what city or town did your parents meet?",
-	"What was the name of the street you grew up on?",
-	"What was your childhood nickname?",
-	"What was the first name of your first manager?",
+// SecurityQuestions is the fixed list offered at registration, in
+// English; accounts store the index, and the catalogue holds each
+// question as "portal.question.<index>" in every language. Only append:
+// never reorder, reword the meaning of or remove an entry, or stored
+// answers would belong to another question.
+var SecurityQuestions = securityQuestions(catalog.English)
+
+// securityQuestionCount is how many questions the catalogue holds.
+const securityQuestionCount = 10
+
+// securityQuestions is the list in l, by index.
+func securityQuestions(l catalog.Lang) []string {
+	q := make([]string, securityQuestionCount)
+	for i := range q {
+		q[i] = catalog.Text(l, "portal.question."+strconv.Itoa(i))
+	}
+	return q
 }
 
 // codeDigits is the length of a one-time code.

@@ -13,6 +13,11 @@
 //   - English is the reference. Every shipped language has exactly its
 //     keys with the same {Name} fields (TestEveryLanguageHasEveryEntry),
 //     so a template never meets a missing entry at run time.
+//   - Entries are kept in parts (one file per language and area, such as
+//     portal_en.go); each part adds itself with add, and a key in two
+//     parts of one language is a panic at start, never a silent override.
+//   - Text and HTML render one entry with values from Go code, for words
+//     a page builds outside its template (titles, error pages, mail).
 //   - A language is chosen per deployment (the sender's branding) for
 //     what travels in the mail, and from Accept-Language (Negotiate) for
 //     pages a browser asks for.
@@ -22,7 +27,9 @@ import (
 	"fmt"
 	htmltemplate "html/template"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	texttemplate "text/template"
 	"time"
 
@@ -89,6 +96,21 @@ func Negotiate(acceptLanguage string) Lang {
 	return Languages[i]
 }
 
+// add merges a part of l's entries into the catalogue; parts add
+// themselves in init, so every entry is there before any other package
+// builds a template.
+func add(l Lang, part map[string]string) { addTo(entries, l, part) }
+
+func addTo(entries map[Lang]map[string]string, l Lang, part map[string]string) {
+	m := entries[l]
+	for k, v := range part {
+		if _, dup := m[k]; dup {
+			panic("catalog: " + string(l) + " entry " + k + " is in two parts")
+		}
+		m[k] = v
+	}
+}
+
 // Keys returns the keys of the reference language, sorted.
 func Keys() []string {
 	keys := make([]string, 0, len(english))
@@ -108,11 +130,12 @@ func Entry(l Lang, key string) string {
 	return entries[l][key]
 }
 
-// AddHTML adds every entry of l that is not "text." as a template of t
-// named by its key, so a page can say {{template "page.heading" .}}.
-func AddHTML(t *htmltemplate.Template, l Lang) error {
+// AddHTML adds every entry of l whose key starts with one of prefixes
+// and not with "text." as a template of t named by its key, so a page can
+// say {{template "page.heading" .}}.
+func AddHTML(t *htmltemplate.Template, l Lang, prefixes ...string) error {
 	for _, key := range Keys() {
-		if strings.HasPrefix(key, "text.") {
+		if strings.HasPrefix(key, "text.") || !hasAnyPrefix(key, prefixes) {
 			continue
 		}
 		if _, err := t.New(key).Parse(source(entries[l][key], true)); err != nil {
@@ -122,11 +145,11 @@ func AddHTML(t *htmltemplate.Template, l Lang) error {
 	return nil
 }
 
-// AddText adds every "text." entry of l as a template of t named by its
-// key.
-func AddText(t *texttemplate.Template, l Lang) error {
+// AddText adds every "text." entry of l whose key starts with one of
+// prefixes as a template of t named by its key.
+func AddText(t *texttemplate.Template, l Lang, prefixes ...string) error {
 	for _, key := range Keys() {
-		if !strings.HasPrefix(key, "text.") {
+		if !strings.HasPrefix(key, "text.") || !hasAnyPrefix(key, prefixes) {
 			continue
 		}
 		if _, err := t.New(key).Parse(source(entries[l][key], false)); err != nil {
@@ -134,6 +157,151 @@ func AddText(t *texttemplate.Template, l Lang) error {
 		}
 	}
 	return nil
+}
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Text renders l's entry for key as plain text: each {Name} becomes the
+// value that follows "Name" in nameValues (fmt.Sprint of it), and the
+// bold and code marks are dropped. A field without a value stays as
+// {Name}, so a slip shows on the page instead of a blank; an unknown key
+// renders as the key itself.
+func Text(l Lang, key string, nameValues ...any) string {
+	return format(Entry(l, key), key, false, nameValues)
+}
+
+// HTML renders l's entry for key as HTML, as Text does: & and < of the
+// entry and every value are escaped, **text** becomes <strong> and `text`
+// becomes <code>. The result is safe to put in a page unescaped.
+func HTML(l Lang, key string, nameValues ...any) htmltemplate.HTML {
+	return htmltemplate.HTML(format(Entry(l, key), key, true, nameValues))
+}
+
+func format(entry, key string, html bool, nameValues []any) string {
+	if entry == "" {
+		entry = key
+	}
+	parts := compiled(entry, html)
+	if len(parts) == 1 && parts[0].field == "" {
+		return parts[0].text
+	}
+	var b strings.Builder
+	for _, p := range parts {
+		if p.field == "" {
+			b.WriteString(p.text)
+			continue
+		}
+		v, found := fieldValue(p.field, nameValues)
+		if !found {
+			v = "{" + p.field + "}"
+		}
+		if html {
+			v = htmltemplate.HTMLEscapeString(v)
+		}
+		b.WriteString(v)
+	}
+	return b.String()
+}
+
+func fieldValue(name string, nameValues []any) (string, bool) {
+	for i := 0; i+1 < len(nameValues); i += 2 {
+		if n, _ := nameValues[i].(string); n == name {
+			switch v := nameValues[i+1].(type) {
+			case string:
+				return v, true
+			case int:
+				return strconv.Itoa(v), true
+			default:
+				return fmt.Sprint(v), true
+			}
+		}
+	}
+	return "", false
+}
+
+// part is a piece of a compiled entry: text ready to write (marks turned
+// into tags or dropped, escaped for HTML), or the name of a field.
+type part struct{ text, field string }
+
+// compiledEntries caches each entry's parts by its text and form, so a
+// page pays for parsing an entry once per process.
+var compiledEntries sync.Map // compileKey -> []part
+
+type compileKey struct {
+	entry string
+	html  bool
+}
+
+func compiled(entry string, html bool) []part {
+	k := compileKey{entry, html}
+	if p, ok := compiledEntries.Load(k); ok {
+		return p.([]part)
+	}
+	var parts []part
+	var b strings.Builder
+	flush := func() {
+		if b.Len() > 0 {
+			parts = append(parts, part{text: b.String()})
+			b.Reset()
+		}
+	}
+	bold, code := false, false
+	for i := 0; i < len(entry); i++ {
+		c := entry[i]
+		switch {
+		case c == '{':
+			if name, ok := fieldAt(entry[i:]); ok {
+				flush()
+				parts = append(parts, part{field: name})
+				i += len(name) + 1
+				continue
+			}
+			b.WriteByte(c)
+		case c == '*' && strings.HasPrefix(entry[i:], "**"):
+			if html {
+				b.WriteString(map[bool]string{false: "<strong>", true: "</strong>"}[bold])
+			}
+			bold = !bold
+			i++
+		case c == '`':
+			if html {
+				b.WriteString(map[bool]string{false: "<code>", true: "</code>"}[code])
+			}
+			code = !code
+		case html && c == '&':
+			b.WriteString("&amp;")
+		case html && c == '<':
+			b.WriteString("&lt;")
+		case html && c == '>':
+			b.WriteString("&gt;")
+		default:
+			b.WriteByte(c)
+		}
+	}
+	flush()
+	if len(parts) == 0 {
+		parts = []part{{}}
+	}
+	compiledEntries.Store(k, parts)
+	return parts
+}
+
+// Source returns l's entry for key as html/template source, as AddHTML
+// parses it: a page may put it in its own source in place of calling
+// HTML for an entry without fields, since it never changes.
+func Source(l Lang, key string) string {
+	e := Entry(l, key)
+	if e == "" {
+		e = key
+	}
+	return source(e, true)
 }
 
 // source turns an entry into template source: {Name} becomes {{.Name}};

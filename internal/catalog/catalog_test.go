@@ -114,7 +114,7 @@ func TestHTMLEntriesEscapeValues(t *testing.T) {
 	}
 	for _, l := range Languages {
 		root := htmltemplate.New("root")
-		if err := AddHTML(root, l); err != nil {
+		if err := AddHTML(root, l, ""); err != nil {
 			t.Fatal(err)
 		}
 		for _, key := range Keys() {
@@ -138,7 +138,7 @@ func TestTextEntriesRender(t *testing.T) {
 	t.Parallel()
 	for _, l := range Languages {
 		root := texttemplate.New("root")
-		if err := AddText(root, l); err != nil {
+		if err := AddText(root, l, ""); err != nil {
 			t.Fatal(err)
 		}
 		for _, key := range Keys() {
@@ -230,4 +230,66 @@ func TestDate(t *testing.T) {
 			t.Errorf("Date(de, %v) = %q, want %q", tc.at, got, tc.de)
 		}
 	}
+}
+
+// TestFormatEveryEntry: HTML escapes every value and keeps only the
+// marks' tags, in every entry of every language; Text puts every value in
+// and leaves no mark or field behind.
+func TestFormatEveryEntry(t *testing.T) {
+	t.Parallel()
+	for _, l := range Languages {
+		for _, key := range Keys() {
+			var evil, plain []any
+			for _, f := range Fields(english[key]) {
+				evil = append(evil, f, `<script>alert(1)</script> & "x"`)
+				plain = append(plain, f, "<"+f+">")
+			}
+			h := string(HTML(l, key, evil...))
+			if strings.Contains(h, "<script>") {
+				t.Errorf("%s %s: a value's markup reached the page: %s", l, key, h)
+			}
+			if rest := regexp.MustCompile(`</?(strong|code)>`).ReplaceAllString(h, ""); strings.ContainsAny(rest, "<>") {
+				t.Errorf("%s %s: HTML holds a tag that is not a mark's: %s", l, key, h)
+			}
+			txt := Text(l, key, plain...)
+			for i := 0; i < len(plain); i += 2 {
+				if !strings.Contains(txt, plain[i+1].(string)) {
+					t.Errorf("%s %s: %s not in %q", l, key, plain[i], txt)
+				}
+			}
+			if strings.Contains(txt, "**") || strings.Contains(txt, "`") || regexp.MustCompile(`\{[A-Za-z]`).MatchString(txt) {
+				t.Errorf("%s %s: a mark or field was left: %q", l, key, txt)
+			}
+		}
+	}
+}
+
+// TestFormatMissingValueShows: a field given no value stays visible as
+// {Name}, and an unknown key renders as itself, so a slip is seen.
+func TestFormatMissingValueShows(t *testing.T) {
+	t.Parallel()
+	if got := Text(English, "page.sent"); got != "Sent: {Date}" {
+		t.Errorf("Text without a value = %q", got)
+	}
+	if got := Text(English, "page.sent", "Date", "today"); got != "Sent: today" {
+		t.Errorf("Text = %q", got)
+	}
+	if got := string(HTML(German, "page.check", "PortalURL", "https://a&b", "PortalHost", "a")); !strings.Contains(got, "<strong>So prüfen") || !strings.Contains(got, "<code>https://a&amp;b/</code>") {
+		t.Errorf("HTML = %q", got)
+	}
+	if got := Text(German, "no.such.key"); got != "no.such.key" {
+		t.Errorf("unknown key = %q", got)
+	}
+}
+
+// TestAddRefusesDuplicates: a key added by two parts is a panic.
+func TestAddRefusesDuplicates(t *testing.T) {
+	t.Parallel()
+	defer func() {
+		if recover() == nil {
+			t.Error("a duplicate key was accepted")
+		}
+	}()
+	entries := map[Lang]map[string]string{English: {"a": "x"}}
+	addTo(entries, English, map[string]string{"a": "y"})
 }
