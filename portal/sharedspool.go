@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -280,7 +281,12 @@ func (s *sharedSpool) fetch(token string, rc io.Reader, ent keystore.SpoolEntry)
 			os.Remove(f.Name())
 		}
 	}()
-	n, err := io.Copy(f, rc)
+	// Buffered: the store hands out one row (8000 bytes) at a time.
+	w := bufio.NewWriterSize(f, 256<<10)
+	n, err := io.Copy(w, rc)
+	if err == nil {
+		err = w.Flush()
+	}
 	if errors.Is(err, keystore.ErrNotFound) && !errors.Is(err, keystore.ErrUnavailable) {
 		return nil, os.ErrNotExist // removed while read
 	}
