@@ -541,7 +541,7 @@ func TestRecipientJourneyInBrowserGerman(t *testing.T) {
 	pbClick(tab, `form[action="/email"] button[type=submit]`)
 	jyWaitPage(t, tab, portalURL+"/signin", `html[lang="en"] form[action="/signin"] #password`, "Sign in to read your message")
 	pbClick(tab, `footer.langs a[hreflang="de"]`)
-	jyWaitPage(t, tab, portalURL+"/m/", `html[lang="de"] form[action="/signin"] #password`, jyBerta)
+	jyWaitPage(t, tab, portalURL+"/", `html[lang="de"] form[action="/signin"] #password`, jyBerta)
 	screen(tab, "switch-signin-de")
 	tab.Run(chromedp.SendKeys("#password", jyPassword+" two", chromedp.ByQuery))
 	pbClick(tab, `form[action="/signin"] button[type=submit]`)
