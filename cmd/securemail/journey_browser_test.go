@@ -100,6 +100,13 @@ func TestRecipientJourneyInBrowser(t *testing.T) {
 	msgID := fmt.Sprintf("<jy-1.%d@%s>", time.Now().UnixNano(), pbInternal)
 	page := pbSubmitSealed(t, pf, sink, pbTextMessage(msgID, jySubject+" "+e2eTag, jyMarker), jySubject, jyMarker)
 	shots := &pbShots{t: t, axe: pbAxeSource(t), prefix: "journey-en"}
+	jyEnglishLines = map[string][]string{}
+	// snap is shots.take that keeps the screen's lines for the German test.
+	snap := func(tab *browsertest.Tab, screen string) {
+		t.Helper()
+		shots.take(tab, screen)
+		jyEnglishLines[screen] = jyLines(tab)
+	}
 	codeRE := regexp.MustCompile(`\b\d{8}\b`)
 	// waitCode waits for the code mail with subject after the first
 	// `after` mails from the portal to Bob.
@@ -133,15 +140,15 @@ func TestRecipientJourneyInBrowser(t *testing.T) {
 	before := len(pbNotices(sink))
 	j := jyStart(t, tab, "first visit", portalURL, page)
 	tab.WaitText(pbWait, portalURL+"/m/", "Read your secure message", "Your email address", "Remember my email address")
-	shots.take(tab, "first-email")
+	snap(tab, "first-email")
 	j.fill("#email", pbRecipient)
 	pbClick(tab, `form[action="/email"] button[type=submit]`)
 	tab.WaitText(pbWait, portalURL+"/signin", "Sign in to read your message", "Have a password?", "First time here, or forgot your password?", "Code from the email")
-	shots.take(tab, "first-signin")
+	snap(tab, "first-signin")
 	j.fill("#code", waitCode(before, "Your code to read a secure message"))
 	pbClick(tab, `form[action="/code"] button[type=submit]`)
 	tab.WaitText(pbWait, portalURL+"/register/password", "Create your account", "Two security questions")
-	shots.take(tab, "first-create-account")
+	snap(tab, "first-create-account")
 	j.fill("#password", jyPassword)
 	j.fill("#confirm", jyPassword)
 	j.choose("#q1", "0")
@@ -150,7 +157,7 @@ func TestRecipientJourneyInBrowser(t *testing.T) {
 	j.fill("#a2", "Hill Street Primary")
 	pbClick(tab, `form[action="/register/password"] button[type=submit]`)
 	tab.WaitText(pbWait, portalURL+"/m/", "Your secure message", jySubject, jyMarker)
-	shots.take(tab, "first-read")
+	snap(tab, "first-read")
 	if screens, fields := j.end(); screens != 4 || fields > 8 {
 		t.Errorf("first visit: %d screens and %d fields to the message, want 4 screens and at most 8 fields", screens, fields)
 	}
@@ -164,7 +171,7 @@ func TestRecipientJourneyInBrowser(t *testing.T) {
 	pbClick(tab, `input[name="remember"]`) // a choice, not a field to fill
 	pbClick(tab, `form[action="/email"] button[type=submit]`)
 	tab.WaitText(pbWait, portalURL+"/signin", "Sign in to read your message", pbRecipient)
-	shots.take(tab, "returning-signin")
+	snap(tab, "returning-signin")
 	j.fill("#password", jyPassword)
 	pbClick(tab, `form[action="/signin"] button[type=submit]`)
 	tab.WaitText(pbWait, portalURL+"/m/", "Your secure message", jyMarker)
@@ -182,7 +189,7 @@ func TestRecipientJourneyInBrowser(t *testing.T) {
 	before = len(pbNotices(sink))
 	j = jyStart(t, tab, "remembered address", portalURL, page)
 	tab.WaitText(pbWait, portalURL+"/m/", "Sign in to read your message", "Signing in as", pbRecipient, "Email me a code")
-	shots.take(tab, "remembered-signin")
+	snap(tab, "remembered-signin")
 	j.fill("#password", jyPassword)
 	pbClick(tab, `form[action="/signin"] button[type=submit]`)
 	tab.WaitText(pbWait, portalURL+"/m/", "Your secure message", jyMarker)
@@ -220,12 +227,12 @@ func TestRecipientJourneyInBrowser(t *testing.T) {
 	j.fill("#code", waitCode(before, "Your code for secure messages"))
 	pbClick(tab, `form[action="/code"] button[type=submit]`)
 	tab.WaitText(pbWait, portalURL+"/reset/answers", "Answer your security questions")
-	shots.take(tab, "reset-answers")
+	snap(tab, "reset-answers")
 	j.fill("#a1", "fluffy")
 	j.fill("#a2", "hill street primary")
 	pbClick(tab, `form[action="/reset/answers"] button[type=submit]`)
 	tab.WaitText(pbWait, portalURL+"/reset/password", "Choose a new password")
-	shots.take(tab, "reset-new-password")
+	snap(tab, "reset-new-password")
 	j.fill("#password", jyPassword+" two")
 	j.fill("#confirm", jyPassword+" two")
 	pbClick(tab, `form[action="/reset/password"] button[type=submit]`)
@@ -299,12 +306,49 @@ func jyGermanPage(t *testing.T, tab *browsertest.Tab, screen string, english map
 	if !tab.HasNode(`footer.langs a[href^="/lang/en?back="]`) {
 		t.Errorf("German %s (%s): no switch to English at the foot of the page", screen, tab.Location())
 	}
+	// Lines the English journey showed on the same screen (when it ran
+	// first in this process): they catch English a page has outside the
+	// catalogue.
+	german := map[string]bool{}
+	for _, l := range jyLines(tab) {
+		german[l] = true
+	}
+	for _, l := range jyEnglishLines[screen] {
+		if len(l) >= 20 && german[l] {
+			t.Errorf("German %s (%s) holds the English page's line %q", screen, tab.Location(), l)
+		}
+	}
 	text = jyNorm(text)
 	for run, key := range english {
 		if strings.Contains(text, run) {
 			t.Errorf("German %s (%s) holds English sentence %q (%s)", screen, tab.Location(), run, key)
 		}
 	}
+}
+
+// jyEnglishLines are the lines of text the English journey's screens
+// showed, by screen (jyLines).
+var jyEnglishLines map[string][]string
+
+// jyLines are the lines of the portal's own text on the tab's page: main
+// and the header, without the message's text, its header values and the
+// time zone list (the sender's words and names, the same in every
+// language).
+func jyLines(tab *browsertest.Tab) []string {
+	var text string
+	tab.Run(chromedp.Evaluate(`(() => {
+		const c = document.body.cloneNode(true);
+		for (const el of c.querySelectorAll('.text-body, .html-body, dl.headers dd, select')) el.remove();
+		document.body.appendChild(c); c.style.position = 'absolute';
+		const t = c.innerText; c.remove(); return t;
+	})()`, &text))
+	var lines []string
+	for _, l := range strings.Split(text, "\n") {
+		if l = jyNorm(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return lines
 }
 
 // jyWaitPage waits until the tab shows a page at urlPrefix* with an
