@@ -175,6 +175,7 @@ func TestRecipientJourneyInBrowser(t *testing.T) {
 	j.fill("#password", jyPassword)
 	pbClick(tab, `form[action="/signin"] button[type=submit]`)
 	tab.WaitText(pbWait, portalURL+"/m/", "Your secure message", jyMarker)
+	snap(tab, "returning-read")
 	if screens, fields := j.end(); screens != 3 {
 		t.Errorf("returning in a new browser: %d screens and %d fields to the message, want 3 screens", screens, fields)
 	}
@@ -183,6 +184,7 @@ func TestRecipientJourneyInBrowser(t *testing.T) {
 	// the sign-in page straight from the message link, and no mail.
 	pbClick(tab, `form[action="/signout"] button[type=submit]`)
 	tab.WaitText(pbWait, portalURL+"/signout", "You are signed out")
+	snap(tab, "signed-out")
 	if err := pf.WaitQueueEmpty(t, pbWait); err != nil {
 		t.Error(err)
 	}
@@ -193,6 +195,7 @@ func TestRecipientJourneyInBrowser(t *testing.T) {
 	j.fill("#password", jyPassword)
 	pbClick(tab, `form[action="/signin"] button[type=submit]`)
 	tab.WaitText(pbWait, portalURL+"/m/", "Your secure message", jyMarker)
+	snap(tab, "remembered-read")
 	if screens, fields := j.end(); screens != 2 {
 		t.Errorf("with the remembered address: %d screens and %d fields to the message, want 2 screens", screens, fields)
 	}
@@ -224,6 +227,7 @@ func TestRecipientJourneyInBrowser(t *testing.T) {
 	j.fill("#email", pbRecipient)
 	pbClick(tab, `form[action="/email"] button[type=submit]`)
 	tab.WaitText(pbWait, portalURL+"/signin", "Sign in to read your message", "Code from the email")
+	snap(tab, "reset-signin")
 	j.fill("#code", waitCode(before, "Your code for secure messages"))
 	pbClick(tab, `form[action="/code"] button[type=submit]`)
 	tab.WaitText(pbWait, portalURL+"/reset/answers", "Answer your security questions")
@@ -237,6 +241,7 @@ func TestRecipientJourneyInBrowser(t *testing.T) {
 	j.fill("#confirm", jyPassword+" two")
 	pbClick(tab, `form[action="/reset/password"] button[type=submit]`)
 	tab.WaitText(pbWait, portalURL+"/m/", "Your secure message", jyMarker)
+	snap(tab, "reset-read")
 	if screens, fields := j.end(); screens > 5 {
 		t.Errorf("password reset: %d screens and %d fields to the message, want at most 5 screens", screens, fields)
 	}
@@ -531,6 +536,7 @@ func TestRecipientJourneyInBrowserGerman(t *testing.T) {
 	j.fill("#password", jyPassword)
 	pbClick(tab, `form[action="/signin"] button[type=submit]`)
 	jyWaitPage(t, tab, portalURL+"/m/", "pre.text-body", jyMarker)
+	screen(tab, "remembered-read")
 	if screens, fields := j.end(); screens != 2 {
 		t.Errorf("remembered (de): %d screens and %d fields, want 2 screens", screens, fields)
 	}
@@ -546,6 +552,7 @@ func TestRecipientJourneyInBrowserGerman(t *testing.T) {
 	j.fill("#email", jyBerta)
 	pbClick(tab, `form[action="/email"] button[type=submit]`)
 	jyWaitPage(t, tab, portalURL+"/signin", `form[action="/code"] #code`)
+	screen(tab, "reset-signin")
 	j.fill("#code", waitCode(before))
 	pbClick(tab, `form[action="/code"] button[type=submit]`)
 	jyWaitPage(t, tab, portalURL+"/reset/answers", `form[action="/reset/answers"] #a2`)
