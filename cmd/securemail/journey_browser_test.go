@@ -367,7 +367,7 @@ func jyWaitPage(t *testing.T, tab *browsertest.Tab, urlPrefix, selector string, 
 		err := tab.RunErr(2*time.Second, chromedp.Location(&loc),
 			chromedp.Evaluate(`document.body ? document.body.innerText : ""`, &text),
 			chromedp.Evaluate(`document.querySelector(`+strconv.Quote(selector)+`) !== null`, &has))
-		if err == nil && has && strings.HasPrefix(loc, urlPrefix) && containsAll(text, want) {
+		if err == nil && has && strings.HasPrefix(loc, urlPrefix) && jyContainsAll(text, want) {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -377,7 +377,7 @@ func jyWaitPage(t *testing.T, tab *browsertest.Tab, urlPrefix, selector string, 
 	}
 }
 
-func containsAll(s string, want []string) bool {
+func jyContainsAll(s string, want []string) bool {
 	for _, w := range want {
 		if !strings.Contains(s, w) {
 			return false
