@@ -79,7 +79,7 @@ const layout = `<!DOCTYPE html>
 <link rel="stylesheet" href="/static/portal.css">
 {{with .Brand.ID}}<link rel="stylesheet" href="/static/brand/{{.}}/style.css">
 {{end}}</head><body>
-<header class="bar">{{if .Brand.ID}}<span class="brand">{{if .Brand.Logo}}<img src="/static/brand/{{.Brand.ID}}/logo" alt="{{if .Brand.Org}}{{t "page.logo_alt_org" "Org" .Brand.Org}}{{else}}{{t "page.logo_alt"}}{{end}}">{{end}}<span class="name">{{if .Brand.Org}}{{.Brand.Org}} · {{end}}{{t "portal.service"}}</span></span>{{else}}<span class="brand"><span class="name">{{t "portal.service"}}</span></span>{{end}}{{if .SignedIn}}<span class="who"><span class="vh">{{t "portal.signed_in_as"}} </span>{{.Email}}</span> <a href="/account/password">{{t "portal.change_password"}}</a> <form method="post" action="/signout"><button class="link" type="submit">{{t "portal.sign_out"}}</button></form>{{end}}</header>
+<header class="bar{{if .SignedIn}} in{{end}}">{{if .Brand.ID}}<span class="brand">{{if .Brand.Logo}}<img src="/static/brand/{{.Brand.ID}}/logo" alt="{{if .Brand.Org}}{{t "page.logo_alt_org" "Org" .Brand.Org}}{{else}}{{t "page.logo_alt"}}{{end}}">{{end}}<span class="name">{{if .Brand.Org}}{{.Brand.Org}} · {{end}}{{t "portal.service"}}</span></span>{{else}}<span class="brand"><span class="name">{{t "portal.service"}}</span></span>{{end}}{{if .SignedIn}}<span class="who"><span class="vh">{{t "portal.signed_in_as"}} </span>{{.Email}}</span> <a href="/account/password">{{t "portal.change_password"}}</a> <form method="post" action="/signout"><button class="link" type="submit">{{t "portal.sign_out"}}</button></form>{{end}}</header>
 <main>
 <h1>{{.Title}}</h1>
 {{if .Error}}<p class="error" role="alert" id="form-error">{{.Error}}</p>{{end}}
@@ -310,5 +310,5 @@ ul.attachments{padding-left:1.2rem}
 ul.attachments a{overflow-wrap:anywhere;display:inline-block;padding:.6rem 0;min-height:44px}
 footer.langs{max-width:46rem;margin:0 auto 1.5rem;padding:0 1.25rem;display:flex;gap:1rem}
 footer.langs a{display:inline-block;padding:.6rem 0;min-height:44px}
-@media (max-width:480px){.bar{font-size:.875rem;gap:.25rem;padding:.25rem .5rem}.bar a,.bar button.link{font-size:.8125rem;padding:0 .25rem}.bar .who{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%)}main{margin:0;border-radius:0;padding:1rem}dl.headers{grid-template-columns:1fr}dl.headers dt{margin-top:.4rem}}
+@media (max-width:480px){.bar{font-size:.875rem;gap:.25rem;padding:.25rem .5rem}.bar a,.bar button.link{font-size:.8125rem;padding:0 .25rem}.bar .who,.bar.in .brand .name{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%)}main{margin:0;border-radius:0;padding:1rem}dl.headers{grid-template-columns:1fr}dl.headers dt{margin-top:.4rem}}
 `
