@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/securemail/securemail/internal/testport"
 )
 
 // Options tunes the server. The zero value is a durable server (fsync and
@@ -254,12 +255,7 @@ func (s *Server) Log() string {
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return testport.Free(t)
 }
 
 // StartStandby makes a streaming standby of s (pg_basebackup -R) named

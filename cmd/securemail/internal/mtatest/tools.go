@@ -1,7 +1,6 @@
 package mtatest
 
 import (
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/securemail/securemail/internal/testport"
 )
 
 // MTA is what a test needs from a running mail server, whichever it is.
@@ -111,20 +112,11 @@ func LookTool(name string) (string, error) {
 	return "", err
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-// There is a small window in which another process could take it; on a test
-// machine that is acceptable.
+// FreePort returns a TCP port on 127.0.0.1 for a daemon a test starts; no
+// other test on this machine gets it while this process runs (see testport).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("mtatest: find free port: %v", err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		t.Fatalf("mtatest: find free port: %v", err)
-	}
-	return port
+	return testport.Free(t)
 }
 
 // MustTempDir is t.TempDir made traversable by other users: MTAs run their
