@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -19,14 +20,9 @@ const clockTick = 10 * time.Millisecond
 // take differences of it, which mean something on a loaded machine where
 // wall-clock times swing. Linux only.
 func (s *Server) CPU() (time.Duration, error) {
-	pidFile, err := os.ReadFile(filepath.Join(s.data(), "postmaster.pid"))
+	postmaster, err := s.postmaster()
 	if err != nil {
 		return 0, fmt.Errorf("pgtest: server CPU: %w", err)
-	}
-	line, _, _ := bytes.Cut(pidFile, []byte("\n"))
-	postmaster, err := strconv.Atoi(string(line))
-	if err != nil {
-		return 0, fmt.Errorf("pgtest: server CPU: postmaster.pid: %w", err)
 	}
 	self, err := procStat(postmaster)
 	if err != nil {
@@ -34,22 +30,77 @@ func (s *Server) CPU() (time.Duration, error) {
 	}
 	// utime + stime, and cutime + cstime for the children reaped.
 	total := self.utime + self.stime + self.cutime + self.cstime
-	entries, err := os.ReadDir("/proc")
+	children, err := childrenOf(postmaster)
 	if err != nil {
 		return 0, fmt.Errorf("pgtest: server CPU: %w", err)
 	}
+	for _, st := range children {
+		total += st.utime + st.stime
+	}
+	return time.Duration(total) * clockTick, nil
+}
+
+// Pin restricts the server to the processors in cpus (taskset's list
+// form, "0" or "0-1"): the postmaster, whose later children inherit it,
+// and every process it has started so far (backends, WAL writer, ...).
+// Benchmarks use it to keep the database off the processors of the
+// process under test, as a database on its own machine would be.
+// Linux only; needs taskset (util-linux).
+func (s *Server) Pin(cpus string) error {
+	postmaster, err := s.postmaster()
+	if err != nil {
+		return fmt.Errorf("pgtest: pin: %w", err)
+	}
+	children, err := childrenOf(postmaster)
+	if err != nil {
+		return fmt.Errorf("pgtest: pin: %w", err)
+	}
+	pids := []int{postmaster}
+	for pid := range children {
+		pids = append(pids, pid)
+	}
+	for _, pid := range pids {
+		// -a: every thread of the process.
+		if out, err := exec.Command("taskset", "-a", "-p", "-c", cpus, strconv.Itoa(pid)).CombinedOutput(); err != nil {
+			return fmt.Errorf("pgtest: pin: taskset %d: %v: %s", pid, err, out)
+		}
+	}
+	return nil
+}
+
+// postmaster returns the server's postmaster PID.
+func (s *Server) postmaster() (int, error) {
+	pidFile, err := os.ReadFile(filepath.Join(s.data(), "postmaster.pid"))
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := bytes.Cut(pidFile, []byte("\n"))
+	pid, err := strconv.Atoi(string(line))
+	if err != nil {
+		return 0, fmt.Errorf("postmaster.pid: %w", err)
+	}
+	return pid, nil
+}
+
+// childrenOf returns the running children of parent, by PID.
+func childrenOf(parent int) (map[int]procStatus, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	children := map[int]procStatus{}
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
 		st, err := procStat(pid)
-		if err != nil || st.ppid != int64(postmaster) {
+		if err != nil || st.ppid != int64(parent) {
 			continue // gone meanwhile, or not the server's
 		}
-		total += st.utime + st.stime
+		children[pid] = st
 	}
-	return time.Duration(total) * clockTick, nil
+	return children, nil
 }
 
 type procStatus struct{ ppid, utime, stime, cutime, cstime int64 }

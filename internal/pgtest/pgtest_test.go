@@ -2,6 +2,9 @@ package pgtest
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,5 +50,47 @@ func TestServerCPU(t *testing.T) {
 	}
 	if used := after - before; used < 100*time.Millisecond {
 		t.Fatalf("server CPU went from %v to %v after a query that keeps a backend busy", before, after)
+	}
+}
+
+// TestPin: after Pin, a backend that was running before and one started
+// after are both allowed only the processor given.
+func TestPin(t *testing.T) {
+	s := Start(t, Options{})
+	ctx := context.Background()
+	backend := func() (*pgx.Conn, int) {
+		conn, err := pgx.Connect(ctx, s.DSN("postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close(ctx) })
+		var pid int
+		if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
+		return conn, pid
+	}
+	allowed := func(pid int) string {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "Cpus_allowed_list:"); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+		t.Fatalf("no Cpus_allowed_list for %d", pid)
+		return ""
+	}
+	_, before := backend()
+	if err := s.Pin("0"); err != nil {
+		t.Fatal(err)
+	}
+	_, after := backend()
+	for _, pid := range []int{before, after} {
+		if got := allowed(pid); got != "0" {
+			t.Errorf("backend %d may run on %q after Pin(\"0\")", pid, got)
+		}
 	}
 }

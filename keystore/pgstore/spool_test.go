@@ -448,3 +448,110 @@ func TestSpool(t *testing.T) {
 type failingReader struct{}
 
 func (failingReader) Read([]byte) (int, error) { return 0, errors.New("read failed") }
+
+// TestSpoolVacuumedAsQueue: migration 0005 gives the spool's tables and
+// the server copies' chunks queue-table autovacuum settings, and with
+// them autovacuum vacuums spool_chunks once about 8 MB of envelopes were
+// removed from a spool holding many more, which the default (a fifth of
+// the table's rows) would not yet do, so their space is reused instead of
+// the table growing.
+func TestSpoolVacuumedAsQueue(t *testing.T) {
+	srv := pgtest.Start(t, pgtest.Options{Settings: map[string]string{
+		"fsync": "off", "full_page_writes": "off", "autovacuum_naptime": "1s",
+	}})
+	db := srv.NewDatabase(t)
+	// One connection, whose statistics the test flushes when it needs
+	// them counted: PostgreSQL counts a backend's inserts and deletes
+	// only when it sends them, which may be seconds later.
+	s, err := pgstore.Open(context.Background(), pgstore.Options{DSN: srv.DSN(db), MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx := context.Background()
+	flush := func() {
+		t.Helper()
+		if _, err := s.Pool().Exec(ctx, "SELECT pg_stat_force_next_flush()"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, err := s.DatabaseSchemaVersion(ctx); err != nil || v != pgstore.SchemaVersion() || v < 5 {
+		t.Fatalf("schema version %d (%v), want %d, at least 5", v, err, pgstore.SchemaVersion())
+	}
+	reloptions := func(rel string) string {
+		t.Helper()
+		var opts []string
+		if err := s.Pool().QueryRow(ctx, "SELECT coalesce(reloptions, '{}') FROM pg_class WHERE oid = $1::regclass", rel).Scan(&opts); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(opts, ",")
+	}
+	toastOf := func(table string) string {
+		t.Helper()
+		var toast string
+		if err := s.Pool().QueryRow(ctx, "SELECT reltoastrelid::regclass::text FROM pg_class WHERE oid = $1::regclass", table).Scan(&toast); err != nil {
+			t.Fatal(err)
+		}
+		return toast
+	}
+	queue := "autovacuum_vacuum_scale_factor=0,autovacuum_vacuum_threshold=%d,autovacuum_vacuum_cost_delay=0"
+	for rel, want := range map[string]string{
+		"spool_chunks":          fmt.Sprintf(queue, 1000),
+		toastOf("spool_chunks"): fmt.Sprintf(queue, 4000),
+		"spool_envelopes":       fmt.Sprintf(queue, 200),
+		"spool_uploads":         fmt.Sprintf(queue, 200),
+		"copy_chunks":           fmt.Sprintf(queue, 200),
+		toastOf("copy_chunks"):  fmt.Sprintf(queue, 4000),
+	} {
+		if got := reloptions(rel); got != want {
+			t.Errorf("%s: reloptions %q, want %q", rel, got, want)
+		}
+	}
+
+	// 60 envelopes of 1 MiB kept (7920 rows: the default would wait for
+	// 50 + 20% = 1634 dead ones), 9 removed (1188 dead rows).
+	data := make([]byte, 1<<20)
+	rand.Read(data)
+	now := time.Unix(1_800_000_000, 0)
+	for i := range 69 {
+		upload, err := s.BeginUpload(ctx, int64(len(data)), 1<<40, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.CommitUpload(ctx, upload, fmt.Sprintf("env-%d", i), int64(len(data)), now, bytes.NewReader(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Statistics as a running server has them (the table's row count),
+	// and the rows inserted counted as vacuumed, so that what follows is
+	// the removals' doing.
+	flush()
+	if _, err := s.Pool().Exec(ctx, "VACUUM ANALYZE spool_chunks"); err != nil {
+		t.Fatal(err)
+	}
+	vacuums := func() (n int64, dead int64) {
+		t.Helper()
+		if err := s.Pool().QueryRow(ctx, "SELECT autovacuum_count, n_dead_tup FROM pg_stat_user_tables WHERE relid = 'spool_chunks'::regclass").Scan(&n, &dead); err != nil {
+			t.Fatal(err)
+		}
+		return n, dead
+	}
+	before, _ := vacuums()
+	for i := range 9 {
+		if err := s.RemoveSpooled(ctx, fmt.Sprintf("env-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flush()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		n, dead := vacuums()
+		if n > before && dead == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("spool_chunks not vacuumed by autovacuum a minute after 1188 rows were removed: %d vacuums (%d before), %d dead rows", n, before, dead)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
