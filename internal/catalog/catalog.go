@@ -304,38 +304,26 @@ func Source(l Lang, key string) string {
 	return source(e, true)
 }
 
-// source turns an entry into template source: {Name} becomes {{.Name}};
-// for HTML, **text** becomes <strong>text</strong>, `text` becomes
-// <code>text</code>, and & and < are escaped. Braces that are not a
-// field stay text.
+// source turns an entry into template source from the same parts Text
+// and HTML write: {Name} becomes {{.Name}}, braces that are not a field
+// stay text, and marks become tags (html) or are dropped (plain text, as
+// Text drops them).
 func source(entry string, html bool) string {
 	var b strings.Builder
-	bold, code := false, false
-	for i := 0; i < len(entry); i++ {
-		c := entry[i]
-		switch {
-		case c == '{':
-			if name, ok := fieldAt(entry[i:]); ok {
-				b.WriteString("{{." + name + "}}")
-				i += len(name) + 1
-				continue
+	for _, p := range compiled(entry, html) {
+		if p.field != "" {
+			b.WriteString("{{." + p.field + "}}")
+			continue
+		}
+		for i := 0; i < len(p.text); i++ {
+			switch c := p.text[i]; c {
+			case '{':
+				b.WriteString(`{{"{"}}`)
+			case '}':
+				b.WriteString(`{{"}"}}`)
+			default:
+				b.WriteByte(c)
 			}
-			b.WriteString(`{{"{"}}`)
-		case c == '}':
-			b.WriteString(`{{"}"}}`)
-		case html && c == '*' && strings.HasPrefix(entry[i:], "**"):
-			b.WriteString(map[bool]string{false: "<strong>", true: "</strong>"}[bold])
-			bold = !bold
-			i++
-		case html && c == '`':
-			b.WriteString(map[bool]string{false: "<code>", true: "</code>"}[code])
-			code = !code
-		case html && c == '&':
-			b.WriteString("&amp;")
-		case html && c == '<':
-			b.WriteString("&lt;")
-		default:
-			b.WriteByte(c)
 		}
 	}
 	return b.String()
