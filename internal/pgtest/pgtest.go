@@ -1,6 +1,7 @@
 // Package pgtest starts a private PostgreSQL server for tests: initdb into
 // a fresh folder, pg_ctl start listening on a unix socket in that folder
-// (and, if asked, on a free loopback port), torn down when the test ends.
+// (and, if asked, on a free loopback port), torn down when the test ends,
+// or by a watchdog when the test process dies without its cleanup.
 // It uses the Debian postgresql package's binaries; nothing of the system
 // cluster is touched. PostgreSQL refuses to run as root, so under root the
 // server runs as the user postgres.
@@ -130,6 +131,7 @@ func Start(t testing.TB, opts Options) *Server {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	s.reapOnExit(t)
 	s.Port = 5432
 	if opts.TCP {
 		s.Port = freePort(t)
@@ -177,6 +179,39 @@ func Start(t testing.TB, opts Options) *Server {
 }
 
 func (s *Server) data() string { return filepath.Join(s.Dir, "data") }
+
+// reapOnExit starts a watchdog that stops the server in s.Dir and deletes
+// the folder once this process has ended, however it ended. A test's
+// cleanup does not run when the test binary is killed by a signal or
+// panics at go test's -timeout, and pg_ctl's server outlives it; so the
+// watchdog, a shell in its own process group (a Ctrl-C to the test does
+// not reach it), waits for end of file on a pipe whose writing end only
+// this process holds, which the kernel closes when the process exits.
+// After a normal cleanup it finds the server already stopped. It runs as
+// the server's user, since pg_ctl refuses root.
+func (s *Server) reapOnExit(t testing.TB) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const script = `read -r _; "$0" stop -D "$1" -m immediate -w >/dev/null 2>&1; rm -rf "$2"`
+	cmd := exec.Command("/bin/sh", "-c", script, filepath.Join(s.bin, "pg_ctl"), s.data(), s.Dir)
+	cmd.Stdin = r
+	cmd.Dir = "/"
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: s.cred}
+	err = cmd.Start()
+	r.Close()
+	if err != nil {
+		w.Close()
+		t.Fatalf("pgtest: starting the watchdog: %v", err)
+	}
+	t.Cleanup(func() {
+		w.Close()
+		cmd.Wait()
+	})
+}
 
 // Stop stops the server at once, as a crash would (pg_ctl stop -m
 // immediate): clients see their connections drop and new ones refused.
@@ -278,6 +313,7 @@ func (s *Server) StartStandby(t testing.TB, name string) *Server {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	st.reapOnExit(t)
 	st.run(t, "pg_basebackup", "-h", s.Socket, "-p", strconv.Itoa(s.Port), "-U", "postgres", "-D", st.data(), "-R", "-X", "stream", "-c", "fast", "--no-sync")
 	f, err := os.OpenFile(filepath.Join(st.data(), "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
@@ -333,6 +369,15 @@ func (s *Server) SetSynchronous(t testing.TB, name string) {
 // crash, with no shutdown of any kind.
 func (s *Server) Kill(t testing.TB) {
 	t.Helper()
+	if err := syscall.Kill(s.postmasterPID(t), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	s.running = false
+}
+
+// postmasterPID is the running server's PID, from postmaster.pid.
+func (s *Server) postmasterPID(t testing.TB) int {
+	t.Helper()
 	b, err := os.ReadFile(filepath.Join(s.data(), "postmaster.pid"))
 	if err != nil {
 		t.Fatal(err)
@@ -341,10 +386,7 @@ func (s *Server) Kill(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	s.running = false
+	return pid
 }
 
 // Promote turns a standby into a primary (pg_ctl promote) and waits for it
