@@ -375,16 +375,12 @@ func (s *Server) Kill(t testing.TB) {
 	s.running = false
 }
 
-// postmasterPID is the running server's PID, from postmaster.pid.
+// postmasterPID is s.postmaster that fails t.
 func (s *Server) postmasterPID(t testing.TB) int {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(s.data(), "postmaster.pid"))
+	pid, err := s.postmaster()
 	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
-	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("pgtest: %v", err)
 	}
 	return pid
 }
