@@ -55,6 +55,11 @@ func TestFailoverThroughPostfix(t *testing.T) {
 	pf := e2eNewPostfix(t, sink, "")
 	milterAddr := fmt.Sprintf("127.0.0.1:%d", mtatest.FreePort(t))
 	pf.Postconf(t, "-e", "smtpd_milters=inet:"+milterAddr)
+	// Postfix ends a session after smtpd_hard_error_limit refusals (20 by
+	// default); a low limit makes every run end some sessions during the
+	// failover, so the clients' new sessions are tested every time, not
+	// only when a promotion is slow.
+	pf.Postconf(t, "-e", "smtpd_hard_error_limit=5")
 	config := e2eWriteConfigWith(t, milterAddr, pf.SMTPAddr(), e2eConfig{
 		logLevel: "info", networks: "[]", maxSize: fmt.Sprint(1 << 20), internal: pbInternal,
 	})
@@ -70,13 +75,14 @@ func TestFailoverThroughPostfix(t *testing.T) {
 		clients[i] = mtatest.DialSubmission(t, pf)
 	}
 	var (
-		seq       atomic.Int64
-		stop      atomic.Bool
-		mu        sync.Mutex
-		accepted  = map[string]bool{} // marker -> accepted with 250
-		refused   int                 // 4xx
-		otherErrs []error
-		wg        sync.WaitGroup
+		seq        atomic.Int64
+		reconnects atomic.Int64 // sessions Postfix ended after too many refusals
+		stop       atomic.Bool
+		mu         sync.Mutex
+		accepted   = map[string]bool{} // marker -> accepted with 250
+		refused    int                 // 4xx
+		otherErrs  []error
+		wg         sync.WaitGroup
 	)
 	subject := func(marker string) string { return "Failover " + marker }
 	for i := range sessions {
@@ -97,14 +103,28 @@ func TestFailoverThroughPostfix(t *testing.T) {
 					otherErrs = append(otherErrs, err)
 				}
 				mu.Unlock()
-				if err != nil {
-					if errors.As(err, &tp) {
-						c.Reset()
-					} else {
-						return // the session is gone; the count says so
-					}
-					time.Sleep(50 * time.Millisecond) // as a client's retry would, only sooner
+				if err == nil {
+					continue
 				}
+				if !errors.As(err, &tp) {
+					return // the session broke mid-message; the count says so
+				}
+				time.Sleep(50 * time.Millisecond) // as a client's retry would, only sooner
+				if c.Reset() == nil {
+					continue
+				}
+				// Postfix ended the session (smtpd_hard_error_limit,
+				// announced with 421 to the next command): a client
+				// opens a new one, and so does this one.
+				c.Close()
+				if c, err = mtatest.OpenSubmission(pf); err != nil {
+					mu.Lock()
+					otherErrs = append(otherErrs, fmt.Errorf("a new session after the server ended one: %w", err))
+					mu.Unlock()
+					return
+				}
+				clients[i] = c
+				reconnects.Add(1)
 			}
 		})
 	}
@@ -120,10 +140,13 @@ func TestFailoverThroughPostfix(t *testing.T) {
 	time.Sleep(time.Until(began.Add(runFor)))
 	stop.Store(true)
 	wg.Wait()
+	for _, c := range clients {
+		c.Close() // new sessions too
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	t.Logf("failover through Postfix: %d messages accepted with 250 (%d before the kill), %d refused with 4xx, %d other errors; standby promoted %v after the kill",
-		len(accepted), beforeKill, refused, len(otherErrs), promotedAfter.Round(time.Millisecond))
+	t.Logf("failover through Postfix: %d messages accepted with 250 (%d before the kill), %d refused with 4xx, %d other errors, %d sessions opened again after Postfix ended them; standby promoted %v after the kill",
+		len(accepted), beforeKill, refused, len(otherErrs), reconnects.Load(), promotedAfter.Round(time.Millisecond))
 	if len(otherErrs) > 0 {
 		t.Errorf("%d submissions failed other than with 4xx, e.g. %v", len(otherErrs), otherErrs[0])
 	}

@@ -36,17 +36,30 @@ func SendOne(c *smtp.Client, from string, to []string, msg string) error {
 // closed when the test ends.
 func DialSubmission(t testing.TB, mta MTA) *smtp.Client {
 	t.Helper()
-	c, err := smtp.Dial(mta.SubmissionAddr())
+	c, err := OpenSubmission(mta)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// OpenSubmission is DialSubmission for a goroutine other than the test's,
+// which may not fail the test: it returns the error, and the caller
+// closes the client.
+func OpenSubmission(mta MTA) (*smtp.Client, error) {
+	c, err := smtp.Dial(mta.SubmissionAddr())
+	if err != nil {
+		return nil, err
+	}
 	if err := c.StartTLS(mta.TLS().ClientConfig()); err != nil {
-		t.Fatal(err)
+		c.Close()
+		return nil, fmt.Errorf("STARTTLS: %w", err)
 	}
 	user, pass := mta.Credentials()
 	if err := c.Auth(smtp.PlainAuth("", user, pass, "127.0.0.1")); err != nil {
-		t.Fatal(err)
+		c.Close()
+		return nil, fmt.Errorf("AUTH: %w", err)
 	}
-	return c
+	return c, nil
 }
