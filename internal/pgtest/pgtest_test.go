@@ -117,10 +117,10 @@ func TestServerStoppedWhenTestProcessDies(t *testing.T) {
 		time.Sleep(time.Hour)
 		return
 	}
-	Require(t)
 	if testing.Short() {
 		t.Skip("skipped in -short: needs PostgreSQL (starts a private server)")
 	}
+	Require(t)
 	child := exec.Command(os.Args[0], "-test.run", "^TestServerStoppedWhenTestProcessDies$", "-test.v", "-test.timeout", "5m")
 	child.Env = append(os.Environ(), reapChildEnv+"=1")
 	out, err := child.StdoutPipe()
