@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime/quotedprintable"
 	"net/url"
+	"strconv"
 	"strings"
 	texttemplate "text/template"
 	"time"
@@ -323,13 +324,7 @@ func (n Notice) data() (pageData, error) {
 }
 
 // lines gives s, written with LF or CRLF line ends, the notice's.
-func (n Notice) lines(s string) string {
-	s = crlf(s)
-	if n.LF {
-		s = strings.ReplaceAll(s, "\r\n", "\n")
-	}
-	return s
-}
+func (n Notice) lines(s string) string { return lineEnds(s, n.eol()) }
 
 // WritePage writes SecureMessageATT.html with the envelope read from env.
 func WritePage(w io.Writer, n Notice, env io.Reader) error {
@@ -460,18 +455,67 @@ func writeArmor(w io.Writer, r io.Reader, eol string) error {
 // toASCII replaces every non-ASCII character by a numeric character
 // reference, so the page stays 7-bit clean whatever the sender's name is.
 func toASCII(s string) string {
+	i := 0
+	for i < len(s) && s[i] < utf8.RuneSelf {
+		i++
+	}
+	if i == len(s) {
+		return s // the usual page: nothing to replace, nothing to copy
+	}
 	var b strings.Builder
-	for _, r := range s {
+	b.Grow(len(s) + 64)
+	b.WriteString(s[:i])
+	for _, r := range s[i:] {
 		if r < utf8.RuneSelf {
-			b.WriteRune(r)
-		} else {
-			fmt.Fprintf(&b, "&#%d;", r)
+			b.WriteByte(byte(r))
+			continue
 		}
+		b.WriteString("&#")
+		b.WriteString(strconv.Itoa(int(r)))
+		b.WriteByte(';')
 	}
 	return b.String()
 }
 
 // crlf turns the LF line ends of the templates into CRLF.
-func crlf(s string) string {
-	return strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\n", "\r\n")
+func crlf(s string) string { return lineEnds(s, "\r\n") }
+
+// lineEnds ends every line of s with eol, whether it ended with LF or
+// CRLF; a CR alone stays. One pass, and none at all when s already ends
+// its lines with CRLF and that is asked for: a page is written per
+// message, so this runs on every tagged one.
+func lineEnds(s, eol string) string {
+	if eol == "\r\n" && !hasBareLF(s) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + strings.Count(s, "\n"))
+	start := 0
+	for i := strings.IndexByte(s, '\n'); i >= 0; i = strings.IndexByte(s[start:], '\n') {
+		i += start
+		end := i
+		if end > start && s[end-1] == '\r' {
+			end--
+		}
+		b.WriteString(s[start:end])
+		b.WriteString(eol)
+		start = i + 1
+	}
+	b.WriteString(s[start:])
+	return b.String()
+}
+
+// hasBareLF reports whether some LF in s is not preceded by CR.
+func hasBareLF(s string) bool {
+	for i := strings.IndexByte(s, '\n'); i >= 0; {
+		if i == 0 || s[i-1] != '\r' {
+			return true
+		}
+		next := strings.IndexByte(s[i+1:], '\n')
+		if next < 0 {
+			return false
+		}
+		i += 1 + next
+	}
+	return false
 }
