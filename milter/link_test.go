@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -29,8 +30,16 @@ type faultyCopies struct {
 	err      error
 	panicMsg string
 	block    chan struct{}
-	puts     int
 	asked    []keystore.KeyID
+}
+
+// askedKeys is the key ids CreateKeyWithCopy was called with, so far. The
+// calls run on the milter's store goroutines, which outlive a timed-out
+// message, so the test reads them under the lock.
+func (c *faultyCopies) askedKeys() []keystore.KeyID {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.asked)
 }
 
 func (c *faultyCopies) heal() {
@@ -41,7 +50,6 @@ func (c *faultyCopies) heal() {
 
 func (c *faultyCopies) CreateKeyWithCopy(ctx context.Context, rec keystore.KeyRecord, sc keystore.ServerCopy, env io.Reader) error {
 	c.mu.Lock()
-	c.puts++
 	c.asked = append(c.asked, rec.ID)
 	err, panicMsg, block := c.err, c.panicMsg, c.block
 	c.mu.Unlock()
@@ -184,8 +192,8 @@ func TestLinkFallbackOffKeepsNoCopy(t *testing.T) {
 	o := e.send(t, e.newSession(t), m)
 	assertSealed(t, e, m, o)
 	_, rec := e.open(t, o.message())
-	if copies.puts != 0 || !rec.CopyUntil.IsZero() {
-		t.Fatalf("link fallback off: %d copies stored, CopyUntil %v", copies.puts, rec.CopyUntil)
+	if puts := len(copies.askedKeys()); puts != 0 || !rec.CopyUntil.IsZero() {
+		t.Fatalf("link fallback off: %d copies stored, CopyUntil %v", puts, rec.CopyUntil)
 	}
 	if text, html := noticeParts(t, o); strings.Contains(text+html, "/l/") || strings.Contains(text, "two ways") {
 		t.Fatalf("link fallback off, but the notice offers a link:\n%s", text)
@@ -221,10 +229,11 @@ func TestLinkFallbackCopyFailureTempfails(t *testing.T) {
 			if n := e.keysCommitted(); n != 0 {
 				t.Fatalf("%d keys committed for a message whose copy failed", n)
 			}
-			if len(copies.asked) != 1 {
-				t.Fatalf("asked to store %d keys with copies, want 1", len(copies.asked))
+			asked := copies.askedKeys()
+			if len(asked) != 1 {
+				t.Fatalf("asked to store %d keys with copies, want 1", len(asked))
 			}
-			if _, err := e.store.Key(context.Background(), copies.asked[0]); !errors.Is(err, keystore.ErrNotFound) {
+			if _, err := e.store.Key(context.Background(), asked[0]); !errors.Is(err, keystore.ErrNotFound) {
 				t.Fatalf("the key of a refused message is in the store: %v", err)
 			}
 			if strings.Contains(o.action.SMTPText, "space") || strings.Contains(o.action.SMTPText, "boom") {
