@@ -2,8 +2,12 @@ package milter
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
+
+	gomilter "github.com/emersion/go-milter"
 )
 
 // The body goes back in pieces of at most 64 KiB that never end between
@@ -55,6 +59,39 @@ func TestBodyReplacerChunks(t *testing.T) {
 			if i < len(chunks)-1 && c[len(c)-1] == '\r' {
 				t.Fatalf("write size %d: piece %d ends in a CR", writeSize, i)
 			}
+		}
+	}
+}
+
+// The replacement body's buffer is pooled between messages: twelve tagged
+// messages of different sizes (some sent through the buffer, some large
+// enough to bypass it), released together and twice over, must each
+// arrive as the sealed form of their own body.
+func TestSealedBodiesApartUnderBurst(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t, nil, nil)
+	const n = 12
+	for round := range 2 {
+		msgs := make([]testMsg, n)
+		sessions := make([]*gomilter.ClientSession, n)
+		for i := range n {
+			body := secretBody() + strings.Repeat(fmt.Sprintf("round %d message %d line\r\n", round, i), i*300)
+			msgs[i] = tagged(fmt.Sprintf("Burst %d-%d [encrypt]", round, i), "alice@external.test", body)
+			sessions[i] = e.newSession(t)
+		}
+		results := make([]outcome, n)
+		var start, done sync.WaitGroup
+		start.Add(1)
+		for i := range n {
+			done.Go(func() {
+				start.Wait()
+				results[i] = e.send(t, sessions[i], msgs[i])
+			})
+		}
+		start.Done()
+		done.Wait()
+		for i := range n {
+			assertSealed(t, e, msgs[i], results[i])
 		}
 	}
 }
